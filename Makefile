@@ -1,0 +1,47 @@
+# Every target sets itself up: on a fresh machine with only Python 3, `make demo` or `make test`
+# creates .venv and installs the package with its dev extra (again whenever pyproject.toml changes).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint bench clean distclean
+
+help:
+	@echo "make demo       run examples/demo.py (creates ./demo-table)"
+	@echo "make test       run the test suite and ruff"
+	@echo "make lint       ruff + mypy"
+	@echo "make bench      run benchmarks/bench_core.py"
+	@echo "make venv       create .venv and install the package with its dev extra"
+	@echo "make clean      remove build and run artefacts; distclean also removes .venv"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/ruff check lakehouse tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check lakehouse tests examples benchmarks
+	$(BIN)/mypy lakehouse
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_core.py
+
+clean:
+	rm -rf build dist *.egg-info demo-table benchmarks/results .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

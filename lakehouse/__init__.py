@@ -1,0 +1,61 @@
+"""lakehouse: a versioned table on any fsspec filesystem, in pure Python.
+
+An append-only transaction log, snapshot isolation and hive-partitioned Parquet files; write Arrow
+data, read any past version back.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> t = lh.write_table("memory://doc-init", pa.table({"id": [1, 2, 3]}))
+    >>> t.delete([("id", "=", 2)])
+    1
+    >>> t.to_arrow(version=0).num_rows, t.to_arrow().num_rows
+    (3, 2)
+"""
+
+from ._version import __version__
+from .errors import (
+    ColumnNotFoundError,
+    CommitConflictError,
+    CommitError,
+    CommitStateUnknownError,
+    ConstraintViolationError,
+    CorruptLogError,
+    InvalidDataError,
+    InvalidFilterError,
+    InvalidTableError,
+    LakehouseError,
+    SchemaMismatchError,
+    TableExistsError,
+    TableNotFoundError,
+    UnsafeStorageError,
+    UnsupportedFormatError,
+    VersionNotFoundError,
+)
+from .snapshot import Snapshot
+from .table import Commit, Table, write_table
+from .transaction import Transaction
+
+__all__ = [
+    "ColumnNotFoundError",
+    "Commit",
+    "CommitConflictError",
+    "CommitError",
+    "CommitStateUnknownError",
+    "ConstraintViolationError",
+    "CorruptLogError",
+    "InvalidDataError",
+    "InvalidFilterError",
+    "InvalidTableError",
+    "LakehouseError",
+    "SchemaMismatchError",
+    "Snapshot",
+    "Table",
+    "TableExistsError",
+    "TableNotFoundError",
+    "Transaction",
+    "UnsafeStorageError",
+    "UnsupportedFormatError",
+    "VersionNotFoundError",
+    "__version__",
+    "write_table",
+]

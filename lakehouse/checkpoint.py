@@ -1,0 +1,117 @@
+"""Checkpoints: the whole state at one version in one checksummed Arrow IPC file.
+
+A checkpoint file is ``b"LHCKPT1\\n"``, the little-endian crc32 of the payload, then the payload:
+an Arrow IPC file holding the files table, whose schema metadata ``lakehouse.state`` is the msgpack
+of the rest of the state. ``_last_checkpoint`` points at the newest checkpoint (a hint only).
+
+Example:
+    >>> import pyarrow as pa
+    >>> from lakehouse.log import CommitInfo, LogEntry, Metadata, Protocol
+    >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+    >>> s = TableState.initial([LogEntry(version=0, protocol=Protocol(), metadata=meta,
+    ...                         commit=CommitInfo(id="c", timestamp=1, operation="create"))])
+    >>> decode_checkpoint(encode_checkpoint(s), path="x").version
+    0
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import msgpack
+import pyarrow as pa
+
+from .errors import CorruptLogError, UnsupportedFormatError
+from .log import (
+    CHECKPOINT_POINTER,
+    FORMAT_VERSION,
+    READER_VERSION,
+    Protocol,
+    checkpoint_name,
+    decode_metadata,
+    encode_metadata,
+    seal,
+    unseal,
+)
+from .state import TableState, files_schema
+from .storage import Storage
+
+__all__ = ["decode_checkpoint", "encode_checkpoint", "read_pointer", "write_checkpoint"]
+
+MAGIC = b"LHCKPT1\n"
+_STATE_KEY = b"lakehouse.state"
+
+
+def encode_checkpoint(state: TableState) -> bytes:
+    """The bytes of the checkpoint file for ``state``."""
+    info = {
+        "format": FORMAT_VERSION,
+        "version": state.version,
+        "timestamp": state.timestamp,
+        "protocol": {"min_reader_version": state.protocol.min_reader_version,
+                     "min_writer_version": state.protocol.min_writer_version},
+        "metadata": encode_metadata(state.metadata),
+        "txn": dict(state.app_versions),
+    }
+    table = state.files.replace_schema_metadata({_STATE_KEY: msgpack.packb(info, use_bin_type=True)})
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=1 << 17)
+    payload = sink.getvalue()
+    return MAGIC + struct.pack("<I", zlib.crc32(payload)) + payload.to_pybytes()
+
+
+def decode_checkpoint(data: bytes, *, path: str) -> TableState:
+    """Parse and verify a checkpoint file; ``CorruptLogError`` names ``path`` if it is damaged."""
+    if not data.startswith(MAGIC[:6]) or len(data) < len(MAGIC) + 4:
+        raise CorruptLogError("not a lakehouse checkpoint", path=path)
+    if data[:8] != MAGIC:
+        raise UnsupportedFormatError("checkpoint written by a newer format; upgrade lakehouse", path=path)
+    (crc,) = struct.unpack("<I", data[8:12])
+    payload = memoryview(data)[12:]
+    if zlib.crc32(payload) != crc:
+        raise CorruptLogError("checksum mismatch", path=path)
+    try:
+        table = pa.ipc.open_file(pa.py_buffer(payload)).read_all()
+        info = msgpack.unpackb(table.schema.metadata[_STATE_KEY], raw=False)
+        if info["format"] > FORMAT_VERSION:
+            raise UnsupportedFormatError(f"format {info['format']}; upgrade lakehouse", path=path)
+        protocol = Protocol(**info["protocol"])
+        if protocol.min_reader_version > READER_VERSION:
+            raise UnsupportedFormatError(f"needs reader version {protocol.min_reader_version}", path=path)
+        metadata = decode_metadata(info["metadata"])
+        files = table.replace_schema_metadata(None)
+        if not files.schema.equals(files_schema(metadata)):
+            raise ValueError("files table does not match the table metadata")
+        txn = {str(k): int(v) for k, v in info["txn"].items()}
+        return TableState(version=int(info["version"]), timestamp=int(info["timestamp"]), protocol=protocol,
+                          metadata=metadata, files=files, app_versions=txn)
+    except UnsupportedFormatError:
+        raise
+    except Exception as exc:
+        raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
+
+
+def write_checkpoint(storage: Storage, state: TableState) -> int:
+    """Write the checkpoint of ``state`` (if absent) and point ``_last_checkpoint`` at it; returns its version."""
+    # A checkpoint's content is determined by its version, so racing writers write the same state;
+    # ``overwrite`` publishes the whole file atomically (rename on disk, one object on stores).
+    storage.overwrite(checkpoint_name(state.version), encode_checkpoint(state))
+    pointer = read_pointer(storage)
+    if pointer is None or pointer < state.version:
+        body = msgpack.packb({"version": state.version, "num_files": state.files.num_rows})
+        storage.overwrite(CHECKPOINT_POINTER, seal(body))
+    return state.version
+
+
+def read_pointer(storage: Storage) -> int | None:
+    """The version ``_last_checkpoint`` points at, or None if it is missing or unreadable."""
+    try:
+        data = storage.read(CHECKPOINT_POINTER)
+        body = msgpack.unpackb(unseal(data, path=CHECKPOINT_POINTER), raw=False)
+        version = body["version"]
+        return version if isinstance(version, int) and version >= 0 else None
+    except (FileNotFoundError, CorruptLogError, KeyError, TypeError, ValueError):
+        return None

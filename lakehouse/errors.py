@@ -1,0 +1,161 @@
+"""Errors raised by lakehouse.
+
+Every error derives from :class:`LakehouseError`; where a builtin exception fits, the error
+inherits it too, so ``except FileNotFoundError`` keeps working::
+
+    LakehouseError
+    ├── TableNotFoundError        (also FileNotFoundError)
+    ├── TableExistsError          (also FileExistsError)
+    ├── VersionNotFoundError      (also LookupError)
+    ├── SchemaMismatchError       (also ValueError)
+    ├── ColumnNotFoundError       (also KeyError)
+    ├── InvalidFilterError        (also ValueError)
+    ├── ConstraintViolationError  (also ValueError)
+    ├── InvalidTableError         (also ValueError)  - bad arguments for a table (properties, partitioning)
+    ├── InvalidDataError          (also TypeError)   - data that is not Arrow-shaped
+    ├── CommitError
+    │   ├── CommitConflictError
+    │   └── CommitStateUnknownError
+    ├── CorruptLogError
+    │   └── UnsupportedFormatError
+    └── UnsafeStorageError
+
+Example:
+    >>> import lakehouse as lh
+    >>> issubclass(lh.TableNotFoundError, FileNotFoundError)
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ColumnNotFoundError",
+    "CommitConflictError",
+    "CommitError",
+    "CommitStateUnknownError",
+    "ConstraintViolationError",
+    "CorruptLogError",
+    "InvalidDataError",
+    "InvalidFilterError",
+    "InvalidTableError",
+    "LakehouseError",
+    "SchemaMismatchError",
+    "TableExistsError",
+    "TableNotFoundError",
+    "UnsafeStorageError",
+    "UnsupportedFormatError",
+    "VersionNotFoundError",
+]
+
+
+class LakehouseError(Exception):
+    """Root of every error raised by lakehouse."""
+
+
+class TableNotFoundError(LakehouseError, FileNotFoundError):
+    """No table exists at ``uri``."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"no lakehouse table at {uri!r}")
+        self.uri = uri
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TableExistsError(LakehouseError, FileExistsError):
+    """A table already exists at ``uri``."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"a lakehouse table already exists at {uri!r}")
+        self.uri = uri
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class VersionNotFoundError(LakehouseError, LookupError):
+    """The requested version (or point in time) is not in the table's log."""
+
+    def __init__(self, message: str, *, version: int | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class SchemaMismatchError(LakehouseError, ValueError):
+    """Data does not match the table schema; ``.column`` names the column at fault."""
+
+    def __init__(self, message: str, *, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class ColumnNotFoundError(LakehouseError, KeyError):
+    """A filter or projection names a column the table does not have."""
+
+    def __init__(self, column: str, *, available: list[str] | None = None) -> None:
+        msg = f"unknown column {column!r}"
+        if available is not None:
+            msg += f"; the table has {available}"
+        super().__init__(msg)
+        self.column = column
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidFilterError(LakehouseError, ValueError):
+    """A filter could not be understood (bad operator, bad value, bad shape)."""
+
+
+class ConstraintViolationError(LakehouseError, ValueError):
+    """Data breaks a rule of the write, e.g. rows outside an overwrite's ``filter``."""
+
+
+class InvalidTableError(LakehouseError, ValueError):
+    """Invalid table definition: a bad property, partition column or schema."""
+
+
+class InvalidDataError(LakehouseError, TypeError):
+    """Data is not Arrow-shaped (no Table, RecordBatch, reader or ``__arrow_c_stream__``)."""
+
+
+class CommitError(LakehouseError):
+    """A commit did not land."""
+
+
+class CommitConflictError(CommitError):
+    """A concurrent commit conflicts with this one; ``.version`` is the winning version."""
+
+    def __init__(self, message: str, *, version: int | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class CommitStateUnknownError(CommitError):
+    """The storage failed in a way that leaves the commit's fate unknown.
+
+    The data files are kept; re-open the table to see whether ``.version`` holds the commit
+    with id ``.commit_id``.
+    """
+
+    def __init__(self, message: str, *, version: int | None = None, commit_id: str | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+        self.commit_id = commit_id
+
+
+class CorruptLogError(LakehouseError):
+    """A log entry or checkpoint is damaged or invalid; ``.path`` names the file."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class UnsupportedFormatError(CorruptLogError):
+    """A log entry or checkpoint needs a newer lakehouse than this one."""
+
+
+class UnsafeStorageError(LakehouseError):
+    """The filesystem cannot create a file atomically only-if-absent, so commits are unsafe."""

@@ -1,0 +1,601 @@
+"""Filters: DNF tuples to Arrow expressions, expression analysis, and file pruning.
+
+A filter is either a :class:`pyarrow.compute.Expression` or DNF tuples: a list of
+``(column, op, value)`` tuples is an AND, a list of such lists is an OR of ANDs.
+
+Pruning turns a row filter into a filter over the *files table* (one row per data file with
+``partition.<c>``, ``min.<c>``, ``max.<c>``, ``null_count.<c>`` and ``num_rows`` columns) that is
+true for every file that may hold a row where the row filter is TRUE. pyarrow has no public API
+to walk an expression, so it is read from its pickle form (an Arrow IPC file whose schema
+metadata lists the tree in prefix order) into a small AST (:class:`Field`, :class:`Literal`,
+:class:`Call`). Whatever cannot be understood is kept, never dropped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import decimal
+import operator
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.acero as acero
+import pyarrow.compute as pc
+
+from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
+
+__all__ = [
+    "Call",
+    "Field",
+    "FilterLike",
+    "Literal",
+    "Node",
+    "build_expression",
+    "files_mask",
+    "parse_expression",
+    "prune_expression",
+    "referenced_columns",
+    "to_expression",
+]
+
+FilterLike = pc.Expression | Sequence[tuple] | Sequence[Sequence[tuple]]
+
+_COMPARISONS = {"=": "equal", "==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal",
+                ">": "greater", ">=": "greater_equal"}
+_SWAP = {"equal": "equal", "not_equal": "not_equal", "less": "greater", "less_equal": "greater_equal",
+         "greater": "less", "greater_equal": "less_equal"}
+_NEGATE = {"equal": "not_equal", "not_equal": "equal", "less": "greater_equal", "less_equal": "greater",
+           "greater": "less_equal", "greater_equal": "less"}
+_ORDERING = frozenset({"less", "less_equal", "greater", "greater_equal"})
+_MAX_SET_TERMS = 32  # is_in value sets up to this size are pruned value by value, larger ones by range
+_TRUE = pc.scalar(True)
+
+
+# ----------------------------------------------------------------------------------- AST
+@dataclass(frozen=True)
+class Field:
+    """A reference to a column; ``path`` has more than one name for nested struct fields."""
+
+    path: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The top-level column name."""
+        return self.path[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Literal:
+    """A literal value."""
+
+    value: pa.Scalar
+
+
+@dataclass(frozen=True, eq=False)
+class Call:
+    """A call of the compute function ``name``; ``options`` is the options as a struct scalar."""
+
+    name: str
+    args: tuple[Node, ...]
+    options: pa.StructScalar | None = None
+
+
+Node = Field | Literal | Call
+
+
+class _Unsupported(Exception):
+    """The expression (or its serialized form) has a shape this module does not handle."""
+
+
+class _ArrowSchemaC(ctypes.Structure):
+    """The Arrow C data interface ``struct ArrowSchema``."""
+
+
+_ArrowSchemaC._fields_ = [
+    ("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_void_p),
+    ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64), ("children", ctypes.c_void_p),
+    ("dictionary", ctypes.c_void_p),
+    ("release", ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowSchemaC))), ("private_data", ctypes.c_void_p),
+]
+
+
+def _metadata_items(schema: pa.Schema) -> list[tuple[str, str]]:
+    """Return the schema's key/value metadata in order, duplicates included.
+
+    ``schema.metadata`` is a dict and drops duplicate keys, so the metadata is read from the
+    schema exported through the C data interface (int32 count, then length-prefixed pairs).
+    """
+    c_schema = _ArrowSchemaC()
+    schema._export_to_c(ctypes.addressof(c_schema))
+    try:
+        if not c_schema.metadata:
+            return []
+        pos = c_schema.metadata
+        count = ctypes.c_int32.from_address(pos).value
+        pos += 4
+        items: list[tuple[str, str]] = []
+        for _ in range(count):
+            pair = []
+            for _part in range(2):
+                size = ctypes.c_int32.from_address(pos).value
+                pair.append(ctypes.string_at(pos + 4, size).decode("utf-8"))
+                pos += 4 + size
+            items.append((pair[0], pair[1]))
+        return items
+    finally:
+        c_schema.release(ctypes.byref(c_schema))
+
+
+class _Frame:
+    """A call being parsed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.args: list[Node] = []
+        self.options: pa.StructScalar | None = None
+
+
+def _build_tree(items: list[tuple[str, str]], columns: pa.Table) -> Node:
+    """Build the AST from the prefix-order metadata items (iteratively: no recursion limit)."""
+    stack: list[_Frame] = []
+    root: Node | None = None
+    i = 0
+    while i < len(items):
+        key, value = items[i]
+        i += 1
+        node: Node
+        if key == "call":
+            stack.append(_Frame(value))
+            continue
+        if key == "options" and stack:
+            stack[-1].options = columns.column(int(value))[0]
+            continue
+        if key == "end" and stack and stack[-1].name == value:
+            frame = stack.pop()
+            node = Call(frame.name, tuple(frame.args), frame.options)
+        elif key == "literal":
+            node = Literal(columns.column(int(value))[0])
+        elif key == "field_ref":
+            node = Field((value,))
+        elif key == "nested_field_ref":
+            refs = items[i:i + int(value)]
+            if len(refs) != int(value) or any(k != "field_ref" for k, _ in refs):
+                raise _Unsupported("bad nested field reference")
+            node, i = Field(tuple(v for _, v in refs)), i + len(refs)
+        else:
+            raise _Unsupported(f"unexpected {key!r} in serialized expression")
+        if stack:
+            stack[-1].args.append(node)
+        elif root is None:
+            root = node
+        else:
+            raise _Unsupported("more than one root")
+    if stack or root is None:
+        raise _Unsupported("truncated serialized expression")
+    return root
+
+
+def parse_expression(expr: pc.Expression) -> Node:
+    """Parse an expression into the AST.
+
+    Raises:
+        InvalidFilterError: the expression cannot be parsed (e.g. it refers to a column by index).
+
+    Example:
+        >>> parse_expression(pc.field("a") < 3)
+        Call(name='less', args=(Field(path=('a',)), Literal(value=<pyarrow.Int64Scalar: 3>)), options=None)
+    """
+    try:
+        _, args = expr.__reduce__()
+        reader = pa.ipc.open_file(args[0])
+        return _build_tree(_metadata_items(reader.schema), reader.read_all())
+    except Exception as exc:
+        raise InvalidFilterError(f"cannot analyse expression {expr}: {exc}") from exc
+
+
+def _rebuild_options(options: pa.StructScalar | None) -> pc.FunctionOptions | None:
+    """Rebuild function options from their struct form; only the kinds this module knows."""
+    if options is None:
+        return None
+    kind = options["_type_name"].as_py()
+    if kind == b"SetLookupOptions":
+        behaviour = options["null_matching_behavior"].as_py()
+        if behaviour not in (0, 1):  # MATCH, SKIP: the only ones Python can build
+            raise _Unsupported(f"null_matching_behavior {behaviour}")
+        return pc.SetLookupOptions(options["value_set"].values, skip_nulls=behaviour == 1)
+    if kind == b"NullOptions":
+        return pc.NullOptions(nan_is_null=options["nan_is_null"].as_py())
+    if kind == b"CastOptions":
+        flags = {f.name: options[f.name].as_py() for f in options.type if f.name.startswith("allow_")}
+        return pc.CastOptions(options.type.field("to_type").type, **flags)
+    raise _Unsupported(f"options {kind!r}")
+
+
+def build_expression(node: Node, *, prefix: str = "") -> pc.Expression:
+    """Turn an AST back into an expression, prefixing every top-level column name with ``prefix``.
+
+    Example:
+        >>> build_expression(parse_expression(pc.field("a") < 3), prefix="partition.")
+        <pyarrow.compute.Expression (partition.a < 3)>
+    """
+    if isinstance(node, Field):
+        return pc.field(prefix + node.path[0], *node.path[1:])
+    if isinstance(node, Literal):
+        return pc.scalar(node.value)
+    args = [build_expression(a, prefix=prefix) for a in node.args]
+    return pc.Expression._call(node.name, args, _rebuild_options(node.options))
+
+
+def _fields(node: Node) -> list[Field]:
+    stack, found = [node], []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Field):
+            found.append(item)
+        elif isinstance(item, Call):
+            stack.extend(item.args)
+    return found
+
+
+def referenced_columns(expr: pc.Expression) -> frozenset[str]:
+    """Return the top-level column names an expression refers to.
+
+    Raises:
+        InvalidFilterError: the expression cannot be analysed (e.g. a by-index field reference).
+
+    Example:
+        >>> sorted(referenced_columns((pc.field("a") < 3) | pc.field("b").is_null()))
+        ['a', 'b']
+    """
+    return frozenset(f.name for f in _fields(parse_expression(expr)))
+
+
+# ----------------------------------------------------------------------------------- DNF
+def _literal(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
+    """Convert ``value`` to a scalar of ``typ``; numbers outside ``typ`` keep their own type."""
+    if pa.types.is_dictionary(typ):
+        typ = typ.value_type
+    if isinstance(value, pa.Scalar):
+        value = value.as_py()
+    bad = InvalidFilterError(f"cannot compare column {column!r} of type {typ} with {value!r}")
+    if value is None or (isinstance(value, bool | np.bool_) != pa.types.is_boolean(typ)):
+        raise bad
+    if pa.types.is_integer(typ) and isinstance(value, float) and not value.is_integer():
+        return pa.scalar(value, pa.float64())
+    if pa.types.is_decimal(typ) and isinstance(value, float):
+        value = decimal.Decimal(repr(value))
+    if pa.types.is_date(typ) and isinstance(value, dt.datetime):
+        if value.time() != dt.time(0) or value.tzinfo is not None:
+            raise bad
+        value = value.date()
+    if pa.types.is_timestamp(typ) and type(value) is dt.date:
+        value = dt.datetime.combine(value, dt.time(0))
+    try:
+        return pa.scalar(value, typ)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        numeric = pa.types.is_integer(typ) or pa.types.is_decimal(typ)
+        if numeric and isinstance(value, int | decimal.Decimal):
+            try:
+                return pa.scalar(value)  # out of range for the column type: compare as is
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                pass
+        raise bad from exc
+
+
+def _is_in(column: str, typ: pa.DataType, values: Any, negate: bool) -> pc.Expression:
+    """``column in values`` (None in ``values`` matches nulls); ``not in`` is null for null rows."""
+    if isinstance(values, str | bytes | dict) or not isinstance(values, Iterable):
+        raise InvalidFilterError(f"'in' needs a list of values for column {column!r}, got {values!r}")
+    items = [v.as_py() if isinstance(v, pa.Scalar) else v for v in values]
+    value_type = typ.value_type if pa.types.is_dictionary(typ) else typ
+    scalars = [_literal(column, typ, v) for v in items if v is not None]
+    # A value that only fits a wider type (7.5 for an int column) can never match: drop it.
+    value_set = pa.array([s for s in scalars if s.type == value_type], type=value_type)
+    field = pc.field(column)
+    found = pc.Expression._call("is_in", [field], pc.SetLookupOptions(value_set, skip_nulls=True))
+    has_null = len(scalars) != len(items)
+    if not negate:
+        return found | field.is_null() if has_null else found
+    valid = field.is_valid() if has_null else pc.Expression._call("true_unless_null", [field])
+    return valid & ~found
+
+
+def _predicate(pred: Sequence[Any], schema: pa.Schema) -> pc.Expression:
+    """Convert one ``(column, op, value)`` tuple."""
+    column, op = pred[0], " ".join(pred[1].lower().split())
+    if column not in schema.names:
+        raise ColumnNotFoundError(column, available=list(schema.names))
+    typ = schema.field(column).type
+    if op in ("is null", "is not null"):
+        return pc.field(column).is_null() if op == "is null" else pc.field(column).is_valid()
+    if len(pred) != 3:
+        raise InvalidFilterError(f"filter {tuple(pred)!r} needs (column, op, value)")
+    if op in ("in", "not in"):
+        return _is_in(column, typ, pred[2], negate=op == "not in")
+    if op not in _COMPARISONS:
+        raise InvalidFilterError(f"unknown operator {pred[1]!r} in filter {tuple(pred)!r}")
+    if pred[2] is None:
+        raise InvalidFilterError(f"compare column {column!r} with None using 'is null' / 'is not null'")
+    literal = pc.scalar(_literal(column, typ, pred[2]))
+    return pc.Expression._call(_COMPARISONS[op], [pc.field(column), literal])
+
+
+def _is_predicate(item: Any) -> bool:
+    return (isinstance(item, tuple | list) and len(item) in (2, 3)
+            and isinstance(item[0], str) and isinstance(item[1], str))
+
+
+def _conjunction(preds: Any, schema: pa.Schema) -> pc.Expression:
+    if isinstance(preds, str | bytes) or not isinstance(preds, Sequence) or not preds:
+        raise InvalidFilterError(f"expected a non-empty list of filter tuples, got {preds!r}")
+    if not all(_is_predicate(p) for p in preds):
+        raise InvalidFilterError(f"expected (column, op, value) tuples, got {preds!r}")
+    return reduce(operator.and_, (_predicate(p, schema) for p in preds))
+
+
+def _check_columns_by_binding(expr: pc.Expression, schema: pa.Schema) -> None:
+    """Find unknown columns by evaluating on an empty table; other errors are left to the caller."""
+    try:
+        _evaluate(expr, schema.empty_table())
+    except pa.ArrowInvalid as exc:
+        found = re.search(r"No match for (FieldRef\..*?) in ", str(exc))
+        if found:
+            names = re.findall(r"FieldRef\.Name\((.*?)\)", found.group(1))
+            name = ".".join(names) if names else found.group(1)
+            raise ColumnNotFoundError(name, available=list(schema.names)) from None
+    except pa.ArrowException:
+        pass
+
+
+def _validate_expression(expr: pc.Expression, schema: pa.Schema) -> None:
+    try:
+        fields = _fields(parse_expression(expr))
+    except InvalidFilterError:
+        _check_columns_by_binding(expr, schema)
+        return
+    for field in fields:
+        if field.name not in schema.names:
+            raise ColumnNotFoundError(field.name, available=list(schema.names))
+    if any(len(f.path) > 1 for f in fields):
+        _check_columns_by_binding(expr, schema)
+
+
+def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression | None:
+    """Turn a filter into an expression over ``schema``, checking its columns and values.
+
+    DNF values are converted to the column's type; ``"in"``/``"not in"`` take a list (None in
+    it matches nulls; otherwise ``not in`` is null, not true, for null rows, as in SQL).
+
+    Raises:
+        ColumnNotFoundError: the filter names a column ``schema`` does not have.
+        InvalidFilterError: bad shape, operator, or a value that does not fit its column.
+
+    Example:
+        >>> schema = pa.schema([("a", pa.int32()), ("b", pa.string())])
+        >>> to_expression([("a", ">", 1), ("b", "is null", None)], schema)
+        <pyarrow.compute.Expression ((a > 1) and is_null(b, {nan_is_null=false}))>
+    """
+    if filter is None:
+        return None
+    if isinstance(filter, pc.Expression):
+        _validate_expression(filter, schema)
+        return filter
+    if isinstance(filter, str | bytes) or not isinstance(filter, Sequence) or not filter:
+        raise InvalidFilterError(f"a filter must be an Expression or a list of tuples, got {filter!r}")
+    if all(_is_predicate(p) for p in filter):
+        return _conjunction(filter, schema)
+    return reduce(operator.or_, (_conjunction(c, schema) for c in filter))
+
+
+# ----------------------------------------------------------------------------------- pruning
+@dataclass(frozen=True)
+class _Ctx:
+    partition: frozenset[str]
+    stats: frozenset[str]
+    types: dict[str, pa.DataType] | None
+
+    def maybe_float(self, column: str) -> bool:
+        typ = None if self.types is None else self.types.get(column)
+        return typ is None or pa.types.is_floating(typ)
+
+
+def _coalesce(expr: pc.Expression, default: bool) -> pc.Expression:
+    return pc.Expression._call("coalesce", [expr, pc.scalar(default)])
+
+
+def _stat(kind: str, column: str) -> pc.Expression:
+    return pc.field(f"{kind}.{column}")
+
+
+def _has_values(column: str) -> pc.Expression:
+    """False only for files known to hold nulls alone in ``column``."""
+    return _coalesce(_stat("null_count", column) < pc.field("num_rows"), True)
+
+
+def _bounds_keep(cond: pc.Expression, column: str, ctx: _Ctx) -> pc.Expression:
+    """Keep where ``cond`` (over min/max) holds or is unknown; drop files of nulls only."""
+    keep = _coalesce(cond, True)
+    if ctx.maybe_float(column):  # a NaN bound (all-NaN file, or NaN-propagating stats) is unknown
+        low, high = _stat("min", column), _stat("max", column)
+        keep = keep | _coalesce((low != low) | (high != high), False)
+    return keep & _has_values(column)
+
+
+def _stats_field(node: Node, ctx: _Ctx) -> str | None:
+    if isinstance(node, Field) and len(node.path) == 1 and node.name in ctx.stats:
+        return node.name
+    return None
+
+
+def _prune_compare(node: Call, neg: bool, ctx: _Ctx) -> pc.Expression:
+    if len(node.args) != 2 or node.options is not None:
+        return _TRUE
+    left, right, op = node.args[0], node.args[1], node.name
+    if isinstance(left, Literal):
+        left, right, op = right, left, _SWAP[op]
+    column = _stats_field(left, ctx)
+    if column is None or not isinstance(right, Literal):
+        return _TRUE
+    if neg:
+        op = _NEGATE[op]
+    if ctx.maybe_float(column) and (op == "not_equal" or (neg and op in _ORDERING)):
+        return _TRUE  # NaN rows make these true and min/max know nothing of NaN
+    value, low, high = pc.scalar(right.value), _stat("min", column), _stat("max", column)
+    conds = {"less": lambda: low < value, "less_equal": lambda: low <= value,
+             "greater": lambda: high > value, "greater_equal": lambda: high >= value,
+             "equal": lambda: (low <= value) & (high >= value),
+             "not_equal": lambda: ~((low == value) & (high == value))}
+    return _bounds_keep(conds[op](), column, ctx)
+
+
+def _prune_null_check(node: Call, neg: bool, ctx: _Ctx) -> pc.Expression:
+    column = _stats_field(node.args[0], ctx) if len(node.args) == 1 else None
+    if column is None:
+        return _TRUE
+    nulls, rows = _stat("null_count", column), pc.field("num_rows")
+    if node.name == "true_unless_null":
+        return pc.scalar(False) if neg else _coalesce(nulls < rows, True)
+    nan_is_null = node.options is not None and bool(node.options["nan_is_null"].as_py())
+    wants_nulls = (node.name == "is_null") != neg
+    if wants_nulls and nan_is_null and ctx.maybe_float(column):
+        return _TRUE
+    return _coalesce(nulls > 0 if wants_nulls else nulls < rows, True)
+
+
+def _prune_is_in(node: Call, neg: bool, ctx: _Ctx) -> pc.Expression:
+    column = _stats_field(node.args[0], ctx) if len(node.args) == 1 else None
+    if column is None or node.options is None or node.options["_type_name"].as_py() != b"SetLookupOptions":
+        return _TRUE
+    value_set = node.options["value_set"].values
+    values = value_set.drop_null()
+    if pa.types.is_floating(values.type) and pc.any(pc.is_nan(values)).as_py():
+        return _TRUE
+    low, high, nulls = _stat("min", column), _stat("max", column), _stat("null_count", column)
+    if neg:
+        if ctx.maybe_float(column) or len(values) > _MAX_SET_TERMS:
+            return _TRUE
+        hit = reduce(operator.or_, (low == pc.scalar(v) for v in values), pc.scalar(False))
+        return _coalesce(~((low == high) & hit), True) | _coalesce(nulls > 0, True)
+    if len(values) == 0:
+        keep = pc.scalar(False)
+    elif len(values) <= _MAX_SET_TERMS:
+        keep = reduce(operator.or_, ((low <= pc.scalar(v)) & (high >= pc.scalar(v)) for v in values))
+        keep = _bounds_keep(keep, column, ctx)
+    else:
+        bounds = pc.min_max(values)
+        overlap = (low <= pc.scalar(bounds["max"])) & (high >= pc.scalar(bounds["min"]))
+        keep = _bounds_keep(overlap, column, ctx)
+    if value_set.null_count and node.options["null_matching_behavior"].as_py() == 0:
+        keep = keep | _coalesce(nulls > 0, True)
+    return keep
+
+
+_LEAVES = {name: _prune_compare for name in _SWAP} | {
+    "is_null": _prune_null_check, "is_valid": _prune_null_check, "true_unless_null": _prune_null_check,
+    "is_in": _prune_is_in,
+}
+
+
+def _prune_exact(node: Node, neg: bool, ctx: _Ctx) -> pc.Expression | None:
+    """Evaluate a sub-tree over partition columns only on the files' partition values."""
+    if any(len(f.path) != 1 or f.name not in ctx.partition for f in _fields(node)):
+        return None
+    stack: list[Node] = [node]
+    while stack:  # per-file evaluation is exact only for deterministic row-wise functions
+        item = stack.pop()
+        if isinstance(item, Call):
+            if item.name == "random":
+                return None
+            stack.extend(item.args)
+    try:
+        expr = build_expression(node, prefix="partition.")
+    except (_Unsupported, pa.ArrowException, KeyError, TypeError, ValueError):
+        return None
+    return _coalesce(~expr if neg else expr, False)
+
+
+def _prune(node: Node, neg: bool, ctx: _Ctx) -> pc.Expression:
+    """An expression over the files table: may a file hold a row where ``node`` (or NOT node) is TRUE?"""
+    exact = _prune_exact(node, neg, ctx)
+    if exact is not None:
+        return exact
+    if not isinstance(node, Call):
+        return _TRUE
+    name, args = node.name, node.args
+    if name in ("and", "and_kleene", "or", "or_kleene") and args:
+        combine = operator.and_ if name.startswith("and") != neg else operator.or_
+        return reduce(combine, (_prune(a, neg, ctx) for a in args))
+    if name == "invert" and len(args) == 1:
+        return _prune(args[0], not neg, ctx)
+    if name in ("and_not", "and_not_kleene") and len(args) == 2:
+        combine = operator.or_ if neg else operator.and_
+        return combine(_prune(args[0], neg, ctx), _prune(args[1], not neg, ctx))
+    handler = _LEAVES.get(name)
+    return handler(node, neg, ctx) if handler else _TRUE
+
+
+def prune_expression(expr: pc.Expression, *, partition_columns: Sequence[str], stats_columns: Sequence[str],
+                     schema: pa.Schema | None = None) -> pc.Expression:
+    """Turn a row filter into a files-table filter that keeps every file that may match.
+
+    Args:
+        expr: filter over the table's rows.
+        partition_columns: columns with a ``partition.<c>`` column (compared exactly).
+        stats_columns: columns with ``min.<c>``, ``max.<c>`` and ``null_count.<c>`` columns.
+        schema: the columns' types, if known; without it every stats column may be floating
+            point, so ``!=`` and negated comparisons on it (true for NaN) are not pruned.
+
+    Example:
+        >>> prune_expression(pc.field("p") == 1, partition_columns=["p"], stats_columns=[])
+        <pyarrow.compute.Expression coalesce((partition.p == 1), false)>
+    """
+    types = None if schema is None else {f.name: f.type for f in schema}
+    ctx = _Ctx(frozenset(partition_columns), frozenset(stats_columns) - set(partition_columns), types)
+    try:
+        return _prune(parse_expression(expr), False, ctx)
+    except Exception:  # anything unexpected: keep every file
+        return _TRUE
+
+
+def _evaluate(expr: pc.Expression, table: pa.Table) -> pa.ChunkedArray:
+    """Evaluate ``expr`` against ``table`` in order, vectorised."""
+    plan = acero.Declaration.from_sequence([
+        acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
+        acero.Declaration("project", acero.ProjectNodeOptions([expr], ["mask"])),
+    ])
+    return plan.to_table(use_threads=False).column(0)
+
+
+def files_mask(expr: pc.Expression | None, files: pa.Table, *, partition_columns: Sequence[str],
+               stats_columns: Sequence[str]) -> pa.ChunkedArray | pa.Array:
+    """Return a boolean mask over ``files`` (no nulls): True where the file may hold matching rows.
+
+    Columns missing from ``files`` are treated as unknown; if anything fails, every file is kept.
+
+    Example:
+        >>> files = pa.table({"num_rows": [2, 2], "partition.p": [1, 2]})
+        >>> files_mask(pc.field("p") == 2, files, partition_columns=["p"], stats_columns=[]).to_pylist()
+        [False, True]
+    """
+    keep_all = pa.array(np.ones(files.num_rows, dtype=bool))
+    if expr is None or files.num_rows == 0:
+        return keep_all
+    names = set(files.column_names)
+    partitions = [c for c in partition_columns if f"partition.{c}" in names]
+    stats = [c for c in stats_columns if "num_rows" in names
+             and {f"min.{c}", f"max.{c}", f"null_count.{c}"} <= names]
+    schema = pa.schema([(c, files.schema.field(f"min.{c}").type) for c in stats])
+    pruned = prune_expression(expr, partition_columns=partitions, stats_columns=stats, schema=schema)
+    try:
+        mask = _evaluate(pruned, files)
+        if not pa.types.is_boolean(mask.type) or len(mask) != files.num_rows:
+            return keep_all
+        return pc.fill_null(mask, True)
+    except Exception:
+        return keep_all

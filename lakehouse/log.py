@@ -1,0 +1,409 @@
+"""The transaction log: frozen commit actions and their explicit msgpack codec.
+
+One log entry per version, ``_lakehouse_log/<version:020d>.msgpack``. Each file is a checksummed
+envelope ``{"format": 1, "crc32": crc, "body": <msgpack bytes>}`` whose body holds the actions of
+one commit (see ``docs/format.md``). Decoding validates the shape of everything it returns, so a
+damaged or foreign file raises :class:`~lakehouse.errors.CorruptLogError` naming it.
+
+Example:
+    >>> info = CommitInfo(id="c1", timestamp=1, operation="append")
+    >>> entry = LogEntry(version=3, commit=info)
+    >>> decode_entry(encode_entry(entry), path="x", version=3) == entry
+    True
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import pyarrow as pa
+
+from .errors import CorruptLogError, UnsupportedFormatError
+
+__all__ = [
+    "CHECKPOINT_POINTER",
+    "FORMAT_VERSION",
+    "LOG_DIR",
+    "READER_VERSION",
+    "WRITER_VERSION",
+    "AddFile",
+    "AppTransaction",
+    "CommitInfo",
+    "LogEntry",
+    "Metadata",
+    "Protocol",
+    "RemoveFile",
+    "checkpoint_name",
+    "decode_entry",
+    "decode_metadata",
+    "encode_entry",
+    "encode_metadata",
+    "entry_name",
+    "parse_log_name",
+    "seal",
+    "unseal",
+    "validate_data_path",
+]
+
+FORMAT_VERSION = 1
+"""Version of the envelope of log entries and checkpoints."""
+READER_VERSION = 1
+"""The highest ``min_reader_version`` this library can read."""
+WRITER_VERSION = 1
+"""The highest ``min_writer_version`` this library can write."""
+LOG_DIR = "_lakehouse_log"
+CHECKPOINT_POINTER = f"{LOG_DIR}/_last_checkpoint"
+_NAME = re.compile(r"^(\d{20})\.(msgpack|checkpoint\.arrow)$")
+_UNPACK_LIMITS: dict[str, int] = {
+    "max_str_len": 64 << 20, "max_bin_len": 1 << 30, "max_array_len": 1 << 26, "max_map_len": 1 << 24,
+}
+
+
+def entry_name(version: int) -> str:
+    """Relative path of the log entry for ``version``.
+
+    Example:
+        >>> entry_name(7)
+        '_lakehouse_log/00000000000000000007.msgpack'
+    """
+    return f"{LOG_DIR}/{version:020d}.msgpack"
+
+
+def checkpoint_name(version: int) -> str:
+    """Relative path of the checkpoint at ``version``.
+
+    Example:
+        >>> checkpoint_name(100)
+        '_lakehouse_log/00000000000000000100.checkpoint.arrow'
+    """
+    return f"{LOG_DIR}/{version:020d}.checkpoint.arrow"
+
+
+def parse_log_name(name: str) -> tuple[int, str] | None:
+    """``(version, "entry" | "checkpoint")`` for a file name in the log folder, else None.
+
+    Example:
+        >>> parse_log_name("00000000000000000100.checkpoint.arrow")
+        (100, 'checkpoint')
+    """
+    m = _NAME.match(name)
+    if m is None:
+        return None
+    return int(m.group(1)), "entry" if m.group(2) == "msgpack" else "checkpoint"
+
+
+# -- the actions -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Protocol:
+    """The reader and writer versions a client needs to read or write the table."""
+
+    min_reader_version: int = READER_VERSION
+    min_writer_version: int = WRITER_VERSION
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Metadata:
+    """Table metadata: identity, schema, partitioning and properties."""
+
+    table_id: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+    created_time: int = 0
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Metadata)
+            and self.table_id == other.table_id
+            and self.schema.equals(other.schema, check_metadata=True)
+            and self.partition_by == other.partition_by
+            and dict(self.properties) == dict(other.properties)
+            and self.created_time == other.created_time
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddFile:
+    """A data file joining the table. Values are log-encoded (see ``lakehouse.schema``)."""
+
+    path: str
+    size_bytes: int
+    num_rows: int
+    modification_time: int
+    partition: tuple[Any, ...] = ()
+    min: Mapping[str, Any] = field(default_factory=dict)
+    max: Mapping[str, Any] = field(default_factory=dict)
+    null_count: Mapping[str, int | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveFile:
+    """A data file leaving the table (still readable by older versions until vacuumed)."""
+
+    path: str
+    deletion_time: int
+    size_bytes: int = 0
+    num_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppTransaction:
+    """An idempotent writer's progress marker: ``app_id`` has applied ``version``."""
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitInfo:
+    """Who committed what, when: one per log entry."""
+
+    id: str
+    timestamp: int
+    operation: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    read_version: int | None = None
+    blind_append: bool = False
+    lakehouse_version: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEntry:
+    """All actions of one commit."""
+
+    version: int
+    commit: CommitInfo
+    protocol: Protocol | None = None
+    metadata: Metadata | None = None
+    add: tuple[AddFile, ...] = ()
+    remove: tuple[RemoveFile, ...] = ()
+    txn: tuple[AppTransaction, ...] = ()
+
+
+# -- envelope ----------------------------------------------------------------------------------
+def seal(body: bytes) -> bytes:
+    """Wrap ``body`` in the checksummed envelope.
+
+    Example:
+        >>> unseal(seal(b"abc"), path="x")
+        b'abc'
+    """
+    return msgpack.packb({"format": FORMAT_VERSION, "crc32": zlib.crc32(body), "body": body})
+
+
+def unseal(data: bytes, *, path: str) -> bytes:
+    """Check the envelope and return its body; ``CorruptLogError`` naming ``path`` if damaged."""
+    try:
+        env = msgpack.unpackb(data, raw=False, strict_map_key=True, **_UNPACK_LIMITS)
+    except Exception as exc:
+        raise CorruptLogError(f"undecodable envelope ({exc})", path=path) from None
+    if not isinstance(env, dict) or not isinstance(env.get("format"), int):
+        raise CorruptLogError("not a lakehouse log file", path=path)
+    if env["format"] > FORMAT_VERSION:
+        raise UnsupportedFormatError(
+            f"written in format {env['format']}; this lakehouse reads up to {FORMAT_VERSION}: upgrade lakehouse",
+            path=path,
+        )
+    body, crc = env.get("body"), env.get("crc32")
+    if not isinstance(body, bytes) or not isinstance(crc, int):
+        raise CorruptLogError("envelope lacks body or checksum", path=path)
+    if zlib.crc32(body) != crc:
+        raise CorruptLogError("checksum mismatch", path=path)
+    return body
+
+
+# -- encode --------------------------------------------------------------------------------------
+def encode_metadata(m: Metadata) -> dict[str, Any]:
+    """Metadata as a msgpack-ready map (the schema as Arrow IPC bytes)."""
+    return {
+        "table_id": m.table_id,
+        "schema": m.schema.serialize().to_pybytes(),
+        "partition_by": list(m.partition_by),
+        "properties": dict(m.properties),
+        "created_time": m.created_time,
+    }
+
+
+def _encode_add(a: AddFile) -> dict[str, Any]:
+    return {
+        "path": a.path, "size_bytes": a.size_bytes, "num_rows": a.num_rows,
+        "modification_time": a.modification_time, "partition": list(a.partition),
+        "min": dict(a.min), "max": dict(a.max), "null_count": dict(a.null_count),
+    }
+
+
+def encode_entry(entry: LogEntry) -> bytes:
+    """Serialise a log entry to the bytes of its file."""
+    c = entry.commit
+    body: dict[str, Any] = {
+        "version": entry.version,
+        "commit": {
+            "id": c.id, "timestamp": c.timestamp, "operation": c.operation,
+            "parameters": dict(c.parameters), "read_version": c.read_version,
+            "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
+        },
+    }
+    if entry.protocol is not None:
+        body["protocol"] = {
+            "min_reader_version": entry.protocol.min_reader_version,
+            "min_writer_version": entry.protocol.min_writer_version,
+        }
+    if entry.metadata is not None:
+        body["metadata"] = encode_metadata(entry.metadata)
+    if entry.add:
+        body["add"] = [_encode_add(a) for a in entry.add]
+    if entry.remove:
+        body["remove"] = [
+            {"path": r.path, "deletion_time": r.deletion_time, "size_bytes": r.size_bytes, "num_rows": r.num_rows}
+            for r in entry.remove
+        ]
+    if entry.txn:
+        body["txn"] = [{"app_id": t.app_id, "version": t.version} for t in entry.txn]
+    return seal(msgpack.packb(body, use_bin_type=True))
+
+
+# -- decode --------------------------------------------------------------------------------------
+class _Bad(Exception):
+    """Internal: shape violation, turned into CorruptLogError with the path."""
+
+
+def _get(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    if key not in d:
+        if optional:
+            return None
+        raise _Bad(f"missing field {key!r}")
+    v = d[key]
+    if optional and v is None:
+        return None
+    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+        raise _Bad(f"field {key!r} has type {type(v).__name__}")
+    return v
+
+
+def validate_data_path(path: str) -> str:
+    """Return ``path`` if it is a safe relative data path, else raise ``ValueError``.
+
+    Example:
+        >>> validate_data_path("day=1/part-0.parquet")
+        'day=1/part-0.parquet'
+    """
+    if not path or path.startswith(("/", "\\")) or "://" in path or ":" in path.split("/", 1)[0]:
+        raise ValueError(f"data path {path!r} is not relative to the table root")
+    if any(seg in ("", ".", "..") for seg in path.replace("\\", "/").split("/")):
+        raise ValueError(f"data path {path!r} escapes the table root or is not normalised")
+    return path
+
+
+def _decode_metadata(d: Any) -> Metadata:
+    if not isinstance(d, dict):
+        raise _Bad("metadata is not a map")
+    try:
+        schema = pa.ipc.read_schema(pa.py_buffer(_get(d, "schema", bytes)))
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise _Bad(f"unreadable schema ({exc})") from None
+    parts = _get(d, "partition_by", list)
+    props = _get(d, "properties", dict)
+    if not all(isinstance(p, str) for p in parts) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in props.items()
+    ):
+        raise _Bad("partition_by and properties must hold strings")
+    return Metadata(
+        table_id=_get(d, "table_id", str), schema=schema, partition_by=tuple(parts),
+        properties=props, created_time=_get(d, "created_time", int),
+    )
+
+
+def decode_metadata(d: Any) -> Metadata:
+    """Inverse of :func:`encode_metadata`; ``ValueError`` if ``d`` is not valid metadata."""
+    try:
+        return _decode_metadata(d)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _decode_add(d: Any) -> AddFile:
+    if not isinstance(d, dict):
+        raise _Bad("add is not a map")
+    path = _get(d, "path", str)
+    try:
+        validate_data_path(path)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+    return AddFile(
+        path=path, size_bytes=_get(d, "size_bytes", int), num_rows=_get(d, "num_rows", int),
+        modification_time=_get(d, "modification_time", int), partition=tuple(_get(d, "partition", list)),
+        min=_get(d, "min", dict), max=_get(d, "max", dict), null_count=_get(d, "null_count", dict),
+    )
+
+
+def _decode_remove(d: Any) -> RemoveFile:
+    if not isinstance(d, dict):
+        raise _Bad("remove is not a map")
+    path = _get(d, "path", str)
+    try:
+        validate_data_path(path)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+    return RemoveFile(path=path, deletion_time=_get(d, "deletion_time", int),
+                      size_bytes=_get(d, "size_bytes", int), num_rows=_get(d, "num_rows", int))
+
+
+def _decode_commit(d: Any) -> CommitInfo:
+    if not isinstance(d, dict):
+        raise _Bad("commit is not a map")
+    return CommitInfo(
+        id=_get(d, "id", str), timestamp=_get(d, "timestamp", int), operation=_get(d, "operation", str),
+        parameters=_get(d, "parameters", dict), read_version=_get(d, "read_version", int, optional=True),
+        blind_append=_get(d, "blind_append", bool), lakehouse_version=_get(d, "lakehouse_version", str),
+    )
+
+
+def _decode_protocol(d: Any) -> Protocol:
+    if not isinstance(d, dict):
+        raise _Bad("protocol is not a map")
+    return Protocol(min_reader_version=_get(d, "min_reader_version", int),
+                    min_writer_version=_get(d, "min_writer_version", int))
+
+
+def _decode_body(body: dict[str, Any], version: int) -> LogEntry:
+    v = _get(body, "version", int)
+    if v != version:
+        raise _Bad(f"holds version {v}, expected {version}")
+    protocol = _decode_protocol(body["protocol"]) if "protocol" in body else None
+    if protocol is not None and protocol.min_reader_version > READER_VERSION:
+        raise UnsupportedFormatError(f"needs reader version {protocol.min_reader_version}; upgrade lakehouse")
+    return LogEntry(
+        version=v,
+        commit=_decode_commit(body.get("commit")),
+        protocol=protocol,
+        metadata=_decode_metadata(body["metadata"]) if "metadata" in body else None,
+        add=tuple(_decode_add(a) for a in _get(body, "add", list, optional=True) or ()),
+        remove=tuple(_decode_remove(r) for r in _get(body, "remove", list, optional=True) or ()),
+        txn=tuple(
+            AppTransaction(app_id=_get(t, "app_id", str), version=_get(t, "version", int))
+            for t in _get(body, "txn", list, optional=True) or ()
+        ),
+    )
+
+
+def decode_entry(data: bytes, *, path: str, version: int) -> LogEntry:
+    """Parse and validate the bytes of a log entry file; ``CorruptLogError`` names ``path``."""
+    body = unseal(data, path=path)
+    try:
+        decoded = msgpack.unpackb(body, raw=False, strict_map_key=True, **_UNPACK_LIMITS)
+        if not isinstance(decoded, dict):
+            raise _Bad("body is not a map")
+        return _decode_body(decoded, version)
+    except UnsupportedFormatError as exc:
+        raise UnsupportedFormatError(str(exc), path=path) from None
+    except (_Bad, TypeError, AttributeError) as exc:
+        raise CorruptLogError(str(exc), path=path) from None
+    except Exception as exc:
+        raise CorruptLogError(f"undecodable body ({exc})", path=path) from None

@@ -1,0 +1,305 @@
+"""Snapshots: an immutable view of a table pinned to one version, and loading it from storage.
+
+A reader takes the newest checkpoint at or before the version it wants (found through
+``_last_checkpoint`` without listing, or by listing the log folder when the hint is missing or
+too new) and replays only the log entries after it.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> t = lh.write_table("memory://doc-snapshot", pa.table({"a": [1, 2]}))
+    >>> s = t.snapshot()
+    >>> s.version, s.to_arrow().num_rows
+    (0, 2)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from .checkpoint import decode_checkpoint, read_pointer
+from .errors import ColumnNotFoundError, CorruptLogError, TableNotFoundError, VersionNotFoundError
+from .expressions import FilterLike, files_mask, to_expression
+from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
+from .state import TableState
+from .stats import stats_columns
+from .storage import Storage
+
+__all__ = ["Snapshot", "load_state", "read_entries", "read_entry"]
+
+_PROBE_BATCH = 16
+
+
+def read_entry(storage: Storage, version: int) -> LogEntry | None:
+    """The log entry at ``version``, or None if there is none."""
+    try:
+        data = storage.read(entry_name(version))
+    except FileNotFoundError:
+        return None
+    return decode_entry(data, path=storage.full_path(entry_name(version)), version=version)
+
+
+def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[LogEntry]:
+    """Entries ``start..stop`` (all must exist), or from ``start`` until the first missing one."""
+    out: list[LogEntry] = []
+    v = start
+    batch = 1 if storage.is_local else _PROBE_BATCH
+    while stop is None or v <= stop:
+        hi = v + batch if stop is None else min(v + batch, stop + 1)
+        datas = storage.read_many([entry_name(i) for i in range(v, hi)])
+        for i, data in enumerate(datas, start=v):
+            if data is None:
+                if stop is not None:
+                    raise VersionNotFoundError(f"log entry for version {i} is missing", version=i)
+                return out
+            out.append(decode_entry(data, path=storage.full_path(entry_name(i)), version=i))
+        v = hi
+    return out
+
+
+def _listing(storage: Storage) -> tuple[list[int], list[int]]:
+    entries, checkpoints = [], []
+    for name in storage.list(LOG_DIR):
+        parsed = parse_log_name(name)
+        if parsed is not None:
+            (entries if parsed[1] == "entry" else checkpoints).append(parsed[0])
+    return sorted(entries), sorted(checkpoints)
+
+
+def _checkpoint_start(storage: Storage, version: int | None) -> tuple[int | None, list[int] | None]:
+    """The checkpoint version to start from, and the listed entry versions if we had to list."""
+    pointer = read_pointer(storage)
+    if pointer is not None and (version is None or pointer <= version):
+        return pointer, None
+    entries, checkpoints = _listing(storage)
+    if not entries and not checkpoints:
+        raise TableNotFoundError(storage.uri)
+    usable = [c for c in checkpoints if version is None or c <= version]
+    return (usable[-1] if usable else None), entries
+
+
+def _read_checkpoint(storage: Storage, version: int) -> TableState | None:
+    rel = checkpoint_name(version)
+    try:
+        data = storage.read(rel)
+    except FileNotFoundError:
+        return None
+    return decode_checkpoint(data, path=storage.full_path(rel))
+
+
+def load_state(storage: Storage, version: int | None = None) -> TableState:
+    """The table state at ``version`` (latest if None).
+
+    Raises ``TableNotFoundError`` if there is no table, ``VersionNotFoundError`` for a version
+    the log does not have, ``CorruptLogError`` for a damaged entry at or before ``version``.
+    """
+    if version is not None and version < 0:
+        raise VersionNotFoundError(f"version {version} does not exist: versions start at 0", version=version)
+    start, listed = _checkpoint_start(storage, version)
+    state = None
+    if start is not None:
+        try:
+            state = _read_checkpoint(storage, start)
+        except CorruptLogError:
+            if read_entry(storage, 0) is None:
+                raise
+    first = state.version + 1 if state is not None else 0
+    if version is not None and listed is not None and listed and version > listed[-1]:
+        raise VersionNotFoundError(f"version {version} does not exist (latest is {listed[-1]})", version=version)
+    if version is None:
+        entries = read_entries(storage, first)
+    else:
+        entries = read_entries(storage, first, version) if first <= version else []
+    if state is None:
+        if not entries:
+            if listed:  # entries exist but not from version 0: the early log was cleaned up
+                raise VersionNotFoundError(
+                    f"version {version if version is not None else 0} was cleaned up from the log", version=version
+                )
+            raise TableNotFoundError(storage.uri)
+        state = TableState.initial(entries)
+    else:
+        state = state.apply(entries)
+    if version is not None and state.version != version:
+        raise VersionNotFoundError(f"version {version} does not exist (latest is {state.version})", version=version)
+    return state
+
+
+def _as_datetime(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+
+
+def _partition_expression(names: Sequence[str], values: Sequence[pa.Scalar]) -> pc.Expression:
+    expr: pc.Expression | None = None
+    for name, value in zip(names, values):
+        term = pc.field(name).is_null() if not value.is_valid else pc.field(name) == value
+        expr = term if expr is None else expr & term
+    return expr if expr is not None else pc.scalar(True)
+
+
+class Snapshot:
+    """An immutable view of a table at one version. Reading it never sees later commits.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-snap2", pa.table({"a": [1, 2, 3]}))
+        >>> t.snapshot().to_arrow(filter=[("a", ">", 1)]).num_rows
+        2
+    """
+
+    __slots__ = ("_state", "_storage")
+
+    def __init__(self, storage: Storage, state: TableState) -> None:
+        self._storage = storage
+        self._state = state
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The version this snapshot is pinned to."""
+        return self._state.version
+
+    @property
+    def timestamp(self) -> dt.datetime:
+        """When this version was committed (aware, UTC)."""
+        return _as_datetime(self._state.timestamp)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The table schema at this version."""
+        return self._state.metadata.schema
+
+    @property
+    def partition_by(self) -> list[str]:
+        """The partition columns."""
+        return list(self._state.metadata.partition_by)
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """The table properties at this version."""
+        return dict(self._state.metadata.properties)
+
+    @property
+    def uri(self) -> str:
+        """Where the table lives."""
+        return self._storage.uri
+
+    @property
+    def state(self) -> TableState:
+        """The underlying immutable state (metadata, protocol, files table)."""
+        return self._state
+
+    def app_version(self, app_id: str) -> int | None:
+        """The highest version recorded for the idempotent writer ``app_id`` at this snapshot."""
+        return self._state.app_version(app_id)
+
+    def __repr__(self) -> str:
+        return f"Snapshot(uri={self.uri!r}, version={self.version})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reopen, (self._storage.uri, self.version, dict(self._storage.storage_options)))
+
+    # -- planning ------------------------------------------------------------------------------
+    def _expression(self, filter: FilterLike | pc.Expression | None) -> pc.Expression | None:
+        return to_expression(filter, self.schema)
+
+    def _pruned(self, expr: pc.Expression | None) -> pa.Table:
+        files = self._state.files
+        if expr is None or files.num_rows == 0:
+            return files
+        meta = self._state.metadata
+        mask = files_mask(expr, files, partition_columns=list(meta.partition_by),
+                          stats_columns=stats_columns(meta.schema, meta.partition_by))
+        return files.filter(mask)
+
+    def files(self, *, filter: FilterLike | pc.Expression | None = None) -> pa.Table:
+        """One row per live data file that may hold rows matching ``filter``.
+
+        Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows``,
+        ``modification_time``, ``partition.<c>``, and ``min.<c>``/``max.<c>``/``null_count.<c>``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-files", pa.table({"a": [1, 2], "p": [1, 2]}), partition_by=["p"])
+            >>> t.snapshot().files(filter=[("p", "=", 1)]).num_rows
+            1
+        """
+        return self._pruned(self._expression(filter))
+
+    def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
+        if columns is None:
+            return None
+        names = self.schema.names
+        for c in columns:
+            if c not in names:
+                raise ColumnNotFoundError(c, available=names)
+        return list(columns)
+
+    def _dataset(self, files: pa.Table) -> ds.FileSystemDataset:
+        fmt = ds.ParquetFileFormat()
+        fs = self._storage.arrow_filesystem()
+        parts = list(self._state.metadata.partition_by)
+        paths = files.column("path").to_pylist()
+        sizes = files.column("size_bytes").to_pylist()
+        part_cols = [files.column(f"partition.{c}") for c in parts]
+        fragments = []
+        for i, (path, size) in enumerate(zip(paths, sizes)):
+            expr = _partition_expression(parts, [col[i] for col in part_cols])
+            fragments.append(fmt.make_fragment(self._storage.full_path(path), filesystem=fs,
+                                               partition_expression=expr, file_size=size))
+        return ds.FileSystemDataset(fragments, schema=self.schema, format=fmt, filesystem=fs)
+
+    def to_pyarrow_dataset(self, *, filter: FilterLike | pc.Expression | None = None) -> ds.Dataset:
+        """A lazy ``pyarrow.dataset.Dataset`` of this version's files (pruned by ``filter`` if given).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-ds", pa.table({"a": [1, 2]}))
+            >>> t.snapshot().to_pyarrow_dataset().count_rows()
+            2
+        """
+        return self._dataset(self._pruned(self._expression(filter)))
+
+    def to_arrow(
+        self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None
+    ) -> pa.Table:
+        """Read this version into a ``pyarrow.Table``: rows where ``filter`` is true, ``columns`` only.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-arrow", pa.table({"a": [1, 2], "b": ["x", "y"]}))
+            >>> t.snapshot().to_arrow(columns=["b"], filter=[("a", "=", 2)]).to_pylist()
+            [{'b': 'y'}]
+        """
+        cols = self._check_columns(columns)
+        expr = self._expression(filter)
+        return self._dataset(self._pruned(expr)).to_table(columns=cols, filter=expr)
+
+    def to_batches(
+        self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None
+    ) -> pa.RecordBatchReader:
+        """Stream this version as a ``pyarrow.RecordBatchReader`` (nothing is read up front).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-batches", pa.table({"a": [1, 2]}))
+            >>> t.snapshot().to_batches().read_all().num_rows
+            2
+        """
+        cols = self._check_columns(columns)
+        expr = self._expression(filter)
+        return self._dataset(self._pruned(expr)).scanner(columns=cols, filter=expr).to_reader()
+
+    def to_pandas(self, **kwargs: Any) -> Any:
+        """Read into a pandas DataFrame (needs pandas); arguments as :meth:`to_arrow`."""
+        return self.to_arrow(**kwargs).to_pandas()
+
+
+def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Snapshot:
+    storage = Storage.from_uri(uri, storage_options)
+    return Snapshot(storage, load_state(storage, version))

@@ -1,0 +1,156 @@
+"""The state of a table at one version, and replaying log entries onto it (vectorised).
+
+The live data files are one Arrow table, the *files table* (see ``docs/format.md``): ``path``,
+``size_bytes``, ``num_rows``, ``modification_time``, ``partition.<c>`` per partition column and
+``min.<c>``/``max.<c>``/``null_count.<c>`` per stats column.
+
+Example:
+    >>> import pyarrow as pa
+    >>> from lakehouse.log import CommitInfo, LogEntry, Metadata, Protocol
+    >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+    >>> v0 = LogEntry(version=0, commit=CommitInfo(id="c", timestamp=1, operation="create"),
+    ...               protocol=Protocol(), metadata=meta)
+    >>> TableState.initial([v0]).version
+    0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import CorruptLogError
+from .log import LOG_DIR, AddFile, LogEntry, Metadata, Protocol
+from .schema import decode_values
+from .stats import stats_columns
+
+__all__ = ["TableState", "adds_to_table", "files_schema"]
+
+_BASE_FIELDS = [
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("size_bytes", pa.int64(), nullable=False),
+    pa.field("num_rows", pa.int64(), nullable=False),
+    pa.field("modification_time", pa.timestamp("ms", tz="UTC"), nullable=False),
+]
+
+
+def files_schema(metadata: Metadata) -> pa.Schema:
+    """Schema of the files table for a table with ``metadata``.
+
+    Example:
+        >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64()), ("p", pa.int32())]),
+        ...                 partition_by=("p",))
+        >>> files_schema(meta).names[4:]
+        ['partition.p', 'min.a', 'max.a', 'null_count.a']
+    """
+    schema = metadata.schema
+    fields = list(_BASE_FIELDS)
+    fields += [pa.field(f"partition.{c}", schema.field(c).type) for c in metadata.partition_by]
+    for c in stats_columns(schema, metadata.partition_by):
+        t = schema.field(c).type
+        fields += [pa.field(f"min.{c}", t), pa.field(f"max.{c}", t), pa.field(f"null_count.{c}", pa.int64())]
+    return pa.schema(fields)
+
+
+def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
+    """Add actions -> rows of the files table (one Arrow array per column, no per-row objects)."""
+    schema = files_schema(metadata)
+    n_parts = len(metadata.partition_by)
+    if any(len(a.partition) != n_parts for a in adds):
+        raise ValueError(f"an add action has the wrong number of partition values (expected {n_parts})")
+    cols: dict[str, Any] = {
+        "path": [a.path for a in adds],
+        "size_bytes": [a.size_bytes for a in adds],
+        "num_rows": [a.num_rows for a in adds],
+        "modification_time": [a.modification_time for a in adds],
+    }
+    for i, c in enumerate(metadata.partition_by):
+        cols[f"partition.{c}"] = [a.partition[i] for a in adds]
+    for c in stats_columns(metadata.schema, metadata.partition_by):
+        cols[f"min.{c}"] = [a.min.get(c) for a in adds]
+        cols[f"max.{c}"] = [a.max.get(c) for a in adds]
+        cols[f"null_count.{c}"] = [a.null_count.get(c) for a in adds]
+    arrays = [decode_values(cols[f.name], f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _conform_files(files: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Re-shape a files table to ``schema`` after a metadata change: new columns are unknown (null)."""
+    if files.schema.equals(schema):
+        return files
+    arrays = []
+    for f in schema:
+        if f.name in files.schema.names and files.schema.field(f.name).type.equals(f.type):
+            arrays.append(files.column(f.name))
+        else:
+            arrays.append(pa.nulls(files.num_rows, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableState:
+    """Everything a snapshot needs: metadata, protocol, idempotent-writer versions and live files."""
+
+    version: int
+    timestamp: int
+    protocol: Protocol
+    metadata: Metadata
+    files: pa.Table
+    app_versions: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def initial(cls, entries: Sequence[LogEntry]) -> TableState:
+        """The state after replaying ``entries`` from version 0 (which must define the table)."""
+        first = entries[0]
+        if first.metadata is None or first.protocol is None:
+            raise CorruptLogError("version 0 lacks the table metadata or protocol", path=f"{LOG_DIR}/")
+        empty = files_schema(first.metadata).empty_table()
+        base = cls(version=-1, timestamp=0, protocol=first.protocol, metadata=first.metadata, files=empty)
+        return base.apply(entries)
+
+    def apply(self, entries: Sequence[LogEntry]) -> TableState:
+        """The state after the consecutive ``entries`` that follow this one."""
+        if not entries:
+            return self
+        meta, proto = self.metadata, self.protocol
+        txns = dict(self.app_versions)
+        removed: set[str] = set()
+        added: dict[str, AddFile] = {}
+        expected = self.version + 1
+        for e in entries:
+            if e.version != expected:
+                raise CorruptLogError(f"expected version {expected}, found {e.version}", path=f"{LOG_DIR}/")
+            expected += 1
+            meta = e.metadata or meta
+            proto = e.protocol or proto
+            for r in e.remove:
+                if added.pop(r.path, None) is None:
+                    removed.add(r.path)
+            for a in e.add:
+                added[a.path] = a
+            for t in e.txn:
+                txns[t.app_id] = max(t.version, txns.get(t.app_id, t.version))
+        files = self.files
+        if removed:
+            files = files.filter(pc.invert(pc.is_in(files.column("path"), pa.array(list(removed), pa.string()))))
+        files = _conform_files(files, files_schema(meta))
+        if added:
+            try:
+                new = adds_to_table(list(added.values()), meta)
+            except (ValueError, TypeError, pa.ArrowException) as exc:
+                raise CorruptLogError(
+                    f"versions {entries[0].version}..{entries[-1].version} hold an invalid add action ({exc})",
+                    path=f"{LOG_DIR}/",
+                ) from None
+            files = pa.concat_tables([files, new]) if files.num_rows else new
+        last = entries[-1]
+        return replace(self, version=last.version, timestamp=last.commit.timestamp, protocol=proto,
+                       metadata=meta, files=files, app_versions=txns)
+
+    def app_version(self, app_id: str) -> int | None:
+        """The highest version recorded for ``app_id``, or None."""
+        return self.app_versions.get(app_id)

@@ -1,0 +1,442 @@
+"""The table facade users touch: create, open, write, read, time travel, history.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> t = lh.Table.create("memory://doc-table", pa.schema([("id", pa.int64()), ("day", pa.int32())]),
+    ...                     partition_by=["day"])
+    >>> t.append(pa.table({"id": [1, 2], "day": pa.array([1, 2], pa.int32())}))
+    1
+    >>> t.delete([("day", "=", 1)])
+    2
+    >>> t.to_arrow(version=1).num_rows, t.to_arrow().num_rows
+    (2, 1)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._version import __version__
+from .checkpoint import write_checkpoint
+from .commit import CommitRequest, commit
+from .errors import InvalidTableError, TableExistsError, TableNotFoundError, VersionNotFoundError
+from .expressions import FilterLike
+from .log import READER_VERSION, WRITER_VERSION, AppTransaction, LogEntry, Metadata, Protocol
+from .schema import check_partition_columns, to_reader
+from .snapshot import Snapshot, load_state, read_entry
+from .state import TableState
+from .storage import Storage
+from .transaction import Transaction
+from .write import WriteOptions, delete_files, write_data_files
+
+__all__ = ["Commit", "Table", "write_table"]
+
+WriteMode = Literal["error", "append", "overwrite", "ignore"]
+DEFAULT_PROPERTIES: Mapping[str, str] = {"checkpoint_interval": "100"}
+_INT_PROPERTIES = ("checkpoint_interval", "target_file_size")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    """One entry of a table's history.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> lh.write_table("memory://doc-commit-h", pa.table({"a": [1]})).history()[0].operation
+        'write'
+    """
+
+    version: int
+    timestamp: dt.datetime
+    operation: str
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_entry(cls, e: LogEntry) -> Commit:
+        """The history record of one log entry."""
+        c = e.commit
+        info = {
+            "commit_id": c.id, "parameters": dict(c.parameters), "read_version": c.read_version,
+            "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
+            "files_added": len(e.add), "files_removed": len(e.remove),
+            "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
+        }
+        return cls(version=e.version, timestamp=dt.datetime.fromtimestamp(c.timestamp / 1000, tz=dt.timezone.utc),
+                   operation=c.operation, info=info)
+
+
+def _check_properties(properties: Mapping[str, Any] | None) -> dict[str, str]:
+    props = dict(DEFAULT_PROPERTIES)
+    for k, v in (properties or {}).items():
+        if not isinstance(k, str):
+            raise InvalidTableError(f"property names must be strings, got {k!r}")
+        props[k] = str(v)
+    for k in _INT_PROPERTIES:
+        if k in props and (not props[k].isdigit() or int(props[k]) <= 0):
+            raise InvalidTableError(f"property {k!r} must be a positive integer, got {props[k]!r}")
+    return props
+
+
+def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
+                  properties: Mapping[str, Any] | None) -> Metadata:
+    if not isinstance(schema, pa.Schema):
+        raise InvalidTableError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
+    if len(schema) == 0:
+        raise InvalidTableError("a table needs at least one column")
+    parts = check_partition_columns(schema, partition_by or ())
+    return Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
+                    properties=_check_properties(properties), created_time=int(dt.datetime.now().timestamp() * 1000))
+
+
+def _as_of_ms(as_of: dt.datetime) -> int:
+    if not isinstance(as_of, dt.datetime):
+        raise TypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise ValueError("as_of must be an aware datetime (with a time zone), e.g. datetime.now(timezone.utc)")
+    return int(as_of.timestamp() * 1000)
+
+
+class Table:
+    """A handle on a lakehouse table. Writes go to the latest version; reads pin a snapshot.
+
+    Create one with :meth:`create`, :meth:`open` or :func:`write_table`.
+    """
+
+    def __init__(self, storage: Storage, state: TableState, *, write_options: WriteOptions | None = None) -> None:
+        self._storage = storage
+        self._state = state
+        self._write_options = write_options
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, uri: str | os.PathLike[str], schema: pa.Schema, *, partition_by: Sequence[str] | None = None,
+               properties: Mapping[str, Any] | None = None,
+               storage_options: Mapping[str, Any] | None = None) -> Table:
+        """Create an empty table (version 0); ``TableExistsError`` if one is there.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> lh.Table.create("memory://doc-create", pa.schema([("a", pa.int64())])).version
+            0
+        """
+        storage = Storage.from_uri(uri, storage_options)
+        storage.check_atomic_create()
+        meta = _new_metadata(schema, partition_by, properties)
+        result = commit(storage, None, CommitRequest(operation="create", metadata=meta,
+                                                     protocol=Protocol(min_reader_version=READER_VERSION,
+                                                                       min_writer_version=WRITER_VERSION)))
+        return cls(storage, result.state)
+
+    @classmethod
+    def open(cls, uri: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Table:
+        """Open the latest version of an existing table; ``TableNotFoundError`` if none.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> _ = lh.write_table("memory://doc-open", pa.table({"a": [1]}))
+            >>> lh.Table.open("memory://doc-open").version
+            0
+        """
+        storage = Storage.from_uri(uri, storage_options)
+        return cls(storage, load_state(storage))
+
+    @staticmethod
+    def exists(uri: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> bool:
+        """True if a table is at ``uri``.
+
+        Example:
+            >>> Table.exists("memory://doc-nothing-here")
+            False
+        """
+        try:
+            Table.open(uri, storage_options=storage_options)
+        except TableNotFoundError:
+            return False
+        return True
+
+    # -- identity --------------------------------------------------------------------------------
+    @property
+    def uri(self) -> str:
+        """Where the table lives, as given."""
+        return self._storage.uri
+
+    @property
+    def version(self) -> int:
+        """The latest version this handle knows (see :meth:`refresh`)."""
+        return self._state.version
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The table schema."""
+        return self._state.metadata.schema
+
+    @property
+    def partition_by(self) -> list[str]:
+        """The partition columns."""
+        return list(self._state.metadata.partition_by)
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """The table properties."""
+        return dict(self._state.metadata.properties)
+
+    def __repr__(self) -> str:
+        return f"Table(uri={self.uri!r}, version={self.version})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reopen, (self._storage.uri, dict(self._storage.storage_options)))
+
+    def refresh(self) -> int:
+        """Re-read the log and return the latest version.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> lh.write_table("memory://doc-refresh", pa.table({"a": [1]})).refresh()
+            0
+        """
+        self._state = load_state(self._storage)
+        return self._state.version
+
+    def _set_state(self, state: TableState) -> None:
+        if state.version >= self._state.version:
+            self._state = state
+        self._maybe_checkpoint(state)
+
+    def _maybe_checkpoint(self, state: TableState) -> None:
+        interval = int(state.metadata.properties.get("checkpoint_interval", "100"))
+        if state.version > 0 and state.version % interval == 0:
+            try:
+                write_checkpoint(self._storage, state)
+            except OSError as exc:  # the commit stands; the next checkpoint will catch up
+                warnings.warn(f"automatic checkpoint at version {state.version} failed: {exc}", stacklevel=3)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def snapshot(self, version: int | None = None, as_of: dt.datetime | None = None) -> Snapshot:
+        """An immutable view at ``version`` or at the time ``as_of`` (latest known if neither).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-snapshot-m", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]}))
+            >>> t.snapshot(version=0).to_arrow().num_rows
+            1
+        """
+        if version is not None and as_of is not None:
+            raise ValueError("pass version or as_of, not both")
+        if as_of is not None:
+            version = self._version_at(_as_of_ms(as_of))
+        if version is None or version == self._state.version:
+            return Snapshot(self._storage, self._state)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(f"version must be an int, got {type(version).__name__}")
+        return Snapshot(self._storage, load_state(self._storage, version))
+
+    def _version_at(self, ms: int) -> int:
+        """The last version committed at or before ``ms`` (timestamps are monotonic: bisect)."""
+        latest = self.refresh()
+        if self._state.timestamp <= ms:
+            return latest
+        lo, hi = 0, latest  # invariant: answer < hi
+        first = read_entry(self._storage, 0)
+        if first is None or first.commit.timestamp > ms:
+            when = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+            raise VersionNotFoundError(f"no version of the table existed at {when.isoformat()}")
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            e = read_entry(self._storage, mid)
+            if e is None:
+                raise VersionNotFoundError(f"log entry {mid} is missing", version=mid)
+            if e.commit.timestamp <= ms:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def to_arrow(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
+                 version: int | None = None, as_of: dt.datetime | None = None) -> pa.Table:
+        """Read rows (of ``version`` / ``as_of`` if given) into a ``pyarrow.Table``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> lh.write_table("memory://doc-to-arrow", pa.table({"a": [1, 2]})).to_arrow(filter=[("a", "<", 2)]).num_rows
+            1
+        """
+        return self.snapshot(version, as_of).to_arrow(columns=columns, filter=filter)
+
+    def to_batches(self, *, columns: Sequence[str] | None = None,
+                   filter: FilterLike | pc.Expression | None = None) -> pa.RecordBatchReader:
+        """Stream the latest known version; see :meth:`Snapshot.to_batches`."""
+        return self.snapshot().to_batches(columns=columns, filter=filter)
+
+    def to_pyarrow_dataset(self, *, filter: FilterLike | pc.Expression | None = None) -> Any:
+        """A lazy ``pyarrow.dataset.Dataset`` of the latest known version."""
+        return self.snapshot().to_pyarrow_dataset(filter=filter)
+
+    def files(self, *, filter: FilterLike | pc.Expression | None = None) -> pa.Table:
+        """The live data files of the latest known version; see :meth:`Snapshot.files`."""
+        return self.snapshot().files(filter=filter)
+
+    def app_version(self, app_id: str) -> int | None:
+        """The highest version recorded for the idempotent writer ``app_id``, or None.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-app", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]}), app_transaction=("etl", 5))
+            >>> t.app_version("etl")
+            5
+        """
+        return self._state.app_version(app_id)
+
+    def history(self, limit: int | None = None) -> list[Commit]:
+        """Commits, newest first (at most ``limit``).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-history", pa.table({"a": [1]}))
+            >>> [c.operation for c in t.history()]
+            ['write']
+        """
+        out: list[Commit] = []
+        v = self.refresh()
+        while v >= 0 and (limit is None or len(out) < limit):
+            e = read_entry(self._storage, v)
+            if e is None:
+                break  # older entries were cleaned up
+            out.append(Commit.from_entry(e))
+            v -= 1
+        return out
+
+    # -- writing ---------------------------------------------------------------------------------
+    def transaction(self, *, app_transaction: tuple[str, int] | None = None) -> Transaction:
+        """Start a transaction on the latest version: several writes, one atomic commit.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-transaction", pa.table({"a": [1]}))
+            >>> with t.transaction() as tx:
+            ...     tx.append(pa.table({"a": [2]})); tx.append(pa.table({"a": [3]}))
+            >>> t.version
+            1
+        """
+        self.refresh()
+        return Transaction(self._storage, self._state, on_commit=self._set_state,
+                           app_transaction=app_transaction, options=self._write_options)
+
+    def append(self, data: Any, *, app_transaction: tuple[str, int] | None = None) -> int:
+        """Add rows; returns the new version. Never conflicts with other appends or deletes.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> lh.write_table("memory://doc-append", pa.table({"a": [1]})).append(pa.table({"a": [2]}))
+            1
+        """
+        tx = Transaction(self._storage, self._state, on_commit=self._set_state,
+                         app_transaction=app_transaction, options=self._write_options)
+        with tx:
+            tx.append(data)
+        return tx.version  # type: ignore[return-value]
+
+    def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None,
+                  app_transaction: tuple[str, int] | None = None) -> int:
+        """Replace the whole table, or only the rows matching ``filter``, by ``data``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-overwrite", pa.table({"a": [1, 2]}))
+            >>> t.overwrite(pa.table({"a": [5]}), filter=[("a", ">=", 2)])
+            1
+            >>> sorted(t.to_arrow().column("a").to_pylist())
+            [1, 5]
+        """
+        with self.transaction(app_transaction=app_transaction) as tx:
+            tx.overwrite(data, filter=filter)
+        return tx.version  # type: ignore[return-value]
+
+    def delete(self, filter: FilterLike | pc.Expression | None = None, *,
+               app_transaction: tuple[str, int] | None = None) -> int:
+        """Delete the rows matching ``filter``; whole files are dropped, partly matched ones rewritten.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-delete", pa.table({"a": [1, 2]}))
+            >>> t.delete([("a", "=", 1)])
+            1
+        """
+        with self.transaction(app_transaction=app_transaction) as tx:
+            tx.delete(filter)
+        return tx.version  # type: ignore[return-value]
+
+    def checkpoint(self) -> int:
+        """Write a checkpoint at the latest version; returns that version.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> lh.write_table("memory://doc-checkpoint", pa.table({"a": [1]})).checkpoint()
+            0
+        """
+        self.refresh()
+        return write_checkpoint(self._storage, self._state)
+
+
+def _reopen(uri: str, storage_options: Mapping[str, Any]) -> Table:
+    return Table.open(uri, storage_options=storage_options)
+
+
+def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",
+                partition_by: Sequence[str] | None = None, properties: Mapping[str, Any] | None = None,
+                storage_options: Mapping[str, Any] | None = None,
+                app_transaction: tuple[str, int] | None = None) -> Table:
+    """Write ``data`` to the table at ``uri``, creating it (with the data, as version 0) if missing.
+
+    ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
+    (do nothing if a table exists).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-write-table", pa.table({"a": [1]}))
+        >>> lh.write_table("memory://doc-write-table", pa.table({"a": [2]}), mode="append").version
+        1
+    """
+    if mode not in ("error", "append", "overwrite", "ignore"):
+        raise ValueError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+    storage = Storage.from_uri(uri, storage_options)
+    try:
+        table = Table(storage, load_state(storage))
+    except TableNotFoundError:
+        return _create_with_data(storage, data, partition_by, properties, app_transaction)
+    if mode == "error":
+        raise TableExistsError(storage.uri)
+    if mode == "append":
+        table.append(data, app_transaction=app_transaction)
+    elif mode == "overwrite":
+        table.overwrite(data, app_transaction=app_transaction)
+    return table
+
+
+def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] | None,
+                      properties: Mapping[str, Any] | None, app_transaction: tuple[str, int] | None) -> Table:
+    storage.check_atomic_create()
+    reader = to_reader(data)
+    meta = _new_metadata(reader.schema, partition_by, properties)
+    adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by)
+    txn: tuple[AppTransaction, ...] = ()
+    if app_transaction is not None:
+        txn = (AppTransaction(app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
+    request = CommitRequest(operation="write", parameters={"mode": "create"}, add=tuple(adds), metadata=meta,
+                            protocol=Protocol(), txn=txn)
+    try:
+        result = commit(storage, None, request)
+    except TableExistsError:
+        delete_files(storage, [a.path for a in adds])
+        raise
+    return Table(storage, result.state)

@@ -1,0 +1,241 @@
+"""Transactions: several writes that land as one atomic commit.
+
+Operations inside a transaction see each other in order (a delete after an append sees the
+appended rows); nothing is visible to anyone else until :meth:`Transaction.commit`. If the
+``with`` block raises, the data files the transaction wrote are deleted and no commit happens.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> t = lh.write_table("memory://doc-tx", pa.table({"a": [1, 2, 3]}))
+    >>> with t.transaction() as tx:
+    ...     tx.delete([("a", "=", 1)])
+    ...     tx.append(pa.table({"a": [4]}))
+    >>> t.version, sorted(t.to_arrow().column("a").to_pylist())
+    (1, [2, 3, 4])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from .commit import CommitRequest, commit
+from .errors import CommitConflictError, ConstraintViolationError, LakehouseError
+from .expressions import FilterLike, referenced_columns, to_expression
+from .log import AddFile, AppTransaction, RemoveFile
+from .snapshot import Snapshot
+from .state import TableState, adds_to_table
+from .write import WriteOptions, delete_files, write_data_files
+
+if TYPE_CHECKING:
+    from .storage import Storage
+
+__all__ = ["Transaction"]
+
+
+def _keep(expr: pc.Expression) -> pc.Expression:
+    """Rows a delete keeps: where ``expr`` is false or null (SQL semantics)."""
+    return ~expr | expr.is_null()
+
+
+def _parts_in(files: pa.Table, paths: list[str]) -> pa.Table:
+    return files.filter(pc.is_in(files.column("path"), pa.array(paths, pa.string())))
+
+
+class Transaction:
+    """A set of writes committed together. Get one from ``Table.transaction()``."""
+
+    def __init__(self, storage: Storage, base: TableState, *, on_commit: Callable[[TableState], None],
+                 app_transaction: tuple[str, int] | None = None, options: WriteOptions | None = None) -> None:
+        self._storage = storage
+        self._base = base
+        self._on_commit = on_commit
+        self._options = options
+        self._files = base.files
+        self._added: dict[str, AddFile] = {}
+        self._removed: dict[str, RemoveFile] = {}
+        self._predicates: list[pc.Expression | None] = []
+        self._read_files: set[str] = set()
+        self._operations: list[tuple[str, dict[str, Any]]] = []
+        self._txn = () if app_transaction is None else (AppTransaction(
+            app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
+        self._closed = False
+        self._version: int | None = None
+        seen = base.app_version(self._txn[0].app_id) if self._txn else None
+        self._skip = seen is not None and seen >= self._txn[0].version
+        """True if the idempotent writer's version was already applied: every operation is a no-op."""
+
+    # -- context manager -------------------------------------------------------------------------
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.commit()
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The table schema writes must match."""
+        return self._base.metadata.schema
+
+    @property
+    def version(self) -> int | None:
+        """The committed version once :meth:`commit` has run, else None."""
+        return self._version
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LakehouseError("this transaction is already committed or aborted")
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def _write(self, data: Any, check: Callable[[pa.RecordBatch], None] | None = None) -> list[AddFile]:
+        meta = self._base.metadata
+        adds = write_data_files(self._storage, data, schema=meta.schema, partition_by=meta.partition_by,
+                                options=self._options, check=check)
+        self._added.update((a.path, a) for a in adds)
+        return adds
+
+    def _include(self, adds: list[AddFile]) -> None:
+        if adds:
+            self._files = pa.concat_tables([self._files, adds_to_table(adds, self._base.metadata)])
+
+    def _drop(self, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        now = int(time.time() * 1000)
+        paths = rows.column("path").to_pylist()
+        ours = [p for p in paths if p in self._added]
+        for p in ours:
+            del self._added[p]
+        delete_files(self._storage, ours)  # never committed, so nobody can read them
+        sizes, counts = rows.column("size_bytes").to_pylist(), rows.column("num_rows").to_pylist()
+        for p, size, n in zip(paths, sizes, counts):
+            if p not in ours:
+                self._removed[p] = RemoveFile(path=p, deletion_time=now, size_bytes=size, num_rows=n)
+        self._files = self._files.filter(pc.invert(pc.is_in(self._files.column("path"), pa.array(paths))))
+
+    def _snapshot(self, files: pa.Table) -> Snapshot:
+        return Snapshot(self._storage, replace(self._base, files=files))
+
+    # -- operations ------------------------------------------------------------------------------
+    def append(self, data: Any) -> None:
+        """Add the rows of ``data`` (any Arrow-shaped data matching the table schema)."""
+        self._check_open()
+        if self._skip:
+            return
+        self._include(self._write(data))
+        self._operations.append(("append", {}))
+
+    def delete(self, filter: FilterLike | pc.Expression | None = None) -> None:
+        """Delete the rows where ``filter`` is true (all rows if ``filter`` is None)."""
+        self._check_open()
+        if self._skip:
+            return
+        expr = to_expression(filter, self.schema)
+        self._delete(expr)
+        self._operations.append(("delete", {"filter": str(expr) if expr is not None else None}))
+
+    def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None) -> None:
+        """Replace all rows, or only those matching ``filter``, by ``data``.
+
+        With a filter every new row must match it, else ``ConstraintViolationError``.
+        """
+        self._check_open()
+        if self._skip:
+            return
+        expr = to_expression(filter, self.schema)
+        check = None
+        if expr is not None:
+            def check(batch: pa.RecordBatch) -> None:
+                outside = pa.Table.from_batches([batch]).filter(_keep(expr)).num_rows
+                if outside:
+                    raise ConstraintViolationError(
+                        f"{outside} rows of the data do not match the overwrite filter {expr}"
+                    )
+        adds = self._write(data, check)
+        self._delete(expr)
+        self._include(adds)
+        self._operations.append(("overwrite", {"filter": str(expr) if expr is not None else None}))
+
+    def _delete(self, expr: pc.Expression | None) -> None:
+        self._predicates.append(expr)
+        if expr is None:
+            self._read_files.update(p for p in self._files.column("path").to_pylist() if p not in self._added)
+            self._drop(self._files)
+            return
+        snap = self._snapshot(self._files)
+        candidates = snap.files(filter=expr)
+        self._read_files.update(p for p in candidates.column("path").to_pylist() if p not in self._added)
+        if candidates.num_rows == 0:
+            return
+        parts = self._base.metadata.partition_by
+        if referenced_columns(expr) <= set(parts):
+            self._drop(candidates)  # partition pruning is exact for partition-only filters
+            return
+        self._delete_rows(snap, candidates, expr)
+
+    def _delete_rows(self, snap: Snapshot, candidates: pa.Table, expr: pc.Expression) -> None:
+        dataset = snap._dataset(candidates)
+        schema = self.schema
+        fragments = list(dataset.get_fragments())
+
+        def matched(fragment: ds.Fragment) -> int:
+            return ds.Scanner.from_fragment(fragment, schema=schema, filter=expr, columns=[]).count_rows()
+
+        with ThreadPoolExecutor(4) as pool:
+            counts = list(pool.map(matched, fragments))
+        totals = candidates.column("num_rows").to_pylist()
+        paths = candidates.column("path").to_pylist()
+        whole = [p for p, c, n in zip(paths, counts, totals) if c and c == n]
+        partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
+        self._drop(_parts_in(candidates, whole))
+        for fragment, path in partial:
+            kept = ds.Scanner.from_fragment(fragment, schema=schema, filter=_keep(expr)).to_table()
+            self._drop(_parts_in(candidates, [path]))
+            self._include(self._write(kept))
+
+    # -- ending ----------------------------------------------------------------------------------
+    def _request(self) -> CommitRequest:
+        ops = self._operations
+        name = ops[0][0] if len(ops) == 1 else "transaction"
+        params: dict[str, Any] = dict(ops[0][1]) if len(ops) == 1 else {"operations": [o for o, _ in ops]}
+        return CommitRequest(
+            operation=name, parameters=params, add=tuple(self._added.values()),
+            remove=tuple(self._removed.values()), txn=self._txn,
+            read_predicates=tuple(self._predicates), read_files=frozenset(self._read_files),
+        )
+
+    def commit(self) -> int:
+        """Commit all operations as one new version and return it."""
+        self._check_open()
+        self._closed = True
+        if self._skip:
+            self._version = self._base.version
+            return self._base.version
+        try:
+            result = commit(self._storage, self._base, self._request())
+        except CommitConflictError:
+            delete_files(self._storage, list(self._added))
+            raise
+        if result.skipped:
+            delete_files(self._storage, list(self._added))
+        self._version = result.version
+        self._on_commit(result.state)
+        return result.version
+
+    def abort(self) -> None:
+        """Discard the transaction and delete the files it wrote."""
+        if not self._closed:
+            self._closed = True
+            delete_files(self._storage, list(self._added))
