@@ -54,7 +54,7 @@ def encode_checkpoint(state: TableState) -> bytes:
         "metadata": encode_metadata(state.metadata),
         "txn": dict(state.app_versions),
     }
-    table = state.files.replace_schema_metadata({_STATE_KEY: msgpack.packb(info, use_bin_type=True)})
+    table = state.files.combine_chunks().replace_schema_metadata({_STATE_KEY: msgpack.packb(info, use_bin_type=True)})
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression="zstd")
     with pa.ipc.new_file(sink, table.schema, options=options) as writer:

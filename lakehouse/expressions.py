@@ -447,7 +447,7 @@ def _prune_compare(node: Call, neg: bool, ctx: _Ctx) -> pc.Expression:
     if ctx.maybe_float(column) and (op == "not_equal" or (neg and op in _ORDERING)):
         return _TRUE  # NaN rows make these true and min/max know nothing of NaN
     value, low, high = pc.scalar(right.value), _stat("min", column), _stat("max", column)
-    conds = {"less": lambda: low < value, "less_equal": lambda: low <= value,
+    conds = {"less": lambda: high < value, "less_equal": lambda: low <= value,
              "greater": lambda: high > value, "greater_equal": lambda: high >= value,
              "equal": lambda: (low <= value) & (high >= value),
              "not_equal": lambda: ~((low == value) & (high == value))}

@@ -328,19 +328,30 @@ def decode_metadata(d: Any) -> Metadata:
         raise ValueError(str(exc)) from None
 
 
+_ADD_FIELDS = (("path", str), ("size_bytes", int), ("num_rows", int), ("modification_time", int),
+               ("partition", list), ("min", dict), ("max", dict), ("null_count", dict))
+
+
+def _fields(d: Any, spec: tuple[tuple[str, type], ...], what: str) -> list[Any]:
+    """The values of ``spec``'s keys in ``d``, type-checked (the hot path of opening a table)."""
+    try:
+        values = [d[k] for k, _ in spec]
+    except (KeyError, TypeError, IndexError):
+        raise _Bad(f"{what} lacks one of the fields {[k for k, _ in spec]}") from None
+    for v, (k, t) in zip(values, spec):
+        if type(v) is not t:
+            raise _Bad(f"{what} field {k!r} has type {type(v).__name__}")
+    return values
+
+
 def _decode_add(d: Any) -> AddFile:
-    if not isinstance(d, dict):
-        raise _Bad("add is not a map")
-    path = _get(d, "path", str)
+    path, size, rows, mtime, part, lo, hi, nulls = _fields(d, _ADD_FIELDS, "add")
     try:
         validate_data_path(path)
     except ValueError as exc:
         raise _Bad(str(exc)) from None
-    return AddFile(
-        path=path, size_bytes=_get(d, "size_bytes", int), num_rows=_get(d, "num_rows", int),
-        modification_time=_get(d, "modification_time", int), partition=tuple(_get(d, "partition", list)),
-        min=_get(d, "min", dict), max=_get(d, "max", dict), null_count=_get(d, "null_count", dict),
-    )
+    return AddFile(path=path, size_bytes=size, num_rows=rows, modification_time=mtime, partition=tuple(part),
+                   min=lo, max=hi, null_count=nulls)
 
 
 def _decode_remove(d: Any) -> RemoveFile:
@@ -355,14 +366,15 @@ def _decode_remove(d: Any) -> RemoveFile:
                       size_bytes=_get(d, "size_bytes", int), num_rows=_get(d, "num_rows", int))
 
 
+_COMMIT_FIELDS = (("id", str), ("timestamp", int), ("operation", str), ("parameters", dict),
+                  ("blind_append", bool), ("lakehouse_version", str))
+
+
 def _decode_commit(d: Any) -> CommitInfo:
-    if not isinstance(d, dict):
-        raise _Bad("commit is not a map")
-    return CommitInfo(
-        id=_get(d, "id", str), timestamp=_get(d, "timestamp", int), operation=_get(d, "operation", str),
-        parameters=_get(d, "parameters", dict), read_version=_get(d, "read_version", int, optional=True),
-        blind_append=_get(d, "blind_append", bool), lakehouse_version=_get(d, "lakehouse_version", str),
-    )
+    cid, ts, op, params, blind, lib = _fields(d, _COMMIT_FIELDS, "commit")
+    return CommitInfo(id=cid, timestamp=ts, operation=op, parameters=params,
+                      read_version=_get(d, "read_version", int, optional=True), blind_append=blind,
+                      lakehouse_version=lib)
 
 
 def _decode_protocol(d: Any) -> Protocol:

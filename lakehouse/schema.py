@@ -72,9 +72,9 @@ def has_stats(t: pa.DataType) -> bool:
         (True, False)
     """
     return bool(
-        pat.is_integer(t) or pat.is_floating(t) and not pat.is_float16(t) or pat.is_boolean(t)
+        pat.is_integer(t) or (pat.is_floating(t) and not pat.is_float16(t)) or pat.is_boolean(t)
         or pat.is_string(t) or pat.is_large_string(t) or pat.is_binary(t) or pat.is_large_binary(t)
-        or pat.is_temporal(t) and not pat.is_interval(t) or pat.is_decimal(t)
+        or (pat.is_temporal(t) and not pat.is_interval(t)) or pat.is_decimal(t)
     )
 
 

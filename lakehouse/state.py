@@ -147,6 +147,8 @@ class TableState:
                     path=f"{LOG_DIR}/",
                 ) from None
             files = pa.concat_tables([files, new]) if files.num_rows else new
+        if files.column(0).num_chunks > 32:  # many small commits: keep the table contiguous
+            files = files.combine_chunks()
         last = entries[-1]
         return replace(self, version=last.version, timestamp=last.commit.timestamp, protocol=proto,
                        metadata=meta, files=files, app_versions=txns)

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._version import __version__
 from .checkpoint import write_checkpoint
 from .commit import CommitRequest, commit
 from .errors import InvalidTableError, TableExistsError, TableNotFoundError, VersionNotFoundError
@@ -267,7 +266,8 @@ class Table:
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
-            >>> lh.write_table("memory://doc-to-arrow", pa.table({"a": [1, 2]})).to_arrow(filter=[("a", "<", 2)]).num_rows
+            >>> t = lh.write_table("memory://doc-to-arrow", pa.table({"a": [1, 2]}))
+            >>> t.to_arrow(filter=[("a", "<", 2)]).num_rows
             1
         """
         return self.snapshot(version, as_of).to_arrow(columns=columns, filter=filter)

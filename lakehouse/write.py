@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import time
@@ -90,10 +91,8 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, columns: Seq
 def delete_files(storage: Storage, paths: Sequence[str]) -> None:
     """Best-effort removal of data files that no commit references (e.g. after a conflict)."""
     for p in paths:
-        try:
+        with contextlib.suppress(OSError):  # what stays behind is an orphan for vacuum
             storage.delete(p)
-        except OSError:  # pragma: no cover - left for vacuum
-            pass
 
 
 def write_data_files(
