@@ -98,7 +98,7 @@ class Storage:
     @property
     def is_memory(self) -> bool:
         """True for fsspec's in-process memory filesystem."""
-        return isinstance(self.fs, MemoryFileSystem)
+        return isinstance(self.fs, MemoryFileSystem) and "memory" in _protocols(self.fs)
 
     def arrow_filesystem(self) -> pafs.FileSystem:
         """A pyarrow filesystem over the same storage (native for local disk)."""
