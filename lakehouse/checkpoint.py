@@ -63,7 +63,7 @@ def encode_checkpoint(state: TableState) -> bytes:
     return MAGIC + struct.pack("<I", zlib.crc32(payload)) + payload.to_pybytes()
 
 
-def decode_checkpoint(data: bytes, *, path: str) -> TableState:
+def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> TableState:
     """Parse and verify a checkpoint file; ``CorruptLogError`` names ``path`` if it is damaged."""
     if not data.startswith(MAGIC[:6]) or len(data) < len(MAGIC) + 4:
         raise CorruptLogError("not a lakehouse checkpoint", path=path)
@@ -86,6 +86,8 @@ def decode_checkpoint(data: bytes, *, path: str) -> TableState:
         if not files.schema.equals(files_schema(metadata)):
             raise ValueError("files table does not match the table metadata")
         txn = {str(k): int(v) for k, v in info["txn"].items()}
+        if version is not None and info["version"] != version:
+            raise ValueError(f"holds version {info['version']}, expected {version}")
         return TableState(version=int(info["version"]), timestamp=int(info["timestamp"]), protocol=protocol,
                           metadata=metadata, files=files, app_versions=txn)
     except UnsupportedFormatError:

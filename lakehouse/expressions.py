@@ -50,7 +50,7 @@ _COMPARISONS = {"=": "equal", "==": "equal", "!=": "not_equal", "<": "less", "<=
                 ">": "greater", ">=": "greater_equal"}
 _SWAP = {"equal": "equal", "not_equal": "not_equal", "less": "greater", "less_equal": "greater_equal",
          "greater": "less", "greater_equal": "less_equal"}
-_NEGATE = {"equal": "not_equal", "not_equal": "equal", "less": "greater_equal", "less_equal": "greater",
+_NEGATE = {"equal": "not_equal", "not_equal": "equal", "less": "greater", "less_equal": "greater",
            "greater": "less_equal", "greater_equal": "less"}
 _ORDERING = frozenset({"less", "less_equal", "greater", "greater_equal"})
 _MAX_SET_TERMS = 32  # is_in value sets up to this size are pruned value by value, larger ones by range
@@ -447,7 +447,7 @@ def _prune_compare(node: Call, neg: bool, ctx: _Ctx) -> pc.Expression:
     if ctx.maybe_float(column) and (op == "not_equal" or (neg and op in _ORDERING)):
         return _TRUE  # NaN rows make these true and min/max know nothing of NaN
     value, low, high = pc.scalar(right.value), _stat("min", column), _stat("max", column)
-    conds = {"less": lambda: high < value, "less_equal": lambda: low <= value,
+    conds = {"less": lambda: low < value, "less_equal": lambda: low <= value,
              "greater": lambda: high > value, "greater_equal": lambda: high >= value,
              "equal": lambda: (low <= value) & (high >= value),
              "not_equal": lambda: ~((low == value) & (high == value))}

@@ -89,7 +89,7 @@ def _read_checkpoint(storage: Storage, version: int) -> TableState | None:
         data = storage.read(rel)
     except FileNotFoundError:
         return None
-    return decode_checkpoint(data, path=storage.full_path(rel))
+    return decode_checkpoint(data, path=storage.full_path(rel), version=version)
 
 
 def load_state(storage: Storage, version: int | None = None) -> TableState:
@@ -125,6 +125,10 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
         state = TableState.initial(entries)
     else:
         state = state.apply(entries)
+    if version is None and listed and listed[-1] > state.version:
+        missing = storage.full_path(entry_name(state.version + 1))
+        raise CorruptLogError(f"the log has a gap: entry {state.version + 1} is missing but {listed[-1]} exists",
+                              path=missing)
     if version is not None and state.version != version:
         raise VersionNotFoundError(f"version {version} does not exist (latest is {state.version})", version=version)
     return state
