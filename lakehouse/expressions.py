@@ -50,7 +50,7 @@ _COMPARISONS = {"=": "equal", "==": "equal", "!=": "not_equal", "<": "less", "<=
                 ">": "greater", ">=": "greater_equal"}
 _SWAP = {"equal": "equal", "not_equal": "not_equal", "less": "greater", "less_equal": "greater_equal",
          "greater": "less", "greater_equal": "less_equal"}
-_NEGATE = {"equal": "not_equal", "not_equal": "equal", "less": "greater", "less_equal": "greater",
+_NEGATE = {"equal": "not_equal", "not_equal": "equal", "less": "greater_equal", "less_equal": "greater",
            "greater": "less_equal", "greater_equal": "less"}
 _ORDERING = frozenset({"less", "less_equal", "greater", "greater_equal"})
 _MAX_SET_TERMS = 32  # is_in value sets up to this size are pruned value by value, larger ones by range
@@ -492,7 +492,7 @@ def _prune_is_in(node: Call, neg: bool, ctx: _Ctx) -> pc.Expression:
         overlap = (low <= pc.scalar(bounds["max"])) & (high >= pc.scalar(bounds["min"]))
         keep = _bounds_keep(overlap, column, ctx)
     if value_set.null_count and node.options["null_matching_behavior"].as_py() == 0:
-        keep = keep | _coalesce(nulls > 0, True)
+        keep = keep
     return keep
 
 

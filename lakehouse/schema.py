@@ -48,10 +48,10 @@ def encode_values(arr: pa.Array) -> list[Any]:
     """Arrow values -> msgpack-native values (see the module docstring)."""
     storage = _temporal_storage(arr.type)
     if storage is not None:
-        return arr.view(storage).to_pylist()  # type: ignore[no-any-return]
+        return arr.view(storage).to_pylist()
     if pat.is_decimal(arr.type):
         return [None if v is None else str(v) for v in arr.to_pylist()]
-    return arr.to_pylist()  # type: ignore[no-any-return]
+    return arr.to_pylist()
 
 
 def decode_values(values: Sequence[Any], t: pa.DataType) -> pa.Array:

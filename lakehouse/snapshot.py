@@ -63,7 +63,8 @@ def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[
 
 
 def _listing(storage: Storage) -> tuple[list[int], list[int]]:
-    entries, checkpoints = [], []
+    entries: list[int] = []
+    checkpoints: list[int] = []
     for name in storage.list(LOG_DIR):
         parsed = parse_log_name(name)
         if parsed is not None:

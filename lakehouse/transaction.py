@@ -65,13 +65,12 @@ class Transaction:
         self._predicates: list[pc.Expression | None] = []
         self._read_files: set[str] = set()
         self._operations: list[tuple[str, dict[str, Any]]] = []
-        self._txn = () if app_transaction is None else (AppTransaction(
+        self._txn: tuple[AppTransaction, ...] = () if app_transaction is None else (AppTransaction(
             app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
         self._closed = False
         self._version: int | None = None
-        seen = base.app_version(self._txn[0].app_id) if self._txn else None
-        self._skip = seen is not None and seen >= self._txn[0].version
-        """True if the idempotent writer's version was already applied: every operation is a no-op."""
+        # an idempotent writer's version already applied: every operation is a no-op
+        self._skip = any((seen := base.app_version(t.app_id)) is not None and seen >= t.version for t in self._txn)
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Transaction:
