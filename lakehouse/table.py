@@ -31,7 +31,7 @@ from .errors import InvalidTableError, TableExistsError, TableNotFoundError, Ver
 from .expressions import FilterLike
 from .log import READER_VERSION, WRITER_VERSION, AppTransaction, LogEntry, Metadata, Protocol
 from .schema import check_partition_columns, to_reader
-from .snapshot import Snapshot, load_state, read_entry
+from .snapshot import Snapshot, load_state, read_entries, read_entry
 from .state import TableState
 from .storage import Storage
 from .transaction import Transaction
@@ -202,7 +202,8 @@ class Table:
             >>> lh.write_table("memory://doc-refresh", pa.table({"a": [1]})).refresh()
             0
         """
-        self._state = load_state(self._storage)
+        # incremental: only the entries after the version this handle knows
+        self._state = self._state.apply(read_entries(self._storage, self._state.version + 1))
         return self._state.version
 
     def _set_state(self, state: TableState) -> None:
