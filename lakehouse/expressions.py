@@ -18,10 +18,10 @@ import datetime as dt
 import decimal
 import operator
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -31,20 +31,11 @@ import pyarrow.compute as pc
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
 
 __all__ = [
-    "Call",
-    "Field",
-    "FilterLike",
-    "Literal",
-    "Node",
-    "build_expression",
-    "files_mask",
-    "parse_expression",
-    "prune_expression",
-    "referenced_columns",
-    "to_expression",
+    "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "files_mask", "parse_expression",
+    "prune_expression", "referenced_columns", "to_expression",
 ]
 
-FilterLike = pc.Expression | Sequence[tuple] | Sequence[Sequence[tuple]]
+FilterLike: TypeAlias = pc.Expression | Sequence[tuple] | Sequence[Sequence[tuple]]
 
 _COMPARISONS = {"=": "equal", "==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal",
                 ">": "greater", ">=": "greater_equal"}
@@ -116,34 +107,20 @@ def _metadata_items(schema: pa.Schema) -> list[tuple[str, str]]:
     try:
         if not c_schema.metadata:
             return []
-        pos = c_schema.metadata
-        count = ctypes.c_int32.from_address(pos).value
-        pos += 4
-        items: list[tuple[str, str]] = []
-        for _ in range(count):
-            pair = []
-            for _part in range(2):
-                size = ctypes.c_int32.from_address(pos).value
-                pair.append(ctypes.string_at(pos + 4, size).decode("utf-8"))
-                pos += 4 + size
-            items.append((pair[0], pair[1]))
-        return items
+        pos = c_schema.metadata + 4
+        strings = []  # key, value, key, value, ...
+        for _ in range(2 * ctypes.c_int32.from_address(c_schema.metadata).value):
+            size = ctypes.c_int32.from_address(pos).value
+            strings.append(ctypes.string_at(pos + 4, size).decode("utf-8"))
+            pos += 4 + size
+        return list(zip(strings[::2], strings[1::2]))
     finally:
         c_schema.release(ctypes.byref(c_schema))
 
 
-class _Frame:
-    """A call being parsed."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.args: list[Node] = []
-        self.options: pa.StructScalar | None = None
-
-
 def _build_tree(items: list[tuple[str, str]], columns: pa.Table) -> Node:
     """Build the AST from the prefix-order metadata items (iteratively: no recursion limit)."""
-    stack: list[_Frame] = []
+    stack: list[tuple[str, list[Node], list[Any]]] = []  # calls being parsed: (name, args, [options])
     root: Node | None = None
     i = 0
     while i < len(items):
@@ -151,14 +128,14 @@ def _build_tree(items: list[tuple[str, str]], columns: pa.Table) -> Node:
         i += 1
         node: Node
         if key == "call":
-            stack.append(_Frame(value))
+            stack.append((value, [], [None]))
             continue
         if key == "options" and stack:
-            stack[-1].options = columns.column(int(value))[0]
+            stack[-1][2][0] = columns.column(int(value))[0]
             continue
-        if key == "end" and stack and stack[-1].name == value:
-            frame = stack.pop()
-            node = Call(frame.name, tuple(frame.args), frame.options)
+        if key == "end" and stack and stack[-1][0] == value:
+            name, args, options = stack.pop()
+            node = Call(name, tuple(args), options[0])
         elif key == "literal":
             node = Literal(columns.column(int(value))[0])
         elif key == "field_ref":
@@ -171,7 +148,7 @@ def _build_tree(items: list[tuple[str, str]], columns: pa.Table) -> Node:
         else:
             raise _Unsupported(f"unexpected {key!r} in serialized expression")
         if stack:
-            stack[-1].args.append(node)
+            stack[-1][1].append(node)
         elif root is None:
             root = node
         else:
@@ -232,15 +209,18 @@ def build_expression(node: Node, *, prefix: str = "") -> pc.Expression:
     return pc.Expression._call(node.name, args, _rebuild_options(node.options))
 
 
-def _fields(node: Node) -> list[Field]:
-    stack, found = [node], []
+def _nodes(node: Node) -> Iterator[Node]:
+    """Every node of the tree (iteratively: no recursion limit)."""
+    stack = [node]
     while stack:
         item = stack.pop()
-        if isinstance(item, Field):
-            found.append(item)
-        elif isinstance(item, Call):
-            stack.extend(item.args)
-    return found
+        yield item
+        if isinstance(item, Call):
+            stack.extend(reversed(item.args))
+
+
+def _fields(node: Node) -> list[Field]:
+    return [item for item in _nodes(node) if isinstance(item, Field)]
 
 
 def referenced_columns(expr: pc.Expression) -> frozenset[str]:
@@ -492,7 +472,7 @@ def _prune_is_in(node: Call, neg: bool, ctx: _Ctx) -> pc.Expression:
         overlap = (low <= pc.scalar(bounds["max"])) & (high >= pc.scalar(bounds["min"]))
         keep = _bounds_keep(overlap, column, ctx)
     if value_set.null_count and node.options["null_matching_behavior"].as_py() == 0:
-        keep = keep
+        keep = keep | _coalesce(nulls > 0, True)
     return keep
 
 
@@ -506,13 +486,8 @@ def _prune_exact(node: Node, neg: bool, ctx: _Ctx) -> pc.Expression | None:
     """Evaluate a sub-tree over partition columns only on the files' partition values."""
     if any(len(f.path) != 1 or f.name not in ctx.partition for f in _fields(node)):
         return None
-    stack: list[Node] = [node]
-    while stack:  # per-file evaluation is exact only for deterministic row-wise functions
-        item = stack.pop()
-        if isinstance(item, Call):
-            if item.name == "random":
-                return None
-            stack.extend(item.args)
+    if any(isinstance(item, Call) and item.name == "random" for item in _nodes(node)):
+        return None  # per-file evaluation is exact only for deterministic row-wise functions
     try:
         expr = build_expression(node, prefix="partition.")
     except (_Unsupported, pa.ArrowException, KeyError, TypeError, ValueError):
