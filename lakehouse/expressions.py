@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
 
 __all__ = [
-    "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "files_mask", "parse_expression",
+    "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "files_mask",
+    "parse_expression",
     "prune_expression", "referenced_columns", "to_expression",
 ]
 
@@ -574,3 +575,28 @@ def files_mask(expr: pc.Expression | None, files: pa.Table, *, partition_columns
         return pc.fill_null(mask, True)
     except Exception:
         return keep_all
+
+
+def conjuncts(expr: pc.Expression) -> list[pc.Expression]:
+    """Split a conjunction into its terms (``[expr]`` when it is not one or cannot be read).
+
+    Example:
+        >>> [str(e) for e in conjuncts((pc.field("a") < 3) & (pc.field("b") == 1))]
+        ['(a < 3)', '(b == 1)']
+    """
+    try:
+        root = parse_expression(expr)
+    except Exception:
+        return [expr]
+    terms: list[Node] = []
+    stack: list[Node] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Call) and node.name in ("and_kleene", "and") and len(node.args) == 2:
+            stack.extend(reversed(node.args))
+        else:
+            terms.append(node)
+    try:
+        return [build_expression(t) for t in terms]
+    except Exception:
+        return [expr]

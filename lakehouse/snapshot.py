@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +25,7 @@ import pyarrow.dataset as ds
 
 from .checkpoint import decode_checkpoint, read_pointer
 from .errors import ColumnNotFoundError, CorruptLogError, TableNotFoundError, VersionNotFoundError
-from .expressions import FilterLike, files_mask, to_expression
+from .expressions import FilterLike, conjuncts, files_mask, referenced_columns, to_expression
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .state import TableState
 from .stats import stats_columns
@@ -270,6 +271,33 @@ class Snapshot:
         """
         return self._dataset(self._pruned(self._expression(filter)))
 
+    def _scan_plan(self, columns: list[str] | None, expr: pc.Expression | None) -> _ScanPlan:
+        """What to push into the Parquet scan and what to filter after reading.
+
+        pyarrow's scan skips row groups by Parquet statistics, which ignore NaN: a row group whose
+        min == max == 1.5 is dropped for ``f != 1.5`` although its NaN rows match. Terms on
+        floating-point columns are therefore evaluated after reading, on the rows themselves.
+        """
+        if expr is None:
+            return _ScanPlan(columns, None, None, columns)
+        floats = {f.name for f in self.schema if pa.types.is_floating(f.type)}
+        try:
+            exact = not (referenced_columns(expr) & floats)
+        except Exception:
+            exact = False
+        if exact:
+            return _ScanPlan(columns, expr, None, columns)
+        pushed: pc.Expression | None = None
+        for term in conjuncts(expr):
+            try:
+                safe = not (referenced_columns(term) & floats)
+            except Exception:
+                safe = False
+            if safe:
+                pushed = term if pushed is None else pushed & term
+        read = None if columns is None else columns + sorted(referenced_columns(expr) - set(columns))
+        return _ScanPlan(read, pushed, expr, columns)
+
     def to_arrow(
         self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None
     ) -> pa.Table:
@@ -283,7 +311,9 @@ class Snapshot:
         """
         cols = self._check_columns(columns)
         expr = self._expression(filter)
-        return self._dataset(self._pruned(expr)).to_table(columns=cols, filter=expr)
+        plan = self._scan_plan(cols, expr)
+        table = self._dataset(self._pruned(expr)).to_table(columns=plan.read, filter=plan.pushed)
+        return plan.finish(table)
 
     def to_batches(
         self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None
@@ -298,11 +328,36 @@ class Snapshot:
         """
         cols = self._check_columns(columns)
         expr = self._expression(filter)
-        return self._dataset(self._pruned(expr)).scanner(columns=cols, filter=expr).to_reader()
+        plan = self._scan_plan(cols, expr)
+        reader = self._dataset(self._pruned(expr)).scanner(columns=plan.read, filter=plan.pushed).to_reader()
+        if plan.residual is None:
+            return reader
+        first = plan.finish(reader.schema.empty_table())
+        batches = (b for batch in reader for b in plan.finish(pa.Table.from_batches([batch])).to_batches())
+        return pa.RecordBatchReader.from_batches(first.schema, batches)
 
     def to_pandas(self, **kwargs: Any) -> Any:
         """Read into a pandas DataFrame (needs pandas); arguments as :meth:`to_arrow`."""
         return self.to_arrow(**kwargs).to_pandas()
+
+
+@dataclass(frozen=True, slots=True)
+class _ScanPlan:
+    read: list[str] | None
+    """Columns to read (the wanted ones plus those the residual filter needs)."""
+    pushed: pc.Expression | None
+    """Filter pushed into the scan."""
+    residual: pc.Expression | None
+    """Filter applied to the rows after reading."""
+    columns: list[str] | None
+    """Columns to return."""
+
+    def finish(self, table: pa.Table) -> pa.Table:
+        if self.residual is not None:
+            table = table.filter(self.residual)
+        if self.columns is not None and table.column_names != self.columns:
+            table = table.select(self.columns)
+        return table
 
 
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Snapshot:

@@ -189,8 +189,19 @@ class Transaction:
         schema = self.schema
         fragments = list(dataset.get_fragments())
 
+        plan = snap._scan_plan(None, expr)  # float terms are evaluated on rows, not on Parquet stats
+        needed = sorted(referenced_columns(expr))
+
         def matched(fragment: ds.Fragment) -> int:
-            return ds.Scanner.from_fragment(fragment, schema=schema, filter=expr, columns=[]).count_rows()
+            if plan.residual is None:
+                return ds.Scanner.from_fragment(fragment, schema=schema, filter=expr, columns=[]).count_rows()
+            rows = ds.Scanner.from_fragment(fragment, schema=schema, filter=plan.pushed, columns=needed).to_table()
+            return rows.filter(plan.residual).num_rows
+
+        def kept_rows(fragment: ds.Fragment) -> pa.Table:
+            if plan.residual is None:
+                return ds.Scanner.from_fragment(fragment, schema=schema, filter=_keep(expr)).to_table()
+            return ds.Scanner.from_fragment(fragment, schema=schema).to_table().filter(_keep(expr))
 
         with ThreadPoolExecutor(4) as pool:
             counts = list(pool.map(matched, fragments))
@@ -200,7 +211,7 @@ class Transaction:
         partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
         self._drop(_parts_in(candidates, whole))
         for fragment, path in partial:
-            kept = ds.Scanner.from_fragment(fragment, schema=schema, filter=_keep(expr)).to_table()
+            kept = kept_rows(fragment)
             self._drop(_parts_in(candidates, [path]))
             self._include(self._write(kept))
 

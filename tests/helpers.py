@@ -44,10 +44,13 @@ def make_data(
     )
 
 
+NAN = "<NaN>"  # NaN != NaN; rows() puts this marker in its place so equal multisets compare equal
+
+
 def _key(value: Any) -> tuple:
     if value is None:
         return (2, "")
-    if isinstance(value, float) and math.isnan(value):
+    if value is NAN:
         return (1, "")
     return (0, value)
 
@@ -57,6 +60,7 @@ def rows(table: pa.Table | pa.RecordBatch) -> list[tuple]:
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     cols = [c.to_pylist() for c in table.columns]
+    cols = [[NAN if isinstance(v, float) and math.isnan(v) else v for v in c] for c in cols]
     out = list(zip(*cols, strict=True)) if cols else [()] * table.num_rows
     return sorted(out, key=lambda r: tuple(_key(v) for v in r))
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import threading
+import time
 import traceback
+import uuid
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from helpers import SCHEMA, assert_same_rows, make_data, rows
+from fsspec.implementations.memory import MemoryFileSystem
+from helpers import SCHEMA, assert_same_rows, make_data, parquet_files, rows
 
 import lakehouse as lh
 
@@ -53,9 +58,7 @@ def test_concurrent_appends_from_several_processes(local_uri):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(N_PROCS)
     results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_append_worker, args=(local_uri, w, barrier, results)) for w in range(N_PROCS)
-    ]
+    procs = [ctx.Process(target=_append_worker, args=(local_uri, w, barrier, results)) for w in range(N_PROCS)]
     for p in procs:
         p.start()
     acks = []
@@ -176,3 +179,194 @@ def test_pinned_snapshot_while_another_process_writes(local_uri):
     assert not failures, failures[0]
     assert_same_rows(s.to_arrow(), base)
     assert t.refresh() == 1 + 6 * 3
+
+
+# --------------------------------------------------------------------------- optimistic concurrency
+
+
+def _referenced_files(uri: str) -> set[str]:
+    t = lh.Table.open(uri)
+    out: set[str] = set()
+    for v in range(t.version + 1):
+        out |= set(t.snapshot(version=v).files().column("path").to_pylist())
+    return out
+
+
+@pytest.fixture
+def three_parts(table_uri):
+    t = lh.Table.create(table_uri, SCHEMA, partition_by=["part"])
+    base = make_data(range(30), part=[i % 3 for i in range(30)])
+    t.append(base)
+    return t, lh.Table.open(table_uri), base
+
+
+def test_concurrent_blind_appends_both_land(three_parts):
+    a, b, base = three_parts
+    with a.transaction() as tx:
+        tx.append(make_data(range(100, 103), part=1))
+        assert b.append(make_data(range(200, 203), part=1)) == 2
+    assert a.version == 3
+    expected = pa.concat_tables([base, make_data(range(100, 103), part=1), make_data(range(200, 203), part=1)])
+    assert_same_rows(lh.Table.open(a.uri).to_arrow(), expected)
+
+
+def test_delete_rebases_over_an_append_outside_its_filter(three_parts):
+    a, b, base = three_parts
+    with a.transaction() as tx:
+        tx.delete([("part", "=", 1)])
+        b.append(make_data(range(200, 203), part=0))
+    assert a.version == 3
+    expected = pa.concat_tables([base.filter(pc.field("part") != 1), make_data(range(200, 203), part=0)])
+    assert_same_rows(lh.Table.open(a.uri).to_arrow(), expected)
+
+
+def test_delete_conflicts_with_an_append_matching_its_filter(three_parts):
+    a, b, base = three_parts
+    with pytest.raises(lh.CommitConflictError) as info, a.transaction() as tx:
+        tx.delete([("part", "=", 1)])
+        b.append(make_data(range(200, 203), part=1))
+    assert info.value.version == 2
+    assert_same_rows(lh.Table.open(a.uri).to_arrow(), pa.concat_tables([base, make_data(range(200, 203), part=1)]))
+    assert lh.Table.open(a.uri).version == 2
+
+
+def test_delete_conflicts_with_a_concurrent_delete_of_the_same_files(three_parts):
+    a, b, base = three_parts
+    with pytest.raises(lh.CommitConflictError) as info, a.transaction() as tx:
+        tx.delete([("part", "=", 0), ("id", "<", 10)])  # rewrites the part=0 file
+        b.delete([("part", "=", 0)])  # removes that same file
+    assert info.value.version == 2
+    assert_same_rows(lh.Table.open(a.uri).to_arrow(), base.filter(pc.field("part") != 0))
+    # the file the losing writer rewrote is cleaned up
+    assert set(parquet_files(a.uri)) == _referenced_files(a.uri)
+
+
+def test_overwrite_where_conflicts_with_a_delete_of_files_it_read(three_parts):
+    a, b, base = three_parts
+    with pytest.raises(lh.CommitConflictError), a.transaction() as tx:
+        tx.overwrite(make_data(range(300, 302), part=2), filter=[("part", "=", 2)])
+        b.delete([("part", "=", 2), ("id", ">", 20)])
+    assert_same_rows(
+        lh.Table.open(a.uri).to_arrow(),
+        base.filter((pc.field("part") != 2) | (pc.field("id") <= 20)),
+    )
+    assert set(parquet_files(a.uri)) == _referenced_files(a.uri)
+
+
+def test_app_transaction_race_applies_once(three_parts):
+    """Two writers race with the same (app_id, version): the data lands exactly once."""
+    a, b, _ = three_parts
+    try:
+        with a.transaction(app_transaction=("job", 1)) as tx:
+            tx.append(make_data(range(100, 103), part=1))
+            assert b.append(make_data(range(100, 103), part=1), app_transaction=("job", 1)) == 2
+    except lh.CommitConflictError:
+        pass
+    t = lh.Table.open(a.uri)
+    assert t.app_version("job") == 1
+    assert t.to_arrow(filter=pc.field("id") >= 100).num_rows == 3
+    assert t.version == 2
+
+
+# --------------------------------------------------------------------------- storage faults
+
+
+class FlakyFS(MemoryFileSystem):
+    """An in-memory filesystem without atomic create-if-absent, whose log writes can be made to fail."""
+
+    protocol = "lhflaky"
+    store: dict = {}  # noqa: RUF012
+    pseudo_dirs = [""]  # noqa: RUF012
+    fail: str | None = None  # "after": write, then raise; "before": raise without writing
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        if isinstance(path, str):
+            path = path.removeprefix("lhflaky://")
+        return super()._strip_protocol(path)
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs):
+        how = FlakyFS.fail
+        if how and "_lakehouse_log/" in path and path.endswith(".msgpack"):
+            FlakyFS.fail = None
+            if how == "after":
+                super().pipe_file(path, value, mode=mode, **kwargs)
+                raise TimeoutError("injected: the write landed but the reply was lost")
+            raise ConnectionError("injected: the connection dropped")
+        return super().pipe_file(path, value, mode=mode, **kwargs)
+
+
+fsspec.register_implementation("lhflaky", FlakyFS, clobber=True)
+UNSAFE_OK = {"lakehouse.unsafe_single_writer": True}
+
+
+@pytest.fixture
+def flaky_uri():
+    uri = f"lhflaky://t-{uuid.uuid4().hex}"
+    FlakyFS.fail = None
+    yield uri
+    FlakyFS.fail = None
+    fs = FlakyFS()
+    root = FlakyFS._strip_protocol(uri)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def test_filesystem_without_atomic_create_is_refused(flaky_uri):
+    with pytest.raises(lh.UnsafeStorageError):
+        lh.Table.create(flaky_uri, SCHEMA)
+    with pytest.raises(lh.UnsafeStorageError):
+        lh.write_table(flaky_uri, make_data(range(3)))
+    assert not FlakyFS().exists(f"{FlakyFS._strip_protocol(flaky_uri)}/_lakehouse_log/{0:020d}.msgpack")
+    # explicit opt-in for a single writer
+    t = lh.Table.create(flaky_uri, SCHEMA, storage_options=UNSAFE_OK)
+    t.append(make_data(range(3)))
+    assert_same_rows(lh.Table.open(flaky_uri, storage_options=UNSAFE_OK).to_arrow(), make_data(range(3)))
+    with pytest.raises(lh.UnsafeStorageError):
+        lh.Table.open(flaky_uri).append(make_data(range(3, 4)))
+    assert lh.Table.open(flaky_uri, storage_options=UNSAFE_OK).version == 1
+
+
+def test_commit_whose_reply_was_lost_is_recognised(flaky_uri):
+    t = lh.Table.create(flaky_uri, SCHEMA, storage_options=UNSAFE_OK)
+    t.append(make_data(range(3)))
+    FlakyFS.fail = "after"
+    v = t.append(make_data(range(3, 6)))
+    assert FlakyFS.fail is None, "the fault was not injected"
+    assert v == 2
+    fresh = lh.Table.open(flaky_uri, storage_options=UNSAFE_OK)
+    assert fresh.version == 2, "the commit must not be appended twice"
+    assert_same_rows(fresh.to_arrow(), make_data(range(6)))
+
+
+def test_commit_with_unknown_outcome_raises_and_keeps_data_files(flaky_uri):
+    t = lh.Table.create(flaky_uri, SCHEMA, storage_options=UNSAFE_OK)
+    t.append(make_data(range(3)))
+    n_files = len(parquet_files(flaky_uri))
+    FlakyFS.fail = "before"
+    with pytest.raises(lh.CommitStateUnknownError) as info:
+        t.append(make_data(range(3, 6)))
+    assert info.value.commit_id
+    assert len(parquet_files(flaky_uri)) == n_files + 1, "data files must be kept when the outcome is unknown"
+    fresh = lh.Table.open(flaky_uri, storage_options=UNSAFE_OK)
+    assert fresh.version == 1
+    assert_same_rows(fresh.to_arrow(), make_data(range(3)))
+
+
+# --------------------------------------------------------------------------- clock skew
+
+
+def test_commit_timestamps_stay_monotonic_when_the_clock_goes_back(table_uri, monkeypatch):
+    t = lh.Table.create(table_uri, SCHEMA)
+    t.append(make_data(range(1)))
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)
+    monkeypatch.setattr(time, "time_ns", lambda: int((real_time() - 3600) * 1e9))
+    t.append(make_data(range(1, 2)))
+    t.append(make_data(range(2, 3)))
+    monkeypatch.undo()
+    hist = t.history()
+    stamps = [c.timestamp for c in reversed(hist)]
+    assert all(b > a for a, b in itertools.pairwise(stamps)), stamps
+    for c in hist:
+        assert t.snapshot(as_of=c.timestamp).version == c.version

@@ -24,6 +24,7 @@ TREE = {
     "InvalidFilterError": ("LakehouseError", ValueError),
     "ConstraintViolationError": ("LakehouseError", ValueError),
     "InvalidTableError": ("LakehouseError", ValueError),
+    "InvalidDataError": ("LakehouseError", TypeError),
     "CommitError": ("LakehouseError",),
     "CommitConflictError": ("CommitError", "LakehouseError"),
     "CommitStateUnknownError": ("CommitError", "LakehouseError"),
@@ -190,6 +191,14 @@ def test_non_nullable_column_rejects_nulls(table_uri):
     with pytest.raises(lh.LakehouseError):
         t.append(bad)
     assert lh.Table.open(table_uri).to_arrow().num_rows == 0
+
+
+@pytest.mark.parametrize("bad", [None, 42, "rows", {"id": [1]}, [1, 2, 3]], ids=repr)
+def test_data_that_is_not_arrow_shaped(table_uri, bad):
+    t = lh.Table.create(table_uri, SCHEMA)
+    with pytest.raises(lh.InvalidDataError):
+        t.append(bad)
+    assert lh.Table.open(table_uri).version == 0
 
 
 def test_bad_table_definitions(table_uri):

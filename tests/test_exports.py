@@ -14,6 +14,7 @@ ERRORS = {
     "SchemaMismatchError",
     "ColumnNotFoundError",
     "InvalidFilterError",
+    "InvalidDataError",
     "ConstraintViolationError",
     "InvalidTableError",
     "CommitError",
