@@ -7,6 +7,7 @@ networks do; lakehouse's own storage layer is the real one.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import fsspec
 import pyarrow as pa
@@ -106,9 +107,6 @@ def test_stale_handle_append_rebases_and_delete_sees_new_rows(table_uri):
 
 
 def test_conflicting_transaction_raises_and_cleans_its_files(local_uri):
-    import pyarrow.parquet  # noqa: F401  (the files are counted on disk)
-    from pathlib import Path
-
     t = lh.Table.create(local_uri, SCHEMA, partition_by=["part"])
     t.append(make_data(range(10), part=1))
     tx = t.transaction()

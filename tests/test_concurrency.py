@@ -370,3 +370,13 @@ def test_commit_timestamps_stay_monotonic_when_the_clock_goes_back(table_uri, mo
     assert all(b > a for a, b in itertools.pairwise(stamps)), stamps
     for c in hist:
         assert t.snapshot(as_of=c.timestamp).version == c.version
+
+
+def test_blind_append_rebases_over_a_concurrent_overwrite(three_parts):
+    a, b, _ = three_parts
+    with a.transaction() as tx:
+        tx.append(make_data(range(100, 102), part=2))
+        b.overwrite(make_data(range(500, 503), part=0))
+    assert a.version == 3
+    expected = pa.concat_tables([make_data(range(500, 503), part=0), make_data(range(100, 102), part=2)])
+    assert_same_rows(lh.Table.open(a.uri).to_arrow(), expected)

@@ -418,3 +418,79 @@ def test_corrupt_checkpoint_is_detected_not_misread(local_uri):
     else:
         assert reopened.version == 3
         assert_same_rows(reopened.to_arrow(), make_data(range(6)))
+
+
+def test_entry_requiring_a_newer_reader_is_refused(corrupt_target, local_uri):
+    data = _valid_entry_bytes(local_uri)
+
+    def edit(body):
+        body["protocol"] = {"min_reader_version": 99, "min_writer_version": 99}
+        return body
+
+    _write_entry(local_uri, 3, _reenvelope(data, edit))
+    with pytest.raises(lh.UnsupportedFormatError):
+        lh.Table.open(local_uri)
+    with pytest.raises(lh.UnsupportedFormatError):
+        corrupt_target.refresh()
+    assert_same_rows(corrupt_target.to_arrow(version=2), make_data(range(6)))
+
+
+def _rewrite_checkpoint_format(path: str, fmt: int) -> None:
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, payload = data[:8], data[12:]
+    table = pa.ipc.open_file(pa.py_buffer(payload)).read_all()
+    meta = dict(table.schema.metadata)
+    info = msgpack.unpackb(meta[b"lakehouse.state"], raw=False)
+    assert info["format"] == 1
+    info["format"] = fmt
+    meta[b"lakehouse.state"] = msgpack.packb(info, use_bin_type=True)
+    table = table.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    new_payload = sink.getvalue().to_pybytes()
+    with open(path, "wb") as f:
+        f.write(magic + struct.pack("<I", zlib.crc32(new_payload)) + new_payload)
+
+
+def test_checkpoint_from_a_newer_format_is_never_misread(local_uri):
+    t = lh.Table.create(local_uri, SCHEMA)
+    for i in range(3):
+        t.append(make_data(range(i * 2, i * 2 + 2)))
+    v = t.checkpoint()
+    log_dir = os.path.dirname(log_entry_path(local_uri, 0))
+    (name,) = [n for n in os.listdir(log_dir) if n.startswith(f"{v:020d}") and "checkpoint" in n]
+    _rewrite_checkpoint_format(os.path.join(log_dir, name), 99)
+    # with the whole log still there a reader may fall back to the entries; it must not misread
+    try:
+        reopened = lh.Table.open(local_uri)
+    except lh.UnsupportedFormatError as e:
+        assert name in str(e)
+    else:
+        assert reopened.version == 3
+        assert_same_rows(reopened.to_arrow(), make_data(range(6)))
+    # once the early log is gone, the checkpoint is the only way in: refuse clearly
+    for i in range(v + 1):
+        os.remove(log_entry_path(local_uri, i))
+    with pytest.raises(lh.UnsupportedFormatError) as info:
+        lh.Table.open(local_uri)
+    assert name in str(info.value)
+
+
+def test_overwrite_with_a_different_schema_is_a_mismatch(table_uri):
+    lh.write_table(table_uri, make_data(range(3)))
+    other = pa.table({"id": [1], "other": ["x"]})
+    with pytest.raises(lh.SchemaMismatchError):
+        lh.write_table(table_uri, other, mode="overwrite")
+    assert_same_rows(lh.Table.open(table_uri).to_arrow(), make_data(range(3)))
+
+
+def test_null_in_a_non_nullable_partition_column(table_uri):
+    schema = pa.schema([pa.field("p", pa.int32(), nullable=False), ("n", pa.int64())])
+    t = lh.Table.create(table_uri, schema, partition_by=["p"])
+    with pytest.raises(lh.LakehouseError):
+        t.append(pa.table({"p": pa.array([1, None], pa.int32()), "n": [1, 2]}))
+    assert lh.Table.open(table_uri).to_arrow().num_rows == 0
