@@ -40,7 +40,7 @@ from .write import WriteOptions, delete_files, write_data_files
 __all__ = ["Commit", "Table", "write_table"]
 
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
-DEFAULT_PROPERTIES: Mapping[str, str] = {"checkpoint_interval": "100"}
+DEFAULT_PROPERTIES: Mapping[str, str] = {"checkpoint_interval": "100", "target_file_size": str(128 << 20)}
 _INT_PROPERTIES = ("checkpoint_interval", "target_file_size")
 
 
@@ -113,7 +113,14 @@ class Table:
     def __init__(self, storage: Storage, state: TableState, *, write_options: WriteOptions | None = None) -> None:
         self._storage = storage
         self._state = state
-        self._write_options = write_options
+        self._explicit_write_options = write_options
+
+    @property
+    def _write_options(self) -> WriteOptions:
+        if self._explicit_write_options is not None:
+            return self._explicit_write_options
+        size = self._state.metadata.properties.get("target_file_size")
+        return WriteOptions(target_file_bytes=int(size)) if size else WriteOptions()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -429,7 +436,8 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
     storage.check_atomic_create()
     reader = to_reader(data)
     meta = _new_metadata(reader.schema, partition_by, properties)
-    adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by)
+    options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
+    adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options)
     txn: tuple[AppTransaction, ...] = ()
     if app_transaction is not None:
         txn = (AppTransaction(app_id=str(app_transaction[0]), version=int(app_transaction[1])),)

@@ -47,9 +47,10 @@ class WriteOptions:
         'snappy'
     """
 
-    target_file_bytes: int = 512 << 20
-    """In-memory (Arrow) bytes buffered per partition before they become one file."""
-    max_buffer_bytes: int = 768 << 20
+    target_file_bytes: int = 128 << 20
+    """In-memory (Arrow) bytes buffered per partition before they become one file: an upper bound
+    of the Parquet file size (table property ``target_file_size``)."""
+    max_buffer_bytes: int = 256 << 20
     """Arrow bytes buffered across all partitions before the largest buffer is flushed."""
     row_group_rows: int = 1 << 20
     compression: str = "zstd"
@@ -119,7 +120,7 @@ def write_data_files(
 
         def flush(key: tuple[Any, ...]) -> None:
             buf = buffers.pop(key)
-            while len(pending) >= 2 * opts.max_workers:
+            while len(pending) >= opts.max_workers:  # bounds memory: buffers + one file per worker
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
                     pending.remove(f)

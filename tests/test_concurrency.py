@@ -53,6 +53,56 @@ def _overwrite_delete_worker(uri: str, rounds: int, barrier, results) -> None:
         results.put(("error", traceback.format_exc()))
 
 
+def _partition_worker(uri: str, writer: int, rounds: int, barrier, results) -> None:
+    """Deletes and overwrites confined to partition ``writer``: they never truly conflict with the others."""
+    try:
+        t = lh.Table.open(uri)
+        barrier.wait(timeout=60)
+        for r in range(rounds):
+            base = writer * 100_000 + r * 100
+            t.append(make_data(range(base, base + 10), part=writer))
+            t.delete([("part", "=", writer), ("id", "<", base + 5)])
+            t.overwrite(make_data([base + 50], part=writer), filter=[("part", "=", writer), ("id", ">=", base + 8)])
+        results.put(("ok", writer))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def _expected_partition(writer: int, rounds: int) -> list[int]:
+    ids: list[int] = []
+    for r in range(rounds):
+        base = writer * 100_000 + r * 100
+        ids += list(range(base, base + 10))
+        ids = [i for i in ids if not i < base + 5]
+        ids = [i for i in ids if not i >= base + 8] + [base + 50]
+    return sorted(ids)
+
+
+def test_non_conflicting_deletes_and_overwrites_from_several_processes(local_uri):
+    n_procs, rounds = 3, 6
+    t = lh.Table.create(local_uri, SCHEMA, partition_by=["part"])
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(n_procs)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_partition_worker, args=(local_uri, w, rounds, barrier, results)) for w in range(n_procs)
+    ]
+    for p in procs:
+        p.start()
+    msgs = [results.get(timeout=240) for _ in range(n_procs)]
+    for p in procs:
+        p.join(timeout=60)
+    errors = [m[1] for m in msgs if m[0] == "error"]
+    assert not errors, errors[0]
+    assert t.refresh() == n_procs * rounds * 3
+    assert [c.version for c in t.history()] == list(range(n_procs * rounds * 3, -1, -1))
+    got = t.to_arrow()
+    for w in range(n_procs):
+        ids = sorted(got.filter(pc.field("part") == w).column("id").to_pylist())
+        assert ids == _expected_partition(w, rounds), w
+    assert got.num_rows == sum(len(_expected_partition(w, rounds)) for w in range(n_procs))
+
+
 def test_concurrent_appends_from_several_processes(local_uri):
     t = lh.Table.create(local_uri, SCHEMA, partition_by=["part"])
     ctx = mp.get_context("spawn")

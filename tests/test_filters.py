@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import uuid
 
 import fsspec
@@ -40,8 +41,10 @@ DOMAINS = {
     "d": st.sampled_from([dt.date(2020, 1, 1), dt.date(2020, 1, 2), dt.date(1969, 12, 31)]),
 }
 NULLABLE = [c for c in SCHEMA.names if c != "id"]
+# LH_HYPOTHESIS_SCALE=10 runs ten times as many examples (for bug hunting; CI uses 1)
+SCALE = int(os.environ.get("LH_HYPOTHESIS_SCALE", "1"))
 FILTER_PROFILE = settings(
-    max_examples=60,
+    max_examples=60 * SCALE,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 
@@ -16,9 +17,11 @@ import lakehouse as lh
 
 SCHEMA = pa.schema([("id", pa.int64()), ("part", pa.int8()), ("x", pa.float64()), ("s", pa.string())])
 
+# LH_HYPOTHESIS_SCALE=10 runs ten times as many examples (for bug hunting; CI uses 1)
+SCALE = int(os.environ.get("LH_HYPOTHESIS_SCALE", "1"))
 settings.register_profile(
     "lakehouse-stateful",
-    max_examples=25,
+    max_examples=25 * SCALE,
     stateful_step_count=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

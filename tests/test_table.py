@@ -1126,3 +1126,18 @@ def test_concurrent_appends_from_threads(table_uri):
     assert sorted(acks) == list(range(1, 49))
     assert t0.refresh() == 48
     assert sorted(t0.to_arrow().column("id").to_pylist()) == sorted(w * 1000 + s for w in range(6) for s in range(8))
+
+
+def test_schema_metadata_and_nullability_are_tolerated_on_write(table_uri):
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), ("s", pa.string())], metadata={b"owner": b"me"})
+    t = lh.Table.create(table_uri, schema)
+    assert lh.Table.open(table_uri).schema.metadata == {b"owner": b"me"}
+    # schema-level metadata (pandas adds some) and a nullable field without nulls are fine
+    t.append(pa.table({"id": [1, 2], "s": ["a", None]}).replace_schema_metadata({b"pandas": b"{}"}))
+    strict = pa.schema(
+        [pa.field("id", pa.int64(), nullable=False, metadata={b"k": b"v"}), pa.field("s", pa.string(), nullable=False)]
+    )
+    t.append(pa.table({"id": [3], "s": ["c"]}, schema=strict))
+    got = lh.Table.open(table_uri).to_arrow()
+    assert got.schema.field("id").nullable is False
+    assert sorted(got.column("id").to_pylist()) == [1, 2, 3]

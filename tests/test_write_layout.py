@@ -1,0 +1,46 @@
+"""How writes lay out data files: rolling at the target size, one folder per partition, streams."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import SCHEMA, make_data
+
+import lakehouse as lh
+
+
+def _stream(batches: int, rows: int, seen: list[int]) -> pa.RecordBatchReader:
+    def gen():
+        for b in range(batches):
+            seen.append(b)
+            yield make_data(range(b * rows, (b + 1) * rows), part=b % 2).to_batches()[0]
+
+    return pa.RecordBatchReader.from_batches(SCHEMA, gen())
+
+
+def test_stream_rolls_files_at_target_size(table_uri):
+    t = lh.Table.create(table_uri, SCHEMA, partition_by=["part"], properties={"target_file_size": 32 * 1024})
+    seen: list[int] = []
+    t.append(_stream(40, 1000, seen))
+    files = t.files()
+    assert seen == list(range(40)), "the stream is consumed once, in order"
+    assert files.num_rows > 4, "small targets roll over into several files per partition"
+    assert sum(files.column("num_rows").to_pylist()) == 40_000
+    for row in files.to_pylist():
+        assert row["path"].startswith(f"part={row['partition.part']}/")
+    assert sorted(t.to_arrow().column("id").to_pylist()) == list(range(40_000))
+
+
+def test_data_files_hold_no_partition_columns_and_use_zstd(local_uri):
+    t = lh.write_table(local_uri, make_data(range(100), part=3), partition_by=["part"])
+    (path,) = t.files().column("path").to_pylist()
+    meta = pq.ParquetFile(f"{local_uri}/{path}").metadata
+    assert "part" not in meta.schema.names
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "lots"])
+def test_bad_target_file_size_is_refused(table_uri, bad):
+    with pytest.raises(lh.InvalidTableError, match="target_file_size"):
+        lh.Table.create(table_uri, SCHEMA, properties={"target_file_size": bad})
