@@ -24,7 +24,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .checkpoint import decode_checkpoint, read_pointer
-from .errors import ColumnNotFoundError, CorruptLogError, TableNotFoundError, VersionNotFoundError
+from .errors import (
+    ColumnNotFoundError,
+    CorruptLogError,
+    TableNotFoundError,
+    UnsupportedFormatError,
+    VersionNotFoundError,
+)
 from .expressions import FilterLike, conjuncts, files_mask, referenced_columns, to_expression
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .state import TableState
@@ -107,6 +113,8 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
     if start is not None:
         try:
             state = _read_checkpoint(storage, start)
+        except UnsupportedFormatError:
+            raise  # written by a newer lakehouse: never skip what we cannot read
         except CorruptLogError:
             if read_entry(storage, 0) is None:
                 raise
