@@ -77,12 +77,16 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, columns: Seq
     else:
         storage.fs.makedirs(parent, exist_ok=True)
     afs = storage.arrow_filesystem()
-    with afs.open_output_stream(full) as out:
-        writer = pq.ParquetWriter(out, physical, compression=options.compression)
-        for t in buf.tables:
-            writer.write_table(t.select(physical.names), row_group_size=options.row_group_rows)
-        writer.close()
-        size = out.tell()
+    try:
+        with afs.open_output_stream(full) as out:
+            writer = pq.ParquetWriter(out, physical, compression=options.compression)
+            for t in buf.tables:
+                writer.write_table(t.select(physical.names), row_group_size=options.row_group_rows)
+            writer.close()
+            size = out.tell()
+    except BaseException:
+        delete_files(storage, [rel])
+        raise
     md = writer.writer.metadata
     mins, maxs, nulls = file_stats(md, physical)
     return AddFile(path=rel, size_bytes=size, num_rows=md.num_rows, modification_time=int(time.time() * 1000),
@@ -116,38 +120,47 @@ def write_data_files(
     buffers: dict[tuple[Any, ...], _Buffer] = {}
     pending: list[Future[AddFile]] = []
     done: list[AddFile] = []
-    with ThreadPoolExecutor(opts.max_workers, thread_name_prefix="lakehouse-write") as pool:
+    pool: ThreadPoolExecutor | None = None
 
-        def flush(key: tuple[Any, ...]) -> None:
-            buf = buffers.pop(key)
-            while len(pending) >= opts.max_workers:  # bounds memory: buffers + one file per worker
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    pending.remove(f)
-                    done.append(f.result())
-            pending.append(pool.submit(_write_one, storage, buf, physical, columns, opts))
-
-        try:
-            for batch in conformed_batches(to_reader(data), schema):
-                if check is not None:
-                    check(batch)
-                for encoded, values, part in split_by_partition(pa.Table.from_batches([batch]), columns):
-                    buf = buffers.get(encoded) or buffers.setdefault(encoded, _Buffer(encoded, values))
-                    buf.tables.append(part)
-                    buf.nbytes += part.nbytes
-                    if buf.nbytes >= opts.target_file_bytes:
-                        flush(encoded)
-                while buffers and sum(b.nbytes for b in buffers.values()) > opts.max_buffer_bytes:
-                    flush(max(buffers, key=lambda k: buffers[k].nbytes))
-            for key in list(buffers):
-                flush(key)
-            for f in pending:
+    def flush(key: tuple[Any, ...], *, final: bool = False) -> None:
+        nonlocal pool
+        buf = buffers.pop(key)
+        if final and not pending and not buffers:  # a single file: no threads to start
+            done.append(_write_one(storage, buf, physical, columns, opts))
+            return
+        while len(pending) >= opts.max_workers:  # bounds memory: buffers + one file per worker
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                pending.remove(f)
                 done.append(f.result())
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            wait(pending)
-            written = [f.result().path for f in pending if not f.cancelled() and f.exception() is None]
-            delete_files(storage, [a.path for a in done] + written)
-            raise
+        if pool is None:
+            pool = ThreadPoolExecutor(opts.max_workers, thread_name_prefix="lakehouse-write")
+        pending.append(pool.submit(_write_one, storage, buf, physical, columns, opts))
+
+    try:
+        for batch in conformed_batches(to_reader(data), schema):
+            if check is not None:
+                check(batch)
+            for encoded, values, part in split_by_partition(pa.Table.from_batches([batch]), columns):
+                buf = buffers.get(encoded) or buffers.setdefault(encoded, _Buffer(encoded, values))
+                buf.tables.append(part)
+                buf.nbytes += part.nbytes
+                if buf.nbytes >= opts.target_file_bytes:
+                    flush(encoded)
+            while buffers and sum(b.nbytes for b in buffers.values()) > opts.max_buffer_bytes:
+                flush(max(buffers, key=lambda k: buffers[k].nbytes))
+        for key in list(buffers):
+            flush(key, final=True)
+        for f in pending:
+            done.append(f.result())
+    except BaseException:
+        for f in pending:
+            f.cancel()
+        wait(pending)
+        written = [f.result().path for f in pending if not f.cancelled() and f.exception() is None]
+        delete_files(storage, [a.path for a in done] + written)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return done
