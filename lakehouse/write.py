@@ -80,8 +80,9 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, columns: Seq
     try:
         with afs.open_output_stream(full) as out:
             writer = pq.ParquetWriter(out, physical, compression=options.compression)
-            for t in buf.tables:
-                writer.write_table(t.select(physical.names), row_group_size=options.row_group_rows)
+            # one table (chunks are not copied) so row groups span the buffered batches
+            rows = pa.concat_tables(buf.tables).select(physical.names)
+            writer.write_table(rows, row_group_size=options.row_group_rows)
             writer.close()
             size = out.tell()
     except BaseException:
