@@ -55,7 +55,9 @@ def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[
     """Entries ``start..stop`` (all must exist), or from ``start`` until the first missing one."""
     out: list[LogEntry] = []
     v = start
-    batch = 1 if storage.is_local else _PROBE_BATCH
+    # local reads are cheap one by one; on object stores probe concurrently, doubling the batch
+    # while every probed entry exists (few requests when little is new, few rounds when much is)
+    batch = 1 if storage.is_local else (_PROBE_BATCH if stop is not None else 2)
     while stop is None or v <= stop:
         hi = v + batch if stop is None else min(v + batch, stop + 1)
         datas = storage.read_many([entry_name(i) for i in range(v, hi)])
@@ -66,6 +68,8 @@ def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[
                 return out
             out.append(decode_entry(data, path=storage.full_path(entry_name(i)), version=i))
         v = hi
+        if not storage.is_local:
+            batch = min(batch * 2, 64)
     return out
 
 
