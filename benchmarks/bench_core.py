@@ -39,11 +39,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 try:  # run as ``python -m benchmarks.bench_core``
     from benchmarks.datagen import SCHEMA, generate_table, small_batch
@@ -52,6 +53,9 @@ except ImportError:  # run as ``python benchmarks/bench_core.py``
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORKLOADS = ("write", "read", "open")
+ENGINES: dict[str, Callable[[], Engine]] = {}  # filled below the engine classes
+BASELINES = ("pyarrow", "pyarrow-rg")  # ratios are baseline_time / lakehouse_time
+HEADLINE = "pyarrow"  # the baseline the issue's targets refer to
 
 # Targets from issue 2 (benchmarks report them; nothing asserts them).
 TARGET_RATIO = 0.9  # pyarrow_time / lakehouse_time: lakehouse within 10% of raw pyarrow
@@ -82,6 +86,14 @@ def _mem_total_gb() -> float | None:
     except OSError:
         pass
     return None
+
+
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: a busy machine makes every figure noisier."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _version(dist: str, module: str | None = None) -> str | None:
@@ -133,6 +145,7 @@ def environment(workdir: str) -> dict[str, Any]:
             "arrow_cpu_threads": pa.cpu_count(),
             "arrow_io_threads": pa.io_thread_count(),
             "workdir": workdir,
+            "loadavg_at_start": _loadavg(),
         },
         "versions": {
             "python": platform.python_version(),
@@ -158,6 +171,8 @@ class Record:
     engine: str
     unit: str
     samples: list[float]
+    cpu_samples: list[float] = field(default_factory=list)
+    cpu_median: float | None = None
     median: float = 0.0
     p95: float = 0.0
     min: float = 0.0
@@ -170,6 +185,8 @@ class Record:
             self.p95 = percentile(self.samples, 95)
             self.min = min(self.samples)
             self.max = max(self.samples)
+        if self.cpu_samples:
+            self.cpu_median = statistics.median(self.cpu_samples)
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -197,14 +214,36 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def dir_stats(path: str) -> dict[str, int]:
+def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall-clock seconds, CPU seconds of this process (user + sys, all threads), result.
+
+    CPU time is far less sensitive than wall time to other work on a shared machine, so it is
+    recorded next to every data-path figure as a cross-check.
+    """
+    _settle()
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def dir_stats(path: str) -> dict[str, Any]:
+    """Files, bytes and row-group layout of the Parquet files under ``path`` (footers only)."""
     files = n_bytes = 0
+    rg_rows: list[int] = []
     for root, _dirs, names in os.walk(path):
         for name in names:
             if name.endswith(".parquet"):
+                full = os.path.join(root, name)
                 files += 1
-                n_bytes += os.path.getsize(os.path.join(root, name))
-    return {"data_files": files, "data_bytes": n_bytes}
+                n_bytes += os.path.getsize(full)
+                md = pq.read_metadata(full)
+                rg_rows.extend(md.row_group(i).num_rows for i in range(md.num_row_groups))
+    return {
+        "data_files": files,
+        "data_bytes": n_bytes,
+        "row_groups": len(rg_rows),
+        "rows_per_row_group_median": int(statistics.median(rg_rows)) if rg_rows else 0,
+    }
 
 
 def log(msg: str) -> None:
@@ -226,9 +265,14 @@ class Engine:
 
 
 class PyarrowEngine(Engine):
-    """Raw pyarrow: the physical limit for the data path."""
+    """Raw pyarrow, exactly the call issue 2 names: the reference of the headline ratios.
+
+    Note: with default arguments ``write_dataset`` writes each partition's slice of every
+    internal batch as its own row group (about 1k rows here), which makes its files slow to read.
+    """
 
     name = "pyarrow"
+    write_kwargs: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         self.file_options = ds.ParquetFileFormat().make_write_options(compression="zstd")
@@ -242,10 +286,18 @@ class PyarrowEngine(Engine):
             partitioning_flavor="hive",
             file_options=self.file_options,
             existing_data_behavior="overwrite_or_ignore",
+            **self.write_kwargs,
         )
 
     def read(self, target: str) -> pa.Table:
         return ds.dataset(target, format="parquet", partitioning="hive").to_table()
+
+
+class PyarrowRowGroupsEngine(PyarrowEngine):
+    """Raw pyarrow with real row groups (``min_rows_per_group``): a fairer physical limit for reads."""
+
+    name = "pyarrow-rg"
+    write_kwargs: ClassVar[dict[str, Any]] = {"min_rows_per_group": 1 << 17, "max_rows_per_group": 1 << 20}
 
 
 class LakehouseEngine(Engine):
@@ -261,6 +313,15 @@ class LakehouseEngine(Engine):
 
     def read(self, target: str) -> pa.Table:
         return self.lh.Table.open(target).to_arrow()
+
+
+ENGINES.update(
+    {
+        PyarrowEngine.name: PyarrowEngine,
+        PyarrowRowGroupsEngine.name: PyarrowRowGroupsEngine,
+        LakehouseEngine.name: LakehouseEngine,
+    }
+)
 
 
 def _fingerprint(t: pa.Table) -> dict[str, Any]:
@@ -291,6 +352,8 @@ def bench_write_read(
     expected = _fingerprint(table)
     write_s: dict[str, list[float]] = {e.name: [] for e in engines}
     read_s: dict[str, list[float]] = {e.name: [] for e in engines}
+    write_cpu: dict[str, list[float]] = {e.name: [] for e in engines}
+    read_cpu: dict[str, list[float]] = {e.name: [] for e in engines}
     notes: dict[str, dict[str, Any]] = {e.name: {} for e in engines}
     targets: dict[str, str] = {}
 
@@ -308,10 +371,11 @@ def bench_write_read(
         order = engines if i % 2 == 0 else engines[::-1]  # alternate who goes first
         for engine in order:
             target = fresh_target(engine, i)
-            secs, _ = timed(lambda e=engine, p=target: e.write(table, p))
+            secs, cpu, _ = timed_cpu(lambda e=engine, p=target: e.write(table, p))
             if do_write:
                 write_s[engine.name].append(secs)
-                log(f"write  {engine.name:<10} repeat {i + 1}/{repeat}: {secs:8.3f} s")
+                write_cpu[engine.name].append(cpu)
+                log(f"write  {engine.name:<10} repeat {i + 1}/{repeat}: {secs:8.3f} s  (cpu {cpu:7.2f} s)")
     for engine in engines:
         notes[engine.name].update(dir_stats(targets[engine.name]))
 
@@ -319,9 +383,10 @@ def bench_write_read(
         for i in range(repeat):
             order = engines if i % 2 == 0 else engines[::-1]
             for engine in order:
-                secs, result = timed(lambda e=engine: e.read(targets[e.name]))
+                secs, cpu, result = timed_cpu(lambda e=engine: e.read(targets[e.name]))
                 read_s[engine.name].append(secs)
-                log(f"read   {engine.name:<10} repeat {i + 1}/{repeat}: {secs:8.3f} s")
+                read_cpu[engine.name].append(cpu)
+                log(f"read   {engine.name:<10} repeat {i + 1}/{repeat}: {secs:8.3f} s  (cpu {cpu:7.2f} s)")
                 if i == 0:
                     got = _fingerprint(result)
                     if got != expected:
@@ -331,7 +396,7 @@ def bench_write_read(
 
     if profile_dir is not None:
         for engine in engines:
-            if engine.name == "pyarrow":
+            if engine.name in BASELINES:
                 continue
             target = os.path.join(workdir, f"{engine.name}-profile")
             if do_write:
@@ -349,9 +414,11 @@ def bench_write_read(
     for engine in engines:
         n = notes[engine.name]
         if do_write:
-            records.append(Record("write", engine.name, "s", write_s[engine.name], notes=dict(n)))
+            records.append(
+                Record("write", engine.name, "s", write_s[engine.name], write_cpu[engine.name], notes=dict(n))
+            )
         if do_read:
-            records.append(Record("read", engine.name, "s", read_s[engine.name], notes=dict(n)))
+            records.append(Record("read", engine.name, "s", read_s[engine.name], read_cpu[engine.name], notes=dict(n)))
     return records
 
 
@@ -466,24 +533,26 @@ def _profile(fn: Callable[[], Any], out_stem: Path, top: int = 35) -> None:
 # Reporting
 
 
-def comparisons(records: list[Record], baseline: str = "pyarrow") -> list[dict[str, Any]]:
+def comparisons(records: list[Record]) -> list[dict[str, Any]]:
+    """``baseline_time / engine_time`` for every non-baseline engine against every baseline."""
     by_key = {(r.workload, r.engine): r for r in records}
     out = []
     for (workload, engine), rec in by_key.items():
-        base = by_key.get((workload, baseline))
-        if engine == baseline or base is None or not rec.median:
-            continue
-        ratio = base.median / rec.median
-        out.append(
-            {
-                "workload": workload,
-                "engine": engine,
-                "baseline": baseline,
-                "ratio": ratio,
-                "target": TARGET_RATIO,
-                "meets_target": ratio >= TARGET_RATIO,
-            }
-        )
+        for baseline in BASELINES:
+            base = by_key.get((workload, baseline))
+            if engine in BASELINES or base is None or not rec.median:
+                continue
+            ratio = base.median / rec.median
+            out.append(
+                {
+                    "workload": workload,
+                    "engine": engine,
+                    "baseline": baseline,
+                    "ratio": ratio,
+                    "target": TARGET_RATIO if baseline == HEADLINE else None,
+                    "meets_target": ratio >= TARGET_RATIO if baseline == HEADLINE else None,
+                }
+            )
     return out
 
 
@@ -497,7 +566,8 @@ def render_markdown(env: dict[str, Any], params: dict[str, Any], records: list[R
     lines = [
         f"# lakehouse core benchmark — {env['date']}",
         "",
-        f"Machine: {m['platform']}, {m['cpu_count']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM",
+        f"Machine: {m['platform']}, {m['cpu_count']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM; "
+        f"load average {m.get('loadavg_at_start')} at start, {m.get('loadavg_at_end')} at end",
         f"Versions: Python {v['python']}, pyarrow {v['pyarrow']}, fsspec {v['fsspec']}, numpy {v['numpy']}, "
         f"msgpack {v['msgpack']}, lakehouse {v['lakehouse']}"
         + (f" ({v['lakehouse_git']})" if v.get("lakehouse_git") else ""),
@@ -506,33 +576,54 @@ def render_markdown(env: dict[str, Any], params: dict[str, Any], records: list[R
         f"{params['open_repeat']} opens (median)",
         "",
     ]
-    ratios = {c["workload"]: c for c in comparisons(records)}
-    if any(w in ratios for w in ("write", "read")):
-        lines += [
-            "| workload | pyarrow | lakehouse | ratio pyarrow/lakehouse | target | ok |",
-            "|---|---:|---:|---:|---:|:-:|",
-        ]
+    ratios = {(c["workload"], c["baseline"]): c for c in comparisons(records)}
+    engines = [e for e in ENGINES if any(r.engine == e and r.unit == "s" for r in records)]
+    baselines = [b for b in BASELINES if b in engines]
+    if engines:
+        head = ["workload", *engines, *(f"ratio {b}/lakehouse" for b in baselines), "target", "ok"]
+        lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 3) + "---:|:-:|"]
         for w, desc in (
             ("write", f"write {params['rows']:,} rows by day, one commit"),
             ("read", "full read"),
         ):
-            if w not in ratios:
+            if not any((w, e) in by_key for e in engines):
                 continue
-            pa_rec, lh_rec, c = by_key[(w, "pyarrow")], by_key[(w, "lakehouse")], ratios[w]
-            lines.append(
-                f"| {desc} | {_fmt_s(pa_rec.median)} | {_fmt_s(lh_rec.median)} | {c['ratio']:.2f} "
-                f"| >= {TARGET_RATIO} | {'yes' if c['meets_target'] else 'no'} |"
-            )
+            cells = [desc]
+            cells += [_fmt_s(by_key[(w, e)].median) if (w, e) in by_key else "" for e in engines]
+            cells += [f"{ratios[(w, b)]['ratio']:.2f}" if (w, b) in ratios else "" for b in baselines]
+            c = ratios.get((w, HEADLINE))
+            cells += [f">= {TARGET_RATIO} ({HEADLINE})", "" if c is None else ("yes" if c["meets_target"] else "no")]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        for w in ("write",):
-            if (w, "pyarrow") in by_key and (w, "lakehouse") in by_key:
-                pn, ln = by_key[(w, "pyarrow")].notes, by_key[(w, "lakehouse")].notes
-                p_mb, l_mb = pn.get("data_bytes", 0) / 1e6, ln.get("data_bytes", 0) / 1e6
-                lines.append(
-                    f"Data written: pyarrow {pn.get('data_files')} files / {p_mb:.1f} MB, "
-                    f"lakehouse {ln.get('data_files')} files / {l_mb:.1f} MB."
+        layout = []
+        for e in engines:
+            n = (
+                by_key[("write", e)].notes
+                if ("write", e) in by_key
+                else by_key.get(("read", e), Record("", "", "", [])).notes
+            )
+            if n:
+                layout.append(
+                    f"{e} {n.get('data_files')} files / {n.get('data_bytes', 0) / 1e6:.1f} MB / "
+                    f"{n.get('row_groups')} row groups (median {n.get('rows_per_row_group_median'):,} rows)"
                 )
-                lines.append("")
+        if layout:
+            lines += ["Data written: " + "; ".join(layout) + ".", ""]
+        for w in ("write", "read"):
+            lh_rec = by_key.get((w, "lakehouse"))
+            fastest = []
+            if lh_rec is not None and lh_rec.min:
+                fastest = [
+                    f"{b}/lakehouse {by_key[(w, b)].min / lh_rec.min:.2f}" for b in baselines if (w, b) in by_key
+                ]
+            if fastest:
+                lines += [
+                    f"Ratios of the fastest {w} samples (less sensitive to load): " + ", ".join(fastest) + ".",
+                    "",
+                ]
+            cpu = [f"{e} {by_key[(w, e)].cpu_median:.2f} s" for e in engines if (w, e) in by_key]
+            if cpu and all(by_key[(w, e)].cpu_median is not None for e in engines if (w, e) in by_key):
+                lines += [f"CPU time of {w} (user+sys, all threads; median): " + ", ".join(cpu) + ".", ""]
     open_rows = [r for r in records if r.engine == "lakehouse" and r.unit == "ms"]
     if open_rows:
         lines += [
@@ -558,7 +649,9 @@ def render_markdown(env: dict[str, Any], params: dict[str, Any], records: list[R
             lines.append(f"| {r.workload} | {r.median:.2f} ms | {r.p95:.2f} ms | {target} | {ok} | {state} |")
         lines.append("")
     lines.append(
-        "Ratios are pyarrow_time / lakehouse_time (1.0 = same speed, > 1 = lakehouse faster). "
+        "Ratios are baseline_time / lakehouse_time (1.0 = same speed, > 1 = lakehouse faster); "
+        "pyarrow = `write_dataset` with the arguments issue 2 names, pyarrow-rg = the same with "
+        "`min_rows_per_group=131072`. "
         "Times are medians; warm OS page cache; local disk."
     )
     return "\n".join(lines) + "\n"
@@ -584,6 +677,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(WORKLOADS),
         help=f"comma-separated subset of {','.join(WORKLOADS)}",
     )
+    p.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"comma-separated subset of {','.join(ENGINES)} for write/read",
+    )
     p.add_argument("--workdir", default=None, help="parent of the temporary table dirs (local disk)")
     p.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where core.json/core.md go")
     p.add_argument(
@@ -596,6 +694,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.only) - set(WORKLOADS)
     if unknown:
         p.error(f"unknown workload(s) {sorted(unknown)}; choose from {WORKLOADS}")
+    args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if set(args.engines) - set(ENGINES):
+        p.error(f"unknown engine(s) {sorted(set(args.engines) - set(ENGINES))}; choose from {list(ENGINES)}")
     if args.repeat < 1 or args.open_repeat < 1 or args.commits < 1 or args.rows < 1:
         p.error("--rows, --repeat, --commits and --open-repeat must be >= 1")
     return args
@@ -614,6 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         "open_repeat": args.open_repeat,
         "seed": args.seed,
         "workloads": args.only,
+        "engines": args.engines,
     }
     profile_dir = args.output_dir / "profiles" if args.profile else None
     records: list[Record] = []
@@ -623,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             secs, table = timed(lambda: generate_table(args.rows, seed=args.seed))
             log(f"generated {table.nbytes / 1e6:.0f} MB in memory in {secs:.1f} s")
             params["table_bytes_in_memory"] = table.nbytes
-            engines: list[Engine] = [PyarrowEngine(), LakehouseEngine()]
+            engines: list[Engine] = [ENGINES[name]() for name in args.engines]
             records += bench_write_read(
                 engines,
                 table,
@@ -640,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     params["total_runtime_s"] = round(time.perf_counter() - started, 1)
+    env["machine"]["loadavg_at_end"] = _loadavg()
     md = render_markdown(env, params, records)
     print(md)
     args.output_dir.mkdir(parents=True, exist_ok=True)

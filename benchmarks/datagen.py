@@ -50,9 +50,7 @@ def _payload(rng: np.random.Generator, n: int) -> pa.Array:
     np.cumsum(lengths, out=offsets[1:])
     data = _ALPHABET[rng.integers(0, len(_ALPHABET), size=int(offsets[-1]), dtype=np.uint8)]
     if offsets[-1] < 2**31:
-        return pa.Array.from_buffers(
-            pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
-        )
+        return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
     # More than 2 GiB of text: build a large_string and let Arrow split it into string chunks.
     big = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     return big.cast(pa.string())

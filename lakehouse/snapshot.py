@@ -104,6 +104,29 @@ def _read_checkpoint(storage: Storage, version: int) -> TableState | None:
     return decode_checkpoint(data, path=storage.full_path(rel), version=version)
 
 
+def _usable_checkpoint(storage: Storage, start: int, version: int | None) -> TableState | None:
+    """The state of checkpoint ``start``; if it is damaged, of the newest older one that is intact.
+
+    None means: replay from version 0. A checkpoint from a newer format is never skipped.
+    """
+    try:
+        return _read_checkpoint(storage, start)
+    except UnsupportedFormatError:
+        raise
+    except CorruptLogError as damaged:
+        _, checkpoints = _listing(storage)
+        for older in reversed([c for c in checkpoints if c < start]):
+            try:
+                return _read_checkpoint(storage, older)
+            except UnsupportedFormatError:
+                raise
+            except CorruptLogError:
+                continue
+        if read_entry(storage, 0) is None:
+            raise damaged from None
+        return None
+
+
 def load_state(storage: Storage, version: int | None = None) -> TableState:
     """The table state at ``version`` (latest if None).
 
@@ -113,15 +136,7 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
     if version is not None and version < 0:
         raise VersionNotFoundError(f"version {version} does not exist: versions start at 0", version=version)
     start, listed = _checkpoint_start(storage, version)
-    state = None
-    if start is not None:
-        try:
-            state = _read_checkpoint(storage, start)
-        except UnsupportedFormatError:
-            raise  # written by a newer lakehouse: never skip what we cannot read
-        except CorruptLogError:
-            if read_entry(storage, 0) is None:
-                raise
+    state = _usable_checkpoint(storage, start, version) if start is not None else None
     first = state.version + 1 if state is not None else 0
     if version is not None and listed is not None and listed and version > listed[-1]:
         raise VersionNotFoundError(f"version {version} does not exist (latest is {listed[-1]})", version=version)

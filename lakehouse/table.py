@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,6 +38,8 @@ from .transaction import Transaction
 from .write import WriteOptions, delete_files, write_data_files
 
 __all__ = ["Commit", "Table", "write_table"]
+
+_log = logging.getLogger("lakehouse")
 
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
 DEFAULT_PROPERTIES: Mapping[str, str] = {"checkpoint_interval": "100", "target_file_size": str(128 << 20)}
@@ -223,8 +225,9 @@ class Table:
         if state.version > 0 and state.version % interval == 0:
             try:
                 write_checkpoint(self._storage, state)
-            except OSError as exc:  # the commit stands; the next checkpoint will catch up
-                warnings.warn(f"automatic checkpoint at version {state.version} failed: {exc}", stacklevel=3)
+            except Exception as exc:  # the commit stands; the next checkpoint will catch up
+                # never raise (not even a warning-as-error) once the commit has landed
+                _log.warning("automatic checkpoint at version %d failed: %s", state.version, exc)
 
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self, version: int | None = None, as_of: dt.datetime | None = None) -> Snapshot:
