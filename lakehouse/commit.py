@@ -137,11 +137,25 @@ def _publish(storage: Storage, entry: LogEntry) -> LogEntry | None:
                 f"look for commit id {entry.commit.id}", version=entry.version, commit_id=entry.commit.id,
             ) from exc
         return None if held.commit.id == entry.commit.id else held
-    held = read_entry(storage, entry.version)
-    if held is None:  # pragma: no cover - an entry that existed cannot vanish
-        raise CommitStateUnknownError(f"version {entry.version} exists but cannot be read",
+    held = _read_back(storage, entry.version)
+    if held is None:
+        raise CommitStateUnknownError(f"version {entry.version} was refused as existing but cannot be read",
                                       version=entry.version, commit_id=entry.commit.id)
     return None if held.commit.id == entry.commit.id else held
+
+
+def _read_back(storage: Storage, version: int, *, attempts: int = 12) -> LogEntry | None:
+    """Read the entry a conditional create was refused for, waiting for it to become visible.
+
+    A store can refuse the create while the competing write is still in flight (seen on moto's
+    server); the entry becomes readable a moment later.
+    """
+    for attempt in range(attempts):
+        held = read_entry(storage, version)
+        if held is not None:
+            return held
+        time.sleep(min(0.5, 0.005 * 2**attempt))
+    return None
 
 
 def commit(

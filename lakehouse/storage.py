@@ -111,6 +111,7 @@ class Storage:
         """Read a whole file; ``FileNotFoundError`` if absent."""
         if self.is_local:
             return _local_read(self.full_path(rel))
+        self._forget(rel)
         data = self.fs.cat_file(self.full_path(rel))
         return bytes(data)
 
@@ -125,6 +126,8 @@ class Storage:
                     out.append(None)
             return out
         paths = [self.full_path(r) for r in rels]
+        for r in rels:
+            self._forget(r)
         got = self.fs.cat(paths, on_error="return")
         result: list[bytes | None] = []
         for p in paths:
@@ -137,13 +140,20 @@ class Storage:
                 result.append(bytes(value))
         return result
 
+    def _forget(self, rel: str) -> None:
+        """Drop fsspec's cached listings for ``rel``: the log changes under us, and s3fs answers
+        ``info``/``exists``/``cat`` from a stale listing with FileNotFoundError for new entries."""
+        self.fs.invalidate_cache(self.full_path(rel))
+
     def exists(self, rel: str) -> bool:
         """True if a file or directory is at ``rel``."""
+        self._forget(rel)
         return bool(self.fs.exists(self.full_path(rel)))
 
     def list(self, rel: str) -> list[str]:
         """Names (not paths) of the entries directly under ``rel``; empty if it does not exist."""
         base = self.full_path(rel)
+        self._forget(rel)
         try:
             entries = self.fs.ls(base, detail=False)
         except FileNotFoundError:
