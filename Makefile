@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint bench clean distclean
+.PHONY: help venv demo test lint bench bench-suite clean distclean
 
 help:
 	@echo "make demo       run examples/demo.py (creates ./demo-table)"
 	@echo "make test       run the test suite and ruff"
 	@echo "make lint       ruff + mypy"
-	@echo "make bench      run benchmarks/bench_core.py"
+	@echo "make bench      run benchmarks/bench_core.py (lakehouse vs raw pyarrow, ~5 min)"
+	@echo "make bench-suite  the full suite vs pyarrow, deltalake, pyiceberg (~11 min; QUICK=1 for ~2 min)"
 	@echo "make venv       create .venv and install the package with its dev extra"
 	@echo "make clean      remove build and run artefacts; distclean also removes .venv"
 
@@ -39,6 +40,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
+
+bench-suite: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/suite.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf build dist *.egg-info demo-table benchmarks/results .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -52,7 +52,8 @@ class WriteOptions:
     of the Parquet file size (table property ``target_file_size``)."""
     max_buffer_bytes: int = 256 << 20
     """Arrow bytes buffered across all partitions before the largest buffer is flushed."""
-    row_group_rows: int = 1 << 20
+    row_group_rows: int = 1 << 17
+    """Rows per Parquet row group: small enough that row-group statistics skip data inside a file."""
     compression: str = "zstd"
     max_workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
 
