@@ -54,7 +54,10 @@ def encode_checkpoint(state: TableState) -> bytes:
         "metadata": encode_metadata(state.metadata),
         "txn": dict(state.app_versions),
     }
-    table = state.files.combine_chunks().replace_schema_metadata({_STATE_KEY: msgpack.packb(info, use_bin_type=True)})
+    files = state.files
+    if files.column(0).num_chunks > 64:  # many tiny chunks (one per commit) make slow IPC batches
+        files = files.combine_chunks()
+    table = files.replace_schema_metadata({_STATE_KEY: msgpack.packb(info, use_bin_type=True)})
     sink = pa.BufferOutputStream()
     # lz4 decompresses several times faster than zstd: opening a 1M-file table is bound by it
     options = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=True)
