@@ -38,6 +38,24 @@ def backend(request: pytest.FixtureRequest, tmp_path) -> tuple[str, dict[str, An
     return _backend(request, tmp_path)
 
 
+def _run_processes(target: Any, args: tuple[Any, ...], per_process: int) -> list[tuple[Any, ...]]:
+    """Run ``target(*args, me, per_process, barrier, out)`` in PROCS spawned processes; collect
+    the ``per_process`` results each puts on ``out`` (an error counts as one and ends the worker)."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(PROCS), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, i, per_process, barrier, out)) for i in range(PROCS)]
+    for p in procs:
+        p.start()
+    results: list[tuple[Any, ...]] = []
+    while len(results) < PROCS * per_process:
+        results.append(out.get(timeout=600))
+        if results[-1][0] == "error":
+            break
+    for p in procs:
+        p.join(timeout=60)
+    return results
+
+
 def _racer(uri: str, opts: dict[str, Any], me: int, rounds: int, barrier, out) -> None:
     try:
         storage = Storage.from_uri(uri, opts)
@@ -56,14 +74,7 @@ def _racer(uri: str, opts: dict[str, Any], me: int, rounds: int, barrier, out) -
 def test_exclusive_create_has_exactly_one_winner_per_round(backend):
     uri, opts = backend
     rounds = 10 * SCALE
-    ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(PROCS), ctx.Queue()
-    procs = [ctx.Process(target=_racer, args=(uri, opts, i, rounds, barrier, out)) for i in range(PROCS)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=300) for _ in range(PROCS * rounds)]
-    for p in procs:
-        p.join(timeout=60)
+    results = _run_processes(_racer, (uri, opts), rounds)
     errors = [r for r in results if r[0] == "error"]
     assert not errors, errors[0][2]
     winners: dict[int, list[int]] = {}
@@ -94,14 +105,7 @@ def test_concurrent_blind_appends_all_land_exactly_once(backend):
     n = 10 * SCALE
     schema = pa.schema([("writer", pa.int32()), ("seq", pa.int32())])
     lh.Table.create(uri, schema, storage_options=opts)
-    ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(PROCS), ctx.Queue()
-    procs = [ctx.Process(target=_appender, args=(uri, opts, i, n, barrier, out)) for i in range(PROCS)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=600) for _ in range(PROCS * n)]
-    for p in procs:
-        p.join(timeout=60)
+    results = _run_processes(_appender, (uri, opts), n)
     failed = [r for r in results if r[0] == "error"]
     assert not failed, failed[0][3]
     versions = sorted(r[3] for r in results)
