@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
-	$(BIN)/python -m pip install -e '.[dev,s3server]'
+	# moto's S3 server, pinned to what is installed: resolved freely together with s3fs, pip
+	# backtracks through dozens of boto3/aiobotocore releases
+	$(BIN)/python -m pip freeze --exclude-editable > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -e '.[dev,s3server]' -c $(VENV)/constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
