@@ -50,7 +50,7 @@ class WriteOptions:
     target_file_bytes: int = 128 << 20
     """In-memory (Arrow) bytes buffered per partition before they become one file: an upper bound
     of the Parquet file size (table property ``target_file_size``)."""
-    max_buffer_bytes: int = 256 << 20
+    max_buffer_bytes: int = 192 << 20
     """Arrow bytes buffered across all partitions before the largest buffer is flushed."""
     row_group_rows: int = 1 << 17
     """Rows per Parquet row group: small enough that row-group statistics skip data inside a file."""
