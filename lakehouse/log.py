@@ -206,6 +206,8 @@ def unseal(data: bytes, *, path: str) -> bytes:
         raise CorruptLogError(f"undecodable envelope ({exc})", path=path) from None
     if not isinstance(env, dict) or not isinstance(env.get("format"), int):
         raise CorruptLogError("not a lakehouse log file", path=path)
+    if env["format"] < 1:
+        raise CorruptLogError(f"invalid format number {env['format']}", path=path)
     if env["format"] > FORMAT_VERSION:
         raise UnsupportedFormatError(
             f"written in format {env['format']}; this lakehouse reads up to {FORMAT_VERSION}: upgrade lakehouse",
