@@ -241,9 +241,9 @@ def test_filters_on_floats_with_nan_and_infinity(chunks, flt):
         _check_pruning(t, flt)
 
 
-def test_nan_rows_are_not_pruned_by_stats():
-    """Parquet min/max ignore NaN, so stats must not prune the NaN row for f != 1.0 (NaN != 1.0 is TRUE)."""
-    data = pa.table(
+def _nan_between_ones() -> pa.Table:
+    """Three rows whose float column is [1.0, NaN, 1.0]: Parquet stats say min = max = 1.0."""
+    return pa.table(
         {
             "id": [0, 1, 2],
             "part": pa.array([0, 0, 0], pa.int16()),
@@ -255,6 +255,11 @@ def test_nan_rows_are_not_pruned_by_stats():
         },
         schema=SCHEMA,
     )
+
+
+def test_nan_rows_are_not_pruned_by_stats():
+    """Parquet min/max ignore NaN, so stats must not prune the NaN row for f != 1.0 (NaN != 1.0 is TRUE)."""
+    data = _nan_between_ones()
     with _MemTable([data]) as t:
         got = t.to_arrow(filter=pc.field("f") != 1.0)
         assert got.column("id").to_pylist() == [1]
@@ -335,18 +340,7 @@ def test_small_filter_examples(flt, ids):
 @pytest.mark.parametrize("op", ["delete", "overwrite"])
 def test_delete_and_overwrite_keep_nan_rows_the_filter_does_not_match(flt, op):
     """Stats say min = max = 1.0 (NaN is not in Parquet stats), but the NaN row does not match."""
-    data = pa.table(
-        {
-            "id": [0, 1, 2],
-            "part": pa.array([0, 0, 0], pa.int16()),
-            "g": ["a", "a", "a"],
-            "x": [1, 1, 1],
-            "f": [1.0, float("nan"), 1.0],
-            "s": ["a", "a", "a"],
-            "d": [dt.date(2020, 1, 1)] * 3,
-        },
-        schema=SCHEMA,
-    )
+    data = _nan_between_ones()
     with _MemTable([data]) as t:
         if op == "delete":
             t.delete(flt)
