@@ -31,6 +31,7 @@ from .errors import (
     UnsupportedFormatError,
     VersionNotFoundError,
 )
+from .probe import StorageReport, check_storage
 from .snapshot import Snapshot
 from .table import Commit, Table, write_table
 from .transaction import Transaction
@@ -49,6 +50,7 @@ __all__ = [
     "LakehouseError",
     "SchemaMismatchError",
     "Snapshot",
+    "StorageReport",
     "Table",
     "TableExistsError",
     "TableNotFoundError",
@@ -57,5 +59,6 @@ __all__ = [
     "UnsupportedFormatError",
     "VersionNotFoundError",
     "__version__",
+    "check_storage",
     "write_table",
 ]

@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "commit": 5,
     "transaction": 6,
     "table": 6,
+    "probe": 6,
     "__init__": 7,
     # planned (design): operations on the facade, lazy integrations, the command line
     "maintenance": 8,

@@ -12,17 +12,35 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 import traceback
 import uuid
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 
 import lakehouse as lh
 from lakehouse.storage import Storage
 
 SCALE = int(os.environ.get("LH_CONTENTION_SCALE", "1"))
+
+
+class _SlowCheckThenWrite(MemoryFileSystem):
+    """A store lakehouse knows no atomic create for; with the single-writer opt-in it checks then
+    writes, and a pause between the two lets racers interleave, as on a real network."""
+
+    protocol = ("plainprobe",)
+
+    def exists(self, path, **kwargs):  # type: ignore[override]
+        found = super().exists(path, **kwargs)
+        time.sleep(0.002)
+        return found
+
+
+fsspec.register_implementation("plainprobe", _SlowCheckThenWrite, clobber=True)
 PROCS = 8
 
 
@@ -115,3 +133,22 @@ def test_concurrent_blind_appends_all_land_exactly_once(backend):
     got = sorted(zip(*[t.to_arrow().column(c).to_pylist() for c in ("writer", "seq")]))
     assert got == sorted((w, s) for w in range(PROCS) for s in range(n)), "lost or duplicated rows"
     print(f"\nblind appends: {PROCS} processes x {n}: acknowledged={len(results)} lost=0 duplicated=0 failed=0")
+
+
+def test_check_storage_reports_safe_stores_and_refuses_unsafe_ones(backend):
+    uri, opts = backend
+    report = lh.check_storage(uri, storage_options=opts, rounds=5)
+    assert report.safe, report
+    assert (report.double_winners, report.no_winner, report.torn) == (0, 0, 0)
+    unsafe = lh.check_storage(f"plainprobe://x-{uuid.uuid4().hex}", rounds=2)
+    assert not unsafe.safe and "single_writer" in (unsafe.error or "")
+
+
+def test_check_storage_catches_a_store_that_ignores_create_if_absent():
+    # the explicit single-writer opt-in turns create-if-absent into check-then-write: racing
+    # creators then double-win, and the probe must say so
+    report = lh.check_storage(f"plainprobe://y-{uuid.uuid4().hex}", rounds=30, racers=8,
+                              storage_options={"lakehouse.unsafe_single_writer": True})
+    print(f"\ncheck-then-write store: {report.double_winners} of {report.rounds} rounds had two winners")
+    assert report.error is None
+    assert not report.safe
