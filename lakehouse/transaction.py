@@ -59,7 +59,8 @@ class Transaction:
         self._base = base
         self._on_commit = on_commit
         self._options = options
-        self._files = base.files
+        self._working = base.files
+        self._pending: list[AddFile] = []  # added files not yet joined into ``_working``
         self._added: dict[str, AddFile] = {}
         self._removed: dict[str, RemoveFile] = {}
         self._predicates: list[pc.Expression | None] = []
@@ -105,24 +106,34 @@ class Transaction:
         self._added.update((a.path, a) for a in adds)
         return adds
 
+    @property
+    def _files(self) -> pa.Table:
+        """The live files as this transaction sees them. Added files join the table only when an
+        operation reads it, so a plain append builds no files-table rows here (the commit does)."""
+        if self._pending:
+            added = adds_to_table(self._pending, self._base.metadata)
+            self._working = pa.concat_tables([self._working, added])
+            self._pending = []
+        return self._working
+
     def _include(self, adds: list[AddFile]) -> None:
-        if adds:
-            self._files = pa.concat_tables([self._files, adds_to_table(adds, self._base.metadata)])
+        self._pending.extend(adds)
 
     def _drop(self, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
         now = int(time.time() * 1000)
         paths = rows.column("path").to_pylist()
-        ours = [p for p in paths if p in self._added]
+        ours = {p for p in paths if p in self._added}
         for p in ours:
             del self._added[p]
-        delete_files(self._storage, ours)  # never committed, so nobody can read them
+        delete_files(self._storage, sorted(ours))  # never committed, so nobody can read them
         sizes, counts = rows.column("size_bytes").to_pylist(), rows.column("num_rows").to_pylist()
         for p, size, n in zip(paths, sizes, counts):
             if p not in ours:
                 self._removed[p] = RemoveFile(path=p, deletion_time=now, size_bytes=size, num_rows=n)
-        self._files = self._files.filter(pc.invert(pc.is_in(self._files.column("path"), pa.array(paths))))
+        files = self._files
+        self._working = files.filter(pc.invert(pc.is_in(files.column("path"), pa.array(paths, pa.string()))))
 
     def _snapshot(self, files: pa.Table) -> Snapshot:
         return Snapshot(self._storage, replace(self._base, files=files))
@@ -209,11 +220,11 @@ class Transaction:
         paths = candidates.column("path").to_pylist()
         whole = [p for p, c, n in zip(paths, counts, totals) if c and c == n]
         partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
-        self._drop(_parts_in(candidates, whole))
-        for fragment, path in partial:
-            kept = kept_rows(fragment)
-            self._drop(_parts_in(candidates, [path]))
-            self._include(self._write(kept))
+        rewritten = [a for fragment, _ in partial for a in self._write(kept_rows(fragment))]
+        # one pass over the files table, after the reads: dropping a file this transaction added
+        # deletes it from storage
+        self._drop(_parts_in(candidates, whole + [p for _, p in partial]))
+        self._include(rewritten)
 
     # -- ending ----------------------------------------------------------------------------------
     def _request(self) -> CommitRequest:
