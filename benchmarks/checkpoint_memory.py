@@ -49,7 +49,7 @@ def build(uri: str, n: int) -> None:
     files = pa.Table.from_arrays(columns, schema=files_schema(state.metadata))
     write_checkpoint(Storage.from_uri(uri), TableState(version=0, timestamp=state.timestamp,
                                                         protocol=state.protocol, metadata=state.metadata,
-                                                        files=files))
+                                                        files_source=files))
 
 
 def measure(uri: str) -> None:

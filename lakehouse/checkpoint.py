@@ -34,7 +34,7 @@ from .log import (
     seal,
     unseal,
 )
-from .state import TableState, files_schema
+from .state import DeferredFiles, TableState, files_schema
 from .storage import Storage
 
 __all__ = ["decode_checkpoint", "encode_checkpoint", "read_pointer", "write_checkpoint"]
@@ -78,26 +78,34 @@ def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> 
     if zlib.crc32(payload) != crc:
         raise CorruptLogError("checksum mismatch", path=path)
     try:
+        # the footer, schema and state are read now; the record batches (the files) on first use
         reader = pa.ipc.open_file(pa.py_buffer(payload), options=pa.ipc.IpcReadOptions(use_threads=True))
-        table = reader.read_all()
-        info = msgpack.unpackb(table.schema.metadata[_STATE_KEY], raw=False)
+        info = msgpack.unpackb(reader.schema.metadata[_STATE_KEY], raw=False)
         if info["format"] > FORMAT_VERSION:
             raise UnsupportedFormatError(f"format {info['format']}; upgrade lakehouse", path=path)
         protocol = Protocol(**info["protocol"])
         if protocol.min_reader_version > READER_VERSION:
             raise UnsupportedFormatError(f"needs reader version {protocol.min_reader_version}", path=path)
         metadata = decode_metadata(info["metadata"])
-        files = table.replace_schema_metadata(None)
-        if not files.schema.equals(files_schema(metadata)):
+        if not reader.schema.remove_metadata().equals(files_schema(metadata)):
             raise ValueError("files table does not match the table metadata")
         txn = {str(k): int(v) for k, v in info["txn"].items()}
         if version is not None and info["version"] != version:
             raise ValueError(f"holds version {info['version']}, expected {version}")
-        return TableState(version=int(info["version"]), timestamp=int(info["timestamp"]), protocol=protocol,
-                          metadata=metadata, files=files, app_versions=txn)
+        state = TableState(version=int(info["version"]), timestamp=int(info["timestamp"]), protocol=protocol,
+                           metadata=metadata, files_source=DeferredFiles(lambda: _read_files(reader, path)),
+                           app_versions=txn)
     except UnsupportedFormatError:
         raise
     except Exception as exc:
+        raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
+    return state
+
+
+def _read_files(reader: pa.ipc.RecordBatchFileReader, path: str) -> pa.Table:
+    try:
+        return reader.read_all().replace_schema_metadata(None)
+    except (pa.ArrowException, OSError) as exc:  # the checksum matched, so only a writer's bug gets here
         raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
 
 

@@ -16,7 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,7 +29,7 @@ from .log import LOG_DIR, AddFile, LogEntry, Metadata, Protocol
 from .schema import decode_values
 from .stats import stats_columns
 
-__all__ = ["TableState", "adds_to_table", "files_schema"]
+__all__ = ["DeferredFiles", "TableState", "adds_to_table", "files_schema"]
 
 _BASE_FIELDS = [
     pa.field("path", pa.string(), nullable=False),
@@ -91,16 +92,60 @@ def _conform_files(files: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+class DeferredFiles:
+    """A files table built on first use, once (thread-safe): a checkpoint's table is decoded only
+    when a reader asks for the files, so opening a table, its version, schema and history stay cheap.
+
+    Example:
+        >>> d = DeferredFiles(lambda: pa.table({"path": ["a"]}))
+        >>> d.get().num_rows
+        1
+    """
+
+    __slots__ = ("_load", "_lock", "_table")
+
+    def __init__(self, load: Callable[[], pa.Table]) -> None:
+        self._load: Callable[[], pa.Table] | None = load
+        self._table: pa.Table | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> pa.Table:
+        """The table (built now if this is the first call; a failed build is retried next time)."""
+        table = self._table
+        if table is None:
+            with self._lock:
+                if self._table is None:
+                    assert self._load is not None
+                    self._table = self._load()
+                    self._load = None
+                table = self._table
+        return table
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TableState:
-    """Everything a snapshot needs: metadata, protocol, idempotent-writer versions and live files."""
+    """Everything a snapshot needs: metadata, protocol, idempotent-writer versions and live files.
+
+    ``files_source`` is the files table or a :class:`DeferredFiles` that builds it on first use;
+    read it through :attr:`files`.
+    """
 
     version: int
     timestamp: int
     protocol: Protocol
     metadata: Metadata
-    files: pa.Table
+    files_source: pa.Table | DeferredFiles
     app_versions: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def files(self) -> pa.Table:
+        """The files table: one row per live data file."""
+        source = self.files_source
+        return source if isinstance(source, pa.Table) else source.get()
+
+    def with_files(self, files: pa.Table) -> TableState:
+        """This state with another files table (e.g. a transaction's working set)."""
+        return replace(self, files_source=files)
 
     @classmethod
     def initial(cls, entries: Sequence[LogEntry]) -> TableState:
@@ -109,7 +154,8 @@ class TableState:
         if first.metadata is None or first.protocol is None:
             raise CorruptLogError("version 0 lacks the table metadata or protocol", path=f"{LOG_DIR}/")
         empty = files_schema(first.metadata).empty_table()
-        base = cls(version=-1, timestamp=0, protocol=first.protocol, metadata=first.metadata, files=empty)
+        base = cls(version=-1, timestamp=0, protocol=first.protocol, metadata=first.metadata,
+                   files_source=empty)
         return base.apply(entries)
 
     def apply(self, entries: Sequence[LogEntry]) -> TableState:
@@ -134,10 +180,7 @@ class TableState:
                 added[a.path] = a
             for t in e.txn:
                 txns[t.app_id] = max(t.version, txns.get(t.app_id, t.version))
-        files = self.files
-        if removed:
-            files = files.filter(pc.invert(pc.is_in(files.column("path"), pa.array(list(removed), pa.string()))))
-        files = _conform_files(files, files_schema(meta))
+        new = None
         if added:
             try:
                 new = adds_to_table(list(added.values()), meta)
@@ -146,12 +189,26 @@ class TableState:
                     f"versions {entries[0].version}..{entries[-1].version} hold an invalid add action ({exc})",
                     path=f"{LOG_DIR}/",
                 ) from None
-            files = pa.concat_tables([files, new]) if files.num_rows else new
-        if files.column(0).num_chunks > 32:  # many small commits: keep the table contiguous
-            files = files.combine_chunks()
+        schema = files_schema(meta)
+
+        def combine(files: pa.Table) -> pa.Table:
+            if removed:
+                keep = pc.invert(pc.is_in(files.column("path"), pa.array(list(removed), pa.string())))
+                files = files.filter(keep)
+            files = _conform_files(files, schema)
+            if new is not None:
+                files = pa.concat_tables([files, new]) if files.num_rows else new
+            if files.column(0).num_chunks > 32:  # many small commits: keep the table contiguous
+                files = files.combine_chunks()
+            return files
+
+        source = self.files_source
+        files: pa.Table | DeferredFiles
+        # a checkpoint nobody has read yet stays deferred
+        files = combine(source) if isinstance(source, pa.Table) else DeferredFiles(lambda: combine(source.get()))
         last = entries[-1]
         return replace(self, version=last.version, timestamp=last.commit.timestamp, protocol=proto,
-                       metadata=meta, files=files, app_versions=txns)
+                       metadata=meta, files_source=files, app_versions=txns)
 
     def app_version(self, app_id: str) -> int | None:
         """The highest version recorded for ``app_id``, or None."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +135,7 @@ class Transaction:
         self._working = files.filter(pc.invert(pc.is_in(files.column("path"), pa.array(paths, pa.string()))))
 
     def _snapshot(self, files: pa.Table) -> Snapshot:
-        return Snapshot(self._storage, replace(self._base, files=files))
+        return Snapshot(self._storage, self._base.with_files(files))
 
     # -- operations ------------------------------------------------------------------------------
     def append(self, data: Any) -> None:
