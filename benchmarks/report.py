@@ -185,14 +185,17 @@ def markdown(env: dict[str, Any], params: dict[str, Any], notes: dict[str, str],
                          f"{r['rows_expected']} | {r['seconds']:.1f} |")
     if extra.get("open_vs_commits"):
         lines += ["", "Open latency vs commits (median ms; `+99` = 99 log entries after the last checkpoint):", "",
-                  "| engine | commits | version | entries replayed | open ms |", "|---|---:|---:|---:|---:|"]
+                  "| engine | commits | version | entries replayed | open ms | open + list files ms |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for r in extra["open_vs_commits"]:
+            of = r.get("open_files_median")
             lines.append(f"| {r['engine']} | {r['commits']:,} | {r['version']:,} | {_fmt(r['replay'])} | "
-                         f"{r['median'] * 1e3:.1f} |")
+                         f"{r['median'] * 1e3:.1f} | {'-' if of is None else f'{of * 1e3:.1f}'} |")
     if extra.get("files_curves"):
-        keys = ("open", "plan_files", "plan_dataset", "commit", "append")
-        lines += ["", "Versus live files (median ms; plan = 1% id-range filter; commit = internal commit of a real "
-                  "tiny file, excl. the data write; append = public append incl. the data write):", "",
+        keys = ("open", "open_plan", "plan_files", "plan_dataset", "commit", "append")
+        lines += ["", "Versus live files (median ms; plan = 1% id-range filter; open_plan = open + plan from a "
+                  "fresh open (lakehouse decodes a checkpoint's files on first use); commit = internal commit "
+                  "of a real tiny file, excl. the data write; append = public append incl. the data write):", "",
                   "| engine | files | selected | " + " | ".join(keys) + " |", "|---|---:|---:|" + "---:|" * len(keys)]
         for r in extra["files_curves"]:
             lines.append(f"| {r['engine']} | {r['files']:,} | {_fmt(r.get('selected'))} | " + " | ".join(
