@@ -13,6 +13,7 @@ inherits it too, so ``except FileNotFoundError`` keeps working::
     ├── ConstraintViolationError  (also ValueError)
     ├── InvalidTableError         (also ValueError)  - bad arguments for a table (properties, partitioning)
     ├── InvalidDataError          (also TypeError)   - data that is not Arrow-shaped
+    ├── RetentionError            (also ValueError)  - a vacuum/log retention below the table's minimum
     ├── CommitError
     │   ├── CommitConflictError
     │   └── CommitStateUnknownError
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidFilterError",
     "InvalidTableError",
     "LakehouseError",
+    "RetentionError",
     "SchemaMismatchError",
     "TableExistsError",
     "TableNotFoundError",
@@ -118,6 +120,10 @@ class InvalidTableError(LakehouseError, ValueError):
 
 class InvalidDataError(LakehouseError, TypeError):
     """Data is not Arrow-shaped (no Table, RecordBatch, reader or ``__arrow_c_stream__``)."""
+
+
+class RetentionError(LakehouseError, ValueError):
+    """A retention for vacuum or log clean-up that is invalid or below the table's minimum."""
 
 
 class CommitError(LakehouseError):

@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from .state import TableState
 from .stats import stats_columns
 from .storage import Storage
 
-__all__ = ["Snapshot", "load_state", "read_entries", "read_entry"]
+__all__ = ["Snapshot", "list_log", "load_state", "read_ahead", "read_entries", "read_entry"]
 
 _PROBE_BATCH = 16
 
@@ -73,7 +74,8 @@ def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[
     return out
 
 
-def _listing(storage: Storage) -> tuple[list[int], list[int]]:
+def list_log(storage: Storage) -> tuple[list[int], list[int]]:
+    """The versions of the log entries and of the checkpoints in the log folder, ascending."""
     entries: list[int] = []
     checkpoints: list[int] = []
     for name in storage.list(LOG_DIR):
@@ -88,7 +90,7 @@ def _checkpoint_start(storage: Storage, version: int | None) -> tuple[int | None
     pointer = read_pointer(storage)
     if pointer is not None and (version is None or pointer <= version):
         return pointer, None
-    entries, checkpoints = _listing(storage)
+    entries, checkpoints = list_log(storage)
     if not entries and not checkpoints:
         raise TableNotFoundError(storage.uri)
     usable = [c for c in checkpoints if version is None or c <= version]
@@ -114,7 +116,7 @@ def _usable_checkpoint(storage: Storage, start: int, version: int | None) -> Tab
     except UnsupportedFormatError:
         raise
     except CorruptLogError as damaged:
-        _, checkpoints = _listing(storage)
+        _, checkpoints = list_log(storage)
         for older in reversed([c for c in checkpoints if c < start]):
             try:
                 return _read_checkpoint(storage, older)
@@ -136,6 +138,9 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
     if version is not None and version < 0:
         raise VersionNotFoundError(f"version {version} does not exist: versions start at 0", version=version)
     start, listed = _checkpoint_start(storage, version)
+    if start is None and listed and listed[0] > 0 and version is not None and version < listed[0]:
+        raise VersionNotFoundError(f"version {version} was cleaned up from the log (the oldest version kept is "
+                                   f"{listed[0]})", version=version)
     state = _usable_checkpoint(storage, start, version) if start is not None else None
     first = state.version + 1 if state is not None else 0
     if version is not None and listed is not None and listed and version > listed[-1]:
@@ -339,8 +344,15 @@ class Snapshot:
         cols = self._check_columns(columns)
         expr = self._expression(filter)
         plan = self._scan_plan(cols, expr)
-        table = self._dataset(self._pruned(expr)).to_table(columns=plan.read, filter=plan.pushed)
+        try:
+            table = self._dataset(self._pruned(expr)).to_table(columns=plan.read, filter=plan.pushed)
+        except FileNotFoundError as exc:
+            raise self._missing_file(exc) from None
         return plan.finish(table)
+
+    def _missing_file(self, exc: OSError) -> VersionNotFoundError:
+        return VersionNotFoundError(f"a data file of version {self.version} is gone (removed by vacuum, or lost): "
+                                    f"{exc}", version=self.version)
 
     def to_batches(
         self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None
@@ -390,3 +402,22 @@ class _ScanPlan:
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Snapshot:
     storage = Storage.from_uri(uri, storage_options)
     return Snapshot(storage, load_state(storage, version))
+
+
+def read_ahead(read: Callable[[Any], pa.Table], items: Sequence[Any]) -> Iterator[pa.RecordBatch]:
+    """The batches of ``read(item)`` for each item in order, reading the next item on a thread while
+    the current one is consumed (at most two tables in memory).
+
+    Example:
+        >>> sum(b.num_rows for b in read_ahead(lambda n: pa.table({"a": list(range(n))}), [1, 2]))
+        3
+    """
+    if not items:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="lakehouse-read") as pool:
+        ahead = pool.submit(read, items[0])
+        for i in range(1, len(items) + 1):
+            table = ahead.result()
+            if i < len(items):
+                ahead = pool.submit(read, items[i])
+            yield from table.to_batches()

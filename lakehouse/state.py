@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 
 from .errors import CorruptLogError
 from .log import LOG_DIR, AddFile, LogEntry, Metadata, Protocol
-from .schema import decode_values
+from .schema import decode_values, encode_values
 from .stats import stats_columns
 
-__all__ = ["DeferredFiles", "TableState", "adds_to_table", "files_schema"]
+__all__ = ["DeferredFiles", "TableState", "adds_to_table", "files_schema", "files_to_adds"]
 
 _BASE_FIELDS = [
     pa.field("path", pa.string(), nullable=False),
@@ -77,6 +77,30 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
         cols[f"null_count.{c}"] = [a.null_count.get(c) for a in adds]
     arrays = [decode_values(cols[f.name], f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def files_to_adds(files: pa.Table, metadata: Metadata) -> list[AddFile]:
+    """Rows of the files table -> add actions (the inverse of :func:`adds_to_table`).
+
+    Example:
+        >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+        >>> a = AddFile(path="x.parquet", size_bytes=1, num_rows=1, modification_time=5, min={"a": 1},
+        ...             max={"a": 2}, null_count={"a": 0})
+        >>> files_to_adds(adds_to_table([a], meta), meta) == [a]
+        True
+    """
+    n = files.num_rows
+    col = {name: encode_values(files.column(name).combine_chunks()) for name in files.schema.names}
+    parts = [col[f"partition.{c}"] for c in metadata.partition_by]
+    stats = stats_columns(metadata.schema, metadata.partition_by)
+
+    def present(kind: str, i: int) -> dict[str, Any]:
+        return {c: v for c in stats if (v := col[f"{kind}.{c}"][i]) is not None}
+
+    return [AddFile(path=col["path"][i], size_bytes=col["size_bytes"][i], num_rows=col["num_rows"][i],
+                    modification_time=col["modification_time"][i], partition=tuple(p[i] for p in parts),
+                    min=present("min", i), max=present("max", i), null_count=present("null_count", i))
+            for i in range(n)]
 
 
 def _conform_files(files: pa.Table, schema: pa.Schema) -> pa.Table:

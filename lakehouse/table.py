@@ -25,13 +25,20 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import maintenance
 from .checkpoint import write_checkpoint
 from .commit import CommitRequest, commit
-from .errors import InvalidTableError, TableExistsError, TableNotFoundError, VersionNotFoundError
-from .expressions import FilterLike
+from .errors import (
+    ColumnNotFoundError,
+    InvalidTableError,
+    TableExistsError,
+    TableNotFoundError,
+    VersionNotFoundError,
+)
+from .expressions import FilterLike, to_expression
 from .log import READER_VERSION, WRITER_VERSION, AppTransaction, LogEntry, Metadata, Protocol
 from .schema import check_partition_columns, to_reader
-from .snapshot import Snapshot, load_state, read_entries, read_entry
+from .snapshot import Snapshot, list_log, load_state, read_entries, read_entry
 from .state import TableState
 from .storage import Storage
 from .transaction import Transaction
@@ -71,8 +78,7 @@ class Commit:
             "files_added": len(e.add), "files_removed": len(e.remove),
             "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
         }
-        return cls(version=e.version, timestamp=dt.datetime.fromtimestamp(c.timestamp / 1000, tz=dt.timezone.utc),
-                   operation=c.operation, info=info)
+        return cls(version=e.version, timestamp=_ms_datetime(c.timestamp), operation=c.operation, info=info)
 
 
 def _check_properties(properties: Mapping[str, Any] | None) -> dict[str, str]:
@@ -98,12 +104,23 @@ def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
                     properties=_check_properties(properties), created_time=int(dt.datetime.now().timestamp() * 1000))
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_ONE_MS = dt.timedelta(milliseconds=1)
+
+
 def _as_of_ms(as_of: dt.datetime) -> int:
+    """Milliseconds since the epoch, rounded down. A naive datetime names no instant: refused, not guessed."""
     if not isinstance(as_of, dt.datetime):
         raise TypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ValueError("as_of must be an aware datetime (with a time zone), e.g. datetime.now(timezone.utc)")
-    return int(as_of.timestamp() * 1000)
+    # exact integer arithmetic: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
+    return (as_of - _EPOCH) // _ONE_MS
+
+
+def _ms_datetime(ms: int) -> dt.datetime:
+    """The UTC datetime of a commit timestamp, exactly."""
+    return _EPOCH + ms * _ONE_MS
 
 
 class Table:
@@ -233,6 +250,10 @@ class Table:
     def snapshot(self, version: int | None = None, as_of: dt.datetime | None = None) -> Snapshot:
         """An immutable view at ``version`` or at the time ``as_of`` (latest known if neither).
 
+        ``as_of`` must be an aware datetime (a naive one raises ``ValueError``: it names no instant);
+        the answer is the newest version whose commit timestamp is at or before it, whatever the time
+        zone; before the first commit raises ``VersionNotFoundError``.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-snapshot-m", pa.table({"a": [1]}))
@@ -251,15 +272,26 @@ class Table:
         return Snapshot(self._storage, load_state(self._storage, version))
 
     def _version_at(self, ms: int) -> int:
-        """The last version committed at or before ``ms`` (timestamps are monotonic: bisect)."""
+        """The last version committed at or before ``ms`` (timestamps are monotonic: bisect from the
+        oldest entry in the log, which is not 0 once log clean-up removed the early entries)."""
         latest = self.refresh()
         if self._state.timestamp <= ms:
             return latest
-        lo, hi = 0, latest  # invariant: answer < hi
+        lo, hi = 0, latest  # invariant: entry lo is at or before ms, the answer < hi
         first = read_entry(self._storage, 0)
+        if first is None:
+            kept = [v for v in list_log(self._storage)[0] if v <= latest]
+            lo = kept[0] if kept else latest
+            first = read_entry(self._storage, lo)
         if first is None or first.commit.timestamp > ms:
-            when = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-            raise VersionNotFoundError(f"no version of the table existed at {when.isoformat()}")
+            try:
+                when = _ms_datetime(ms).isoformat()
+            except OverflowError:  # e.g. datetime.min in a time zone east of UTC
+                when = f"{ms} ms since the epoch"
+            if lo:
+                raise VersionNotFoundError(f"no version committed at or before {when} is left in the log "
+                                           f"(versions before {lo} were cleaned up)")
+            raise VersionNotFoundError(f"no version of the table existed at {when}")
         while hi - lo > 1:
             mid = (lo + hi) // 2
             e = read_entry(self._storage, mid)
@@ -397,6 +429,99 @@ class Table:
         """
         self.refresh()
         return write_checkpoint(self._storage, self._state)
+
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def vacuum(self, *, retention: dt.timedelta = dt.timedelta(days=7), dry_run: bool = True,
+               enforce_retention: bool = True) -> list[str]:
+        """Delete files no version within ``retention`` can read (and orphans older than it).
+
+        Returns the paths (relative to the table root) deleted, or that would be with ``dry_run``
+        (the default). A retention below the table's minimum (property
+        ``vacuum_min_retention_seconds``, default 7 days) raises ``RetentionError`` unless
+        ``enforce_retention=False``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa, datetime as dt
+            >>> t = lh.write_table("memory://doc-vacuum-m", pa.table({"a": [1]}))
+            >>> _ = t.overwrite(pa.table({"a": [2]}))
+            >>> len(t.vacuum(retention=dt.timedelta(0), enforce_retention=False, dry_run=False))
+            1
+            >>> t.to_arrow().column("a").to_pylist()
+            [2]
+        """
+        self.refresh()
+        return maintenance.vacuum(self._storage, self._state, retention=retention, dry_run=dry_run,
+                                  enforce_retention=enforce_retention)
+
+    def cleanup_log(self, *, retention: dt.timedelta = dt.timedelta(days=30), enforce_retention: bool = True) -> int:
+        """Remove log entries older than ``retention`` that a checkpoint covers; returns how many.
+
+        Time travel to a removed version then raises ``VersionNotFoundError``. A retention below
+        the property ``log_min_retention_seconds`` (default 7 days) needs ``enforce_retention=False``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa, datetime as dt
+            >>> t = lh.write_table("memory://doc-cleanup-m", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]})); _ = t.checkpoint()
+            >>> t.cleanup_log(retention=dt.timedelta(0), enforce_retention=False)
+            1
+        """
+        self.refresh()
+        return maintenance.cleanup_log(self._storage, self._state, retention=retention,
+                                       enforce_retention=enforce_retention)
+
+    def restore(self, version: int | None = None, *, as_of: dt.datetime | None = None) -> int:
+        """Commit a new version whose files and schema equal ``version``'s (or ``as_of``'s).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-restore-m", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]}))
+            >>> t.restore(0), t.to_arrow().num_rows, t.history(1)[0].operation
+            (2, 1, 'restore')
+        """
+        if (version is None) == (as_of is None):
+            raise ValueError("pass exactly one of version or as_of")
+        target = self.snapshot(version=version, as_of=as_of)._state
+        self.refresh()
+        result = maintenance.restore(self._storage, self._state, target)
+        self._set_state(result.state)
+        return result.version
+
+    def optimize(self, *, target_file_size: int | None = None, filter: FilterLike | pc.Expression | None = None,
+                 sort_by: Sequence[str] | None = None) -> int | None:
+        """Compact small files into files of about ``target_file_size`` bytes (property
+        ``target_file_size``), optionally sorted by ``sort_by``; returns the new version, or None
+        if there was nothing to do. Rows do not change: concurrent appends never conflict with it,
+        and time travel to older versions still reads the old files until vacuum removes them.
+
+        ``filter`` limits the work to the files it may match (e.g. some partitions). With
+        ``sort_by`` every partition of more than one file is rewritten as a whole, sorted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-optimize-m", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]}))
+            >>> t.optimize(), len(t.files()), t.optimize()
+            (2, 1, None)
+        """
+        self.refresh()
+        size = target_file_size if target_file_size is not None else \
+            int(self._state.metadata.properties.get("target_file_size", str(128 << 20)))
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise InvalidTableError(f"target_file_size must be a positive integer, got {size!r}")
+        columns = list(sort_by or ())
+        for c in columns:
+            if c not in self.schema.names:
+                raise ColumnNotFoundError(c, available=self.schema.names)
+        expr = to_expression(filter, self.schema)
+        result = maintenance.optimize(self._storage, self._state, target_file_size=size, filter=expr,
+                                      sort_by=columns, options=self._write_options)
+        if result is None:
+            return None
+        self._set_state(result.state)
+        return result.version
 
 
 def _reopen(uri: str, storage_options: Mapping[str, Any]) -> Table:

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from .commit import CommitRequest, commit
 from .errors import CommitConflictError, ConstraintViolationError, LakehouseError
 from .expressions import FilterLike, referenced_columns, to_expression
 from .log import AddFile, AppTransaction, RemoveFile
-from .snapshot import Snapshot
+from .snapshot import Snapshot, read_ahead
 from .state import TableState, adds_to_table
 from .write import WriteOptions, delete_files, write_data_files
 
@@ -221,7 +221,7 @@ class Transaction:
         partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
         # the kept rows of all partly matched files stream through one write: files are read one
         # ahead on a thread, remnants of one partition share files, and files are written in parallel
-        kept = _read_ahead(kept_rows, [f for f, _ in partial])
+        kept = read_ahead(kept_rows, [f for f, _ in partial])
         rewritten = self._write(pa.RecordBatchReader.from_batches(schema, kept)) if partial else []
         # one pass over the files table, after the reads: dropping a file this transaction added
         # deletes it from storage
@@ -263,16 +263,3 @@ class Transaction:
             self._closed = True
             delete_files(self._storage, list(self._added))
 
-
-def _read_ahead(read: Callable[[ds.Fragment], pa.Table], fragments: list[ds.Fragment]) -> Iterator[pa.RecordBatch]:
-    """The batches of ``read(f)`` for each fragment in order, reading the next one while the
-    current one is consumed (at most two tables in memory)."""
-    if not fragments:
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="lakehouse-read") as pool:
-        ahead = pool.submit(read, fragments[0])
-        for nxt in [*fragments[1:], None]:
-            table = ahead.result()
-            if nxt is not None:
-                ahead = pool.submit(read, nxt)
-            yield from table.to_batches()

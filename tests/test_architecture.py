@@ -36,8 +36,8 @@ LAYERS: dict[str, int] = {
     "table": 6,
     "probe": 6,
     "__init__": 7,
-    # planned (design): operations on the facade, lazy integrations, the command line
-    "maintenance": 8,
+    # planned (design): lazy integrations, the command line
+    "maintenance": 5,
     "integrations": 9,
     "cli": 10,
 }

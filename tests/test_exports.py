@@ -15,6 +15,7 @@ ERRORS = {
     "ColumnNotFoundError",
     "InvalidFilterError",
     "InvalidDataError",
+    "RetentionError",
     "ConstraintViolationError",
     "InvalidTableError",
     "CommitError",

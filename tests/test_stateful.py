@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import lakehouse as lh
+from lakehouse import maintenance
+from lakehouse.snapshot import list_log, read_entry
 
 SCHEMA = pa.schema([("id", pa.int64()), ("part", pa.int8()), ("x", pa.float64()), ("s", pa.string())])
 
@@ -110,6 +113,8 @@ class TableMachine(RuleBasedStateMachine):
         self.next_id = 0
         self.model: list[list[tuple]] = []  # model[v] = rows at version v
         self.table: lh.Table | None = None
+        self.readable_from = 0  # versions below this may have lost files to vacuum
+        self.log_from = 0  # versions below this were cleaned from the log
 
     def teardown(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -230,10 +235,49 @@ class TableMachine(RuleBasedStateMachine):
         self.table = lh.Table.open(self.uri)
         assert self.table.version == len(self.model) - 1
 
+    @rule()
+    def optimize(self):
+        v = self.table.optimize()
+        if v is not None:
+            self.record(v, list(self.current))
+
+    @rule(data=st.data())
+    def restore(self, data):
+        v = data.draw(st.integers(max(self.readable_from, self.log_from), len(self.model) - 1), label="restore")
+        self.record(self.table.restore(v), list(self.model[v]))
+
+    def _now_keeping(self, k: int, window_ms: int) -> int:
+        """A clock reading at which the retention window starts exactly at version k's commit."""
+        return read_entry(self.table._storage, k).commit.timestamp + window_ms
+
+    @rule(data=st.data())
+    def vacuum(self, data):
+        k = data.draw(st.integers(max(self.readable_from, self.log_from), len(self.model) - 1), label="vacuum")
+        window = dt.timedelta(hours=1)
+        maintenance.vacuum(self.table._storage, self.table._state, retention=window, enforce_retention=False,
+                           dry_run=False, now_ms=self._now_keeping(k, 3_600_000))
+        self.readable_from = max(self.readable_from, k)
+
+    @rule(data=st.data())
+    def cleanup_log(self, data):
+        k = data.draw(st.integers(self.log_from, len(self.model) - 1), label="cleanup_log")
+        maintenance.cleanup_log(self.table._storage, self.table._state, retention=dt.timedelta(hours=1),
+                                enforce_retention=False, now_ms=self._now_keeping(k, 3_600_000))
+        entries, _ = list_log(self.table._storage)
+        assert entries[0] <= k
+        self.log_from = max(self.log_from, entries[0])
+        if self.log_from > 0:
+            try:
+                self.table.snapshot(version=self.log_from - 1)
+            except lh.VersionNotFoundError as exc:
+                assert "cleaned up" in str(exc)
+            else:
+                raise AssertionError("a cleaned-up version still opens")
+
     @precondition(lambda self: len(self.model) > 1)
     @rule(data=st.data())
     def time_travel(self, data):
-        v = data.draw(st.integers(0, len(self.model) - 1), label="version")
+        v = data.draw(st.integers(max(self.readable_from, self.log_from), len(self.model) - 1), label="version")
         snap = self.table.snapshot(version=v)
         assert snap.version == v
         got = snap.to_arrow()

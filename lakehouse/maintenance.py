@@ -1,0 +1,358 @@
+"""Table maintenance: vacuum, log clean-up, restore and optimize (compaction).
+
+Each function takes the table's :class:`~lakehouse.storage.Storage` and its latest
+:class:`~lakehouse.state.TableState`; :class:`lakehouse.Table` wraps them as methods. The rules
+(see ``docs/format.md``, section "Maintenance"):
+
+* **vacuum** deletes the files in the table folder that no version within the retention window
+  references and that are older than the window (this covers files removed long ago and orphans of
+  crashed writers alike). A snapshot that ``as_of`` can still reach never loses a file.
+* **cleanup_log** deletes log entries (and checkpoints) older than the retention window that a
+  newer checkpoint covers; the oldest entries go first, so a crash leaves a readable log.
+* **restore** commits a new version whose live files (and metadata) equal an older version's.
+* **optimize** rewrites small files of a partition into files near the target size (optionally
+  sorted) in a commit that changes no rows: it conflicts only with a commit that removed one of its
+  inputs, never with an append.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> t = lh.write_table("memory://doc-maint", pa.table({"a": [1]}))
+    >>> _ = t.append(pa.table({"a": [2]}))
+    >>> t.optimize()
+    2
+    >>> len(t.files()), len(t.vacuum(retention=dt.timedelta(0), enforce_retention=False))  # a dry run
+    (1, 2)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from .checkpoint import decode_checkpoint
+from .commit import CommitRequest, CommitResult, commit
+from .errors import CommitConflictError, CorruptLogError, RetentionError, VersionNotFoundError
+from .log import RemoveFile, checkpoint_name, entry_name
+from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
+from .state import TableState, files_to_adds
+from .storage import Storage
+from .write import WriteOptions, delete_files, write_data_files
+
+__all__ = [
+    "LOG_MIN_RETENTION",
+    "VACUUM_MIN_RETENTION",
+    "cleanup_log",
+    "optimize",
+    "restore",
+    "vacuum",
+    "version_at",
+]
+
+VACUUM_MIN_RETENTION = "vacuum_min_retention_seconds"
+"""Table property: the shortest retention ``vacuum`` accepts without ``enforce_retention=False``."""
+LOG_MIN_RETENTION = "log_min_retention_seconds"
+"""Table property: the shortest retention ``cleanup_log`` accepts without ``enforce_retention=False``."""
+_WEEK = 7 * 24 * 3600
+
+
+def _now_ms() -> int:
+    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+
+
+def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, prop: str, what: str) -> int:
+    if not isinstance(retention, dt.timedelta):
+        raise RetentionError(f"{what} retention must be a datetime.timedelta, got {type(retention).__name__}")
+    if retention < dt.timedelta(0):
+        raise RetentionError(f"{what} retention must not be negative, got {retention}")
+    raw = state.metadata.properties.get(prop, str(_WEEK))
+    minimum = dt.timedelta(seconds=int(raw)) if raw.isdigit() else dt.timedelta(seconds=_WEEK)
+    if enforce and retention < minimum:
+        raise RetentionError(
+            f"{what} retention {retention} is shorter than the table's minimum {minimum} (property {prop!r}); "
+            f"readers and writers still using older versions could lose files. Pass enforce_retention=False "
+            f"if no reader or writer can be that far behind"
+        )
+    return int(retention / dt.timedelta(milliseconds=1))
+
+
+def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
+    """The newest version committed at or before ``ms`` (stored commit timestamps increase with
+    the version), or None if the oldest version still in the log is newer.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-version-at", pa.table({"a": [1]}))
+        >>> version_at(t._storage, t._state, 2**62), version_at(t._storage, t._state, 0)
+        (0, None)
+    """
+    if state.timestamp <= ms:
+        return state.version
+    entries, _ = list_log(storage)
+    lo_candidates = [v for v in entries if v <= state.version]
+    if not lo_candidates:
+        return None
+    lo = lo_candidates[0]
+    first = read_entry(storage, lo)
+    if first is None or first.commit.timestamp > ms:
+        return None
+    hi = state.version  # invariant: entry lo is at or before ms, entry hi after it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        e = read_entry(storage, mid)
+        if e is None:
+            raise VersionNotFoundError(f"log entry {mid} is missing", version=mid)
+        if e.commit.timestamp <= ms:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# -- vacuum ------------------------------------------------------------------------------------
+def _mtime_ms(info: dict[str, Any]) -> int | None:
+    """A listed file's modification time in ms, from whichever key the filesystem uses."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created", "mtime_ns"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            return int(value.timestamp() * 1000)
+        if isinstance(value, str):
+            try:
+                return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+            except ValueError:
+                continue
+        if isinstance(value, (int, float)):
+            return int(value / 1e6) if key == "mtime_ns" else int(value * 1000)
+    return None
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(("_", ".")) for part in rel.split("/"))
+
+
+def _listed_files(storage: Storage) -> list[tuple[str, int | None]]:
+    """(relative path, mtime ms) of every file in the table folder outside hidden folders."""
+    root = storage.full_path("").rstrip("/")
+    found = storage.fs.find(root, detail=True, withdirs=False)
+    out = []
+    for path, info in found.items():
+        if info.get("type") == "directory":
+            continue
+        rel = posixpath.relpath(storage.fs._strip_protocol(path), root) if root else path
+        if rel.startswith("..") or _hidden(rel):
+            continue
+        out.append((rel, _mtime_ms(info)))
+    return out
+
+
+def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_run: bool = True,
+           enforce_retention: bool = True, now_ms: int | None = None) -> list[str]:
+    """Files (relative paths, sorted) that no version within ``retention`` references and that are
+    older than it; deleted unless ``dry_run``.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-vacuum", pa.table({"a": [1]}))
+        >>> _ = t.overwrite(pa.table({"a": [2]}))
+        >>> len(vacuum(t._storage, t._state, retention=dt.timedelta(0), enforce_retention=False))
+        1
+    """
+    window = _retention_ms(state, retention, enforce_retention, VACUUM_MIN_RETENTION, "vacuum")
+    cutoff = (now_ms if now_ms is not None else _now_ms()) - window
+    oldest_kept = version_at(storage, state, cutoff)
+    if oldest_kept is None:  # every version in the log is inside the window
+        entries, _ = list_log(storage)
+        oldest_kept = min((v for v in entries if v <= state.version), default=state.version)
+    base = load_state(storage, oldest_kept) if oldest_kept != state.version else state
+    referenced = set(base.files.column("path").to_pylist())
+    if oldest_kept < state.version:
+        for e in read_entries(storage, oldest_kept + 1, state.version):
+            referenced.update(a.path for a in e.add)
+    # a file no retained version references is deletable once it is older than the window: a file
+    # removed at or before the oldest retained version was written before that version, and a
+    # younger unreferenced file may belong to a writer that has not committed yet
+    doomed = sorted(rel for rel, mtime in _listed_files(storage)
+                    if rel not in referenced and mtime is not None and mtime < cutoff)
+    if not dry_run and doomed:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda rel: delete_files(storage, [rel]), doomed))
+    return doomed
+
+
+# -- log clean-up ------------------------------------------------------------------------------
+def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta, enforce_retention: bool = True,
+                now_ms: int | None = None) -> int:
+    """Delete log entries and checkpoints older than ``retention`` that a newer checkpoint (also
+    older than ``retention``) covers; returns the number of entries removed.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-cleanup", pa.table({"a": [1]}))
+        >>> _ = t.append(pa.table({"a": [2]})); _ = t.checkpoint()
+        >>> cleanup_log(t._storage, t._state, retention=dt.timedelta(0), enforce_retention=False)
+        1
+    """
+    window = _retention_ms(state, retention, enforce_retention, LOG_MIN_RETENTION, "log")
+    cutoff = (now_ms if now_ms is not None else _now_ms()) - window
+    entries, checkpoints = list_log(storage)
+    newest_old = version_at(storage, state, cutoff)
+    if newest_old is None:
+        return 0
+    covering = [c for c in checkpoints if c <= newest_old]
+    if not covering:
+        return 0
+    keep_from = covering[-1]
+    # the checkpoint that will be the oldest start must be intact before anything goes
+    rel = checkpoint_name(keep_from)
+    try:
+        decode_checkpoint(storage.read(rel), path=storage.full_path(rel), version=keep_from).files  # noqa: B018
+    except (CorruptLogError, FileNotFoundError):
+        return 0
+    old_entries = [v for v in entries if v < keep_from]
+    for v in old_entries:  # oldest first: a crash leaves a contiguous log that still opens
+        storage.delete(entry_name(v))
+    for c in checkpoints:
+        if c < keep_from:
+            storage.delete(checkpoint_name(c))
+    return len(old_entries)
+
+
+# -- restore -----------------------------------------------------------------------------------
+def restore(storage: Storage, state: TableState, target: TableState) -> CommitResult:
+    """Commit a new version on top of ``state`` whose live files and metadata equal ``target``'s.
+
+    Raises ``VersionNotFoundError`` if a file of ``target`` no longer exists (vacuumed).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-restore", pa.table({"a": [1]}))
+        >>> _ = t.append(pa.table({"a": [2]}))
+        >>> restore(t._storage, t._state, load_state(t._storage, 0)).version
+        2
+    """
+    current, wanted = state.files, target.files
+    now_paths = set(current.column("path").to_pylist())
+    want_paths = set(wanted.column("path").to_pylist())
+    add_rows = wanted.filter(pc.invert(pc.is_in(wanted.column("path"), pa.array(list(now_paths), pa.string()))))
+    gone = [p for p in add_rows.column("path").to_pylist() if not storage.exists(p)]
+    if gone:
+        raise VersionNotFoundError(f"cannot restore version {target.version}: {len(gone)} of its files were "
+                                   f"deleted (vacuumed), e.g. {gone[0]}", version=target.version)
+    now = _now_ms()
+    removed = current.filter(pc.invert(pc.is_in(current.column("path"), pa.array(list(want_paths), pa.string()))))
+    remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
+        removed.column("path").to_pylist(), removed.column("size_bytes").to_pylist(),
+        removed.column("num_rows").to_pylist()))
+    meta = target.metadata
+    metadata = None if meta == state.metadata else meta
+    request = CommitRequest(operation="restore", parameters={"version": target.version},
+                            add=tuple(files_to_adds(add_rows, meta)), remove=remove, metadata=metadata,
+                            read_predicates=(None,), read_files=frozenset(now_paths))
+    return commit(storage, state, request)
+
+
+# -- optimize ----------------------------------------------------------------------------------
+def _bins(files: pa.Table, partition_by: Sequence[str], target: int, sort_by: Sequence[str]) -> list[pa.Table]:
+    """Groups of files (rows of the files table) to rewrite together, each of one partition."""
+    if files.num_rows == 0:
+        return []
+    keys = [f"partition.{c}" for c in partition_by]
+    ordered = files.sort_by([(k, "ascending") for k in keys] + [("size_bytes", "ascending"), ("path", "ascending")])
+    part_values = list(zip(*(ordered.column(k).to_pylist() for k in keys))) if keys else [()] * ordered.num_rows
+    sizes = ordered.column("size_bytes").to_pylist()
+    groups: list[list[int]] = []
+    start = 0
+    for i in range(1, len(sizes) + 1):  # runs of one partition
+        if i == len(sizes) or part_values[i] != part_values[start]:
+            groups.append(list(range(start, i)))
+            start = i
+    out: list[list[int]] = []
+    for rows in groups:
+        if sort_by:  # a sorted layout needs the whole partition in one pass
+            if len(rows) > 1:
+                out.append(rows)
+            continue
+        small = [i for i in rows if sizes[i] < target]
+        current: list[int] = []
+        total = 0
+        for i in small:  # smallest first, greedy: each bin stays at or below the target
+            if current and total + sizes[i] > target:
+                out.append(current)
+                current, total = [], 0
+            current.append(i)
+            total += sizes[i]
+        out.append(current)
+    return [ordered.take(pa.array(b, pa.int64())) for b in out if len(b) > 1]
+
+
+def optimize(storage: Storage, state: TableState, *, target_file_size: int, filter: pc.Expression | None = None,
+             sort_by: Sequence[str] = (), options: WriteOptions | None = None) -> CommitResult | None:
+    """Compact small files (of the partitions ``filter`` may touch) into files of about
+    ``target_file_size`` bytes on storage, optionally sorted by ``sort_by``; None if nothing to do.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-optimize", pa.table({"a": [2]}))
+        >>> _ = t.append(pa.table({"a": [1]}))
+        >>> optimize(t._storage, t._state, target_file_size=1 << 20, sort_by=["a"]).version
+        2
+    """
+    snap = Snapshot(storage, state)
+    meta = state.metadata
+    candidates = snap._pruned(filter)
+    bins = _bins(candidates, meta.partition_by, target_file_size, sort_by)
+    if not bins:
+        return None
+    base = options or WriteOptions()
+    sort_keys = [(c, "ascending") for c in sort_by]
+    schema = snap.schema
+    added: list[Any] = []
+    try:
+        for group in bins:
+            dataset = snap._dataset(group)
+            disk = max(1, sum(group.column("size_bytes").to_pylist()))
+            if sort_keys:
+                rows = dataset.to_table().sort_by(sort_keys)
+                # the writer cuts files by Arrow bytes: scale the on-storage target by this data's ratio
+                per_file = max(1, int(target_file_size * rows.nbytes / disk))
+                opts = WriteOptions(target_file_bytes=per_file, max_buffer_bytes=max(per_file, rows.nbytes) + 1,
+                                    row_group_rows=base.row_group_rows, compression=base.compression,
+                                    max_workers=base.max_workers)
+                added += write_data_files(storage, rows, schema=meta.schema, partition_by=meta.partition_by,
+                                          options=opts)
+            else:  # a bin is at most the target on storage: one output file, streamed in file order
+                batches = read_ahead(lambda f: ds.Scanner.from_fragment(f, schema=schema).to_table(),
+                                     list(dataset.get_fragments()))
+                opts = WriteOptions(target_file_bytes=1 << 62, max_buffer_bytes=1 << 62,
+                                    row_group_rows=base.row_group_rows, compression=base.compression,
+                                    max_workers=base.max_workers)
+                added += write_data_files(storage, pa.RecordBatchReader.from_batches(schema, batches),
+                                          schema=meta.schema, partition_by=meta.partition_by, options=opts)
+    except BaseException:
+        delete_files(storage, [a.path for a in added])
+        raise
+    inputs = pa.concat_tables(bins)
+    now = _now_ms()
+    remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
+        inputs.column("path").to_pylist(), inputs.column("size_bytes").to_pylist(),
+        inputs.column("num_rows").to_pylist()))
+    request = CommitRequest(operation="optimize",
+                            parameters={"target_file_size": target_file_size, "sort_by": list(sort_by),
+                                        "filter": str(filter) if filter is not None else None,
+                                        "files_removed": len(remove), "files_added": len(added)},
+                            add=tuple(added), remove=remove, read_files=frozenset(p.path for p in remove))
+    try:
+        return commit(storage, state, request)
+    except CommitConflictError:
+        delete_files(storage, [a.path for a in added])
+        raise
