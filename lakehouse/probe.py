@@ -80,7 +80,7 @@ def check_storage(uri: str | os.PathLike[str], *, storage_options: Mapping[str, 
     """
     storage = Storage.from_uri(uri, storage_options)
     backend = type(storage.fs).__name__
-    base = dict(uri=storage.uri, backend=backend, rounds=rounds, racers=racers)
+    base: dict[str, Any] = dict(uri=storage.uri, backend=backend, rounds=rounds, racers=racers)
     try:
         storage.check_atomic_create()
     except UnsafeStorageError as exc:
