@@ -25,7 +25,15 @@ $(STAMP): pyproject.toml
 	# moto's S3 server, pinned to what is installed: resolved freely together with s3fs, pip
 	# backtracks through dozens of boto3/aiobotocore releases
 	$(BIN)/python -m pip freeze --exclude-editable > $(VENV)/constraints.txt
-	$(BIN)/python -m pip install -e '.[dev,s3server]' -c $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -e '.[dev,s3server,azure]' -c $(VENV)/constraints.txt
+	# Azurite, the Azure Blob emulator the azure tests start (npm). 3.35.0 is the last release that
+	# runs on node < 21. Without npm the Python side still installs; the azure tests skip (fail under CI).
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "npm install --prefix $(VENV)/azurite azurite@3.35.0"; \
+		npm install --prefix $(VENV)/azurite --no-audit --no-fund --loglevel=error azurite@3.35.0; \
+	else \
+		echo "note: npm not found: Azurite is not installed, the azure tests will be skipped"; \
+	fi
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -11,6 +11,14 @@ atomic (see ``docs/format.md``):
 * anything else: :class:`~lakehouse.errors.UnsafeStorageError`, unless the user opts in with the
   storage option ``"lakehouse.unsafe_single_writer": True``.
 
+Some S3-compatible stores ignore ``If-None-Match``. So before the first conditional create on a
+(protocol, endpoint) in this process, a *capability probe* runs under the table root: it creates
+``_lakehouse_log/.probe-<uuid>`` conditionally, creates it again conditionally (which must fail
+with ``FileExistsError``), then deletes it. The verdict is cached per (protocol, endpoint); where
+create-if-absent does not hold, every write is refused with ``UnsafeStorageError``. The
+single-writer opt-in skips the probe; local disk and memory never probe. A probe that fails for a
+transport reason (timeout, refused connection) caches nothing and raises that error.
+
 Example:
     >>> s = Storage.from_uri("memory://doc-storage")
     >>> s.put_if_absent("x/a.bin", b"1")
@@ -23,8 +31,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import urllib.parse
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +44,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from .errors import UnsafeStorageError
 
-__all__ = ["UNSAFE_SINGLE_WRITER", "Storage"]
+__all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
 
 UNSAFE_SINGLE_WRITER = "lakehouse.unsafe_single_writer"
 """Storage option that allows writing where no atomic create-if-absent exists (one writer only)."""
@@ -44,11 +53,84 @@ _MEMORY_LOCK = threading.Lock()
 _CONDITIONAL_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
 # Log entries must go out as a single request: far below every store's multipart threshold.
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
+PROBE_PREFIX = "_lakehouse_log/.probe-"
+"""Where the capability probe creates its scratch key (a name every reader ignores, format.md §3)."""
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     proto = fs.protocol
     return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+# -- the capability probe: one verdict per (protocol, endpoint) and process ----------------------
+ProbeKey = tuple[str, str]
+_PROBE_GUARD = threading.Lock()  # guards the two dicts below; never held while probing
+_PROBE_LOCKS: dict[ProbeKey, threading.Lock] = {}
+_PROBE_VERDICTS: dict[ProbeKey, str | None] = {}
+"""None: create-if-absent held on that key; a string: why it did not."""
+_ENDPOINT_OPTIONS = ("endpoint_url", "endpoint", "account_url", "account_name", "host")
+_ENDPOINT_ATTRIBUTES = ("endpoint_url", "account_url", "account_name", "_endpoint")
+
+
+def _probe_verdict(key: ProbeKey, run: Callable[[], str | None]) -> str | None:
+    """The cached verdict for ``key``, running ``run`` once if there is none.
+
+    Concurrent first callers on one key wait for the one that probes (a lock per key, so probes
+    of different endpoints do not wait for each other). An exception from ``run`` caches nothing.
+    """
+    with _PROBE_GUARD:
+        if key in _PROBE_VERDICTS:
+            return _PROBE_VERDICTS[key]
+        lock = _PROBE_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        with _PROBE_GUARD:
+            if key in _PROBE_VERDICTS:
+                return _PROBE_VERDICTS[key]
+        verdict = run()
+        with _PROBE_GUARD:
+            _PROBE_VERDICTS[key] = verdict
+        return verdict
+
+
+def forget_probe_verdicts() -> None:
+    """Drop every cached capability verdict, so the next write on each endpoint probes again."""
+    with _PROBE_GUARD:
+        _PROBE_VERDICTS.clear()
+
+
+def _clean_endpoint(value: Any) -> str:
+    """An endpoint as text, without any ``user:password@`` part."""
+    text = str(value).strip().rstrip("/")
+    if "://" in text:
+        parts = urllib.parse.urlsplit(text)
+        if parts.password is not None or parts.username is not None:
+            text = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+    return text
+
+
+def _endpoint(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> str:
+    """The service endpoint ``fs`` talks to: from the storage options (the user's, then those the
+    filesystem was built with, fsspec config defaults included), then the filesystem's attributes,
+    then the AWS environment variables for s3; ``"default"`` for the protocol's default service."""
+    for opts in (options, getattr(fs, "storage_options", None) or {}):
+        for name in _ENDPOINT_OPTIONS:
+            if opts.get(name):
+                return _clean_endpoint(opts[name])
+        client = opts.get("client_kwargs")
+        if isinstance(client, Mapping) and client.get("endpoint_url"):
+            return _clean_endpoint(client["endpoint_url"])
+    for name in _ENDPOINT_ATTRIBUTES:
+        value = getattr(fs, name, None)
+        if isinstance(value, str) and value:
+            return _clean_endpoint(value)
+    client = getattr(fs, "client_kwargs", None)
+    if isinstance(client, Mapping) and client.get("endpoint_url"):
+        return _clean_endpoint(client["endpoint_url"])
+    if {"s3", "s3a"} & set(_protocols(fs)):
+        env = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if env:
+            return _clean_endpoint(env)
+    return "default"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,8 +224,14 @@ class Storage:
 
     def _forget(self, rel: str) -> None:
         """Drop fsspec's cached listings for ``rel``: the log changes under us, and s3fs answers
-        ``info``/``exists``/``cat`` from a stale listing with FileNotFoundError for new entries."""
-        self.fs.invalidate_cache(self.full_path(rel))
+        ``info``/``exists``/``cat`` from a stale listing with FileNotFoundError for new entries.
+        The folder's listing goes too: adlfs drops only the exact path, and its ``exists`` answers
+        True from a cached listing of the folder for a file another writer has since deleted."""
+        path = self.full_path(rel)
+        self.fs.invalidate_cache(path)
+        parent = path.rstrip("/").rpartition("/")[0]
+        if parent:
+            self.fs.invalidate_cache(parent)
 
     def exists(self, rel: str) -> bool:
         """True if a file or directory is at ``rel``."""
@@ -183,17 +271,70 @@ class Storage:
             os.makedirs(self.full_path(rel), exist_ok=True)
 
     # -- the commit primitive ------------------------------------------------------------------
+    @property
+    def is_conditional(self) -> bool:
+        """True for the object stores whose ``pipe_file(mode="create")`` is a conditional create."""
+        return bool(set(_protocols(self.fs)) & _CONDITIONAL_PROTOCOLS)
+
+    @property
+    def probe_key(self) -> ProbeKey:
+        """What the capability probe's verdict is cached under: (protocol, endpoint)."""
+        return _protocols(self.fs)[0], _endpoint(self.fs, self.storage_options)
+
     def check_atomic_create(self) -> None:
-        """Raise :class:`UnsafeStorageError` if ``put_if_absent`` cannot be atomic here."""
+        """Raise :class:`UnsafeStorageError` if ``put_if_absent`` cannot be atomic here.
+
+        On a conditional object store this runs the capability probe once per (protocol,
+        endpoint) and process (see the module docstring); transport errors of the probe propagate.
+        """
         if self.is_local or self.is_memory or self.unsafe_single_writer:
             return
-        if set(_protocols(self.fs)) & _CONDITIONAL_PROTOCOLS:
-            return
-        raise UnsafeStorageError(
-            f"filesystem {type(self.fs).__name__} (protocol {self.fs.protocol!r}) at {self.uri!r} has no "
-            f"atomic create-if-absent, so concurrent commits could overwrite each other; pass "
-            f"storage_options={{{UNSAFE_SINGLE_WRITER!r}: True}} if only one writer ever writes this table"
-        )
+        if not self.is_conditional:
+            raise UnsafeStorageError(
+                f"filesystem {type(self.fs).__name__} (protocol {self.fs.protocol!r}) at {self.uri!r} has no "
+                f"atomic create-if-absent, so concurrent commits could overwrite each other; pass "
+                f"storage_options={{{UNSAFE_SINGLE_WRITER!r}: True}} if only one writer ever writes this table"
+            )
+        key = self.probe_key
+        why = _probe_verdict(key, self._probe_create_if_absent)
+        if why is not None:
+            raise UnsafeStorageError(
+                f"the {key[0]!r} store at endpoint {key[1]!r} ({type(self.fs).__name__}) does not enforce "
+                f"create-if-absent: {why}. Concurrent commits could overwrite each other, so lakehouse "
+                f"refuses to write to {self.uri!r}. If only one process ever writes this table, pass "
+                f"storage_options={{{UNSAFE_SINGLE_WRITER!r}: True}}; lh.check_storage(uri, "
+                f"storage_options=...) races several creators against a store to test it"
+            )
+
+    def _probe_create_if_absent(self) -> str | None:
+        """Create a scratch key conditionally, twice; the second must fail. None if it did, else why not.
+
+        Three requests (create, create, delete). The scratch key is deleted whatever happens.
+        """
+        token = uuid.uuid4().hex
+        rel = f"{PROBE_PREFIX}{token}"
+        path = self.full_path(rel)
+        first = f"lakehouse create-if-absent probe {token} first".encode()
+        try:
+            try:
+                self.fs.pipe_file(path, first, mode="create")
+            except FileExistsError:
+                # a lost response retried into a 412 looks like this: fine if the bytes are ours
+                self._forget(rel)
+                try:
+                    held = bytes(self.fs.cat_file(path))
+                except FileNotFoundError:
+                    held = None
+                if held != first:
+                    return f"a conditional create of the fresh key {path!r} was refused as existing"
+            try:
+                self.fs.pipe_file(path, f"lakehouse create-if-absent probe {token} second".encode(), mode="create")
+            except FileExistsError:
+                return None
+            return f"a second conditional create of {path!r} succeeded (the condition was ignored)"
+        finally:
+            with contextlib.suppress(Exception):  # best effort: readers ignore the name anyway
+                self.fs.rm_file(path)
 
     def put_if_absent(self, rel: str, data: bytes) -> None:
         """Publish ``data`` whole at ``rel`` only if nothing is there; ``FileExistsError`` otherwise.
@@ -213,10 +354,14 @@ class Storage:
                 if self.fs.exists(path):
                     raise FileExistsError(path)
                 self.fs.pipe_file(path, data)
-        elif self.unsafe_single_writer and not set(_protocols(self.fs)) & _CONDITIONAL_PROTOCOLS:
-            if self.fs.exists(path):
+        elif self.unsafe_single_writer:
+            # unprobed: the store may ignore the condition, so check first (one writer: no race)
+            if self.exists(rel):
                 raise FileExistsError(path)
-            self.fs.pipe_file(path, data)
+            if self.is_conditional:
+                self.fs.pipe_file(path, data, mode="create")
+            else:
+                self.fs.pipe_file(path, data)
         else:
             self.fs.pipe_file(path, data, mode="create")
 
