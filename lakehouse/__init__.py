@@ -13,6 +13,7 @@ Example:
 """
 
 from ._version import __version__
+from .alter import Alter
 from .errors import (
     ColumnNotFoundError,
     CommitConflictError,
@@ -32,12 +33,14 @@ from .errors import (
     UnsupportedFormatError,
     VersionNotFoundError,
 )
+from .inspect import Inspect
 from .probe import StorageReport, check_storage
 from .snapshot import Snapshot
 from .table import Commit, Table, write_table
 from .transaction import Transaction
 
 __all__ = [
+    "Alter",
     "ColumnNotFoundError",
     "Commit",
     "CommitConflictError",
@@ -45,11 +48,12 @@ __all__ = [
     "CommitStateUnknownError",
     "ConstraintViolationError",
     "CorruptLogError",
+    "Inspect",
     "InvalidDataError",
-    "RetentionError",
     "InvalidFilterError",
     "InvalidTableError",
     "LakehouseError",
+    "RetentionError",
     "SchemaMismatchError",
     "Snapshot",
     "StorageReport",

@@ -33,6 +33,7 @@ from .log import (
     encode_metadata,
     seal,
     unseal,
+    validate_data_paths,
 )
 from .state import DeferredFiles, TableState, files_schema
 from .storage import Storage
@@ -104,9 +105,14 @@ def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> 
 
 def _read_files(reader: pa.ipc.RecordBatchFileReader, path: str) -> pa.Table:
     try:
-        return reader.read_all().replace_schema_metadata(None)
+        files = reader.read_all().replace_schema_metadata(None)
     except (pa.ArrowException, OSError) as exc:  # the checksum matched, so only a writer's bug gets here
         raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
+    try:  # the same rule as for paths in log entries (format.md §3)
+        validate_data_paths(files.column("path"))
+    except ValueError as exc:
+        raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
+    return files
 
 
 def write_checkpoint(storage: Storage, state: TableState) -> int:
@@ -115,7 +121,9 @@ def write_checkpoint(storage: Storage, state: TableState) -> int:
     # ``overwrite`` publishes the whole file atomically (rename on disk, one object on stores).
     storage.overwrite(checkpoint_name(state.version), encode_checkpoint(state))
     pointer = read_pointer(storage)
-    if pointer is None or pointer < state.version:
+    if pointer is None or pointer < state.version or (
+        pointer > state.version and not storage.exists(checkpoint_name(pointer))  # a bogus pointer
+    ):
         body = msgpack.packb({"version": state.version, "num_files": state.files.num_rows})
         storage.overwrite(CHECKPOINT_POINTER, seal(body))
     return state.version

@@ -28,12 +28,30 @@ from typing import Any
 import pyarrow.compute as pc
 
 from ._version import __version__
-from .errors import CommitConflictError, CommitStateUnknownError, TableExistsError, UnsafeStorageError
+from .errors import (
+    CommitConflictError,
+    CommitError,
+    CommitStateUnknownError,
+    TableExistsError,
+    UnsafeStorageError,
+    UnsupportedFormatError,
+)
 from .expressions import files_mask
-from .log import AddFile, AppTransaction, CommitInfo, LogEntry, Metadata, Protocol, RemoveFile, encode_entry, entry_name
+from .log import (
+    WRITER_VERSION,
+    AddFile,
+    AppTransaction,
+    CommitInfo,
+    LogEntry,
+    Metadata,
+    Protocol,
+    RemoveFile,
+    encode_entry,
+    entry_name,
+)
 from .snapshot import read_entries, read_entry
 from .state import TableState, adds_to_table
-from .stats import stats_columns
+from .stats import partition_columns, stats_columns
 from .storage import Storage
 
 __all__ = ["CommitRequest", "CommitResult", "commit"]
@@ -51,7 +69,8 @@ class CommitRequest:
     protocol: Protocol | None = None
     txn: tuple[AppTransaction, ...] = ()
     read_predicates: tuple[pc.Expression | None, ...] = ()
-    """Filters whose matching rows the commit depends on; None stands for the whole table."""
+    """Filters whose matching rows the commit depends on; None stands for the whole table. They name
+    columns by physical name (as the files table does, format.md §5.7)."""
     read_files: frozenset[str] = frozenset()
     """Paths of the files the commit read (their removal by another writer conflicts)."""
 
@@ -101,7 +120,8 @@ def _check_conflicts(request: CommitRequest, state: TableState, winners: list[Lo
             stats = stats_columns(meta.schema, meta.partition_by)
             for pred in request.read_predicates:
                 if pred is None or pc.any(
-                    files_mask(pred, added, partition_columns=list(meta.partition_by), stats_columns=stats)
+                    files_mask(pred, added, partition_columns=partition_columns(meta.schema, meta.partition_by),
+                               stats_columns=stats)
                 ).as_py():
                     raise conflict("added files that match this commit's filter")
 
@@ -117,7 +137,12 @@ def _entry(request: CommitRequest, state: TableState | None, version: int, commi
 
 
 def _publish(storage: Storage, entry: LogEntry) -> LogEntry | None:
-    """Try to create the entry. Returns None if ours landed, else the entry that holds the version."""
+    """Try to create the entry. Returns None if ours landed, else the entry that holds the version.
+
+    Raises ``CommitStateUnknownError`` when neither can be established: the write failed ambiguously,
+    or the name exists (perhaps through an earlier try of ours whose answer was lost) and the entry
+    there cannot be read.
+    """
     rel = entry_name(entry.version)
     try:
         storage.put_if_absent(rel, encode_entry(entry))
@@ -129,15 +154,27 @@ def _publish(storage: Storage, entry: LogEntry) -> LogEntry | None:
     except Exception as exc:
         try:
             held = read_entry(storage, entry.version)
+            read_ok = True
         except Exception:
-            held = None
+            held, read_ok = None, False
+        if held is None and read_ok and storage.is_local:
+            # a local link is synchronous, nothing can still be in flight: the name is free, so
+            # nothing was committed
+            raise CommitError(f"writing version {entry.version} failed ({exc!r}); nothing was committed") from exc
         if held is None:
             raise CommitStateUnknownError(
                 f"writing version {entry.version} failed ({exc!r}) and it cannot be told whether it landed; "
                 f"look for commit id {entry.commit.id}", version=entry.version, commit_id=entry.commit.id,
             ) from exc
         return None if held.commit.id == entry.commit.id else held
-    held = _read_back(storage, entry.version)
+    try:
+        held = _read_back(storage, entry.version)
+    except Exception as exc:  # the name may hold our own entry (an earlier try landed): never a plain error
+        raise CommitStateUnknownError(
+            f"version {entry.version} was refused as existing but reading it back failed ({exc!r}), so it "
+            f"cannot be told whether it is this commit; look for commit id {entry.commit.id}",
+            version=entry.version, commit_id=entry.commit.id,
+        ) from exc
     if held is None:
         raise CommitStateUnknownError(f"version {entry.version} was refused as existing but cannot be read",
                                       version=entry.version, commit_id=entry.commit.id)
@@ -171,6 +208,11 @@ def commit(
     Raises ``CommitConflictError`` on a real conflict, ``TableExistsError`` if ``base`` is None and
     a table already exists, ``CommitStateUnknownError`` if the outcome cannot be known.
     """
+    if base is not None and base.protocol.min_writer_version > WRITER_VERSION:
+        raise UnsupportedFormatError(f"the table needs writer version {base.protocol.min_writer_version}; this "
+                                     f"lakehouse writes up to {WRITER_VERSION}: upgrade lakehouse")
+    # refuse (or probe, once per endpoint) before anything is sent: a failure here is not ambiguous
+    storage.check_atomic_create()
     commit_id = str(uuid.uuid4())
     read_version = base.version if base is not None else None
     state = base

@@ -29,6 +29,8 @@ Example:
 
 from __future__ import annotations
 
+import reprlib
+
 __all__ = [
     "ColumnNotFoundError",
     "CommitConflictError",
@@ -111,7 +113,29 @@ class InvalidFilterError(LakehouseError, ValueError):
 
 
 class ConstraintViolationError(LakehouseError, ValueError):
-    """Data breaks a rule of the write, e.g. rows outside an overwrite's ``filter``."""
+    """Data breaks a rule of the write: a CHECK or NOT NULL constraint, or an overwrite's ``filter``.
+
+    ``.constraint`` names the constraint (``"NOT NULL"`` for a non-nullable column), ``.expression``
+    is a CHECK constraint's expression text, ``.column`` the non-nullable column, and ``.rows`` a
+    sample (at most 5) of the offending rows as dicts; the message shows the sample too.
+    """
+
+    def __init__(self, message: str, *, constraint: str | None = None, expression: str | None = None,
+                 column: str | None = None, rows: list[dict[str, object]] | None = None) -> None:
+        if rows:
+            message = f"{message}; offending rows (up to 5): {_sample_text(rows)}"
+        super().__init__(message)
+        self.constraint = constraint
+        self.expression = expression
+        self.column = column
+        self.rows = list(rows or [])
+
+
+def _sample_text(rows: list[dict[str, object]]) -> str:
+    """Rows for a message, with long values shortened."""
+    r = reprlib.Repr()
+    r.maxlist, r.maxdict, r.maxstring, r.maxother, r.maxlevel = 5, 32, 60, 60, 3
+    return r.repr(rows)
 
 
 class InvalidTableError(LakehouseError, ValueError):

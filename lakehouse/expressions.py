@@ -18,7 +18,7 @@ import datetime as dt
 import decimal
 import operator
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any, TypeAlias
@@ -33,7 +33,7 @@ from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
 __all__ = [
     "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "files_mask",
     "parse_expression",
-    "prune_expression", "referenced_columns", "to_expression",
+    "prune_expression", "referenced_columns", "rename_fields", "to_expression",
 ]
 
 FilterLike: TypeAlias = pc.Expression | Sequence[tuple] | Sequence[Sequence[tuple]]
@@ -195,19 +195,41 @@ def _rebuild_options(options: pa.StructScalar | None) -> pc.FunctionOptions | No
     raise _Unsupported(f"options {kind!r}")
 
 
-def build_expression(node: Node, *, prefix: str = "") -> pc.Expression:
-    """Turn an AST back into an expression, prefixing every top-level column name with ``prefix``.
+def build_expression(node: Node, *, prefix: str = "",
+                     rename: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None) -> pc.Expression:
+    """Turn an AST back into an expression, prefixing every top-level column name with ``prefix``
+    (after mapping each field path through ``rename``, if given).
 
     Example:
         >>> build_expression(parse_expression(pc.field("a") < 3), prefix="partition.")
         <pyarrow.compute.Expression (partition.a < 3)>
     """
     if isinstance(node, Field):
-        return pc.field(prefix + node.path[0], *node.path[1:])
+        path = node.path if rename is None else rename(node.path)
+        return pc.field(prefix + path[0], *path[1:])
     if isinstance(node, Literal):
         return pc.scalar(node.value)
-    args = [build_expression(a, prefix=prefix) for a in node.args]
+    args = [build_expression(a, prefix=prefix, rename=rename) for a in node.args]
     return pc.Expression._call(node.name, args, _rebuild_options(node.options))
+
+
+def rename_fields(expr: pc.Expression, rename: Callable[[tuple[str, ...]], tuple[str, ...]]) -> pc.Expression:
+    """``expr`` with every field path mapped through ``rename`` (``expr`` itself if no path changes).
+
+    Raises:
+        InvalidFilterError: a field must be renamed but the expression cannot be rebuilt.
+
+    Example:
+        >>> rename_fields(pc.field("b") > 1, lambda path: ("a",) if path == ("b",) else path)
+        <pyarrow.compute.Expression (a > 1)>
+    """
+    root = parse_expression(expr)
+    if all(rename(f.path) == f.path for f in _fields(root)):
+        return expr
+    try:
+        return build_expression(root, rename=rename)
+    except (_Unsupported, pa.ArrowException, KeyError, TypeError, ValueError) as exc:
+        raise InvalidFilterError(f"cannot map the columns of expression {expr} to the data files: {exc}") from exc
 
 
 def _nodes(node: Node) -> Iterator[Node]:

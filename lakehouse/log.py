@@ -24,6 +24,7 @@ import msgpack
 import pyarrow as pa
 
 from .errors import CorruptLogError, UnsupportedFormatError
+from .schema import check_mapping, max_field_id
 
 __all__ = [
     "CHECKPOINT_POINTER",
@@ -48,14 +49,15 @@ __all__ = [
     "seal",
     "unseal",
     "validate_data_path",
+    "validate_data_paths",
 ]
 
 FORMAT_VERSION = 1
 """Version of the envelope of log entries and checkpoints."""
-READER_VERSION = 1
-"""The highest ``min_reader_version`` this library can read."""
-WRITER_VERSION = 1
-"""The highest ``min_writer_version`` this library can write."""
+READER_VERSION = 2
+"""The highest ``min_reader_version`` this library can read (2: column mapping, format.md §5.7)."""
+WRITER_VERSION = 2
+"""The highest ``min_writer_version`` this library can write (2: column mapping, format.md §5.7)."""
 LOG_DIR = "_lakehouse_log"
 CHECKPOINT_POINTER = f"{LOG_DIR}/_last_checkpoint"
 _NAME = re.compile(r"^(\d{20})\.(msgpack|checkpoint\.arrow)$")
@@ -102,19 +104,27 @@ def parse_log_name(name: str) -> tuple[int, str] | None:
 class Protocol:
     """The reader and writer versions a client needs to read or write the table."""
 
-    min_reader_version: int = READER_VERSION
-    min_writer_version: int = WRITER_VERSION
+    min_reader_version: int = 1
+    min_writer_version: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Metadata:
-    """Table metadata: identity, schema, partitioning and properties."""
+    """Table metadata: identity, schema, partitioning and properties.
+
+    ``schema`` is the table schema with the column-mapping field metadata (``PARQUET:field_id``,
+    ``lakehouse:physical``, see ``lakehouse.schema``); ``last_field_id`` is the highest field id ever
+    given (ids are never reused) and ``dropped_physical`` the physical paths of dropped fields (never
+    reused as physical names).
+    """
 
     table_id: str
     schema: pa.Schema
     partition_by: tuple[str, ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
     created_time: int = 0
+    last_field_id: int = 0
+    dropped_physical: tuple[tuple[str, ...], ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -124,6 +134,8 @@ class Metadata:
             and self.partition_by == other.partition_by
             and dict(self.properties) == dict(other.properties)
             and self.created_time == other.created_time
+            and self.last_field_id == other.last_field_id
+            and self.dropped_physical == other.dropped_physical
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -230,6 +242,8 @@ def encode_metadata(m: Metadata) -> dict[str, Any]:
         "partition_by": list(m.partition_by),
         "properties": dict(m.properties),
         "created_time": m.created_time,
+        **({"last_field_id": m.last_field_id} if m.last_field_id else {}),
+        **({"dropped_physical": [list(p) for p in m.dropped_physical]} if m.dropped_physical else {}),
     }
 
 
@@ -303,6 +317,32 @@ def validate_data_path(path: str) -> str:
     return path
 
 
+# the rules of validate_data_path as one regular expression, for whole columns of paths
+_BAD_PATH = r"^$|^[/\\]|://|^[^/]*:|(^|[/\\])\.{0,2}($|[/\\])"
+
+
+def validate_data_paths(paths: pa.Array | pa.ChunkedArray) -> None:
+    """Raise ``ValueError`` naming the first path that :func:`validate_data_path` would refuse
+    (vectorised: a checkpoint may hold millions of paths).
+
+    Example:
+        >>> validate_data_paths(pa.array(["a/b.parquet", "c.parquet"]))
+        >>> validate_data_paths(pa.array(["a/../../b.parquet"]))
+        Traceback (most recent call last):
+        ...
+        ValueError: data path 'a/../../b.parquet' escapes the table root or is not normalised
+    """
+    import pyarrow.compute as pc
+
+    bad = pc.match_substring_regex(paths, _BAD_PATH)
+    if paths.null_count or pc.any(bad).as_py():
+        if paths.null_count:
+            raise ValueError("a data path is null")
+        first = pc.index(bad, True).as_py()
+        validate_data_path(paths[first].as_py())
+        raise ValueError(f"data path {paths[first].as_py()!r} is not a safe relative path")
+
+
 def _decode_metadata(d: Any) -> Metadata:
     if not isinstance(d, dict):
         raise _Bad("metadata is not a map")
@@ -316,9 +356,18 @@ def _decode_metadata(d: Any) -> Metadata:
         isinstance(k, str) and isinstance(v, str) for k, v in props.items()
     ):
         raise _Bad("partition_by and properties must hold strings")
+    try:
+        check_mapping(schema)
+    except ValueError as exc:
+        raise _Bad(f"invalid column mapping ({exc})") from None
+    last = _get(d, "last_field_id", int, optional=True) or 0
+    dropped = _get(d, "dropped_physical", list, optional=True) or []
+    if not all(isinstance(p, list) and p and all(isinstance(s, str) for s in p) for p in dropped):
+        raise _Bad("dropped_physical must hold non-empty lists of strings")
     return Metadata(
         table_id=_get(d, "table_id", str), schema=schema, partition_by=tuple(parts),
         properties=props, created_time=_get(d, "created_time", int),
+        last_field_id=max(last, max_field_id(schema)), dropped_physical=tuple(tuple(p) for p in dropped),
     )
 
 

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import posixpath
 from collections.abc import Sequence
@@ -34,10 +35,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from .checkpoint import decode_checkpoint
 from .commit import CommitRequest, CommitResult, commit
+from .constraints import constraint_checker
 from .errors import CommitConflictError, CorruptLogError, RetentionError, VersionNotFoundError
 from .log import RemoveFile, checkpoint_name, entry_name
 from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
@@ -143,7 +144,10 @@ def _hidden(rel: str) -> bool:
 def _listed_files(storage: Storage) -> list[tuple[str, int | None]]:
     """(relative path, mtime ms) of every file in the table folder outside hidden folders."""
     root = storage.full_path("").rstrip("/")
-    found = storage.fs.find(root, detail=True, withdirs=False)
+    try:
+        found = storage.fs.find(root, detail=True, withdirs=False)
+    finally:  # the listing must not linger in fsspec's cache: later reads would trust it (s3fs, adlfs)
+        storage.fs.invalidate_cache()
     out = []
     for path, info in found.items():
         if info.get("type") == "directory":
@@ -184,8 +188,19 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     doomed = sorted(rel for rel, mtime in _listed_files(storage)
                     if rel not in referenced and mtime is not None and mtime < cutoff)
     if not dry_run and doomed:
+        def remove(rel: str) -> BaseException | None:
+            try:
+                storage.delete(rel)
+                return None
+            except FileNotFoundError:
+                return None  # gone already (a concurrent vacuum): the goal holds
+            except OSError as exc:
+                return exc
+
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda rel: delete_files(storage, [rel]), doomed))
+            failures = [e for e in pool.map(remove, doomed) if e is not None]
+        if failures:  # everything else was deleted; running vacuum again finishes the job
+            raise failures[0]
     return doomed
 
 
@@ -253,7 +268,9 @@ def restore(storage: Storage, state: TableState, target: TableState) -> CommitRe
     remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
         removed.column("path").to_pylist(), removed.column("size_bytes").to_pylist(),
         removed.column("num_rows").to_pylist()))
-    meta = target.metadata
+    # field ids are never reused (format §5.7): the highest ever given stays the highest
+    meta = dataclasses.replace(target.metadata,
+                               last_field_id=max(target.metadata.last_field_id, state.metadata.last_field_id))
     metadata = None if meta == state.metadata else meta
     request = CommitRequest(operation="restore", parameters={"version": target.version},
                             add=tuple(files_to_adds(add_rows, meta)), remove=remove, metadata=metadata,
@@ -314,6 +331,7 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
     if not bins:
         return None
     base = options or WriteOptions()
+    check = constraint_checker(meta.properties)  # rewrites are writes: constraints hold (format §16.1)
     sort_keys = [(c, "ascending") for c in sort_by]
     schema = snap.schema
     added: list[Any] = []
@@ -322,22 +340,22 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
             dataset = snap._dataset(group)
             disk = max(1, sum(group.column("size_bytes").to_pylist()))
             if sort_keys:
-                rows = dataset.to_table().sort_by(sort_keys)
+                rows = snap._logical(dataset.to_table()).sort_by(sort_keys)  # the files use physical names
                 # the writer cuts files by Arrow bytes: scale the on-storage target by this data's ratio
                 per_file = max(1, int(target_file_size * rows.nbytes / disk))
                 opts = WriteOptions(target_file_bytes=per_file, max_buffer_bytes=max(per_file, rows.nbytes) + 1,
                                     row_group_rows=base.row_group_rows, compression=base.compression,
                                     max_workers=base.max_workers)
                 added += write_data_files(storage, rows, schema=meta.schema, partition_by=meta.partition_by,
-                                          options=opts)
+                                          options=opts, check=check)
             else:  # a bin is at most the target on storage: one output file, streamed in file order
-                batches = read_ahead(lambda f: ds.Scanner.from_fragment(f, schema=schema).to_table(),
-                                     list(dataset.get_fragments()))
+                batches = read_ahead(snap._scan_fragment, list(dataset.get_fragments()))
                 opts = WriteOptions(target_file_bytes=1 << 62, max_buffer_bytes=1 << 62,
                                     row_group_rows=base.row_group_rows, compression=base.compression,
                                     max_workers=base.max_workers)
                 added += write_data_files(storage, pa.RecordBatchReader.from_batches(schema, batches),
-                                          schema=meta.schema, partition_by=meta.partition_by, options=opts)
+                                          schema=meta.schema, partition_by=meta.partition_by, options=opts,
+                                          check=check)
     except BaseException:
         delete_files(storage, [a.path for a in added])
         raise

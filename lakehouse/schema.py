@@ -22,15 +22,32 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.types as pat
 
-from .errors import InvalidDataError, InvalidTableError, SchemaMismatchError
+from .errors import ConstraintViolationError, InvalidDataError, InvalidTableError, SchemaMismatchError
 
 __all__ = [
+    "FIELD_ID_KEY",
+    "PHYSICAL_KEY",
+    "assign_field_ids",
+    "can_widen",
+    "check_mapping",
     "check_partition_columns",
+    "compatible",
     "conform_batch",
     "decode_values",
     "encode_values",
+    "field_id",
+    "file_schema",
     "has_stats",
-    "physical_schema",
+    "is_identity",
+    "is_legacy",
+    "logical_schema",
+    "max_field_id",
+    "physical_name",
+    "physical_path",
+    "read_schema",
+    "relabel",
+    "renamed_paths",
+    "struct_fields",
     "to_reader",
 ]
 
@@ -103,10 +120,267 @@ def check_partition_columns(schema: pa.Schema, partition_by: Sequence[str]) -> t
     return parts
 
 
-def physical_schema(schema: pa.Schema, partition_by: Sequence[str]) -> pa.Schema:
-    """The schema of the Parquet data files: the table schema without partition columns."""
-    keep = [f for f in schema if f.name not in partition_by]
-    return pa.schema(keep, metadata=schema.metadata)
+# -- column mapping: field ids and physical names -----------------------------------------------
+FIELD_ID_KEY = b"PARQUET:field_id"
+"""Field metadata key of a field's stable id (pyarrow writes it into Parquet as the field id)."""
+PHYSICAL_KEY = b"lakehouse:physical"
+"""Field metadata key of a field's physical name: its column name inside the data files."""
+_MAPPING_KEYS = (FIELD_ID_KEY, PHYSICAL_KEY)
+
+
+def field_id(field: pa.Field) -> int | None:
+    """The stable id of a table field, or None (a table written before ids existed).
+
+    Example:
+        >>> field_id(pa.field("a", pa.int64(), metadata={"PARQUET:field_id": "7"})), field_id(pa.field("b", pa.int8()))
+        (7, None)
+    """
+    raw = (field.metadata or {}).get(FIELD_ID_KEY)
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def physical_name(field: pa.Field) -> str:
+    """The name of a table field inside the data files: its ``lakehouse:physical`` metadata, else its name.
+
+    Example:
+        >>> physical_name(pa.field("b", pa.int64(), metadata={"lakehouse:physical": "a"}))
+        'a'
+    """
+    raw = (field.metadata or {}).get(PHYSICAL_KEY)
+    return field.name if raw is None else raw.decode("utf-8")
+
+
+def struct_fields(t: pa.DataType) -> list[pa.Field]:
+    """The children of a struct type (``[]`` for any other type)."""
+    return [t.field(i) for i in range(t.num_fields)] if pat.is_struct(t) else []
+
+
+def _strip(field: pa.Field, keys: Sequence[bytes] = _MAPPING_KEYS) -> pa.Field:
+    meta = {k: v for k, v in (field.metadata or {}).items() if k not in keys}
+    return field.with_metadata(meta) if meta else field.remove_metadata()
+
+
+def _map_fields(schema: pa.Schema, fn: Any) -> pa.Schema:
+    """``schema`` with ``fn(field)`` applied to every field, struct children first (``fn`` sees them done)."""
+    def visit(f: pa.Field) -> pa.Field:
+        if pat.is_struct(f.type):
+            f = f.with_type(pa.struct([visit(c) for c in struct_fields(f.type)]))
+        return fn(f)
+    return pa.schema([visit(f) for f in schema], metadata=schema.metadata)
+
+
+def _walk(fields: Iterable[pa.Field]) -> Iterator[pa.Field]:
+    for f in fields:
+        yield f
+        yield from _walk(struct_fields(f.type))
+
+
+def max_field_id(schema: pa.Schema) -> int:
+    """The highest field id in ``schema`` (top-level and struct children), 0 if none."""
+    return max((i for f in _walk(schema) if (i := field_id(f)) is not None), default=0)
+
+
+def assign_field_ids(schema: pa.Schema, last_id: int = 0) -> tuple[pa.Schema, int]:
+    """Give every field without one an id (above ``last_id`` and every id present) and a physical name
+    (its name); returns the schema and the highest id. Ids go in pre-order: a field, then its children.
+
+    Example:
+        >>> s, last = assign_field_ids(pa.schema([("a", pa.int64()), ("s", pa.struct([("x", pa.int8())]))]))
+        >>> [field_id(f) for f in s], field_id(s.field("s").type.field(0)), last
+        ([1, 2], 3, 3)
+    """
+    counter = max(last_id, max_field_id(schema))
+
+    def visit(f: pa.Field) -> pa.Field:
+        nonlocal counter
+        meta = dict(f.metadata or {})
+        if FIELD_ID_KEY not in meta:
+            counter += 1
+            meta[FIELD_ID_KEY] = str(counter).encode()
+        meta.setdefault(PHYSICAL_KEY, f.name.encode("utf-8"))
+        f = f.with_metadata(meta)
+        if pat.is_struct(f.type):
+            f = f.with_type(pa.struct([visit(c) for c in struct_fields(f.type)]))
+        return f
+
+    out = pa.schema([visit(f) for f in schema], metadata=schema.metadata)
+    return out, counter
+
+
+def logical_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema users see: the table schema without the column-mapping metadata.
+
+    Example:
+        >>> s, _ = assign_field_ids(pa.schema([("a", pa.int64())]))
+        >>> logical_schema(s).field("a").metadata is None
+        True
+    """
+    if not any(f.metadata and any(k in f.metadata for k in _MAPPING_KEYS) for f in _walk(schema)):
+        return schema
+    return _map_fields(schema, _strip)
+
+
+def read_schema(schema: pa.Schema) -> pa.Schema:
+    """The table schema under physical names (partition columns included), without mapping metadata:
+    the schema a scan of the data files uses."""
+    return _map_fields(schema, lambda f: _strip(f).with_name(physical_name(f)))
+
+
+def file_schema(schema: pa.Schema, partition_by: Sequence[str]) -> pa.Schema:
+    """The schema of the Parquet data files: the non-partition columns under their physical names,
+    with their field ids (``PARQUET:field_id``).
+
+    Example:
+        >>> s = pa.schema([pa.field("b", pa.int64(), metadata={"lakehouse:physical": "a"}), ("p", pa.int8())])
+        >>> file_schema(s, ["p"]).names
+        ['a']
+    """
+    keep = pa.schema([f for f in schema if f.name not in partition_by], metadata=schema.metadata)
+    return _map_fields(keep, lambda f: _strip(f, (PHYSICAL_KEY,)).with_name(physical_name(f)))
+
+
+def renamed_paths(schema: pa.Schema) -> list[str]:
+    """Dotted paths of the fields whose physical name differs from their name (renamed or re-added).
+
+    Example:
+        >>> child = pa.field("y", pa.int8(), metadata={"lakehouse:physical": "x"})
+        >>> renamed_paths(pa.schema([("s", pa.struct([child]))]))
+        ['s.y']
+    """
+    out: list[str] = []
+
+    def walk(fields: list[pa.Field], prefix: str) -> None:
+        for f in fields:
+            path = f"{prefix}{f.name}"
+            if physical_name(f) != f.name:
+                out.append(path)
+            walk(struct_fields(f.type), path + ".")
+
+    walk(list(schema), "")
+    return out
+
+
+def is_legacy(schema: pa.Schema) -> bool:
+    """True if no field has a physical name: a table written before column mapping (format.md §5.7).
+
+    Example:
+        >>> is_legacy(pa.schema([("a", pa.int8())])), is_legacy(assign_field_ids(pa.schema([("a", pa.int8())]))[0])
+        (True, False)
+    """
+    return not any(PHYSICAL_KEY in (f.metadata or {}) for f in _walk(schema))
+
+
+def is_identity(schema: pa.Schema) -> bool:
+    """True if every field's physical name is its name (the data files use the table's names).
+
+    Example:
+        >>> is_identity(pa.schema([pa.field("b", pa.int64(), metadata={"lakehouse:physical": "a"})]))
+        False
+    """
+    return all(physical_name(f) == f.name for f in _walk(schema))
+
+
+def physical_path(schema: pa.Schema, path: Sequence[str]) -> tuple[str, ...]:
+    """The physical names along a path of field names (the rest of the path is kept where it leaves the schema).
+
+    Example:
+        >>> s = pa.schema([pa.field("s", pa.struct([pa.field("y", pa.int8(), metadata={"lakehouse:physical": "x"})]))])
+        >>> physical_path(s, ["s", "y"])
+        ('s', 'x')
+    """
+    out: list[str] = []
+    fields: list[pa.Field] = list(schema)
+    for i, name in enumerate(path):
+        match = [f for f in fields if f.name == name]
+        if len(match) != 1:
+            return (*out, *path[i:])
+        out.append(physical_name(match[0]))
+        fields = struct_fields(match[0].type)
+    return tuple(out)
+
+
+def check_mapping(schema: pa.Schema, *, strict: bool = False) -> None:
+    """``ValueError`` unless physical names are decodable, non-empty and unique among siblings (what a
+    reader relies on to map data files by name). Siblings none of which has a physical name (a table
+    from before column mapping) are not checked unless ``strict``; with ``strict`` (a writer's
+    check) field ids must also be unique positive integers.
+
+    Example:
+        >>> check_mapping(pa.schema([pa.field("a", pa.int8(), metadata={"lakehouse:physical": ""})]))
+        Traceback (most recent call last):
+        ...
+        ValueError: field 'a' has an empty or repeated physical name ''
+    """
+    ids: set[int] = set()
+
+    def check(fields: list[pa.Field]) -> None:
+        physical: set[str] = set()
+        mapped = strict or any(PHYSICAL_KEY in (f.metadata or {}) for f in fields)
+        for f in fields:
+            raw = (f.metadata or {}).get(FIELD_ID_KEY)
+            if strict:
+                if raw is None or not raw.isdigit() or int(raw) <= 0 or int(raw) in ids:
+                    raise ValueError(f"field {f.name!r} has a missing, invalid or repeated field id {raw!r}")
+                ids.add(int(raw))
+            try:
+                name = physical_name(f)
+            except UnicodeDecodeError:
+                raise ValueError(f"field {f.name!r} has an undecodable physical name") from None
+            if mapped and (not name or name in physical):
+                raise ValueError(f"field {f.name!r} has an empty or repeated physical name {name!r}")
+            physical.add(name)
+            check(struct_fields(f.type))
+
+    check(list(schema))
+
+
+def _relabel_array(arr: Any, t: pa.DataType) -> Any:
+    if arr.type.equals(t):
+        return arr
+    if isinstance(arr, pa.ChunkedArray):
+        return pa.chunked_array([c.view(t) for c in arr.chunks], type=t)
+    return arr.view(t)
+
+
+def relabel(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> Any:
+    """``data`` under the names of ``schema``, column by column and struct child by child (no copy):
+    the columns must be in ``schema``'s order with the same layout.
+
+    Example:
+        >>> relabel(pa.table({"a": [1]}), pa.schema([("b", pa.int64())])).column_names
+        ['b']
+    """
+    if data.schema.equals(schema, check_metadata=True):
+        return data
+    columns = [_relabel_array(col, f.type) for col, f in zip(data.columns, schema)]
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+# -- type widening -------------------------------------------------------------------------------
+def can_widen(src: pa.DataType, dst: pa.DataType) -> bool:
+    """True if a column of type ``src`` may become ``dst`` (every value converts exactly, order kept):
+    a wider integer of the same signedness, float32 -> float64, date -> timestamp without time zone
+    (unit s, ms or us), a decimal with at least as many integer and fraction digits.
+
+    Example:
+        >>> can_widen(pa.int8(), pa.int32()), can_widen(pa.int64(), pa.int32())
+        (True, False)
+        >>> can_widen(pa.date32(), pa.timestamp("us")), can_widen(pa.date32(), pa.timestamp("us", tz="UTC"))
+        (True, False)
+    """
+    if src.equals(dst):
+        return False
+    if pat.is_integer(src) and pat.is_integer(dst):
+        return pat.is_signed_integer(src) == pat.is_signed_integer(dst) and dst.bit_width > src.bit_width
+    if pat.is_float32(src):
+        return pat.is_float64(dst)
+    if pat.is_date(src) and pat.is_timestamp(dst):
+        return dst.tz is None and dst.unit in ("s", "ms", "us")
+    if pat.is_decimal(src) and pat.is_decimal(dst):
+        return dst.scale >= src.scale and dst.precision - dst.scale >= src.precision - src.scale
+    return False
 
 
 # -- accepting data ------------------------------------------------------------------------------
@@ -158,14 +432,55 @@ def _compatible(src: pa.DataType, dst: pa.DataType) -> bool:
     return False
 
 
-def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Cast ``batch`` to ``schema`` (column order and compatible representations).
+def _fit_struct(col: pa.Array, t: pa.DataType, path: str) -> pa.Array:
+    """A struct column with its children matched to ``t``'s by name (each fitted, widening allowed)."""
+    have = {f.name: i for i, f in enumerate(struct_fields(col.type))}
+    for f in struct_fields(col.type):
+        if t.get_field_index(f.name) < 0:
+            raise SchemaMismatchError(f"column {path + '.' + f.name!r} is not in the table schema",
+                                      column=f"{path}.{f.name}")
+    children = col.flatten()
+    out = []
+    for f in struct_fields(t):
+        if f.name not in have:
+            raise SchemaMismatchError(f"column {path + '.' + f.name!r} ({f.type}) is missing from the data",
+                                      column=f"{path}.{f.name}")
+        out.append(_fit(children[have[f.name]], f.type, f"{path}.{f.name}", widen=True))
+    return pa.StructArray.from_arrays(out, fields=struct_fields(t), mask=col.is_null())
 
-    Raises ``SchemaMismatchError`` naming the column for a missing, extra, retyped or
-    null-carrying non-nullable column.
+
+def _fit(col: pa.Array, t: pa.DataType, path: str, *, widen: bool) -> pa.Array:
+    """``col`` as type ``t``: a compatible representation, or with ``widen`` also a widening cast
+    (:func:`can_widen`) and structs matched child by child; else ``SchemaMismatchError`` naming ``path``."""
+    if _compatible(col.type, t):
+        return col if col.type.equals(t) else col.cast(t)
+    if widen and can_widen(col.type, t):
+        return col.cast(t)
+    if widen and pat.is_struct(col.type) and pat.is_struct(t):
+        return _fit_struct(col, t, path)
+    raise SchemaMismatchError(f"column {path!r} has type {col.type} but the table has {t}", column=path)
+
+
+def compatible(src: pa.DataType, dst: pa.DataType) -> bool:
+    """True if values of ``src`` are exactly representable as ``dst`` with no change of meaning
+    (another representation of the same type, e.g. large_string for string; not a widening).
+
+    Example:
+        >>> compatible(pa.large_string(), pa.string()), compatible(pa.int32(), pa.int64())
+        (True, False)
+    """
+    return _compatible(src, dst)
+
+
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = False) -> pa.RecordBatch:
+    """Cast ``batch`` to ``schema`` (column order and compatible representations; with ``widen``,
+    also narrower types that widen to the table's and struct children in any order).
+
+    Raises ``SchemaMismatchError`` naming the column for a missing, extra or retyped column, and
+    ``ConstraintViolationError`` (NOT NULL) naming a non-nullable column that holds nulls.
     """
     if batch.schema.equals(schema, check_metadata=False):
-        return batch
+        return _check_not_null(batch, schema)  # a batch may claim non-nullable fields and hold nulls
     names = batch.schema.names
     for name in names:
         if name not in schema.names:
@@ -177,23 +492,26 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         if field.name not in names:
             raise SchemaMismatchError(f"column {field.name!r} ({field.type}) is missing from the data",
                                       column=field.name)
-        col = batch.column(field.name)
-        if not _compatible(col.type, field.type):
-            raise SchemaMismatchError(
-                f"column {field.name!r} has type {col.type} but the table has {field.type}", column=field.name
-            )
-        if not col.type.equals(field.type):
-            col = col.cast(field.type)
+        columns.append(_fit(batch.column(field.name), field.type, field.name, widen=widen))
+    return _check_not_null(pa.RecordBatch.from_arrays(columns, schema=schema), schema)
+
+
+def _check_not_null(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """NOT NULL: ``batch`` (conformed to ``schema``) back, or ``ConstraintViolationError`` naming the column."""
+    for i, field in enumerate(schema):
+        col = batch.column(i)
         if not field.nullable and col.null_count:
-            raise SchemaMismatchError(f"column {field.name!r} is not nullable but has {col.null_count} nulls",
-                                      column=field.name)
-        columns.append(col)
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+            rows = batch.filter(col.is_null()).slice(0, 5).to_pylist()
+            raise ConstraintViolationError(
+                f"NOT NULL constraint on column {field.name!r} is violated by {col.null_count} row(s) of the data",
+                constraint="NOT NULL", column=field.name, rows=rows)
+    return batch
 
 
-def conformed_batches(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def conformed_batches(reader: pa.RecordBatchReader, schema: pa.Schema, *,
+                      widen: bool = False) -> Iterator[pa.RecordBatch]:
     """Yield the non-empty batches of ``reader`` conformed to ``schema`` (see :func:`conform_batch`)."""
-    conform_batch(pa.RecordBatch.from_pylist([], schema=reader.schema), schema)  # fail before any write
+    conform_batch(pa.RecordBatch.from_pylist([], schema=reader.schema), schema, widen=widen)  # fail before writing
     for batch in reader:
         if batch.num_rows:
-            yield conform_batch(batch, schema)
+            yield conform_batch(batch, schema, widen=widen)

@@ -28,14 +28,26 @@ from .checkpoint import decode_checkpoint, read_pointer
 from .errors import (
     ColumnNotFoundError,
     CorruptLogError,
+    SchemaMismatchError,
     TableNotFoundError,
     UnsupportedFormatError,
     VersionNotFoundError,
 )
-from .expressions import FilterLike, conjuncts, files_mask, referenced_columns, to_expression
+from .expressions import FilterLike, conjuncts, files_mask, referenced_columns, rename_fields, to_expression
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
+from .schema import (
+    field_id,
+    is_identity,
+    is_legacy,
+    logical_schema,
+    physical_name,
+    physical_path,
+    read_schema,
+    relabel,
+    renamed_paths,
+)
 from .state import TableState
-from .stats import stats_columns
+from .stats import partition_columns, stats_columns
 from .storage import Storage
 
 __all__ = ["Snapshot", "list_log", "load_state", "read_ahead", "read_entries", "read_entry"]
@@ -85,9 +97,10 @@ def list_log(storage: Storage) -> tuple[list[int], list[int]]:
     return sorted(entries), sorted(checkpoints)
 
 
-def _checkpoint_start(storage: Storage, version: int | None) -> tuple[int | None, list[int] | None]:
+def _checkpoint_start(storage: Storage, version: int | None, *,
+                      use_pointer: bool = True) -> tuple[int | None, list[int] | None]:
     """The checkpoint version to start from, and the listed entry versions if we had to list."""
-    pointer = read_pointer(storage)
+    pointer = read_pointer(storage) if use_pointer else None
     if pointer is not None and (version is None or pointer <= version):
         return pointer, None
     entries, checkpoints = list_log(storage)
@@ -138,10 +151,14 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
     if version is not None and version < 0:
         raise VersionNotFoundError(f"version {version} does not exist: versions start at 0", version=version)
     start, listed = _checkpoint_start(storage, version)
+    state = _usable_checkpoint(storage, start, version) if start is not None else None
+    if start is not None and state is None and listed is None:
+        # the pointer names a checkpoint that is not there: treat it as absent and list (§9)
+        start, listed = _checkpoint_start(storage, version, use_pointer=False)
+        state = _usable_checkpoint(storage, start, version) if start is not None else None
     if start is None and listed and listed[0] > 0 and version is not None and version < listed[0]:
         raise VersionNotFoundError(f"version {version} was cleaned up from the log (the oldest version kept is "
                                    f"{listed[0]})", version=version)
-    state = _usable_checkpoint(storage, start, version) if start is not None else None
     first = state.version + 1 if state is not None else 0
     if version is not None and listed is not None and listed and version > listed[-1]:
         raise VersionNotFoundError(f"version {version} does not exist (latest is {listed[-1]})", version=version)
@@ -190,11 +207,12 @@ class Snapshot:
         2
     """
 
-    __slots__ = ("_state", "_storage")
+    __slots__ = ("_mapping", "_state", "_storage")
 
     def __init__(self, storage: Storage, state: TableState) -> None:
         self._storage = storage
         self._state = state
+        self._mapping: _Mapping | None = None
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -209,8 +227,22 @@ class Snapshot:
 
     @property
     def schema(self) -> pa.Schema:
-        """The table schema at this version."""
-        return self._state.metadata.schema
+        """The table schema at this version (without the column-mapping metadata, see :attr:`field_ids`)."""
+        return logical_schema(self._state.metadata.schema)
+
+    @property
+    def field_ids(self) -> dict[str, int]:
+        """The stable id of every top-level column (empty for a table written before ids existed).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> lh.write_table("memory://doc-ids", pa.table({"a": [1], "b": ["x"]})).snapshot().field_ids
+            {'a': 1, 'b': 2}
+        """
+        schema = self._state.metadata.schema
+        if is_legacy(schema):  # ids such a schema carries are not lakehouse's (format.md §5.7)
+            return {}
+        return {f.name: i for f in schema if (i := field_id(f)) is not None}
 
     @property
     def partition_by(self) -> list[str]:
@@ -246,20 +278,66 @@ class Snapshot:
     def _expression(self, filter: FilterLike | pc.Expression | None) -> pc.Expression | None:
         return to_expression(filter, self.schema)
 
+    # -- column mapping (format.md §5.7): data files and the files table use physical names --------
+    @property
+    def _columns(self) -> _Mapping:
+        """The column mapping of this version's schema (computed once)."""
+        if self._mapping is None:
+            self._mapping = _Mapping.of(self._state.metadata.schema)
+        return self._mapping
+
+    @property
+    def _mapped(self) -> bool:
+        """True if some column's physical name differs from its name (after a rename)."""
+        return self._columns.mapped
+
+    def _physical(self, expr: pc.Expression | None) -> pc.Expression | None:
+        """A filter over the table's columns as a filter over the data files' (physical) columns."""
+        if expr is None or not self._mapped:
+            return expr
+        schema = self._state.metadata.schema
+        return rename_fields(expr, lambda path: physical_path(schema, path))
+
+    def _physical_columns(self, columns: list[str] | None) -> list[str] | None:
+        if columns is None or not self._mapped:
+            return columns
+        schema = self._state.metadata.schema
+        return [physical_name(schema.field(c)) for c in columns]
+
+    def _logical(self, data: Any) -> Any:
+        """A table or batch read under physical names, under the table's names (nested ones too)."""
+        if not self._mapped:
+            return data
+        m = self._columns
+        return relabel(data, pa.schema([m.by_physical[name] for name in data.schema.names], metadata=m.metadata))
+
     def _pruned(self, expr: pc.Expression | None) -> pa.Table:
+        """The files table rows that may hold rows where ``expr`` (over the table's columns) is true."""
         files = self._state.files
         if expr is None or files.num_rows == 0:
             return files
         meta = self._state.metadata
-        mask = files_mask(expr, files, partition_columns=list(meta.partition_by),
-                          stats_columns=stats_columns(meta.schema, meta.partition_by))
+        mask = files_mask(self._physical(expr), files, partition_columns=partition_columns(meta.schema,
+                          meta.partition_by), stats_columns=stats_columns(meta.schema, meta.partition_by))
         return files.filter(mask)
+
+    def _logical_files(self, files: pa.Table) -> pa.Table:
+        """The files table with ``partition.<c>``, ``min.<c>``, ... named by column name, not physical name."""
+        if not self._mapped:
+            return files
+        names = {physical_name(f): f.name for f in self._state.metadata.schema}
+        out = []
+        for name in files.column_names:
+            kind, _, column = name.partition(".")
+            out.append(f"{kind}.{names[column]}" if column in names else name)
+        return files.rename_columns(out)
 
     def files(self, *, filter: FilterLike | pc.Expression | None = None) -> pa.Table:
         """One row per live data file that may hold rows matching ``filter``.
 
         Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows``,
-        ``modification_time``, ``partition.<c>``, and ``min.<c>``/``max.<c>``/``null_count.<c>``.
+        ``modification_time``, ``partition.<c>``, and ``min.<c>``/``max.<c>``/``null_count.<c>``
+        (``<c>`` the column's current name).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -267,7 +345,7 @@ class Snapshot:
             >>> t.snapshot().files(filter=[("p", "=", 1)]).num_rows
             1
         """
-        return self._pruned(self._expression(filter))
+        return self._logical_files(self._pruned(self._expression(filter)))
 
     def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
         if columns is None:
@@ -279,9 +357,11 @@ class Snapshot:
         return list(columns)
 
     def _dataset(self, files: pa.Table) -> ds.FileSystemDataset:
+        """A dataset of ``files`` under the physical schema (see :meth:`_logical`)."""
         fmt = ds.ParquetFileFormat()
         fs = self._storage.arrow_filesystem()
-        parts = list(self._state.metadata.partition_by)
+        meta = self._state.metadata
+        parts = partition_columns(meta.schema, meta.partition_by)
         paths = files.column("path").to_pylist()
         sizes = files.column("size_bytes").to_pylist()
         part_cols = [files.column(f"partition.{c}") for c in parts]
@@ -290,10 +370,26 @@ class Snapshot:
             expr = _partition_expression(parts, [col[i] for col in part_cols])
             fragments.append(fmt.make_fragment(self._storage.full_path(path), filesystem=fs,
                                                partition_expression=expr, file_size=size))
-        return ds.FileSystemDataset(fragments, schema=self.schema, format=fmt, filesystem=fs)
+        return ds.FileSystemDataset(fragments, schema=self._columns.read_schema, format=fmt, filesystem=fs)
+
+    def _scan_fragment(self, fragment: ds.Fragment, *, filter: pc.Expression | None = None,
+                       columns: list[str] | None = None) -> pa.Table:
+        """The rows of one fragment of :meth:`_dataset` where ``filter`` holds, under the table's names."""
+        return self._logical(ds.Scanner.from_fragment(
+            fragment, schema=self._columns.read_schema, filter=self._physical(filter),
+            columns=self._physical_columns(columns)).to_table())
+
+    def _count_fragment(self, fragment: ds.Fragment, filter: pc.Expression) -> int:
+        """How many rows of one fragment of :meth:`_dataset` match ``filter`` (pushed into the scan)."""
+        return ds.Scanner.from_fragment(fragment, schema=self._columns.read_schema,
+                                        filter=self._physical(filter), columns=[]).count_rows()
 
     def to_pyarrow_dataset(self, *, filter: FilterLike | pc.Expression | None = None) -> ds.Dataset:
         """A lazy ``pyarrow.dataset.Dataset`` of this version's files (pruned by ``filter`` if given).
+
+        A dataset reads the data files by column name, so after a column was renamed (or a dropped
+        name re-added) it cannot show the table's columns: ``SchemaMismatchError`` naming the column
+        (read with :meth:`to_batches` instead).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -301,6 +397,11 @@ class Snapshot:
             >>> t.snapshot().to_pyarrow_dataset().count_rows()
             2
         """
+        if self._mapped:
+            column = renamed_paths(self._state.metadata.schema)[0]
+            raise SchemaMismatchError(
+                f"column {column!r} is stored under another name in the data files (renamed or re-added), "
+                f"which a pyarrow dataset cannot show; read with to_batches() or to_arrow()", column=column)
         return self._dataset(self._pruned(self._expression(filter)))
 
     def _scan_plan(self, columns: list[str] | None, expr: pc.Expression | None) -> _ScanPlan:
@@ -345,10 +446,11 @@ class Snapshot:
         expr = self._expression(filter)
         plan = self._scan_plan(cols, expr)
         try:
-            table = self._dataset(self._pruned(expr)).to_table(columns=plan.read, filter=plan.pushed)
+            table = self._dataset(self._pruned(expr)).to_table(columns=self._physical_columns(plan.read),
+                                                               filter=self._physical(plan.pushed))
         except FileNotFoundError as exc:
             raise self._missing_file(exc) from None
-        return plan.finish(table)
+        return plan.finish(self._logical(table))
 
     def _missing_file(self, exc: OSError) -> VersionNotFoundError:
         return VersionNotFoundError(f"a data file of version {self.version} is gone (removed by vacuum, or lost): "
@@ -368,16 +470,39 @@ class Snapshot:
         cols = self._check_columns(columns)
         expr = self._expression(filter)
         plan = self._scan_plan(cols, expr)
-        reader = self._dataset(self._pruned(expr)).scanner(columns=plan.read, filter=plan.pushed).to_reader()
-        if plan.residual is None:
+        reader = self._dataset(self._pruned(expr)).scanner(columns=self._physical_columns(plan.read),
+                                                           filter=self._physical(plan.pushed)).to_reader()
+        if plan.residual is None and not self._mapped:
             return reader
-        first = plan.finish(reader.schema.empty_table())
-        batches = (b for batch in reader for b in plan.finish(pa.Table.from_batches([batch])).to_batches())
+        first = plan.finish(self._logical(reader.schema.empty_table()))
+        batches = (b for batch in reader for b in plan.finish(self._logical(pa.Table.from_batches([batch])))
+                   .to_batches())
         return pa.RecordBatchReader.from_batches(first.schema, batches)
 
     def to_pandas(self, **kwargs: Any) -> Any:
         """Read into a pandas DataFrame (needs pandas); arguments as :meth:`to_arrow`."""
         return self.to_arrow(**kwargs).to_pandas()
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapping:
+    """What reading needs to know about a schema's column mapping (format.md §5.7)."""
+
+    mapped: bool
+    """Some physical name differs from its field's name."""
+    read_schema: pa.Schema
+    """The schema under physical names, for scanning the data files."""
+    by_physical: dict[str, pa.Field]
+    """Top-level physical name -> the field as users see it."""
+    metadata: dict[bytes, bytes] | None
+    """The schema-level metadata."""
+
+    @classmethod
+    def of(cls, schema: pa.Schema) -> _Mapping:
+        logical = logical_schema(schema)
+        return cls(mapped=not is_identity(schema), read_schema=read_schema(schema),
+                   by_physical={physical_name(f): logical.field(i) for i, f in enumerate(schema)},
+                   metadata=logical.metadata)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 
 from .errors import CorruptLogError
 from .log import LOG_DIR, AddFile, LogEntry, Metadata, Protocol
-from .schema import decode_values, encode_values
-from .stats import stats_columns
+from .schema import can_widen, decode_values, encode_values, has_stats, physical_name
+from .stats import partition_columns, stats_columns
 
-__all__ = ["DeferredFiles", "TableState", "adds_to_table", "files_schema", "files_to_adds"]
+__all__ = ["DeferredFiles", "TableState", "adds_to_table", "files_schema", "files_to_adds", "retype_adds"]
 
 _BASE_FIELDS = [
     pa.field("path", pa.string(), nullable=False),
@@ -48,12 +48,13 @@ def files_schema(metadata: Metadata) -> pa.Schema:
         >>> files_schema(meta).names[4:]
         ['partition.p', 'min.a', 'max.a', 'null_count.a']
     """
-    schema = metadata.schema
+    schema, parts = metadata.schema, metadata.partition_by
     fields = list(_BASE_FIELDS)
-    fields += [pa.field(f"partition.{c}", schema.field(c).type) for c in metadata.partition_by]
-    for c in stats_columns(schema, metadata.partition_by):
-        t = schema.field(c).type
-        fields += [pa.field(f"min.{c}", t), pa.field(f"max.{c}", t), pa.field(f"null_count.{c}", pa.int64())]
+    fields += [pa.field(f"partition.{physical_name(schema.field(c))}", schema.field(c).type) for c in parts]
+    for f in schema:
+        if f.name not in parts and has_stats(f.type):
+            c, t = physical_name(f), f.type
+            fields += [pa.field(f"min.{c}", t), pa.field(f"max.{c}", t), pa.field(f"null_count.{c}", pa.int64())]
     return pa.schema(fields)
 
 
@@ -69,7 +70,7 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
         "num_rows": [a.num_rows for a in adds],
         "modification_time": [a.modification_time for a in adds],
     }
-    for i, c in enumerate(metadata.partition_by):
+    for i, c in enumerate(partition_columns(metadata.schema, metadata.partition_by)):
         cols[f"partition.{c}"] = [a.partition[i] for a in adds]
     for c in stats_columns(metadata.schema, metadata.partition_by):
         cols[f"min.{c}"] = [a.min.get(c) for a in adds]
@@ -91,7 +92,7 @@ def files_to_adds(files: pa.Table, metadata: Metadata) -> list[AddFile]:
     """
     n = files.num_rows
     col = {name: encode_values(files.column(name).combine_chunks()) for name in files.schema.names}
-    parts = [col[f"partition.{c}"] for c in metadata.partition_by]
+    parts = [col[f"partition.{c}"] for c in partition_columns(metadata.schema, metadata.partition_by)]
     stats = stats_columns(metadata.schema, metadata.partition_by)
 
     def present(kind: str, i: int) -> dict[str, Any]:
@@ -103,14 +104,36 @@ def files_to_adds(files: pa.Table, metadata: Metadata) -> list[AddFile]:
             for i in range(n)]
 
 
+def retype_adds(adds: Sequence[AddFile], old: Metadata, new: Metadata) -> list[AddFile]:
+    """Add actions typed by ``old``'s schema, re-encoded for ``new``'s (after a schema change in the
+    same commit: a widened column's values are converted, e.g. date days to timestamp units).
+
+    Example:
+        >>> old = Metadata(table_id="t", schema=pa.schema([("d", pa.date32())]))
+        >>> new = Metadata(table_id="t", schema=pa.schema([("d", pa.timestamp("s"))]))
+        >>> a = AddFile(path="x.parquet", size_bytes=1, num_rows=1, modification_time=5, min={"d": 1}, max={"d": 2})
+        >>> retype_adds([a], old, new)[0].max
+        {'d': 172800}
+    """
+    if not adds or files_schema(old).equals(files_schema(new)):
+        return list(adds)
+    return files_to_adds(_conform_files(adds_to_table(adds, old), files_schema(new)), new)
+
+
 def _conform_files(files: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Re-shape a files table to ``schema`` after a metadata change: new columns are unknown (null)."""
+    """Re-shape a files table to ``schema`` after a metadata change. Columns are matched by name (the
+    physical names, which renames keep); a widened column's values are cast (widening is exact and keeps
+    order); new columns, and any other change of type, are unknown (null)."""
     if files.schema.equals(schema):
         return files
     arrays = []
+    names = set(files.schema.names)
     for f in schema:
-        if f.name in files.schema.names and files.schema.field(f.name).type.equals(f.type):
+        old = files.schema.field(f.name).type if f.name in names else None
+        if old is not None and old.equals(f.type):
             arrays.append(files.column(f.name))
+        elif old is not None and can_widen(old, f.type):
+            arrays.append(files.column(f.name).cast(f.type))
         else:
             arrays.append(pa.nulls(files.num_rows, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -183,45 +206,49 @@ class TableState:
         return base.apply(entries)
 
     def apply(self, entries: Sequence[LogEntry]) -> TableState:
-        """The state after the consecutive ``entries`` that follow this one."""
+        """The state after the consecutive ``entries`` that follow this one.
+
+        The values of an add action are typed by the schema in force at its version (its entry's
+        metadata, else the one before), so adds are decoded per run of entries between metadata
+        changes and the files table is conformed to each new schema in turn (format.md §10.2).
+        """
         if not entries:
             return self
-        meta, proto = self.metadata, self.protocol
+        proto = self.protocol
         txns = dict(self.app_versions)
         removed: set[str] = set()
-        added: dict[str, AddFile] = {}
+        segments: list[tuple[Metadata, dict[str, AddFile]]] = [(self.metadata, {})]
         expected = self.version + 1
         for e in entries:
             if e.version != expected:
                 raise CorruptLogError(f"expected version {expected}, found {e.version}", path=f"{LOG_DIR}/")
             expected += 1
-            meta = e.metadata or meta
+            if e.metadata is not None:
+                segments.append((e.metadata, {}))
             proto = e.protocol or proto
             for r in e.remove:
-                if added.pop(r.path, None) is None:
+                if not any(seg.pop(r.path, None) is not None for _, seg in segments):
                     removed.add(r.path)
             for a in e.add:
-                added[a.path] = a
+                segments[-1][1][a.path] = a
             for t in e.txn:
                 txns[t.app_id] = max(t.version, txns.get(t.app_id, t.version))
-        new = None
-        if added:
-            try:
-                new = adds_to_table(list(added.values()), meta)
-            except (ValueError, TypeError, pa.ArrowException) as exc:
-                raise CorruptLogError(
-                    f"versions {entries[0].version}..{entries[-1].version} hold an invalid add action ({exc})",
-                    path=f"{LOG_DIR}/",
-                ) from None
-        schema = files_schema(meta)
+        try:
+            runs = [(files_schema(m), adds_to_table(list(seg.values()), m) if seg else None) for m, seg in segments]
+        except (ValueError, TypeError, pa.ArrowException) as exc:
+            raise CorruptLogError(
+                f"versions {entries[0].version}..{entries[-1].version} hold an invalid add action ({exc})",
+                path=f"{LOG_DIR}/",
+            ) from None
 
         def combine(files: pa.Table) -> pa.Table:
             if removed:
                 keep = pc.invert(pc.is_in(files.column("path"), pa.array(list(removed), pa.string())))
                 files = files.filter(keep)
-            files = _conform_files(files, schema)
-            if new is not None:
-                files = pa.concat_tables([files, new]) if files.num_rows else new
+            for schema, new in runs:
+                files = _conform_files(files, schema)
+                if new is not None:
+                    files = pa.concat_tables([files, new]) if files.num_rows else new
             if files.column(0).num_chunks > 32:  # many small commits: keep the table contiguous
                 files = files.combine_chunks()
             return files
@@ -232,7 +259,28 @@ class TableState:
         files = combine(source) if isinstance(source, pa.Table) else DeferredFiles(lambda: combine(source.get()))
         last = entries[-1]
         return replace(self, version=last.version, timestamp=last.commit.timestamp, protocol=proto,
-                       metadata=meta, files_source=files, app_versions=txns)
+                       metadata=segments[-1][0], files_source=files, app_versions=txns)
+
+    def with_metadata(self, metadata: Metadata) -> TableState:
+        """This state under other metadata (a schema change not yet committed): the files table is
+        conformed to it (renamed columns keep their statistics, widened ones are cast, new ones unknown).
+
+        Example:
+            >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int32())]))
+            >>> s = TableState(version=0, timestamp=1, protocol=Protocol(), metadata=meta,
+            ...                files_source=files_schema(meta).empty_table())
+            >>> wider = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+            >>> s.with_metadata(wider).files.schema.field("min.a").type
+            DataType(int64)
+        """
+        schema = files_schema(metadata)
+        source = self.files_source
+        files: pa.Table | DeferredFiles
+        if isinstance(source, pa.Table):
+            files = _conform_files(source, schema)
+        else:
+            files = DeferredFiles(lambda: _conform_files(source.get(), schema))
+        return replace(self, metadata=metadata, files_source=files)
 
     def app_version(self, app_id: str) -> int | None:
         """The highest version recorded for ``app_id``, or None."""

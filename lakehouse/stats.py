@@ -20,21 +20,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from .schema import has_stats
+from .schema import has_stats, physical_name
 
-__all__ = ["file_stats", "stats_columns"]
+__all__ = ["file_stats", "partition_columns", "stats_columns"]
 
 _UNIT_FACTOR = {"s": 1000}  # Parquet has no seconds: pyarrow stores them as milliseconds
 
 
 def stats_columns(schema: pa.Schema, partition_by: Sequence[str]) -> list[str]:
-    """Names of the data columns whose min/max the log records.
+    """Physical names of the data columns whose min/max the log records (the keys of an add action's
+    statistics and the ``<c>`` of the files table's ``min.<c>`` columns).
 
     Example:
         >>> stats_columns(pa.schema([("a", pa.int64()), ("p", pa.int32())]), ["p"])
         ['a']
     """
-    return [f.name for f in schema if f.name not in partition_by and has_stats(f.type)]
+    return [physical_name(f) for f in schema if f.name not in partition_by and has_stats(f.type)]
+
+
+def partition_columns(schema: pa.Schema, partition_by: Sequence[str]) -> list[str]:
+    """Physical names of the partition columns, in partition order (the ``<p>`` of ``partition.<p>``).
+
+    Example:
+        >>> s = pa.schema([("a", pa.int64()), pa.field("q", pa.int32(), metadata={"lakehouse:physical": "p"})])
+        >>> partition_columns(s, ["q"])
+        ['p']
+    """
+    return [physical_name(schema.field(c)) for c in partition_by]
 
 
 def _raw_to_storage(raw: int, t: pa.DataType, *, upper: bool) -> int:

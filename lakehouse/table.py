@@ -26,8 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import maintenance
+from .alter import Alter
 from .checkpoint import write_checkpoint
 from .commit import CommitRequest, commit
+from .constraints import table_constraints
 from .errors import (
     ColumnNotFoundError,
     InvalidTableError,
@@ -35,13 +37,16 @@ from .errors import (
     TableNotFoundError,
     VersionNotFoundError,
 )
+from .evolution import new_metadata_schema
 from .expressions import FilterLike, to_expression
-from .log import READER_VERSION, WRITER_VERSION, AppTransaction, LogEntry, Metadata, Protocol
-from .schema import check_partition_columns, to_reader
+from .inspect import Inspect
+from .log import AppTransaction, LogEntry, Metadata, Protocol
+from .properties import check_properties
+from .schema import check_partition_columns, logical_schema, to_reader
 from .snapshot import Snapshot, list_log, load_state, read_entries, read_entry
 from .state import TableState
 from .storage import Storage
-from .transaction import Transaction
+from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files, write_data_files
 
 __all__ = ["Commit", "Table", "write_table"]
@@ -49,8 +54,6 @@ __all__ = ["Commit", "Table", "write_table"]
 _log = logging.getLogger("lakehouse")
 
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
-DEFAULT_PROPERTIES: Mapping[str, str] = {"checkpoint_interval": "100", "target_file_size": str(128 << 20)}
-_INT_PROPERTIES = ("checkpoint_interval", "target_file_size")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,15 +85,8 @@ class Commit:
 
 
 def _check_properties(properties: Mapping[str, Any] | None) -> dict[str, str]:
-    props = dict(DEFAULT_PROPERTIES)
-    for k, v in (properties or {}).items():
-        if not isinstance(k, str):
-            raise InvalidTableError(f"property names must be strings, got {k!r}")
-        props[k] = str(v)
-    for k in _INT_PROPERTIES:
-        if k in props and (not props[k].isdigit() or int(props[k]) <= 0):
-            raise InvalidTableError(f"property {k!r} must be a positive integer, got {props[k]!r}")
-    return props
+    # known ones validated (format §16); constraints only through Table.alter.add_constraint
+    return check_properties(properties, defaults=True)
 
 
 def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
@@ -100,8 +96,9 @@ def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
     if len(schema) == 0:
         raise InvalidTableError("a table needs at least one column")
     parts = check_partition_columns(schema, partition_by or ())
-    return Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
+    meta = Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
                     properties=_check_properties(properties), created_time=int(dt.datetime.now().timestamp() * 1000))
+    return new_metadata_schema(meta)  # every field gets a field id and a physical name (format §5.7)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -157,8 +154,7 @@ class Table:
         storage.check_atomic_create()
         meta = _new_metadata(schema, partition_by, properties)
         result = commit(storage, None, CommitRequest(operation="create", metadata=meta,
-                                                     protocol=Protocol(min_reader_version=READER_VERSION,
-                                                                       min_writer_version=WRITER_VERSION)))
+                                                     protocol=Protocol()))
         return cls(storage, result.state)
 
     @classmethod
@@ -202,7 +198,7 @@ class Table:
     @property
     def schema(self) -> pa.Schema:
         """The table schema."""
-        return self._state.metadata.schema
+        return logical_schema(self._state.metadata.schema)
 
     @property
     def partition_by(self) -> list[str]:
@@ -213,6 +209,43 @@ class Table:
     def properties(self) -> dict[str, str]:
         """The table properties."""
         return dict(self._state.metadata.properties)
+
+    @property
+    def constraints(self) -> dict[str, pc.Expression]:
+        """The CHECK constraints, name -> expression (see :attr:`alter`); NOT NULL ones are in the schema.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> lh.write_table("memory://doc-constraints", pa.table({"a": [1]})).constraints
+            {}
+        """
+        return {c.name: c.expression for c in table_constraints(self._state.metadata.properties)}
+
+    @property
+    def alter(self) -> Alter:
+        """Change properties and CHECK constraints; each call is one commit (see :class:`~lakehouse.alter.Alter`).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa, pyarrow.compute as pc
+            >>> t = lh.write_table("memory://doc-alter-prop", pa.table({"a": [1]}))
+            >>> t.alter.add_constraint("a_positive", pc.field("a") > 0)
+            1
+            >>> t.alter.set_properties({"owner": "ops"}), t.history(1)[0].operation
+            (2, 'set_properties')
+        """
+        return Alter(self)
+
+    @property
+    def inspect(self) -> Inspect:
+        """Read-only views as ``pyarrow.Table`` values: files, partitions, history (see :mod:`lakehouse.inspect`).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-inspect", pa.table({"a": [1, 2]}))
+            >>> t.inspect.files().column("num_rows").to_pylist(), t.inspect.history().num_rows
+            ([2], 1)
+        """
+        return Inspect(self)
 
     def __repr__(self) -> str:
         return f"Table(uri={self.uri!r}, version={self.version})"
@@ -375,23 +408,34 @@ class Table:
         return Transaction(self._storage, self._state, on_commit=self._set_state,
                            app_transaction=app_transaction, options=self._write_options)
 
-    def append(self, data: Any, *, app_transaction: tuple[str, int] | None = None) -> int:
+    def append(self, data: Any, *, schema_mode: SchemaMode = "strict",
+               app_transaction: tuple[str, int] | None = None) -> int:
         """Add rows; returns the new version. Never conflicts with other appends or deletes.
+
+        ``schema_mode="merge"``: new nullable columns of ``data`` (top level or inside structs) and
+        types that widen the table's join the schema in the same commit (a schema change conflicts
+        with concurrent commits); narrower data types are cast up. ``"strict"`` (the default)
+        refuses any difference with ``SchemaMismatchError``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
-            >>> lh.write_table("memory://doc-append", pa.table({"a": [1]})).append(pa.table({"a": [2]}))
+            >>> t = lh.write_table("memory://doc-append", pa.table({"a": [1]}))
+            >>> t.append(pa.table({"a": [2]}))
             1
+            >>> t.append(pa.table({"a": [3], "b": ["x"]}), schema_mode="merge"), t.schema.names
+            (2, ['a', 'b'])
         """
         tx = Transaction(self._storage, self._state, on_commit=self._set_state,
                          app_transaction=app_transaction, options=self._write_options)
         with tx:
-            tx.append(data)
+            tx.append(data, schema_mode=schema_mode)
         return tx.version  # type: ignore[return-value]
 
     def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None,
-                  app_transaction: tuple[str, int] | None = None) -> int:
+                  schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None) -> int:
         """Replace the whole table, or only the rows matching ``filter``, by ``data``.
+
+        ``schema_mode`` as for :meth:`append`.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -402,7 +446,7 @@ class Table:
             [1, 5]
         """
         with self.transaction(app_transaction=app_transaction) as tx:
-            tx.overwrite(data, filter=filter)
+            tx.overwrite(data, filter=filter, schema_mode=schema_mode)
         return tx.version  # type: ignore[return-value]
 
     def delete(self, filter: FilterLike | pc.Expression | None = None, *,
@@ -531,11 +575,11 @@ def _reopen(uri: str, storage_options: Mapping[str, Any]) -> Table:
 def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",
                 partition_by: Sequence[str] | None = None, properties: Mapping[str, Any] | None = None,
                 storage_options: Mapping[str, Any] | None = None,
-                app_transaction: tuple[str, int] | None = None) -> Table:
+                app_transaction: tuple[str, int] | None = None, schema_mode: SchemaMode = "strict") -> Table:
     """Write ``data`` to the table at ``uri``, creating it (with the data, as version 0) if missing.
 
     ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
-    (do nothing if a table exists).
+    (do nothing if a table exists). ``schema_mode`` as for :meth:`Table.append`.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -553,9 +597,9 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
     if mode == "error":
         raise TableExistsError(storage.uri)
     if mode == "append":
-        table.append(data, app_transaction=app_transaction)
+        table.append(data, app_transaction=app_transaction, schema_mode=schema_mode)
     elif mode == "overwrite":
-        table.overwrite(data, app_transaction=app_transaction)
+        table.overwrite(data, app_transaction=app_transaction, schema_mode=schema_mode)
     return table
 
 

@@ -20,24 +20,44 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .commit import CommitRequest, commit
-from .errors import CommitConflictError, ConstraintViolationError, LakehouseError
+from .constraints import combine_checks, constraint_checker
+from .errors import (
+    CommitError,
+    CommitStateUnknownError,
+    ConstraintViolationError,
+    LakehouseError,
+)
+from .evolution import merge_schema, raised_protocol
 from .expressions import FilterLike, referenced_columns, to_expression
-from .log import AddFile, AppTransaction, RemoveFile
+from .log import AddFile, AppTransaction, Metadata, RemoveFile
+from .schema import logical_schema, to_reader
 from .snapshot import Snapshot, read_ahead
-from .state import TableState, adds_to_table
+from .state import TableState, adds_to_table, retype_adds
 from .write import WriteOptions, delete_files, write_data_files
 
 if TYPE_CHECKING:
     from .storage import Storage
 
-__all__ = ["Transaction"]
+__all__ = ["SchemaMode", "Transaction"]
+
+SchemaMode = Literal["strict", "merge"]
+"""How a write treats data whose schema differs from the table's: ``"strict"`` refuses it
+(``SchemaMismatchError``); ``"merge"`` lets new nullable columns and widened types join the table
+schema in the same commit (see ``lakehouse.evolution``)."""
+
+
+def _check_mode(schema_mode: str) -> bool:
+    """True for ``"merge"``; ``ValueError`` for anything but the two modes."""
+    if schema_mode not in ("strict", "merge"):
+        raise ValueError(f"schema_mode must be 'strict' or 'merge', not {schema_mode!r}")
+    return schema_mode == "merge"
 
 
 def _keep(expr: pc.Expression) -> pc.Expression:
@@ -69,6 +89,8 @@ class Transaction:
             app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
         self._closed = False
         self._version: int | None = None
+        self._new_metadata: Metadata | None = None  # set by a schema_mode="merge" write that changed the schema
+        self._read_metadata = base.metadata
         # an idempotent writer's version already applied: every operation is a no-op
         self._skip = any((seen := base.app_version(t.app_id)) is not None and seen >= t.version for t in self._txn)
 
@@ -85,8 +107,8 @@ class Transaction:
 
     @property
     def schema(self) -> pa.Schema:
-        """The table schema writes must match."""
-        return self._base.metadata.schema
+        """The table schema writes must match (including changes made by this transaction's merges)."""
+        return logical_schema(self._base.metadata.schema)
 
     @property
     def version(self) -> int | None:
@@ -98,12 +120,30 @@ class Transaction:
             raise LakehouseError("this transaction is already committed or aborted")
 
     # -- bookkeeping -----------------------------------------------------------------------------
-    def _write(self, data: Any, check: Callable[[pa.RecordBatch], None] | None = None) -> list[AddFile]:
+    def _write(self, data: Any, check: Callable[[pa.RecordBatch], None] | None = None, *,
+               merge: bool = False) -> list[AddFile]:
+        if merge:
+            data = to_reader(data)  # read the schema once: a stream can be consumed only once
+            self._evolve(merge_schema(self._base.metadata, data.schema))
         meta = self._base.metadata
+        check = combine_checks(constraint_checker(meta.properties), check)  # CHECK constraints (format §16.1)
+        self._storage.check_atomic_create()  # an unsafe store is refused before any data file is written
         adds = write_data_files(self._storage, data, schema=meta.schema, partition_by=meta.partition_by,
-                                options=self._options, check=check)
+                                options=self._options, check=check, widen=merge)
         self._added.update((a.path, a) for a in adds)
         return adds
+
+    def _evolve(self, meta: Metadata) -> None:
+        """Continue under ``meta`` (a merged schema), which the commit will carry."""
+        old = self._base.metadata
+        if meta is old:
+            return
+        files = self._files  # added files join under the schema they were written with
+        self._base = self._base.with_metadata(meta)
+        self._working = self._base.with_files(files).with_metadata(meta).files
+        # values of add actions are typed by the commit's schema (format.md §5.3): re-encode ours
+        self._added = {a.path: a for a in retype_adds(list(self._added.values()), old, meta)}
+        self._new_metadata = meta
 
     @property
     def _files(self) -> pa.Table:
@@ -138,13 +178,15 @@ class Transaction:
         return Snapshot(self._storage, self._base.with_files(files))
 
     # -- operations ------------------------------------------------------------------------------
-    def append(self, data: Any) -> None:
-        """Add the rows of ``data`` (any Arrow-shaped data matching the table schema)."""
+    def append(self, data: Any, *, schema_mode: SchemaMode = "strict") -> None:
+        """Add the rows of ``data`` (any Arrow-shaped data matching the table schema; with
+        ``schema_mode="merge"`` its new nullable columns and widened types join the schema)."""
         self._check_open()
+        merge = _check_mode(schema_mode)
         if self._skip:
             return
-        self._include(self._write(data))
-        self._operations.append(("append", {}))
+        self._include(self._write(data, merge=merge))
+        self._operations.append(("append", {"schema_mode": "merge"} if merge else {}))
 
     def delete(self, filter: FilterLike | pc.Expression | None = None) -> None:
         """Delete the rows where ``filter`` is true (all rows if ``filter`` is None)."""
@@ -155,12 +197,15 @@ class Transaction:
         self._delete(expr)
         self._operations.append(("delete", {"filter": str(expr) if expr is not None else None}))
 
-    def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None) -> None:
+    def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None,
+                  schema_mode: SchemaMode = "strict") -> None:
         """Replace all rows, or only those matching ``filter``, by ``data``.
 
-        With a filter every new row must match it, else ``ConstraintViolationError``.
+        With a filter every new row must match it, else ``ConstraintViolationError``. With
+        ``schema_mode="merge"`` new nullable columns and widened types of ``data`` join the schema.
         """
         self._check_open()
+        merge = _check_mode(schema_mode)
         if self._skip:
             return
         expr = to_expression(filter, self.schema)
@@ -172,10 +217,11 @@ class Transaction:
                     raise ConstraintViolationError(
                         f"{outside} rows of the data do not match the overwrite filter {expr}"
                     )
-        adds = self._write(data, check)
+        adds = self._write(data, check, merge=merge)
         self._delete(expr)
         self._include(adds)
-        self._operations.append(("overwrite", {"filter": str(expr) if expr is not None else None}))
+        params: dict[str, Any] = {"filter": str(expr) if expr is not None else None}
+        self._operations.append(("overwrite", {**params, "schema_mode": "merge"} if merge else params))
 
     def _delete(self, expr: pc.Expression | None) -> None:
         self._predicates.append(expr)
@@ -184,7 +230,7 @@ class Transaction:
             self._drop(self._files)
             return
         snap = self._snapshot(self._files)
-        candidates = snap.files(filter=expr)
+        candidates = snap._pruned(expr)
         self._read_files.update(p for p in candidates.column("path").to_pylist() if p not in self._added)
         if candidates.num_rows == 0:
             return
@@ -204,14 +250,13 @@ class Transaction:
 
         def matched(fragment: ds.Fragment) -> int:
             if plan.residual is None:
-                return ds.Scanner.from_fragment(fragment, schema=schema, filter=expr, columns=[]).count_rows()
-            rows = ds.Scanner.from_fragment(fragment, schema=schema, filter=plan.pushed, columns=needed).to_table()
-            return rows.filter(plan.residual).num_rows
+                return snap._count_fragment(fragment, expr)
+            return snap._scan_fragment(fragment, filter=plan.pushed, columns=needed).filter(plan.residual).num_rows
 
         def kept_rows(fragment: ds.Fragment) -> pa.Table:
             if plan.residual is None:
-                return ds.Scanner.from_fragment(fragment, schema=schema, filter=_keep(expr)).to_table()
-            return ds.Scanner.from_fragment(fragment, schema=schema).to_table().filter(_keep(expr))
+                return snap._scan_fragment(fragment, filter=_keep(expr))
+            return snap._scan_fragment(fragment).filter(_keep(expr))
 
         with ThreadPoolExecutor(4) as pool:
             counts = list(pool.map(matched, fragments))
@@ -233,10 +278,13 @@ class Transaction:
         ops = self._operations
         name = ops[0][0] if len(ops) == 1 else "transaction"
         params: dict[str, Any] = dict(ops[0][1]) if len(ops) == 1 else {"operations": [o for o, _ in ops]}
+        snap = Snapshot(self._storage, self._base)  # conflict checks prune by physical names
+        meta = self._new_metadata
         return CommitRequest(
             operation=name, parameters=params, add=tuple(self._added.values()),
-            remove=tuple(self._removed.values()), txn=self._txn,
-            read_predicates=tuple(self._predicates), read_files=frozenset(self._read_files),
+            remove=tuple(self._removed.values()), txn=self._txn, metadata=meta,
+            protocol=None if meta is None else raised_protocol(meta, self._base.protocol, self._read_metadata),
+            read_predicates=tuple(snap._physical(p) for p in self._predicates), read_files=frozenset(self._read_files),
         )
 
     def commit(self) -> int:
@@ -248,7 +296,9 @@ class Transaction:
             return self._base.version
         try:
             result = commit(self._storage, self._base, self._request())
-        except CommitConflictError:
+        except CommitStateUnknownError:
+            raise  # the entry may have landed: its data files must stay
+        except CommitError:  # a conflict, or a write that certainly did not land
             delete_files(self._storage, list(self._added))
             raise
         if result.skipped:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .log import AddFile
 from .partitioning import partition_dir, split_by_partition
-from .schema import conformed_batches, physical_schema, to_reader
+from .schema import conformed_batches, file_schema, relabel, to_reader
 from .stats import file_stats
 from .storage import Storage
 
@@ -52,7 +52,7 @@ class WriteOptions:
     of the Parquet file size (table property ``target_file_size``)."""
     max_buffer_bytes: int = 192 << 20
     """Arrow bytes buffered across all partitions before the largest buffer is flushed."""
-    row_group_rows: int = 1 << 17
+    row_group_rows: int = 1 << 14
     """Rows per Parquet row group: small enough that row-group statistics skip data inside a file."""
     compression: str = "zstd"
     max_workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
@@ -66,8 +66,8 @@ class _Buffer:
     nbytes: int = 0
 
 
-def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, columns: Sequence[str],
-               options: WriteOptions) -> AddFile:
+def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, data_columns: Sequence[str],
+               columns: Sequence[str], options: WriteOptions) -> AddFile:
     folder = partition_dir(columns, buf.values)
     name = f"part-{uuid.uuid4().hex}.parquet"
     rel = f"{folder}/{name}" if folder else name
@@ -81,8 +81,9 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, columns: Seq
     try:
         with afs.open_output_stream(full) as out:
             writer = pq.ParquetWriter(out, physical, compression=options.compression)
-            # one table (chunks are not copied) so row groups span the buffered batches
-            rows = pa.concat_tables(buf.tables).select(physical.names)
+            # one table (chunks are not copied) so row groups span the buffered batches; columns and
+            # struct children take their physical names (format.md §7)
+            rows = relabel(pa.concat_tables(buf.tables).select(data_columns), physical)
             writer.write_table(rows, row_group_size=options.row_group_rows)
             writer.close()
             size = out.tell()
@@ -110,15 +111,20 @@ def write_data_files(
     partition_by: Sequence[str] = (),
     options: WriteOptions | None = None,
     check: Callable[[pa.RecordBatch], None] | None = None,
+    widen: bool = False,
 ) -> list[AddFile]:
     """Write Arrow-shaped ``data`` as Parquet files under ``storage``; return their add actions.
 
-    ``check`` sees every conformed batch before it is buffered and may raise to abort the write.
-    On any error the files already written are deleted and the error propagates.
+    ``schema`` is the table schema (with its column mapping: files use the physical names and
+    carry the field ids, statistics are keyed by physical name). ``widen`` lets data columns of a
+    narrower type be cast up (``schema_mode="merge"``). ``check`` sees every conformed batch before
+    it is buffered and may raise to abort the write. On any error the files already written are
+    deleted and the error propagates.
     """
     opts = options or WriteOptions()
     columns = list(partition_by)
-    physical = physical_schema(schema, columns)
+    physical = file_schema(schema, columns)
+    data_columns = [f.name for f in schema if f.name not in columns]
     buffers: dict[tuple[Any, ...], _Buffer] = {}
     pending: list[Future[AddFile]] = []
     done: list[AddFile] = []
@@ -128,7 +134,7 @@ def write_data_files(
         nonlocal pool
         buf = buffers.pop(key)
         if final and not pending and not buffers:  # a single file: no threads to start
-            done.append(_write_one(storage, buf, physical, columns, opts))
+            done.append(_write_one(storage, buf, physical, data_columns, columns, opts))
             return
         while len(pending) >= opts.max_workers:  # bounds memory: buffers + one file per worker
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -137,10 +143,10 @@ def write_data_files(
                 done.append(f.result())
         if pool is None:
             pool = ThreadPoolExecutor(opts.max_workers, thread_name_prefix="lakehouse-write")
-        pending.append(pool.submit(_write_one, storage, buf, physical, columns, opts))
+        pending.append(pool.submit(_write_one, storage, buf, physical, data_columns, columns, opts))
 
     try:
-        for batch in conformed_batches(to_reader(data), schema):
+        for batch in conformed_batches(to_reader(data), schema, widen=widen):
             if check is not None:
                 check(batch)
             for encoded, values, part in split_by_partition(pa.Table.from_batches([batch]), columns):

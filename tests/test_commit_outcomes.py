@@ -77,6 +77,26 @@ def test_failure_with_unknown_outcome_raises_and_keeps_data_files(faulty_uri):
     assert t.append(make_data(range(3, 6))) == 1
 
 
+def test_a_local_create_that_fails_is_a_definite_failure_and_cleans_up(local_uri, monkeypatch):
+    """On local disk nothing can be in flight after an error: the name is free or taken, so the
+    commit either landed or certainly did not (``CommitError``, its data files removed)."""
+    import lakehouse.storage as storage_mod
+
+    t = lh.Table.create(local_uri, SCHEMA)
+
+    def broken(path: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage_mod, "_local_put_if_absent", broken)
+    with pytest.raises(lh.CommitError) as info:
+        t.append(make_data(range(3)))
+    assert not isinstance(info.value, lh.CommitStateUnknownError)
+    monkeypatch.undo()
+    assert lh.Table.open(local_uri).version == 0
+    assert not list(Path(local_uri).rglob("*.parquet")), "the failed commit's data files are removed"
+    assert t.append(make_data(range(3))) == 1
+
+
 def test_store_without_atomic_create_is_refused_unless_single_writer_opt_in():
     uri = f"plainmem://t-{uuid.uuid4().hex}"
     with pytest.raises(lh.UnsafeStorageError, match="single_writer"):

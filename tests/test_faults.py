@@ -15,6 +15,8 @@ checkpoint: faults after the commit landed are covered too.
 from __future__ import annotations
 
 import collections
+import datetime as dt
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from faultfs import MODES, PLAN, clone_tree, drop_tree
 from helpers import SCHEMA, checkpoint_versions, log_entry_path, make_data, rows
 
 import lakehouse as lh
+from lakehouse import maintenance
 
 APP = ("faults", 1)
 OLD_VERSION = 2
@@ -248,4 +251,71 @@ def test_fault_at_every_call(template: str, name: str, mode: str) -> None:
         f"{reference_writes} writes); {summary}; errors {dict(errors)}; faulted calls {dict(fired_at)}; "
         f"orphan data files left {orphans}; post-commit warnings {warned}"
     )
+    assert sum(outcomes.values()) == k
+
+
+# -- maintenance: optimize, vacuum and log clean-up change no rows ---------------------------------
+def _prepare_maintenance(t: lh.Table) -> None:
+    """Faults off: leave files that vacuum may delete and entries that clean-up may remove."""
+    t.delete([("part", "=", 2)])   # version 3: two files become deletable
+    t.append(make_data(range(50, 52), part=[0, 1]))  # version 4: small files for optimize
+    t.checkpoint()
+
+
+def _optimize(t: lh.Table) -> object:
+    return t.optimize()
+
+
+def _vacuum(t: lh.Table) -> object:
+    return maintenance.vacuum(t._storage, t._state, retention=dt.timedelta(0), enforce_retention=False,
+                              dry_run=False, now_ms=int(time.time() * 1000) + 86_400_000)
+
+
+def _cleanup_log(t: lh.Table) -> object:
+    return maintenance.cleanup_log(t._storage, t._state, retention=dt.timedelta(0), enforce_retention=False,
+                                   now_ms=int(time.time() * 1000) + 86_400_000)
+
+
+MAINTENANCE: dict[str, Callable[[lh.Table], object]] = {
+    "optimize": _optimize, "vacuum": _vacuum, "cleanup_log": _cleanup_log,
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", list(MAINTENANCE))
+def test_fault_at_every_call_of_maintenance(template: str, name: str, mode: str) -> None:
+    """Whatever call fails, the latest version reads the same rows with every file it needs, the
+    operation raises a typed error or completes, and running it again completes."""
+    op = MAINTENANCE[name]
+    k = 0
+    outcomes: collections.Counter[str] = collections.Counter()
+    while True:
+        assert k < 500, "the operation never completes untouched"
+        uri = _fresh(template)
+        t = lh.Table.open(uri)
+        _prepare_maintenance(t)
+        expected = rows(t.to_arrow())
+        before = t.version
+        PLAN.arm(mode, k)
+        try:
+            exc, _ = _run(op, t)
+        finally:
+            PLAN.disarm()
+        if not PLAN.fired:
+            assert exc is None, exc
+            drop_tree(_root(uri))
+            break
+        where = f"{name}/{mode} k={k}"
+        if exc is not None:
+            assert isinstance(exc, (lh.LakehouseError, OSError)), f"{where}: untyped {exc!r}"
+        fresh = lh.Table.open(uri)
+        assert fresh.version in (before, before + 1), where
+        assert rows(fresh.to_arrow()) == expected, f"{where}: rows changed"
+        outcomes["ok" if exc is None else ("raised-and-new" if fresh.version > before else "raised-and-old")] += 1
+        exc2, _ = _run(op, fresh)
+        assert exc2 is None, f"{where}: retry failed: {exc2!r}"
+        assert rows(lh.Table.open(uri).to_arrow()) == expected, f"{where}: rows changed after retry"
+        drop_tree(_root(uri))
+        k += 1
+    print(f"\n[faults] {name:16s} {mode:6s}: {k:3d} injection points; {dict(outcomes)}")
     assert sum(outcomes.values()) == k

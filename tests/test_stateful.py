@@ -35,6 +35,7 @@ parts = st.one_of(st.none(), st.integers(0, 2))
 xs = st.one_of(st.none(), st.integers(-5, 5).map(float))
 strings = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "ü", ""]))
 row_bodies = st.lists(st.tuples(parts, xs, strings), min_size=0, max_size=6)
+EXTRA_NAMES = ["e", "f", "g"]  # extra columns the schema-evolution rules add, rename and drop
 
 # A filter is drawn as a small "spec" that we turn into both a lakehouse filter and a Python predicate.
 # Python predicate semantics follow SQL: a comparison with NULL is not TRUE.
@@ -67,7 +68,7 @@ def to_filter(spec):
 
 def matches(spec, row) -> bool:
     kind, arg = spec
-    _id, part, x, s = row
+    _id, part, x, s = row[:4]
     if kind == "part=":
         return part is not None and part == arg
     if kind == "part_null":
@@ -100,9 +101,19 @@ def conform(spec, body):
     return body  # "id<": ids are assigned below the bound by the caller
 
 
-def to_table(row_list) -> pa.Table:
-    cols = list(zip(*row_list, strict=True)) if row_list else [[], [], [], []]
-    return pa.table([pa.array(list(c), f.type) for c, f in zip(cols, SCHEMA, strict=True)], schema=SCHEMA)
+def schema_of(extras) -> pa.Schema:
+    """SCHEMA plus the extra string columns ``extras`` = ((key, name), ...) added by the evolution rules."""
+    return pa.schema([*SCHEMA, *(pa.field(name, pa.string()) for _, name in extras)])
+
+
+def to_table(row_list, extras=()) -> pa.Table:
+    """Rows are (id, part, x, s, ((key, value), ...)): the last item holds the values of extra columns
+    by stable key, so a renamed column keeps its values and a dropped-then-re-added name starts empty."""
+    base = [r[:4] for r in row_list]
+    cols = list(zip(*base, strict=True)) if base else [[], [], [], []]
+    arrays = [pa.array(list(c), f.type) for c, f in zip(cols, SCHEMA, strict=True)]
+    arrays += [pa.array([dict(r[4]).get(key) for r in row_list], pa.string()) for key, _ in extras]
+    return pa.table(arrays, schema=schema_of(extras))
 
 
 class TableMachine(RuleBasedStateMachine):
@@ -111,7 +122,9 @@ class TableMachine(RuleBasedStateMachine):
         self.tmp = tempfile.mkdtemp(prefix="lh-stateful-")
         self.uri = f"{self.tmp}/t"
         self.next_id = 0
+        self.next_key = 0
         self.model: list[list[tuple]] = []  # model[v] = rows at version v
+        self.schemas: list[tuple] = []  # schemas[v] = the extra columns ((key, name), ...) at version v
         self.table: lh.Table | None = None
         self.readable_from = 0  # versions below this may have lost files to vacuum
         self.log_from = 0  # versions below this were cleaned from the log
@@ -121,7 +134,7 @@ class TableMachine(RuleBasedStateMachine):
 
     # -- helpers
 
-    def new_rows(self, bodies, ids=None):
+    def new_rows(self, bodies, ids=None, extras=None):
         out = []
         for i, (part, x, s) in enumerate(bodies):
             if ids is None:
@@ -129,21 +142,34 @@ class TableMachine(RuleBasedStateMachine):
                 self.next_id += 1
             else:
                 rid = ids[i]
-            out.append((rid, part, x, s))
+            values = tuple((key, None if rid % 3 == 0 else f"{key}:{rid}") for key, _ in
+                           (self.extras if extras is None else extras))
+            out.append((rid, part, x, s, values))
         return out
 
-    def record(self, version: int, new_rows: list[tuple]) -> None:
+    def record(self, version: int, new_rows: list[tuple], extras=None) -> None:
         """Record the outcome of a write: a new version, or (for a no-op write) the same one."""
+        extras = self.extras if extras is None else tuple(extras)
         latest = len(self.model) - 1
         if version == latest:
-            assert rows(to_table(new_rows)) == rows(to_table(self.model[-1])), "no-op write changed data"
+            assert extras == self.extras, "a no-op changed the schema"
+            same = rows(to_table(new_rows, extras)) == rows(to_table(self.model[-1], extras))
+            assert same, "no-op write changed data"
             return
         assert version == latest + 1, (version, latest)
         self.model.append(new_rows)
+        self.schemas.append(extras)
 
     @property
     def current(self) -> list[tuple]:
         return self.model[-1]
+
+    @property
+    def extras(self) -> tuple:
+        return self.schemas[-1] if self.schemas else ()
+
+    def table_of(self, row_list) -> pa.Table:
+        return to_table(row_list, self.extras)
 
     # -- rules
 
@@ -154,17 +180,18 @@ class TableMachine(RuleBasedStateMachine):
         )
         assert self.table.version == 0
         self.model.append([])
+        self.schemas.append(())
 
     @rule(bodies=row_bodies)
     def append(self, bodies):
         new = self.new_rows(bodies)
-        v = self.table.append(to_table(new))
+        v = self.table.append(self.table_of(new))
         self.record(v, self.current + new)
 
     @rule(bodies=row_bodies)
     def overwrite(self, bodies):
         new = self.new_rows(bodies)
-        v = self.table.overwrite(to_table(new))
+        v = self.table.overwrite(self.table_of(new))
         self.record(v, new)
 
     @rule(spec=filter_specs, bodies=row_bodies)
@@ -176,7 +203,7 @@ class TableMachine(RuleBasedStateMachine):
         else:
             new = self.new_rows(bodies)
         assert all(matches(spec, r) for r in new)
-        v = self.table.overwrite(to_table(new), filter=to_filter(spec))
+        v = self.table.overwrite(self.table_of(new), filter=to_filter(spec))
         self.record(v, [r for r in self.current if not matches(spec, r)] + new)
 
     @rule(spec=filter_specs)
@@ -201,7 +228,7 @@ class TableMachine(RuleBasedStateMachine):
             for kind, arg in ops:
                 if kind == "append":
                     new = self.new_rows(arg)
-                    tx.append(to_table(new))
+                    tx.append(self.table_of(new))
                     state = state + new
                 elif kind == "delete":
                     tx.delete(to_filter(arg))
@@ -211,7 +238,7 @@ class TableMachine(RuleBasedStateMachine):
                     bodies = [conform(spec, b) for b in bodies]
                     ids = [spec[1] - 1 - i for i in range(len(bodies))] if spec[0] == "id<" else None
                     new = self.new_rows(bodies, ids=ids)
-                    tx.overwrite(to_table(new), filter=to_filter(spec))
+                    tx.overwrite(self.table_of(new), filter=to_filter(spec))
                     state = [r for r in state if not matches(spec, r)] + new
         self.record(self.table.version, state)
 
@@ -219,7 +246,7 @@ class TableMachine(RuleBasedStateMachine):
     def failed_transaction(self):
         try:
             with self.table.transaction() as tx:
-                tx.append(to_table(self.new_rows([(1, 1.0, "a")])))
+                tx.append(self.table_of(self.new_rows([(1, 1.0, "a")])))
                 tx.delete([("part", "=", 0)])
                 raise RuntimeError("abort")
         except RuntimeError:
@@ -244,7 +271,7 @@ class TableMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def restore(self, data):
         v = data.draw(st.integers(max(self.readable_from, self.log_from), len(self.model) - 1), label="restore")
-        self.record(self.table.restore(v), list(self.model[v]))
+        self.record(self.table.restore(v), list(self.model[v]), self.schemas[v])
 
     def _now_keeping(self, k: int, window_ms: int) -> int:
         """A clock reading at which the retention window starts exactly at version k's commit."""
@@ -274,6 +301,50 @@ class TableMachine(RuleBasedStateMachine):
             else:
                 raise AssertionError("a cleaned-up version still opens")
 
+    # -- schema evolution: extra string columns come and go; every version still reads as the model
+
+    @rule(name=st.sampled_from(EXTRA_NAMES))
+    def add_column(self, name):
+        if name in schema_of(self.extras).names:
+            return
+        v = self.table.alter.add_column(pa.field(name, pa.string()))
+        self.next_key += 1
+        self.record(v, list(self.current), (*self.extras, (self.next_key, name)))
+
+    @rule(name=st.sampled_from(EXTRA_NAMES), bodies=row_bodies)
+    def merge_append(self, name, bodies):
+        if name in schema_of(self.extras).names:
+            return
+        self.next_key += 1
+        extras = (*self.extras, (self.next_key, name))
+        new = self.new_rows(bodies, extras=extras)
+        v = self.table.append(to_table(new, extras), schema_mode="merge")
+        self.record(v, self.current + new, extras)
+
+    @precondition(lambda self: self.extras)
+    @rule(data=st.data(), new=st.sampled_from([*EXTRA_NAMES, "h"]))
+    def rename_column(self, data, new):
+        key, old = data.draw(st.sampled_from(self.extras), label="column")
+        if new in schema_of(self.extras).names:
+            return
+        v = self.table.alter.rename_column(old, new)
+        self.record(v, list(self.current), tuple((k, new if k == key else n) for k, n in self.extras))
+
+    @precondition(lambda self: self.extras)
+    @rule(data=st.data())
+    def drop_column(self, data):
+        key, name = data.draw(st.sampled_from(self.extras), label="column")
+        v = self.table.alter.drop_column(name)
+        self.record(v, list(self.current), tuple(c for c in self.extras if c[0] != key))
+
+    @precondition(lambda self: self.extras)
+    @rule(data=st.data())
+    def filter_extra(self, data):
+        key, name = data.draw(st.sampled_from(self.extras), label="column")
+        got = self.table.to_arrow(filter=pc.field(name).is_valid())
+        expected = [r for r in self.current if dict(r[4]).get(key) is not None]
+        assert rows(got) == rows(self.table_of(expected))
+
     @precondition(lambda self: len(self.model) > 1)
     @rule(data=st.data())
     def time_travel(self, data):
@@ -281,9 +352,9 @@ class TableMachine(RuleBasedStateMachine):
         snap = self.table.snapshot(version=v)
         assert snap.version == v
         got = snap.to_arrow()
-        assert got.schema.equals(SCHEMA), got.schema
-        assert rows(got) == rows(to_table(self.model[v])), f"version {v}"
-        assert rows(self.table.to_arrow(version=v)) == rows(to_table(self.model[v]))
+        assert got.schema.equals(schema_of(self.schemas[v])), got.schema
+        assert rows(got) == rows(to_table(self.model[v], self.schemas[v])), f"version {v}"
+        assert rows(self.table.to_arrow(version=v)) == rows(to_table(self.model[v], self.schemas[v]))
 
     @invariant()
     def latest_matches_model(self):
@@ -291,8 +362,8 @@ class TableMachine(RuleBasedStateMachine):
             return
         assert self.table.version == len(self.model) - 1
         got = self.table.to_arrow()
-        assert got.schema.equals(SCHEMA), got.schema
-        assert rows(got) == rows(to_table(self.current))
+        assert got.schema.equals(schema_of(self.extras)), got.schema
+        assert rows(got) == rows(self.table_of(self.current))
         files = self.table.snapshot().files()
         assert sum(files.column("num_rows").to_pylist()) == len(self.current)
 

@@ -1,0 +1,635 @@
+"""The ``lakehouse`` command line: look into a table and maintain it from a shell.
+
+A thin shell over the public API (``lakehouse.Table`` and ``Table.inspect``); it needs the ``cli``
+extra (``pip install 'lakehouse-format[cli]'``: click and rich). Every command takes a table URI,
+``--output text|json`` (rich tables, or one plain JSON document) and repeatable
+``--storage-option key=value`` (the value parsed as JSON when it is JSON, else kept as text).
+Filters are JSON DNF lists, e.g. ``'[["day", "=", 3]]'`` (AND of the tuples) or
+``'[[["day", "=", 3]], [["day", "=", 4]]]'`` (OR of ANDs). A ``LakehouseError`` (or a storage error)
+prints one line to stderr and exits with 1; bad usage exits with 2; ``lakehouse -v`` shows the
+traceback. The reference is ``docs/cli.md``.
+
+Example:
+    >>> import json, lakehouse as lh, pyarrow as pa
+    >>> from click.testing import CliRunner
+    >>> _ = lh.write_table("memory://doc-cli", pa.table({"a": [1, 2, 3]}))
+    >>> result = CliRunner().invoke(cli, ["describe", "memory://doc-cli", "--output", "json"])
+    >>> result.exit_code, json.loads(result.output)["rows"]
+    (0, 3)
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import math
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+import click
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich import box
+from rich.console import Console
+from rich.json import JSON
+from rich.table import Table as RichTable
+from rich.text import Text
+
+import lakehouse as lh
+
+__all__ = ["cli", "main", "parse_filter", "parse_retention", "parse_size", "parse_storage_options"]
+
+_HANDLED: tuple[type[BaseException], ...] = (lh.LakehouseError, OSError, ImportError, ValueError, pa.ArrowException)
+"""Errors shown as one line (exit 1). Anything else is a bug and keeps its traceback."""
+
+_PIPE_WIDTH = 200
+"""Console width for text output that does not go to a terminal."""
+
+_SCAN_TABLE_ROWS = 100
+"""Rows ``scan --format table`` shows when no ``--limit`` is given."""
+
+
+# -- parsing the command line --------------------------------------------------------------------
+def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` strings as storage options; a value that is JSON is parsed, any other stays text.
+
+    Example:
+        >>> parse_storage_options(["anon=true", "endpoint_url=http://127.0.0.1:9000", "retries=3"])
+        {'anon': True, 'endpoint_url': 'http://127.0.0.1:9000', 'retries': 3}
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--storage-option")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def _predicates(value: Any) -> Any:
+    """JSON lists -> the DNF form: ``[column, op, value]`` lists become tuples."""
+    if isinstance(value, list) and len(value) in (2, 3) and all(isinstance(v, str) for v in value[:2]):
+        return tuple(value)
+    if isinstance(value, list):
+        return [_predicates(v) for v in value]
+    return value
+
+
+def parse_filter(text: str | None) -> Any:
+    """A filter given as a JSON DNF list, as the DNF tuples the library takes (None for None).
+
+    Example:
+        >>> parse_filter('[["day", "=", 3], ["id", "in", [1, 2]]]')
+        [('day', '=', 3), ('id', 'in', [1, 2])]
+    """
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON ({exc}); expected a list like '[[\"day\", \"=\", 3]]'",
+                                 param_hint="--filter") from None
+    if not isinstance(value, list) or not value:
+        raise click.BadParameter("expected a non-empty JSON list like '[[\"day\", \"=\", 3]]'", param_hint="--filter")
+    return _predicates(value)
+
+
+def _typed(value: Any, typ: pa.DataType) -> Any:
+    if isinstance(value, list):
+        return [_typed(v, typ) for v in value]
+    if not isinstance(value, str):
+        return value
+    try:
+        return pa.array([value], pa.string()).cast(typ)[0].as_py()
+    except (pa.ArrowException, ValueError):
+        return value  # the library names the column and the value it cannot compare
+
+
+def _typed_filter(filter_: Any, schema: pa.Schema) -> Any:
+    """JSON has no dates, times or decimals: their text (``"2024-05-01"``) becomes the column's type."""
+    if filter_ is None:
+        return None
+    if isinstance(filter_, tuple):
+        column = filter_[0]
+        if len(filter_) == 3 and column in schema.names:
+            typ = schema.field(column).type
+            if pa.types.is_temporal(typ) or pa.types.is_decimal(typ):
+                return (column, filter_[1], _typed(filter_[2], typ))
+        return filter_
+    return [_typed_filter(f, schema) for f in filter_]
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_retention(text: str) -> dt.timedelta:
+    """A duration like ``7d``, ``12h``, ``1d12h``, ``30m``, ``90s``, ``2w`` or ``0``.
+
+    Example:
+        >>> parse_retention("1d12h"), parse_retention("0")
+        (datetime.timedelta(days=1, seconds=43200), datetime.timedelta(0))
+    """
+    compact = text.strip().lower().replace(" ", "")
+    if compact in ("0", "0s"):
+        return dt.timedelta(0)
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise click.BadParameter(f"expected a duration like 7d, 12h, 1d12h, 30m or 90s, got {text!r}",
+                                 param_hint="--retention")
+    return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta(0))
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)$")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+               "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """A byte count: ``134217728``, ``128MiB``, ``100MB``, ``1.5GB``.
+
+    Example:
+        >>> parse_size("128MiB"), parse_size("1kb"), parse_size("42")
+        (134217728, 1000, 42)
+    """
+    found = _SIZE.match(text.strip().lower())
+    if not found or found.group(2) not in _SIZE_UNITS or float(found.group(1)) <= 0:
+        raise click.BadParameter(f"expected a positive size like 134217728, 128MiB or 100MB, got {text!r}",
+                                 param_hint="--target-file-size")
+    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2)])
+
+
+def _parse_as_of(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    raw = text.strip()
+    try:
+        when = dt.datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO 8601 time like 2024-05-01T12:00:00Z, got {text!r}",
+                                 param_hint="--as-of") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise click.BadParameter(f"{text!r} has no time zone: add Z (UTC) or an offset like +02:00",
+                                 param_hint="--as-of")
+    return when
+
+
+def _split_names(values: Sequence[str]) -> list[str] | None:
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return names or None
+
+
+# -- output ----------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON values (times ISO 8601, bytes base64, NaN and infinities as text)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    return [_plain(r) for r in table.to_pylist()]
+
+
+def _echo_json(doc: Any) -> None:
+    click.echo(json.dumps(_plain(doc), indent=2, ensure_ascii=False))
+
+
+def _console() -> Console:
+    # on a terminal rich fits its width; into a pipe or file, lines are long rather than folded (COLUMNS wins)
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    width = _PIPE_WIDTH if piped else None
+    return Console(file=sys.stdout, markup=False, highlight=False, soft_wrap=False, width=width)
+
+
+def _text(value: Any) -> Text:
+    if value is None:
+        return Text("null", style="dim")
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return Text(value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z")
+    if isinstance(value, bytes):
+        return Text("0x" + value.hex())
+    if isinstance(value, Mapping):
+        return Text(", ".join(f"{k}={_plain(v)}" for k, v in value.items()))
+    return Text(str(_plain(value)))
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "null"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+_WRAPPED_COLUMNS = frozenset({"path", "parameters", "partition"})
+"""Columns whose cells wrap in text output; the others keep one line."""
+
+
+def _print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                 caption: str | None = None) -> None:
+    console = _console()
+    if columns and rows:
+        table = RichTable(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+        for c in columns:
+            wide = c in _WRAPPED_COLUMNS
+            table.add_column(c, overflow="fold", no_wrap=not wide, min_width=None if wide else len(c))
+        for row in rows:
+            table.add_row(*(_text(v) for v in row))
+        console.print(table)
+    if caption is not None:
+        console.print(Text(caption))
+
+
+def _print_pairs(title: str, pairs: Sequence[tuple[str, Any]]) -> None:
+    grid = RichTable(title=title, show_header=False, box=None, title_justify="left")
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for key, value in pairs:
+        grid.add_row(key, _text(value))
+    _console().print(grid)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+class _Failed(click.ClickException):
+    """A handled error: one line on stderr, exit code 1."""
+
+    exit_code = 1
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(" ".join(f"{type(exc).__name__}: {exc}".split()))
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _HANDLED as exc:
+            if (ctx.obj or {}).get("verbose"):
+                traceback.print_exc(file=sys.stderr)
+            raise _Failed(exc) from exc
+
+
+# -- shared options -------------------------------------------------------------------------------
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--output`` and ``--storage-option``, on every command."""
+    f = click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                     callback=lambda ctx, p, v: parse_storage_options(v),
+                     help="A filesystem option (repeatable); the value is parsed as JSON when it is JSON.")(f)
+    return click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        help="Rich tables for people, or one JSON document for programs.")(f)
+
+
+def _pinned(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--version`` / ``--as-of``: which version to look at (latest if neither)."""
+    f = click.option("--as-of", "as_of", metavar="TIME", callback=lambda ctx, p, v: _parse_as_of(v),
+                     help="The version current at this ISO 8601 time (with a time zone, e.g. ...Z).")(f)
+    return click.option("--version", "version", type=click.IntRange(min=0), help="The version to read.")(f)
+
+
+def _filter_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--filter", "filter_", metavar="JSON", callback=lambda ctx, p, v: parse_filter(v),
+                        help='A JSON DNF filter, e.g. \'[["day", "=", 3]]\'.')(f)
+
+
+def _open(uri: str, storage_options: Mapping[str, Any]) -> lh.Table:
+    return lh.Table.open(uri, storage_options=dict(storage_options) or None)
+
+
+def _snapshot(table: lh.Table, version: int | None, as_of: dt.datetime | None) -> lh.Snapshot:
+    if version is not None and as_of is not None:
+        raise click.UsageError("pass --version or --as-of, not both")
+    return table.snapshot(version=version, as_of=as_of)
+
+
+def _file_rows(files: pa.Table) -> list[list[Any]]:
+    cols = [files.column(c).to_pylist() for c in ("path", "partition", "num_rows", "size_bytes", "modification_time")]
+    return [[path, part, rows, _size(size), mtime] for path, part, rows, size, mtime in zip(*cols)]
+
+
+_FILE_COLUMNS = ("path", "partition", "rows", "size", "modified")
+
+
+def _total(table: pa.Table, column: str) -> int:
+    return int(pc.sum(table.column(column)).as_py() or 0) if table.num_rows else 0
+
+
+# -- the commands ---------------------------------------------------------------------------------
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show the traceback of an error.")
+@click.version_option(lh.__version__, prog_name="lakehouse")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Inspect and maintain lakehouse tables. URI: a path or any fsspec URL (s3://, memory://, ...)."""
+    ctx.obj = {"verbose": verbose}
+
+
+@cli.command()
+@click.argument("uri")
+@_pinned
+@_common
+def describe(uri: str, version: int | None, as_of: dt.datetime | None, output: str,
+             storage_options: dict[str, Any]) -> None:
+    """The version, schema, partitioning, properties and size of a table."""
+    table = _open(uri, storage_options)
+    snap = _snapshot(table, version, as_of)
+    files = table.inspect.files(version=snap.version)
+    doc: dict[str, Any] = {
+        "uri": table.uri, "version": snap.version, "latest_version": table.version,
+        "timestamp": snap.timestamp, "partition_by": snap.partition_by,
+        "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in snap.schema],
+        "properties": snap.properties, "files": files.num_rows, "rows": _total(files, "num_rows"),
+        "size_bytes": _total(files, "size_bytes"),
+    }
+    if snap.version == table.version:
+        doc["constraints"] = {name: str(expr) for name, expr in table.constraints.items()}
+    if output == "json":
+        return _echo_json(doc)
+    _print_pairs(f"{table.uri}", [
+        ("version", f"{snap.version} (latest {table.version})"), ("committed", snap.timestamp),
+        ("partition_by", ", ".join(snap.partition_by) or "-"), ("files", doc["files"]), ("rows", doc["rows"]),
+        ("size", _size(doc["size_bytes"])),
+        *((f"property {k}", v) for k, v in sorted(snap.properties.items())),
+        *((f"constraint {k}", v) for k, v in doc.get("constraints", {}).items()),
+    ])
+    _print_table("columns", ("name", "type", "nullable"), [[f.name, str(f.type), f.nullable] for f in snap.schema])
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many commits (newest first).")
+@_common
+def history(uri: str, limit: int | None, output: str, storage_options: dict[str, Any]) -> None:
+    """The commits of a table, newest first."""
+    rows = _open(uri, storage_options).inspect.history(limit=limit).to_pylist()
+    for r in rows:
+        r["parameters"] = json.loads(r["parameters"])
+    if output == "json":
+        return _echo_json(rows)
+    _print_table("history", ("version", "timestamp", "operation", "files +/-", "rows +/-", "parameters"),
+                 [[r["version"], r["timestamp"], r["operation"], f"+{r['files_added']} -{r['files_removed']}",
+                   f"+{r['rows_added']} -{r['rows_removed']}", r["parameters"]]
+                  for r in rows])
+
+
+@cli.command()
+@click.argument("uri")
+@_filter_option
+@_pinned
+@_common
+def files(uri: str, filter_: Any, version: int | None, as_of: dt.datetime | None, output: str,
+          storage_options: dict[str, Any]) -> None:
+    """The live data files; with --filter, the ones pruning keeps (by partition values and min/max)."""
+    table = _open(uri, storage_options)
+    snap = _snapshot(table, version, as_of)
+    total = table.inspect.files(version=snap.version).num_rows
+    filter_ = _typed_filter(filter_, snap.schema)
+    kept = table.inspect.files(version=snap.version, filter=filter_) if filter_ is not None else None
+    shown = kept if kept is not None else table.inspect.files(version=snap.version)
+    if output == "json":
+        return _echo_json({"version": snap.version, "files_total": total, "files_kept": shown.num_rows,
+                           "files": _rows(shown)})
+    caption = f"pruning keeps {shown.num_rows} of {total} files" if kept is not None else f"{total} files"
+    _print_table(f"files of version {snap.version}", _FILE_COLUMNS, _file_rows(shown), caption=caption)
+
+
+@cli.command()
+@click.argument("uri")
+@_pinned
+@_common
+def schema(uri: str, version: int | None, as_of: dt.datetime | None, output: str,
+           storage_options: dict[str, Any]) -> None:
+    """The columns of a table: name, type, nullability, field id, partition column or not."""
+    snap = _snapshot(_open(uri, storage_options), version, as_of)
+    ids, parts = snap.field_ids, set(snap.partition_by)
+    columns = [{"name": f.name, "type": str(f.type), "nullable": f.nullable, "field_id": ids.get(f.name),
+                "partition": f.name in parts} for f in snap.schema]
+    if output == "json":
+        return _echo_json({"version": snap.version, "columns": columns})
+    _print_table(f"schema of version {snap.version}", ("name", "type", "nullable", "field id", "partition"),
+                 [list(c.values()) for c in columns])
+
+
+@cli.group(cls=_Group)
+def log() -> None:
+    """Look at the transaction log."""
+
+
+@log.command("show")
+@click.argument("uri")
+@click.argument("version", type=click.IntRange(min=0))
+@_common
+def log_show(uri: str, version: int, output: str, storage_options: dict[str, Any]) -> None:
+    """The log entry of VERSION as stored (its msgpack body as JSON)."""
+    entry = _open(uri, storage_options).inspect.log_entry(version)
+    if output == "json":
+        return _echo_json(entry)
+    _console().print(JSON.from_data(_plain(entry)))
+
+
+def _take(reader: pa.RecordBatchReader, limit: int | None) -> tuple[pa.Table, bool]:
+    """Up to ``limit`` rows of ``reader``, and whether rows were left unread."""
+    batches, n = [], 0
+    for batch in reader:
+        if limit is not None and n + batch.num_rows > limit:
+            batches.append(batch.slice(0, limit - n))
+            return pa.Table.from_batches(batches, schema=reader.schema), True
+        batches.append(batch)
+        n += batch.num_rows
+        if limit is not None and n == limit:
+            more = any(b.num_rows for b in reader)
+            return pa.Table.from_batches(batches, schema=reader.schema), more
+    return pa.Table.from_batches(batches, schema=reader.schema), False
+
+
+def _write_out(data: pa.Table, fmt: str, out: str | None) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        pq.write_table(data, out)
+    elif fmt == "csv":
+        sink = io.BytesIO()
+        pacsv.write_csv(data, sink)
+        if out is None:
+            click.echo(sink.getvalue().decode("utf-8"), nl=False)
+        else:
+            with open(out, "wb") as f:
+                f.write(sink.getvalue())
+    elif out is not None:  # json
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(_rows(data), f, ensure_ascii=False)
+    else:
+        _echo_json(_rows(data))
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--columns", multiple=True, metavar="A,B", help="Columns to read (comma-separated or repeated).")
+@_filter_option
+@click.option("--limit", type=click.IntRange(min=0),
+              help=f"At most this many rows (with --format table: {_SCAN_TABLE_ROWS} unless given).")
+@_pinned
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
+              help="How to write the rows (default: table, or json with --output json).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to this file (csv, json, parquet).")
+@_common
+def scan(uri: str, columns: tuple[str, ...], filter_: Any, limit: int | None, version: int | None,
+         as_of: dt.datetime | None, fmt: str | None, out: str | None, output: str,
+         storage_options: dict[str, Any]) -> None:
+    """Read rows: projection, filter, limit, time travel; as a table, CSV, JSON or Parquet."""
+    fmt = fmt or ("json" if output == "json" else "table")
+    if fmt == "parquet" and out is None:
+        raise click.UsageError("--format parquet needs --out FILE")
+    if fmt == "table" and out is not None:
+        raise click.UsageError("--out needs --format csv, json or parquet")
+    snap = _snapshot(_open(uri, storage_options), version, as_of)
+    shown = limit if limit is not None or fmt != "table" else _SCAN_TABLE_ROWS
+    reader = snap.to_batches(columns=_split_names(columns), filter=_typed_filter(filter_, snap.schema))
+    data, more = _take(reader, shown)
+    if fmt == "table" and output == "text":
+        hint = f" (the first {shown}; see --limit)" if more and limit is None else ""
+        caption = f"{data.num_rows} rows of version {snap.version}{hint}"
+        _print_table(None, data.column_names, [list(r.values()) for r in data.to_pylist()], caption=caption)
+        return
+    if fmt in ("table", "json") and out is None:
+        return _echo_json(_rows(data))
+    _write_out(data, fmt, out)
+    if out is not None:
+        summary = {"version": snap.version, "rows": data.num_rows, "format": fmt, "path": out}
+        if output == "json":
+            return _echo_json(summary)
+        click.echo(f"wrote {data.num_rows} rows to {out} ({fmt})")
+
+
+@cli.command()
+@click.argument("uri")
+@click.argument("v1", type=click.IntRange(min=0))
+@click.argument("v2", type=click.IntRange(min=0))
+@_common
+def diff(uri: str, v1: int, v2: int, output: str, storage_options: dict[str, Any]) -> None:
+    """The data files (and their rows) V2 adds and removes compared with V1."""
+    changes = _open(uri, storage_options).inspect.diff(v1, v2)
+    added = changes.filter(pc.equal(changes.column("change"), "added"))
+    removed = changes.filter(pc.equal(changes.column("change"), "removed"))
+    doc = {"from_version": v1, "to_version": v2, "files_added": added.num_rows, "files_removed": removed.num_rows,
+           "rows_added": _total(added, "num_rows"), "rows_removed": _total(removed, "num_rows"),
+           "bytes_added": _total(added, "size_bytes"), "bytes_removed": _total(removed, "size_bytes")}
+    if output == "json":
+        return _echo_json({**doc, "added": _rows(added.drop_columns(["change"])),
+                           "removed": _rows(removed.drop_columns(["change"]))})
+    caption = (f"+{doc['files_added']} files / +{doc['rows_added']} rows, "
+               f"-{doc['files_removed']} files / -{doc['rows_removed']} rows")
+    rows = [[c, *r] for c, r in zip(changes.column("change").to_pylist(), _file_rows(changes))]
+    _print_table(f"version {v1} -> {v2}", ("change", *_FILE_COLUMNS), rows, caption=caption)
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--retention", default="7d", show_default=True, metavar="DURATION",
+              callback=lambda ctx, p, v: parse_retention(v), help="Keep what versions this recent need (7d, 12h, ...).")
+@click.option("--dry-run/--no-dry-run", default=True, show_default=True, help="Only list what would be deleted.")
+@click.option("--enforce-retention/--no-enforce-retention", default=True, show_default=True,
+              help="Refuse a retention below the table's minimum (property vacuum_min_retention_seconds).")
+@_common
+def vacuum(uri: str, retention: dt.timedelta, dry_run: bool, enforce_retention: bool, output: str,
+           storage_options: dict[str, Any]) -> None:
+    """Delete files no version within the retention reads (a dry run unless --no-dry-run)."""
+    paths = _open(uri, storage_options).vacuum(retention=retention, dry_run=dry_run,
+                                              enforce_retention=enforce_retention)
+    if output == "json":
+        return _echo_json({"dry_run": dry_run, "retention_seconds": retention.total_seconds(),
+                           "count": len(paths), "files": paths})
+    verb = "would delete" if dry_run else "deleted"
+    _print_table(None, ("path",), [[p] for p in paths], caption=f"{verb} {len(paths)} files")
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--target-file-size", metavar="SIZE", callback=lambda ctx, p, v: None if v is None else parse_size(v),
+              help="Bytes per file (134217728, 128MiB, 100MB); default: the table property target_file_size.")
+@_filter_option
+@click.option("--sort-by", multiple=True, metavar="A,B", help="Sort rewritten partitions by these columns.")
+@_common
+def optimize(uri: str, target_file_size: int | None, filter_: Any, sort_by: tuple[str, ...], output: str,
+             storage_options: dict[str, Any]) -> None:
+    """Compact small files (optionally only where --filter may match, sorted by --sort-by)."""
+    table = _open(uri, storage_options)
+    before = table.inspect.files().num_rows
+    version = table.optimize(target_file_size=target_file_size, filter=_typed_filter(filter_, table.schema),
+                             sort_by=_split_names(sort_by))
+    after = table.inspect.files().num_rows
+    doc = {"version": version, "files_before": before, "files_after": after}
+    if output == "json":
+        return _echo_json(doc)
+    click.echo("nothing to optimize" if version is None else f"version {version}: {before} files -> {after} files")
+
+
+@cli.command()
+@click.argument("uri")
+@_common
+def checkpoint(uri: str, output: str, storage_options: dict[str, Any]) -> None:
+    """Write a checkpoint at the latest version."""
+    version = _open(uri, storage_options).checkpoint()
+    if output == "json":
+        return _echo_json({"version": version})
+    click.echo(f"checkpoint written at version {version}")
+
+
+@cli.command()
+@click.argument("uri")
+@click.argument("version", type=click.IntRange(min=0), required=False)
+@click.option("--as-of", "as_of", metavar="TIME", callback=lambda ctx, p, v: _parse_as_of(v),
+              help="Restore the version current at this ISO 8601 time (with a time zone).")
+@_common
+def restore(uri: str, version: int | None, as_of: dt.datetime | None, output: str,
+            storage_options: dict[str, Any]) -> None:
+    """Commit a new version equal to VERSION (or the version current at --as-of)."""
+    if (version is None) == (as_of is None):
+        raise click.UsageError("pass exactly one of VERSION or --as-of")
+    table = _open(uri, storage_options)
+    target = table.snapshot(version=version, as_of=as_of).version
+    new = table.restore(target)
+    if output == "json":
+        return _echo_json({"version": new, "restored_version": target})
+    click.echo(f"version {new} restores version {target}")
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script ``lakehouse``.
+
+    Example:
+        >>> try:
+        ...     main(["--version"])  # doctest: +ELLIPSIS
+        ... except SystemExit as e:
+        ...     e.code
+        lakehouse, version ...
+        0
+    """
+    cli.main(args=list(argv) if argv is not None else None, prog_name="lakehouse")
+    raise SystemExit(0)  # pragma: no cover - click.main exits itself
+
