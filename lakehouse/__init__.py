@@ -37,7 +37,9 @@ from .inspect import Inspect
 from .probe import StorageReport, check_storage
 from .snapshot import Snapshot
 from .table import Commit, Table, write_table
+from .tasks import DataFile, FileTask, read_task
 from .transaction import Transaction
+from .write import write_files
 
 __all__ = [
     "Alter",
@@ -48,6 +50,8 @@ __all__ = [
     "CommitStateUnknownError",
     "ConstraintViolationError",
     "CorruptLogError",
+    "DataFile",
+    "FileTask",
     "Inspect",
     "InvalidDataError",
     "InvalidFilterError",
@@ -66,5 +70,7 @@ __all__ = [
     "VersionNotFoundError",
     "__version__",
     "check_storage",
+    "read_task",
+    "write_files",
     "write_table",
 ]

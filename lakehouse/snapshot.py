@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -33,22 +32,22 @@ from .errors import (
     UnsupportedFormatError,
     VersionNotFoundError,
 )
-from .expressions import FilterLike, conjuncts, files_mask, referenced_columns, rename_fields, to_expression
+from .expressions import FilterLike, files_mask, to_expression
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .schema import (
     field_id,
-    is_identity,
+    has_stats,
     is_legacy,
     logical_schema,
     physical_name,
-    physical_path,
-    read_schema,
-    relabel,
     renamed_paths,
 )
 from .state import TableState
 from .stats import partition_columns, stats_columns
 from .storage import Storage
+from .tasks import ColumnMapping as _Mapping
+from .tasks import FileTask, build_tasks, scan_plan
+from .tasks import ScanPlan as _ScanPlan
 
 __all__ = ["Snapshot", "list_log", "load_state", "read_ahead", "read_entries", "read_entry"]
 
@@ -293,23 +292,14 @@ class Snapshot:
 
     def _physical(self, expr: pc.Expression | None) -> pc.Expression | None:
         """A filter over the table's columns as a filter over the data files' (physical) columns."""
-        if expr is None or not self._mapped:
-            return expr
-        schema = self._state.metadata.schema
-        return rename_fields(expr, lambda path: physical_path(schema, path))
+        return self._columns.physical(expr)
 
     def _physical_columns(self, columns: list[str] | None) -> list[str] | None:
-        if columns is None or not self._mapped:
-            return columns
-        schema = self._state.metadata.schema
-        return [physical_name(schema.field(c)) for c in columns]
+        return self._columns.physical_columns(columns)
 
     def _logical(self, data: Any) -> Any:
         """A table or batch read under physical names, under the table's names (nested ones too)."""
-        if not self._mapped:
-            return data
-        m = self._columns
-        return relabel(data, pa.schema([m.by_physical[name] for name in data.schema.names], metadata=m.metadata))
+        return self._columns.logical(data)
 
     def _pruned(self, expr: pc.Expression | None) -> pa.Table:
         """The files table rows that may hold rows where ``expr`` (over the table's columns) is true."""
@@ -402,34 +392,29 @@ class Snapshot:
             raise SchemaMismatchError(
                 f"column {column!r} is stored under another name in the data files (renamed or re-added), "
                 f"which a pyarrow dataset cannot show; read with to_batches() or to_arrow()", column=column)
-        return self._dataset(self._pruned(self._expression(filter)))
+        return self._guarded_dataset(self._pruned(self._expression(filter)))
 
     def _scan_plan(self, columns: list[str] | None, expr: pc.Expression | None) -> _ScanPlan:
-        """What to push into the Parquet scan and what to filter after reading.
+        """What to push into the scan and what to filter after reading (:func:`lakehouse.tasks.scan_plan`)."""
+        return scan_plan(self.schema, columns, expr)
 
-        pyarrow's scan skips row groups by Parquet statistics, which ignore NaN: a row group whose
-        min == max == 1.5 is dropped for ``f != 1.5`` although its NaN rows match. Terms on
-        floating-point columns are therefore evaluated after reading, on the rows themselves.
+    def plan_files(self, *, filter: FilterLike | pc.Expression | None = None,
+                   columns: Sequence[str] | None = None) -> list[FileTask]:
+        """Plan a read as one picklable :class:`~lakehouse.tasks.FileTask` per data file pruning keeps.
+
+        Pruning is the same as :meth:`to_arrow`'s (partition values and statistics); concatenating
+        :func:`lakehouse.read_task` over the tasks gives the rows of ``to_arrow(columns=, filter=)``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-plan", pa.table({"a": [1, 2], "p": [1, 2]}), partition_by=["p"])
+            >>> [task.partition_values for task in t.snapshot().plan_files(filter=[("p", ">", 1)])]
+            [{'p': 2}]
         """
-        if expr is None:
-            return _ScanPlan(columns, None, None, columns)
-        floats = {f.name for f in self.schema if pa.types.is_floating(f.type)}
-        try:
-            exact = not (referenced_columns(expr) & floats)
-        except Exception:
-            exact = False
-        if exact:
-            return _ScanPlan(columns, expr, None, columns)
-        pushed: pc.Expression | None = None
-        for term in conjuncts(expr):
-            try:
-                safe = not (referenced_columns(term) & floats)
-            except Exception:
-                safe = False
-            if safe:
-                pushed = term if pushed is None else pushed & term
-        read = None if columns is None else columns + sorted(referenced_columns(expr) - set(columns))
-        return _ScanPlan(read, pushed, expr, columns)
+        cols = self._check_columns(columns)
+        expr = self._expression(filter)
+        return build_tasks(self._pruned(expr), storage=self._storage, metadata=self._state.metadata,
+                           version=self.version, filter=expr, columns=cols)
 
     def to_arrow(
         self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None
@@ -480,48 +465,76 @@ class Snapshot:
         return pa.RecordBatchReader.from_batches(first.schema, batches)
 
     def to_pandas(self, **kwargs: Any) -> Any:
-        """Read into a pandas DataFrame (needs pandas); arguments as :meth:`to_arrow`."""
+        """Read into a pandas DataFrame (needs the ``pandas`` extra); arguments as :meth:`to_arrow`.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-snap-pandas", pa.table({"a": [1, 2]}))
+            >>> t.snapshot().to_pandas(filter=[("a", ">", 1)])["a"].tolist()  # doctest: +SKIP
+            [2]
+        """
+        _require("pandas")
         return self.to_arrow(**kwargs).to_pandas()
 
+    # -- ecosystem: the Arrow C stream interface, polars, duckdb --------------------------------
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """A fresh Arrow C stream of this version's rows on every call (the Arrow PyCapsule interface),
+        so ``polars.DataFrame(snapshot)``, ``pa.table(snapshot)`` and DuckDB read it directly.
 
-@dataclass(frozen=True, slots=True)
-class _Mapping:
-    """What reading needs to know about a schema's column mapping (format.md §5.7)."""
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> s = lh.write_table("memory://doc-snap-stream", pa.table({"a": [1, 2]})).snapshot()
+            >>> pa.table(s).num_rows, pa.table(s).num_rows
+            (2, 2)
+        """
+        return self.to_batches().__arrow_c_stream__(requested_schema)
 
-    mapped: bool
-    """Some physical name differs from its field's name."""
-    read_schema: pa.Schema
-    """The schema under physical names, for scanning the data files."""
-    by_physical: dict[str, pa.Field]
-    """Top-level physical name -> the field as users see it."""
-    metadata: dict[bytes, bytes] | None
-    """The schema-level metadata."""
+    def to_polars(self) -> Any:
+        """A lazy ``polars.LazyFrame`` over :meth:`to_pyarrow_dataset` (needs the ``polars`` extra):
+        polars pushes its filters and column selection into the scan, which skips whole files.
 
-    @classmethod
-    def of(cls, schema: pa.Schema) -> _Mapping:
-        logical = logical_schema(schema)
-        return cls(mapped=not is_identity(schema), read_schema=read_schema(schema),
-                   by_physical={physical_name(f): logical.field(i) for i, f in enumerate(schema)},
-                   metadata=logical.metadata)
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa, polars as pl  # doctest: +SKIP
+            >>> t = lh.write_table("memory://doc-snap-polars", pa.table({"a": [1, 2]}))  # doctest: +SKIP
+            >>> t.snapshot().to_polars().filter(pl.col("a") > 1).collect()["a"].to_list()  # doctest: +SKIP
+            [2]
+        """
+        pl = _require("polars")
+        return pl.scan_pyarrow_dataset(self.to_pyarrow_dataset())
 
+    def to_duckdb(self, name: str, connection: Any = None) -> Any:
+        """Register :meth:`to_pyarrow_dataset` (lazy: nothing is read now) as the view ``name`` in
+        ``connection`` (a new in-memory DuckDB connection if None) and return the connection
+        (needs the ``duckdb`` extra). DuckDB pushes its filters and projections into the scan.
 
-@dataclass(frozen=True, slots=True)
-class _ScanPlan:
-    read: list[str] | None
-    """Columns to read (the wanted ones plus those the residual filter needs)."""
-    pushed: pc.Expression | None
-    """Filter pushed into the scan."""
-    residual: pc.Expression | None
-    """Filter applied to the rows after reading."""
-    columns: list[str] | None
-    """Columns to return."""
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
+            >>> t = lh.write_table("memory://doc-snap-duckdb", pa.table({"a": [1, 2]}))  # doctest: +SKIP
+            >>> t.snapshot().to_duckdb("events").sql("select sum(a) from events").fetchall()  # doctest: +SKIP
+            [(3,)]
+        """
+        duckdb = _require("duckdb")
+        con = duckdb.connect() if connection is None else connection
+        con.register(name, self.to_pyarrow_dataset())
+        return con
 
-    def finish(self, table: pa.Table) -> pa.Table:
-        if self.residual is not None:
-            table = table.filter(self.residual)
-        if self.columns is not None and table.column_names != self.columns:
-            table = table.select(self.columns)
-        return table
+    def _guarded_dataset(self, files: pa.Table) -> ds.FileSystemDataset:
+        """:meth:`_dataset` whose fragments' partition expressions also carry each file's min/max
+        (null-aware) per data column, so engines scanning the dataset skip files by themselves."""
+        dataset = self._dataset(files)
+        guards = _stats_guards(files, self._state.metadata)
+        if not any(g is not None for g in guards):
+            return dataset
+        fragments = []
+        sizes = files.column("size_bytes").to_pylist()
+        for fragment, guard, size in zip(dataset.get_fragments(), guards, sizes):
+            expr = fragment.partition_expression
+            if guard is not None:
+                expr = expr & guard if self._state.metadata.partition_by else guard
+            fragments.append(dataset.format.make_fragment(fragment.path, filesystem=dataset.filesystem,
+                                                          partition_expression=expr, file_size=size))
+        return ds.FileSystemDataset(fragments, schema=dataset.schema, format=dataset.format,
+                                    filesystem=dataset.filesystem)
 
 
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Snapshot:
@@ -546,3 +559,64 @@ def read_ahead(read: Callable[[Any], pa.Table], items: Sequence[Any]) -> Iterato
             if i < len(items):
                 ahead = pool.submit(read, items[i])
             yield from table.to_batches()
+
+
+def _stats_guard(column: pc.Expression, low: pa.Scalar, high: pa.Scalar, nulls: int | None,
+                 rows: int) -> pc.Expression | None:
+    """What one file's statistics guarantee about every row of ``column`` (None: nothing known).
+
+    Never excludes a row that exists: a file that may hold nulls (``nulls`` > 0 or unknown) also
+    allows null. Only for ordered, non-floating-point columns (NaN is outside min/max).
+
+    Example:
+        >>> a = pc.field("a")
+        >>> str(_stats_guard(a, pa.scalar(1), pa.scalar(5), 0, 3))
+        '((a >= 1) and (a <= 5))'
+        >>> str(_stats_guard(a, pa.scalar(1), pa.scalar(5), None, 3))
+        '(((a >= 1) or is_null(a, {nan_is_null=false})) and ((a <= 5) or is_null(a, {nan_is_null=false})))'
+        >>> str(_stats_guard(a, pa.scalar(None, pa.int64()), pa.scalar(None, pa.int64()), 2, 2))
+        'is_null(a, {nan_is_null=false})'
+    """
+    if nulls is not None and nulls >= rows:
+        return column.is_null()
+    if not low.is_valid or not high.is_valid:
+        return None
+    if nulls == 0:
+        return (column >= low) & (column <= high)
+    # one nullable inequality per conjunct: the form pyarrow's guarantee simplification understands
+    return ((column >= low) | column.is_null()) & ((column <= high) | column.is_null())
+
+
+def _stats_guards(files: pa.Table, meta: Any) -> list[pc.Expression | None]:
+    """Per row of ``files``, the conjunction of :func:`_stats_guard` over the stats columns (by
+    physical name: the names a scan of the data files uses), floating-point columns left out."""
+    guards: list[pc.Expression | None] = [None] * files.num_rows
+    rows = files.column("num_rows").to_pylist()
+    names = set(files.column_names)
+    for field in meta.schema:
+        c = physical_name(field)
+        if (field.name in meta.partition_by or not has_stats(field.type) or pa.types.is_floating(field.type)
+                or not {f"min.{c}", f"max.{c}", f"null_count.{c}"} <= names):
+            continue
+        lows, highs = files.column(f"min.{c}"), files.column(f"max.{c}")
+        nulls = files.column(f"null_count.{c}").to_pylist()
+        for i in range(files.num_rows):
+            term = _stats_guard(pc.field(c), lows[i], highs[i], nulls[i], rows[i])
+            if term is not None:
+                guards[i] = term if guards[i] is None else guards[i] & term
+    return guards
+
+
+def _require(module: str) -> Any:
+    """Import an optional dependency, or ``ImportError`` naming the extra that installs it.
+
+    Example:
+        >>> _require("pyarrow").__name__
+        'pyarrow'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"this needs {module}: pip install 'lakehouse-format[{module}]'") from exc

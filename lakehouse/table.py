@@ -32,6 +32,7 @@ from .commit import CommitRequest, commit
 from .constraints import table_constraints
 from .errors import (
     ColumnNotFoundError,
+    CommitConflictError,
     InvalidTableError,
     TableExistsError,
     TableNotFoundError,
@@ -46,6 +47,7 @@ from .schema import check_partition_columns, logical_schema, to_reader
 from .snapshot import Snapshot, list_log, load_state, read_entries, read_entry
 from .state import TableState
 from .storage import Storage
+from .tasks import DataFile
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files, write_data_files
 
@@ -463,6 +465,55 @@ class Table:
             tx.delete(filter)
         return tx.version  # type: ignore[return-value]
 
+    def commit_files(self, files: Sequence[DataFile], *, read_version: int,
+                     operation: Literal["append", "overwrite"] = "append",
+                     filter: FilterLike | pc.Expression | None = None, removed: Sequence[str] = ()) -> int:
+        """Commit data files written by :func:`lakehouse.write_files` (on any machine) as one new version.
+
+        ``read_version`` is the version the write was decided on. ``operation="append"`` is a blind
+        append: it is rebased onto whatever landed since and never conflicts with other writes (but
+        ``removed`` makes it read those files). ``"overwrite"`` replaces the whole table as of
+        ``read_version`` (or, with ``filter``, its rows matching the filter, whose files are dropped or
+        rewritten), and conflicts like :meth:`overwrite`: with anything added since that may match.
+        ``removed``: paths (relative, as in :meth:`files`) of files the caller read and replaces.
+        On ``CommitConflictError`` (or any refusal) the files are deleted; on
+        ``CommitStateUnknownError`` they are kept. Returns the new version.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-commit-files", pa.table({"a": [1, 2]}))
+            >>> files = lh.write_files(t.uri, pa.table({"a": [7]}))
+            >>> t.commit_files(files, read_version=0, operation="overwrite", filter=[("a", ">", 1)])
+            1
+            >>> sorted(t.to_arrow().column("a").to_pylist())
+            [1, 7]
+        """
+        if operation not in ("append", "overwrite"):
+            raise ValueError(f"operation must be 'append' or 'overwrite', not {operation!r}")
+        files = list(files)
+        paths = [f.path for f in files]
+        try:
+            base = self._state if read_version == self._state.version else load_state(self._storage, read_version)
+            tx = Transaction(self._storage, base, on_commit=self._set_state, options=self._write_options)
+            self._check_written_schema(files, base)
+            adds = [f.to_add(base.metadata) for f in files]
+        except BaseException:
+            delete_files(self._storage, paths)
+            raise
+        with tx:  # an error before the commit aborts the transaction, which deletes the files
+            tx.add_files(adds, overwrite=operation == "overwrite", filter=filter, removed=removed)
+        return tx.version  # type: ignore[return-value]
+
+    def _check_written_schema(self, files: Sequence[DataFile], base: TableState) -> None:
+        """Files written under another version's schema must match ``base``'s (statistics and file
+        columns are keyed by physical name)."""
+        for v in sorted({f.version for f in files} - {base.version}):
+            meta = load_state(self._storage, v).metadata
+            if not (meta.schema.equals(base.metadata.schema, check_metadata=True)
+                    and meta.partition_by == base.metadata.partition_by):
+                raise CommitConflictError(f"data files were written under the schema of version {v}, which differs "
+                                          f"from that of read_version {base.version}", version=v)
+
     def checkpoint(self) -> int:
         """Write a checkpoint at the latest version; returns that version.
 
@@ -566,6 +617,54 @@ class Table:
             return None
         self._set_state(result.state)
         return result.version
+
+    # -- ecosystem: the Arrow C stream interface, pandas, polars, duckdb --------------------------
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """A fresh Arrow C stream of the latest known version on every call (the Arrow PyCapsule
+        interface): ``polars.DataFrame(t)``, ``pa.table(t)`` and ``duckdb.sql("select ... from t")`` read it.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-stream", pa.table({"a": [1, 2]}))
+            >>> pa.table(t).num_rows
+            2
+        """
+        return self.snapshot().__arrow_c_stream__(requested_schema)
+
+    def to_pandas(self, *, columns: Sequence[str] | None = None,
+                  filter: FilterLike | pc.Expression | None = None) -> Any:
+        """The latest known version as a pandas DataFrame (needs the ``pandas`` extra).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-pandas", pa.table({"a": [1, 2]}))
+            >>> t.to_pandas(filter=[("a", ">", 1)])["a"].tolist()  # doctest: +SKIP
+            [2]
+        """
+        return self.snapshot().to_pandas(columns=columns, filter=filter)
+
+    def to_polars(self) -> Any:
+        """A lazy ``polars.LazyFrame`` of the latest known version; see :meth:`Snapshot.to_polars`.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
+            >>> t = lh.write_table("memory://doc-table-polars", pa.table({"a": [1, 2]}))  # doctest: +SKIP
+            >>> t.to_polars().select("a").collect()["a"].to_list()  # doctest: +SKIP
+            [1, 2]
+        """
+        return self.snapshot().to_polars()
+
+    def to_duckdb(self, name: str, connection: Any = None) -> Any:
+        """Register the latest known version, lazily, as ``name`` in a DuckDB connection and return it;
+        see :meth:`Snapshot.to_duckdb`.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
+            >>> t = lh.write_table("memory://doc-table-duckdb", pa.table({"a": [1, 2]}))  # doctest: +SKIP
+            >>> t.to_duckdb("t").sql("select count(*) from t").fetchall()  # doctest: +SKIP
+            [(2,)]
+        """
+        return self.snapshot().to_duckdb(name, connection)
 
 
 def _reopen(uri: str, storage_options: Mapping[str, Any]) -> Table:

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -222,6 +222,52 @@ class Transaction:
         self._include(adds)
         params: dict[str, Any] = {"filter": str(expr) if expr is not None else None}
         self._operations.append(("overwrite", {**params, "schema_mode": "merge"} if merge else params))
+
+    def add_files(self, adds: list[AddFile], *, overwrite: bool = False,
+                  filter: FilterLike | pc.Expression | None = None, removed: Sequence[str] = ()) -> None:
+        """Commit data files written elsewhere (:func:`lakehouse.write_files`) as an append, or with
+        ``overwrite=True`` as an overwrite of all rows or of those matching ``filter`` (same conflict
+        rules as :meth:`append` / :meth:`overwrite`). ``removed``: paths of live files the caller read
+        and replaces; a concurrent removal of one of them conflicts.
+
+        The files belong to the transaction from here on: they are deleted if it aborts or conflicts.
+        With a filter every row of the files must match it, else ``ConstraintViolationError``.
+        """
+        self._check_open()
+        self._added.update((a.path, a) for a in adds)
+        if self._skip:
+            return
+        expr = to_expression(filter, self.schema)
+        if not overwrite and expr is not None:
+            raise ValueError("filter is only meaningful with an overwrite")
+        if expr is not None:
+            self._check_within(adds, expr)
+        if removed:
+            self._remove_paths(removed)
+        if overwrite:
+            self._delete(expr)
+        self._include(adds)
+        params: dict[str, Any] = {"files": len(adds)}
+        if overwrite:
+            params["filter"] = str(expr) if expr is not None else None
+        self._operations.append(("overwrite" if overwrite else "append", params))
+
+    def _check_within(self, adds: list[AddFile], expr: pc.Expression) -> None:
+        """ConstraintViolationError if some row of ``adds`` does not match ``expr`` (statistics first,
+        then the columns the filter needs, of the files statistics cannot clear)."""
+        outside = Snapshot(self._storage, self._base.with_files(adds_to_table(adds, self._base.metadata)))
+        rows = outside.to_arrow(columns=sorted(referenced_columns(expr)), filter=_keep(expr)).num_rows
+        if rows:
+            raise ConstraintViolationError(f"{rows} rows of the data files do not match the overwrite filter {expr}")
+
+    def _remove_paths(self, paths: Sequence[str]) -> None:
+        files = self._files
+        rows = _parts_in(files, list(paths))
+        missing = sorted(set(paths) - set(rows.column("path").to_pylist()))
+        if missing:
+            raise ValueError(f"files to remove are not live at version {self._base.version}: {missing[:5]}")
+        self._read_files.update(paths)
+        self._drop(rows)
 
     def _delete(self, expr: pc.Expression | None) -> None:
         self._predicates.append(expr)

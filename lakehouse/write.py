@@ -21,7 +21,7 @@ import os
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,13 +29,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .constraints import constraint_checker
 from .log import AddFile
 from .partitioning import partition_dir, split_by_partition
 from .schema import conformed_batches, file_schema, relabel, to_reader
+from .snapshot import load_state
 from .stats import file_stats
 from .storage import Storage
+from .tasks import DataFile
 
-__all__ = ["WriteOptions", "delete_files", "write_data_files"]
+__all__ = ["WriteOptions", "delete_files", "write_data_files", "write_files"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,3 +175,30 @@ def write_data_files(
         if pool is not None:
             pool.shutdown(wait=True)
     return done
+
+
+def write_files(uri: str | os.PathLike[str], data: Any, *,
+                storage_options: Mapping[str, Any] | None = None) -> list[DataFile]:
+    """Write Arrow-shaped ``data`` as data files of the table at ``uri``; never commits.
+
+    The data is conformed to the latest schema, split by the partition columns and checked against
+    NOT NULL and CHECK constraints, as :meth:`lakehouse.Table.append` does. The files stay invisible
+    until a driver passes the returned records to :meth:`lakehouse.Table.commit_files`; on an error
+    the files already written are deleted. Runs anywhere (a worker, a subprocess).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-write-files", pa.table({"a": [1]}))
+        >>> files = lh.write_files("memory://doc-write-files", pa.table({"a": [2, 3]}))
+        >>> t.commit_files(files, read_version=t.version), t.to_arrow().num_rows
+        (1, 3)
+    """
+    storage = Storage.from_uri(uri, storage_options)
+    state = load_state(storage)
+    meta = state.metadata
+    storage.check_atomic_create()  # an unsafe store is refused before any data file is written
+    size = meta.properties.get("target_file_size")
+    options = WriteOptions(target_file_bytes=int(size)) if size else WriteOptions()
+    adds = write_data_files(storage, data, schema=meta.schema, partition_by=meta.partition_by, options=options,
+                            check=constraint_checker(meta.properties))
+    return [DataFile.from_add(a, meta, version=state.version) for a in adds]

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "state": 4,
     "checkpoint": 4,
     "snapshot": 4,
+    "tasks": 4,
     "scan": 5,
     "write": 5,
     "commit": 5,
@@ -45,6 +46,7 @@ LAYERS: dict[str, int] = {
     "maintenance": 5,
     "integrations": 9,
     "cli": 10,
+    "dask": 10,
 }
 
 

@@ -23,3 +23,20 @@ def test_readme_example_runs(code, tmp_path, capsys):
     out = capsys.readouterr().out
     if "history()" in code:
         assert "delete" in out and "append" in out, "the history printed by the example"
+
+
+ECOSYSTEM = Path(__file__).resolve().parents[1] / "docs" / "ecosystem.md"
+
+
+def test_ecosystem_page_runs(tmp_path, capsys):
+    """docs/ecosystem.md's blocks, in order in one namespace (later ones read the table the first makes)."""
+    for module in ("pandas", "polars", "duckdb"):
+        pytest.importorskip(module)
+    blocks = re.findall(r"```python\n(.*?)```", ECOSYSTEM.read_text(), flags=re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code.replace("/tmp/", f"{tmp_path}/"), str(ECOSYSTEM), "exec"), namespace)
+    out = capsys.readouterr().out.split("\n")
+    assert out[:4] == ["4", "4", "[(4,)]", "1"]
+    assert out[4:7] == ["['c', 'd']", "['a', 'b']", "[(2,)]"]

@@ -26,7 +26,7 @@ ERRORS = {
     "UnsafeStorageError",
 }
 API = {"Table", "Snapshot", "Commit", "Transaction", "Alter", "Inspect", "write_table", "check_storage",
-       "StorageReport"}
+       "StorageReport", "FileTask", "DataFile", "read_task", "write_files"}
 # named in the issue (a subset of the above that must never go missing)
 ISSUE_NAMES = {
     "Table",
@@ -81,7 +81,12 @@ def test_api_kinds():
         assert callable(getattr(lh.Table, meth)), meth
     for meth in ("checkpoint", "app_version", "refresh"):
         assert callable(getattr(lh.Table, meth)), meth
-    for meth in ("to_arrow", "to_batches", "to_pyarrow_dataset", "files"):
+    for meth in ("commit_files",):
+        assert callable(getattr(lh.Table, meth)), meth
+    for name in ("FileTask", "DataFile"):
+        assert isinstance(getattr(lh, name), type), name
+    assert callable(lh.read_task) and callable(lh.write_files)
+    for meth in ("to_arrow", "to_batches", "to_pyarrow_dataset", "files", "plan_files"):
         assert callable(getattr(lh.Snapshot, meth)), meth
 
 
