@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.types as pat
 
 from .errors import ConstraintViolationError, InvalidDataError, InvalidTableError, SchemaMismatchError
@@ -492,20 +493,52 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = Fal
         if field.name not in names:
             raise SchemaMismatchError(f"column {field.name!r} ({field.type}) is missing from the data",
                                       column=field.name)
+        if _has_required(field.type):  # before the cast, which refuses nulls in required children untyped
+            _check_field(batch, batch.column(field.name), field)
         columns.append(_fit(batch.column(field.name), field.type, field.name, widen=widen))
     return _check_not_null(pa.RecordBatch.from_arrays(columns, schema=schema), schema)
 
 
 def _check_not_null(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """NOT NULL: ``batch`` (conformed to ``schema``) back, or ``ConstraintViolationError`` naming the column."""
+    """NOT NULL: ``batch`` (conformed to ``schema``) back, or ``ConstraintViolationError`` naming the column
+    (a dotted path for a non-nullable field inside a struct that is itself present)."""
     for i, field in enumerate(schema):
-        col = batch.column(i)
-        if not field.nullable and col.null_count:
-            rows = batch.filter(col.is_null()).slice(0, 5).to_pylist()
-            raise ConstraintViolationError(
-                f"NOT NULL constraint on column {field.name!r} is violated by {col.null_count} row(s) of the data",
-                constraint="NOT NULL", column=field.name, rows=rows)
+        _check_field(batch, batch.column(i), field)
     return batch
+
+
+def _check_field(batch: pa.RecordBatch, arr: pa.Array, field: pa.Field) -> None:
+    found = _null_violation(arr, field, field.name, None)
+    if found is not None:
+        path, mask = found
+        count = pc.sum(mask.cast(pa.int64())).as_py()
+        rows = batch.filter(mask).slice(0, 5).to_pylist()
+        raise ConstraintViolationError(
+            f"NOT NULL constraint on column {path!r} is violated by {count} row(s) of the data",
+            constraint="NOT NULL", column=path, rows=rows)
+
+
+def _has_required(t: pa.DataType) -> bool:
+    return pat.is_struct(t) and any(not f.nullable or _has_required(f.type) for f in t)
+
+
+def _null_violation(arr: pa.Array, field: pa.Field, path: str,
+                    present: pa.Array | None) -> tuple[str, pa.Array] | None:
+    """(path, rows mask) of the first non-nullable field that is null where its parents are present."""
+    if not field.nullable and arr.null_count:
+        mask = arr.is_null() if present is None else pc.and_(arr.is_null(), present)
+        if pc.any(mask).as_py():
+            return path, mask
+    if _has_required(field.type) and pat.is_struct(arr.type):
+        here = arr.is_valid() if present is None else pc.and_(arr.is_valid(), present)
+        for child in field.type:
+            j = arr.type.get_field_index(child.name)  # by name: the data's children may be in any order
+            if j < 0:
+                continue  # a missing child is a schema mismatch, reported by the caller
+            found = _null_violation(pc.struct_field(arr, [j]), child, f"{path}.{child.name}", here)
+            if found is not None:
+                return found
+    return None
 
 
 def conformed_batches(reader: pa.RecordBatchReader, schema: pa.Schema, *,

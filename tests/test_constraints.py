@@ -551,3 +551,17 @@ def test_random_rows_pass_or_fail_as_the_model_says(constraint, existing, new):
         assert t.append(data) == version + 1
         assert rows(lh.Table.open(uri).to_arrow()) == rows(pa.Table.from_pylist(existing + new,
                                                                                schema=_MODEL_SCHEMA))
+
+
+def test_not_null_inside_a_struct_is_enforced_where_the_struct_is_present(table_uri):
+    st = pa.struct([pa.field("x", pa.int64(), nullable=False), pa.field("y", pa.string())])
+    t = lh.Table.create(table_uri, pa.schema([pa.field("id", pa.int64()), pa.field("s", st)]))
+    ok = pa.table({"id": [1, 2], "s": pa.array([{"x": 1, "y": "a"}, None], st)})  # a null struct is fine
+    assert t.append(ok) == 1
+    loose = pa.struct([pa.field("x", pa.int64()), pa.field("y", pa.string())])
+    bad = pa.table({"id": [3, 4], "s": pa.array([{"x": None, "y": "b"}, {"x": 2, "y": None}], loose)})
+    with pytest.raises(lh.ConstraintViolationError) as info:
+        t.append(bad)
+    assert info.value.column == "s.x" and info.value.constraint == "NOT NULL"
+    assert info.value.rows == [{"id": 3, "s": {"x": None, "y": "b"}}]
+    assert t.version == 1 and t.to_arrow().num_rows == 2
