@@ -5,9 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+# the docs extra is installed on its own (CI never builds the site, so `dev` does not carry it)
+DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint bench bench-suite clean distclean
+.PHONY: help venv demo test lint bench bench-suite docs clean distclean
 
 help:
 	@echo "make demo       run examples/demo.py (creates ./demo-table)"
@@ -15,6 +17,7 @@ help:
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      run benchmarks/bench_core.py (lakehouse vs raw pyarrow, ~5 min)"
 	@echo "make bench-suite  the full suite vs pyarrow, deltalake, pyiceberg (~11 min; QUICK=1 for ~2 min)"
+	@echo "make docs       build the documentation site into ./site (mkdocs --strict; installs the docs extra)"
 	@echo "make venv       create .venv and install the package with its dev extra"
 	@echo "make clean      remove build and run artefacts; distclean also removes .venv"
 
@@ -49,6 +52,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check lakehouse tests examples benchmarks
 	$(BIN)/mypy lakehouse
 
+$(DOCS_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict -d site
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
 
@@ -57,7 +68,7 @@ bench-suite: $(STAMP)
 	$(BIN)/python benchmarks/suite.py $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf build dist *.egg-info demo-table benchmarks/results .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf build dist site *.egg-info demo-table benchmarks/results .pytest_cache .hypothesis .mypy_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean

@@ -206,6 +206,8 @@ def markdown(env: dict[str, Any], params: dict[str, Any], notes: dict[str, str],
                      f"peak RSS {cm['rss_peak'] / 2**20:.0f} MiB.")
     lines += ["", "Targets of issue 3:", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {ok} |" for t, m, ok in targets(figs, extra)]
+    if extra.get("dask"):
+        lines += ["", dask_markdown(extra["dask"]).replace("## Dask", "### Dask", 1).rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -276,3 +278,37 @@ def write(out: str, env: dict[str, Any], params: dict[str, Any], notes: dict[str
                "targets": [{"target": t, "measured": m, "status": s} for t, m, s in targets(figs, extra)]}
     (d / "results.json").write_text(json.dumps(payload, indent=1, default=str))
     return [d / "results.md", d / "results.json", *charts(d, extra)]
+
+
+def dask_markdown(res: dict[str, Any]) -> str:
+    """The table of benchmarks/dask_bench.py (issue 7): medians and ratios against both baselines."""
+    env, p = res["environment"], res["params"]
+    v = env["versions"]
+    load = "; ".join(f"{x['phase']} {x['loadavg']}" for x in res.get("load", []))
+    lines = [
+        f"## Dask (issue 7) — {env['date']}",
+        "",
+        f"Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM. Load average: {load}.",
+        f"Python {v['python']}, pyarrow {v['pyarrow']}, dask {v.get('dask')}, distributed {v.get('distributed')}, "
+        f"pandas {v.get('pandas')}, lakehouse {v['lakehouse']} ({v['lakehouse_git']}).",
+        f"Rows: {p['rows']:,}; repeats {p['repeat']} (medians); LocalCluster({p['workers']} workers x "
+        f"{p['threads']} thread); dask DataFrame of {p['partitions']} partitions, persisted on the workers in "
+        f"{res.get('persist_seconds', 0):.1f} s before timing; runtime {p['runtime_s']:.0f} s. "
+        f"Command: `{p.get('command', '')}`.",
+        "",
+        "| operation | path | median s | min s | rows | files | dask partitions | single-process / this "
+        "| dask parquet / this |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    figs = res["figures"]
+    for f in figs:
+        base = {b["path"]: b["median"] for b in figs if b["op"] == f["op"]}
+        r1 = base.get("single", 0) / f["median"] if f["median"] else 0
+        r2 = base.get("dask-pq", 0) / f["median"] if f["median"] else 0
+        lines.append(f"| {f['op']} | {f['label']} | {f['median']:.3f} | {f['min']:.3f} | {_fmt(f.get('rows'))} | "
+                     f"{_fmt(f.get('files'))} | {_fmt(f.get('partitions'))} | {r1:.2f} | {r2:.2f} |")
+    lines += ["", "Ratios: baseline median / this median (> 1 = this path is faster than the baseline). "
+              "Single process = `lh.write_table` / `Table.to_arrow`; dask parquet = `to_parquet` / "
+              "`read_parquet` of the `to_parquet` output, on the same cluster. Dask reads include `.compute()` "
+              "gathering every row into the driver process."]
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@ Workloads (same generated data, same run, every engine): write, read (each in a 
 which also gives the peak RSS), select (one partition; a 1% id range), append (small commits,
 median/p95), open (latest, without then with a checkpoint), travel (open the middle version),
 delete (a partition; a 1% id range), concurrent (4 spawned processes appending), scale (curves).
+Optional, only when named in ``--only``: dask (issue 7, benchmarks/dask_bench.py; skipped with a
+note if dask is not installed).
 Writes results.json, results.md and *.png into ``--out``. See ``--help``.
 """
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import json  # noqa: E402
 
+import dask_bench  # noqa: E402
 import peers  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import report  # noqa: E402
@@ -37,6 +40,7 @@ import scale  # noqa: E402
 from datagen import generate_table, small_batch  # noqa: E402
 
 WORKLOADS = ("write", "read", "select", "append", "open", "travel", "delete", "concurrent", "scale")
+OPTIONAL = ("dask",)  # run only when named in --only
 SMALL_ROWS = 100
 
 
@@ -225,6 +229,18 @@ class Suite:
             self.extra["checkpoint_memory"] = {"files": max(self.a.file_points), **res}
             log(f"  checkpoint of {max(self.a.file_points)} files: {res}")
 
+    # -- dask (issue 7): optional --------------------------------------------------------------
+    def dask(self) -> None:
+        note = dask_bench.missing()
+        if note:
+            self.notes["dask"] = note
+            log(f"  dask {note}")
+            return
+        da = dask_bench.parse(["--rows", str(self.n), "--repeat", str(self.a.repeat)]
+                              + (["--workdir", self.a.workdir] if self.a.workdir else []))
+        self.extra["dask"] = dask_bench.run(da)
+        self.extra["dask"]["params"]["command"] = f"python benchmarks/suite.py (workload dask, rows {self.n})"
+
 
 def _ms(d: dict[str, float]) -> dict[str, float]:
     return {k: v * 1e3 for k, v in d.items()}
@@ -234,7 +250,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=None, help="rows generated (default 5,000,000; --quick 500,000)")
     p.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
-    p.add_argument("--only", default=",".join(WORKLOADS), help=f"workloads, from {','.join(WORKLOADS)}")
+    p.add_argument("--only", default=",".join(WORKLOADS),
+                   help=f"workloads, from {','.join(WORKLOADS)}; optional (only if named): {','.join(OPTIONAL)}")
     p.add_argument("--engines", default="", help="subset of pyarrow,lakehouse,deltalake,pyiceberg")
     p.add_argument("--repeat", type=int, default=None, help="repeats of write/read/select (default 3; quick 2)")
     p.add_argument("--appends", type=int, default=None, help="small appends (default 500; quick 50)")
@@ -259,7 +276,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a.commit_points = [n for n in (10, 100, 1000, 10_000, 100_000) if n <= max_c]
     a.file_points = [n for n in (1000, 10_000, 100_000, 1_000_000) if n <= max_f]
     a.only = [w for w in a.only.split(",") if w]
-    bad = set(a.only) - set(WORKLOADS)
+    bad = set(a.only) - set(WORKLOADS) - set(OPTIONAL)
     if bad:
         p.error(f"unknown workloads {sorted(bad)}")
     return a
@@ -279,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"generated {a.rows:,} rows in {time.perf_counter() - t0:.1f} s; write/read ...")
             s.write_read(data, "read" in a.only)
             del data
-        for w in ("select", "append", "open", "travel", "delete", "concurrent", "scale"):
+        for w in ("select", "append", "open", "travel", "delete", "concurrent", "scale", *OPTIONAL):
             if w in a.only:
                 log(f"{w} ...")
                 getattr(s, w)()

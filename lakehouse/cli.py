@@ -4,8 +4,10 @@ A thin shell over the public API (``lakehouse.Table`` and ``Table.inspect``); it
 extra (``pip install 'lakehouse-format[cli]'``: click and rich). Every command takes a table URI,
 ``--output text|json`` (rich tables, or one plain JSON document) and repeatable
 ``--storage-option key=value`` (the value parsed as JSON when it is JSON, else kept as text).
-Filters are JSON DNF lists, e.g. ``'[["day", "=", 3]]'`` (AND of the tuples) or
-``'[[["day", "=", 3]], [["day", "=", 4]]]'`` (OR of ANDs). A ``LakehouseError`` (or a storage error)
+Filters are SQL-like text (``"day = 3 and id < 100"``; the ``sql`` extra) or JSON DNF lists, e.g.
+``'[["day", "=", 3]]'`` (AND of the tuples) or ``'[[["day", "=", 3]], [["day", "=", 4]]]'`` (OR of
+ANDs): a value starting with ``[`` is JSON. ``vacuum``, ``optimize`` and ``checkpoint`` show a
+progress bar on stderr unless ``--quiet`` or ``--output json``. A ``LakehouseError`` (or a storage error)
 prints one line to stderr and exits with 1; bad usage exits with 2; ``lakehouse -v`` shows the
 traceback. The reference is ``docs/cli.md``.
 
@@ -86,14 +88,21 @@ def _predicates(value: Any) -> Any:
 
 
 def parse_filter(text: str | None) -> Any:
-    """A filter given as a JSON DNF list, as the DNF tuples the library takes (None for None).
+    """A filter given as a JSON DNF list, as the DNF tuples the library takes (None for None); text
+    not starting with ``[`` (or ``{``) is a SQL-like filter, passed on as the string.
 
     Example:
         >>> parse_filter('[["day", "=", 3], ["id", "in", [1, 2]]]')
         [('day', '=', 3), ('id', 'in', [1, 2])]
+        >>> parse_filter("day = 3 and id in (1, 2)")
+        'day = 3 and id in (1, 2)'
     """
     if text is None:
         return None
+    if not text.lstrip().startswith(("[", "{")):  # JSON is a list (an object is a usage error)
+        if not text.strip():
+            raise click.BadParameter("empty filter", param_hint="--filter")
+        return text
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -117,8 +126,8 @@ def _typed(value: Any, typ: pa.DataType) -> Any:
 
 def _typed_filter(filter_: Any, schema: pa.Schema) -> Any:
     """JSON has no dates, times or decimals: their text (``"2024-05-01"``) becomes the column's type."""
-    if filter_ is None:
-        return None
+    if filter_ is None or isinstance(filter_, str):  # SQL text is typed by the library
+        return filter_
     if isinstance(filter_, tuple):
         column = filter_[0]
         if len(filter_) == 3 and column in schema.names:
@@ -312,8 +321,18 @@ def _pinned(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _filter_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--filter", "filter_", metavar="JSON", callback=lambda ctx, p, v: parse_filter(v),
-                        help='A JSON DNF filter, e.g. \'[["day", "=", 3]]\'.')(f)
+    return click.option("--filter", "filter_", metavar="FILTER", callback=lambda ctx, p, v: parse_filter(v),
+                        help='A SQL-like filter, e.g. "day = 3 and id < 100", or JSON DNF, e.g. '
+                             '\'[["day", "=", 3]]\'.')(f)
+
+
+def _quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bar (none with --output json either).")(f)
+
+
+def _progress(output: str, quiet: bool) -> bool:
+    """Show a progress bar (on stderr) unless asked not to or writing JSON."""
+    return not quiet and output != "json"
 
 
 def _open(uri: str, storage_options: Mapping[str, Any]) -> lh.Table:
@@ -555,12 +574,14 @@ def diff(uri: str, v1: int, v2: int, output: str, storage_options: dict[str, Any
 @click.option("--dry-run/--no-dry-run", default=True, show_default=True, help="Only list what would be deleted.")
 @click.option("--enforce-retention/--no-enforce-retention", default=True, show_default=True,
               help="Refuse a retention below the table's minimum (property vacuum_min_retention_seconds).")
+@_quiet_option
 @_common
-def vacuum(uri: str, retention: dt.timedelta, dry_run: bool, enforce_retention: bool, output: str,
+def vacuum(uri: str, retention: dt.timedelta, dry_run: bool, enforce_retention: bool, quiet: bool, output: str,
            storage_options: dict[str, Any]) -> None:
     """Delete files no version within the retention reads (a dry run unless --no-dry-run)."""
     paths = _open(uri, storage_options).vacuum(retention=retention, dry_run=dry_run,
-                                              enforce_retention=enforce_retention)
+                                              enforce_retention=enforce_retention,
+                                              progress=_progress(output, quiet) and not dry_run)
     if output == "json":
         return _echo_json({"dry_run": dry_run, "retention_seconds": retention.total_seconds(),
                            "count": len(paths), "files": paths})
@@ -574,14 +595,15 @@ def vacuum(uri: str, retention: dt.timedelta, dry_run: bool, enforce_retention: 
               help="Bytes per file (134217728, 128MiB, 100MB); default: the table property target_file_size.")
 @_filter_option
 @click.option("--sort-by", multiple=True, metavar="A,B", help="Sort rewritten partitions by these columns.")
+@_quiet_option
 @_common
-def optimize(uri: str, target_file_size: int | None, filter_: Any, sort_by: tuple[str, ...], output: str,
-             storage_options: dict[str, Any]) -> None:
+def optimize(uri: str, target_file_size: int | None, filter_: Any, sort_by: tuple[str, ...], quiet: bool,
+             output: str, storage_options: dict[str, Any]) -> None:
     """Compact small files (optionally only where --filter may match, sorted by --sort-by)."""
     table = _open(uri, storage_options)
     before = table.inspect.files().num_rows
     version = table.optimize(target_file_size=target_file_size, filter=_typed_filter(filter_, table.schema),
-                             sort_by=_split_names(sort_by))
+                             sort_by=_split_names(sort_by), progress=_progress(output, quiet))
     after = table.inspect.files().num_rows
     doc = {"version": version, "files_before": before, "files_after": after}
     if output == "json":
@@ -591,10 +613,11 @@ def optimize(uri: str, target_file_size: int | None, filter_: Any, sort_by: tupl
 
 @cli.command()
 @click.argument("uri")
+@_quiet_option
 @_common
-def checkpoint(uri: str, output: str, storage_options: dict[str, Any]) -> None:
+def checkpoint(uri: str, quiet: bool, output: str, storage_options: dict[str, Any]) -> None:
     """Write a checkpoint at the latest version."""
-    version = _open(uri, storage_options).checkpoint()
+    version = _open(uri, storage_options).checkpoint(progress=_progress(output, quiet))
     if output == "json":
         return _echo_json({"version": version})
     click.echo(f"checkpoint written at version {version}")

@@ -1,7 +1,8 @@
 """Filters: DNF tuples to Arrow expressions, expression analysis, and file pruning.
 
-A filter is either a :class:`pyarrow.compute.Expression` or DNF tuples: a list of
-``(column, op, value)`` tuples is an AND, a list of such lists is an OR of ANDs.
+A filter is a :class:`pyarrow.compute.Expression`, DNF tuples (a list of ``(column, op, value)``
+tuples is an AND, a list of such lists is an OR of ANDs), or SQL-like text such as
+``"day = 7 and id < 100"`` (translated by :mod:`lakehouse.sqlfilter`; needs the ``sql`` extra).
 
 Pruning turns a row filter into a filter over the *files table* (one row per data file with
 ``partition.<c>``, ``min.<c>``, ``max.<c>``, ``null_count.<c>`` and ``num_rows`` columns) that is
@@ -36,7 +37,7 @@ __all__ = [
     "prune_expression", "referenced_columns", "rename_fields", "to_expression",
 ]
 
-FilterLike: TypeAlias = pc.Expression | Sequence[tuple] | Sequence[Sequence[tuple]]
+FilterLike: TypeAlias = pc.Expression | str | Sequence[tuple] | Sequence[Sequence[tuple]]
 
 _COMPARISONS = {"=": "equal", "==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal",
                 ">": "greater", ">=": "greater_equal"}
@@ -373,7 +374,8 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
     """Turn a filter into an expression over ``schema``, checking its columns and values.
 
     DNF values are converted to the column's type; ``"in"``/``"not in"`` take a list (None in
-    it matches nulls; otherwise ``not in`` is null, not true, for null rows, as in SQL).
+    it matches nulls; otherwise ``not in`` is null, not true, for null rows, as in SQL). A string
+    is a SQL-like filter (:func:`lakehouse.sqlfilter.parse_sql_filter`), typed the same way.
 
     Raises:
         ColumnNotFoundError: the filter names a column ``schema`` does not have.
@@ -383,14 +385,20 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
         >>> schema = pa.schema([("a", pa.int32()), ("b", pa.string())])
         >>> to_expression([("a", ">", 1), ("b", "is null", None)], schema)
         <pyarrow.compute.Expression ((a > 1) and is_null(b, {nan_is_null=false}))>
+        >>> to_expression("a > 1 and b is null", schema)
+        <pyarrow.compute.Expression ((a > 1) and is_null(b, {nan_is_null=false}))>
     """
     if filter is None:
         return None
     if isinstance(filter, pc.Expression):
         _validate_expression(filter, schema)
         return filter
-    if isinstance(filter, str | bytes) or not isinstance(filter, Sequence) or not filter:
-        raise InvalidFilterError(f"a filter must be an Expression or a list of tuples, got {filter!r}")
+    if isinstance(filter, str):
+        from .sqlfilter import parse_sql_filter  # lazily: sqlglot is an extra
+
+        return parse_sql_filter(filter, schema)
+    if isinstance(filter, bytes) or not isinstance(filter, Sequence) or not filter:
+        raise InvalidFilterError(f"a filter must be an Expression, a SQL string or a list of tuples, got {filter!r}")
     if all(_is_predicate(p) for p in filter):
         return _conjunction(filter, schema)
     return reduce(operator.or_, (_conjunction(c, schema) for c in filter))

@@ -26,10 +26,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,6 +42,7 @@ from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
 from .errors import CommitConflictError, CorruptLogError, RetentionError, VersionNotFoundError
 from .log import RemoveFile, checkpoint_name, entry_name
+from .progress import ProgressEvent, ProgressLike, progress_callback
 from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
 from .state import TableState, files_to_adds
 from .storage import Storage
@@ -160,9 +162,10 @@ def _listed_files(storage: Storage) -> list[tuple[str, int | None]]:
 
 
 def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_run: bool = True,
-           enforce_retention: bool = True, now_ms: int | None = None) -> list[str]:
+           enforce_retention: bool = True, now_ms: int | None = None, progress: ProgressLike = None) -> list[str]:
     """Files (relative paths, sorted) that no version within ``retention`` references and that are
-    older than it; deleted unless ``dry_run``.
+    older than it; deleted unless ``dry_run``. ``progress`` hears ``("vacuum", "delete")`` events,
+    one per file deleted (a dry run sends one, 0 of 0).
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -187,21 +190,32 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     # younger unreferenced file may belong to a writer that has not committed yet
     doomed = sorted(rel for rel, mtime in _listed_files(storage)
                     if rel not in referenced and mtime is not None and mtime < cutoff)
-    if not dry_run and doomed:
-        def remove(rel: str) -> BaseException | None:
-            try:
-                storage.delete(rel)
-                return None
-            except FileNotFoundError:
-                return None  # gone already (a concurrent vacuum): the goal holds
-            except OSError as exc:
-                return exc
-
-        with ThreadPoolExecutor(8) as pool:
-            failures = [e for e in pool.map(remove, doomed) if e is not None]
-        if failures:  # everything else was deleted; running vacuum again finishes the job
-            raise failures[0]
+    with contextlib.closing(progress_callback(progress)) as report:
+        total = 0 if dry_run else len(doomed)
+        report(ProgressEvent("vacuum", "delete", 0, total, "files"))
+        if not dry_run and doomed:
+            _delete_all(storage, doomed, report)
     return doomed
+
+
+def _delete_all(storage: Storage, doomed: list[str], report: Callable[[ProgressEvent], None]) -> None:
+    def remove(rel: str) -> BaseException | None:
+        try:
+            storage.delete(rel)
+            return None
+        except FileNotFoundError:
+            return None  # gone already (a concurrent vacuum): the goal holds
+        except OSError as exc:
+            return exc
+
+    failures: list[BaseException] = []
+    with ThreadPoolExecutor(8) as pool:
+        for i, error in enumerate(pool.map(remove, doomed), 1):
+            if error is not None:
+                failures.append(error)
+            report(ProgressEvent("vacuum", "delete", i, len(doomed), "files"))
+    if failures:  # everything else was deleted; running vacuum again finishes the job
+        raise failures[0]
 
 
 # -- log clean-up ------------------------------------------------------------------------------
@@ -313,9 +327,11 @@ def _bins(files: pa.Table, partition_by: Sequence[str], target: int, sort_by: Se
 
 
 def optimize(storage: Storage, state: TableState, *, target_file_size: int, filter: pc.Expression | None = None,
-             sort_by: Sequence[str] = (), options: WriteOptions | None = None) -> CommitResult | None:
+             sort_by: Sequence[str] = (), options: WriteOptions | None = None,
+             progress: ProgressLike = None) -> CommitResult | None:
     """Compact small files (of the partitions ``filter`` may touch) into files of about
     ``target_file_size`` bytes on storage, optionally sorted by ``sort_by``; None if nothing to do.
+    ``progress`` hears ``("optimize", "rewrite")`` events, one per bin of files rewritten.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -328,15 +344,25 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
     meta = state.metadata
     candidates = snap._pruned(filter)
     bins = _bins(candidates, meta.partition_by, target_file_size, sort_by)
-    if not bins:
-        return None
+    with contextlib.closing(progress_callback(progress)) as report:
+        report(ProgressEvent("optimize", "rewrite", 0, len(bins), "bins"))
+        if not bins:
+            return None
+        return _rewrite(storage, state, snap, bins, target_file_size=target_file_size, filter=filter,
+                        sort_by=sort_by, options=options, report=report)
+
+
+def _rewrite(storage: Storage, state: TableState, snap: Snapshot, bins: list[pa.Table], *, target_file_size: int,
+             filter: pc.Expression | None, sort_by: Sequence[str], options: WriteOptions | None,
+             report: Callable[[ProgressEvent], None]) -> CommitResult:
+    meta = state.metadata
     base = options or WriteOptions()
     check = constraint_checker(meta.properties)  # rewrites are writes: constraints hold (format §16.1)
     sort_keys = [(c, "ascending") for c in sort_by]
     schema = snap.schema
     added: list[Any] = []
     try:
-        for group in bins:
+        for done, group in enumerate(bins, 1):
             dataset = snap._dataset(group)
             disk = max(1, sum(group.column("size_bytes").to_pylist()))
             if sort_keys:
@@ -356,6 +382,7 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
                 added += write_data_files(storage, pa.RecordBatchReader.from_batches(schema, batches),
                                           schema=meta.schema, partition_by=meta.partition_by, options=opts,
                                           check=check)
+            report(ProgressEvent("optimize", "rewrite", done, len(bins), "bins"))
     except BaseException:
         delete_files(storage, [a.path for a in added])
         raise

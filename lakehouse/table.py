@@ -42,6 +42,7 @@ from .evolution import new_metadata_schema
 from .expressions import FilterLike, to_expression
 from .inspect import Inspect
 from .log import AppTransaction, LogEntry, Metadata, Protocol
+from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import check_properties
 from .schema import check_partition_columns, logical_schema, to_reader
 from .snapshot import Snapshot, list_log, load_state, read_entries, read_entry
@@ -411,13 +412,14 @@ class Table:
                            app_transaction=app_transaction, options=self._write_options)
 
     def append(self, data: Any, *, schema_mode: SchemaMode = "strict",
-               app_transaction: tuple[str, int] | None = None) -> int:
+               app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> int:
         """Add rows; returns the new version. Never conflicts with other appends or deletes.
 
         ``schema_mode="merge"``: new nullable columns of ``data`` (top level or inside structs) and
         types that widen the table's join the schema in the same commit (a schema change conflicts
         with concurrent commits); narrower data types are cast up. ``"strict"`` (the default)
-        refuses any difference with ``SchemaMismatchError``.
+        refuses any difference with ``SchemaMismatchError``. ``progress``: None (silent), True (a
+        progress bar) or a callback taking :class:`~lakehouse.progress.ProgressEvent` values.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -430,14 +432,15 @@ class Table:
         tx = Transaction(self._storage, self._state, on_commit=self._set_state,
                          app_transaction=app_transaction, options=self._write_options)
         with tx:
-            tx.append(data, schema_mode=schema_mode)
+            tx.append(data, schema_mode=schema_mode, progress=progress)
         return tx.version  # type: ignore[return-value]
 
     def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None,
-                  schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None) -> int:
+                  schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None,
+                  progress: ProgressLike = None) -> int:
         """Replace the whole table, or only the rows matching ``filter``, by ``data``.
 
-        ``schema_mode`` as for :meth:`append`.
+        ``schema_mode`` and ``progress`` as for :meth:`append`.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -448,7 +451,7 @@ class Table:
             [1, 5]
         """
         with self.transaction(app_transaction=app_transaction) as tx:
-            tx.overwrite(data, filter=filter, schema_mode=schema_mode)
+            tx.overwrite(data, filter=filter, schema_mode=schema_mode, progress=progress)
         return tx.version  # type: ignore[return-value]
 
     def delete(self, filter: FilterLike | pc.Expression | None = None, *,
@@ -514,8 +517,9 @@ class Table:
                 raise CommitConflictError(f"data files were written under the schema of version {v}, which differs "
                                           f"from that of read_version {base.version}", version=v)
 
-    def checkpoint(self) -> int:
-        """Write a checkpoint at the latest version; returns that version.
+    def checkpoint(self, *, progress: ProgressLike = None) -> int:
+        """Write a checkpoint at the latest version; returns that version. ``progress`` as for
+        :meth:`append` (one ``("checkpoint", "write")`` step).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -523,18 +527,25 @@ class Table:
             0
         """
         self.refresh()
-        return write_checkpoint(self._storage, self._state)
+        report = progress_callback(progress)
+        try:
+            report(ProgressEvent("checkpoint", "write", 0, 1, "checkpoints"))
+            version = write_checkpoint(self._storage, self._state)
+            report(ProgressEvent("checkpoint", "write", 1, 1, "checkpoints"))
+        finally:
+            report.close()
+        return version
 
 
     # -- maintenance ---------------------------------------------------------------------------
     def vacuum(self, *, retention: dt.timedelta = dt.timedelta(days=7), dry_run: bool = True,
-               enforce_retention: bool = True) -> list[str]:
+               enforce_retention: bool = True, progress: ProgressLike = None) -> list[str]:
         """Delete files no version within ``retention`` can read (and orphans older than it).
 
         Returns the paths (relative to the table root) deleted, or that would be with ``dry_run``
         (the default). A retention below the table's minimum (property
         ``vacuum_min_retention_seconds``, default 7 days) raises ``RetentionError`` unless
-        ``enforce_retention=False``.
+        ``enforce_retention=False``. ``progress`` as for :meth:`append` (one event per file deleted).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa, datetime as dt
@@ -547,7 +558,7 @@ class Table:
         """
         self.refresh()
         return maintenance.vacuum(self._storage, self._state, retention=retention, dry_run=dry_run,
-                                  enforce_retention=enforce_retention)
+                                  enforce_retention=enforce_retention, progress=progress)
 
     def cleanup_log(self, *, retention: dt.timedelta = dt.timedelta(days=30), enforce_retention: bool = True) -> int:
         """Remove log entries older than ``retention`` that a checkpoint covers; returns how many.
@@ -585,7 +596,7 @@ class Table:
         return result.version
 
     def optimize(self, *, target_file_size: int | None = None, filter: FilterLike | pc.Expression | None = None,
-                 sort_by: Sequence[str] | None = None) -> int | None:
+                 sort_by: Sequence[str] | None = None, progress: ProgressLike = None) -> int | None:
         """Compact small files into files of about ``target_file_size`` bytes (property
         ``target_file_size``), optionally sorted by ``sort_by``; returns the new version, or None
         if there was nothing to do. Rows do not change: concurrent appends never conflict with it,
@@ -593,6 +604,7 @@ class Table:
 
         ``filter`` limits the work to the files it may match (e.g. some partitions). With
         ``sort_by`` every partition of more than one file is rewritten as a whole, sorted.
+        ``progress`` as for :meth:`append` (one event per group of files rewritten).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -612,7 +624,7 @@ class Table:
                 raise ColumnNotFoundError(c, available=self.schema.names)
         expr = to_expression(filter, self.schema)
         result = maintenance.optimize(self._storage, self._state, target_file_size=size, filter=expr,
-                                      sort_by=columns, options=self._write_options)
+                                      sort_by=columns, options=self._write_options, progress=progress)
         if result is None:
             return None
         self._set_state(result.state)
@@ -674,11 +686,12 @@ def _reopen(uri: str, storage_options: Mapping[str, Any]) -> Table:
 def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",
                 partition_by: Sequence[str] | None = None, properties: Mapping[str, Any] | None = None,
                 storage_options: Mapping[str, Any] | None = None,
-                app_transaction: tuple[str, int] | None = None, schema_mode: SchemaMode = "strict") -> Table:
+                app_transaction: tuple[str, int] | None = None, schema_mode: SchemaMode = "strict",
+                progress: ProgressLike = None) -> Table:
     """Write ``data`` to the table at ``uri``, creating it (with the data, as version 0) if missing.
 
     ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
-    (do nothing if a table exists). ``schema_mode`` as for :meth:`Table.append`.
+    (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -692,23 +705,25 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
     try:
         table = Table(storage, load_state(storage))
     except TableNotFoundError:
-        return _create_with_data(storage, data, partition_by, properties, app_transaction)
+        return _create_with_data(storage, data, partition_by, properties, app_transaction, progress)
     if mode == "error":
         raise TableExistsError(storage.uri)
     if mode == "append":
-        table.append(data, app_transaction=app_transaction, schema_mode=schema_mode)
+        table.append(data, app_transaction=app_transaction, schema_mode=schema_mode, progress=progress)
     elif mode == "overwrite":
-        table.overwrite(data, app_transaction=app_transaction, schema_mode=schema_mode)
+        table.overwrite(data, app_transaction=app_transaction, schema_mode=schema_mode, progress=progress)
     return table
 
 
 def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] | None,
-                      properties: Mapping[str, Any] | None, app_transaction: tuple[str, int] | None) -> Table:
+                      properties: Mapping[str, Any] | None, app_transaction: tuple[str, int] | None,
+                      progress: ProgressLike = None) -> Table:
     storage.check_atomic_create()
     reader = to_reader(data)
     meta = _new_metadata(reader.schema, partition_by, properties)
     options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
-    adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options)
+    adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
+                            progress=progress)
     txn: tuple[AppTransaction, ...] = ()
     if app_transaction is not None:
         txn = (AppTransaction(app_id=str(app_transaction[0]), version=int(app_transaction[1])),)

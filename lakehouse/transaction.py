@@ -37,6 +37,7 @@ from .errors import (
 from .evolution import merge_schema, raised_protocol
 from .expressions import FilterLike, referenced_columns, to_expression
 from .log import AddFile, AppTransaction, Metadata, RemoveFile
+from .progress import ProgressLike
 from .schema import logical_schema, to_reader
 from .snapshot import Snapshot, read_ahead
 from .state import TableState, adds_to_table, retype_adds
@@ -121,7 +122,7 @@ class Transaction:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _write(self, data: Any, check: Callable[[pa.RecordBatch], None] | None = None, *,
-               merge: bool = False) -> list[AddFile]:
+               merge: bool = False, progress: ProgressLike = None, operation: str = "write") -> list[AddFile]:
         if merge:
             data = to_reader(data)  # read the schema once: a stream can be consumed only once
             self._evolve(merge_schema(self._base.metadata, data.schema))
@@ -129,7 +130,8 @@ class Transaction:
         check = combine_checks(constraint_checker(meta.properties), check)  # CHECK constraints (format §16.1)
         self._storage.check_atomic_create()  # an unsafe store is refused before any data file is written
         adds = write_data_files(self._storage, data, schema=meta.schema, partition_by=meta.partition_by,
-                                options=self._options, check=check, widen=merge)
+                                options=self._options, check=check, widen=merge, progress=progress,
+                                operation=operation)
         self._added.update((a.path, a) for a in adds)
         return adds
 
@@ -178,14 +180,15 @@ class Transaction:
         return Snapshot(self._storage, self._base.with_files(files))
 
     # -- operations ------------------------------------------------------------------------------
-    def append(self, data: Any, *, schema_mode: SchemaMode = "strict") -> None:
+    def append(self, data: Any, *, schema_mode: SchemaMode = "strict", progress: ProgressLike = None) -> None:
         """Add the rows of ``data`` (any Arrow-shaped data matching the table schema; with
-        ``schema_mode="merge"`` its new nullable columns and widened types join the schema)."""
+        ``schema_mode="merge"`` its new nullable columns and widened types join the schema).
+        ``progress``: see :mod:`lakehouse.progress`."""
         self._check_open()
         merge = _check_mode(schema_mode)
         if self._skip:
             return
-        self._include(self._write(data, merge=merge))
+        self._include(self._write(data, merge=merge, progress=progress, operation="append"))
         self._operations.append(("append", {"schema_mode": "merge"} if merge else {}))
 
     def delete(self, filter: FilterLike | pc.Expression | None = None) -> None:
@@ -198,7 +201,7 @@ class Transaction:
         self._operations.append(("delete", {"filter": str(expr) if expr is not None else None}))
 
     def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None,
-                  schema_mode: SchemaMode = "strict") -> None:
+                  schema_mode: SchemaMode = "strict", progress: ProgressLike = None) -> None:
         """Replace all rows, or only those matching ``filter``, by ``data``.
 
         With a filter every new row must match it, else ``ConstraintViolationError``. With
@@ -217,7 +220,7 @@ class Transaction:
                     raise ConstraintViolationError(
                         f"{outside} rows of the data do not match the overwrite filter {expr}"
                     )
-        adds = self._write(data, check, merge=merge)
+        adds = self._write(data, check, merge=merge, progress=progress, operation="overwrite")
         self._delete(expr)
         self._include(adds)
         params: dict[str, Any] = {"filter": str(expr) if expr is not None else None}

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from .constraints import constraint_checker
 from .log import AddFile
 from .partitioning import partition_dir, split_by_partition
+from .progress import ProgressEvent, ProgressLike, progress_callback
 from .schema import conformed_batches, file_schema, relabel, to_reader
 from .snapshot import load_state
 from .stats import file_stats
@@ -115,6 +116,8 @@ def write_data_files(
     options: WriteOptions | None = None,
     check: Callable[[pa.RecordBatch], None] | None = None,
     widen: bool = False,
+    progress: ProgressLike = None,
+    operation: str = "write",
 ) -> list[AddFile]:
     """Write Arrow-shaped ``data`` as Parquet files under ``storage``; return their add actions.
 
@@ -122,7 +125,9 @@ def write_data_files(
     carry the field ids, statistics are keyed by physical name). ``widen`` lets data columns of a
     narrower type be cast up (``schema_mode="merge"``). ``check`` sees every conformed batch before
     it is buffered and may raise to abort the write. On any error the files already written are
-    deleted and the error propagates.
+    deleted and the error propagates. ``progress`` (see :mod:`lakehouse.progress`) hears of every
+    file written as ``(operation, "files")`` and ``(operation, "bytes")`` events; the totals are
+    known, and sent, at the end.
     """
     opts = options or WriteOptions()
     columns = list(partition_by)
@@ -132,18 +137,27 @@ def write_data_files(
     pending: list[Future[AddFile]] = []
     done: list[AddFile] = []
     pool: ThreadPoolExecutor | None = None
+    report = progress_callback(progress)
+    written_bytes = 0
+
+    def record(add: AddFile) -> None:
+        nonlocal written_bytes
+        done.append(add)
+        written_bytes += add.size_bytes
+        report(ProgressEvent(operation, "files", len(done), None, "files"))
+        report(ProgressEvent(operation, "bytes", written_bytes, None, "bytes"))
 
     def flush(key: tuple[Any, ...], *, final: bool = False) -> None:
         nonlocal pool
         buf = buffers.pop(key)
         if final and not pending and not buffers:  # a single file: no threads to start
-            done.append(_write_one(storage, buf, physical, data_columns, columns, opts))
+            record(_write_one(storage, buf, physical, data_columns, columns, opts))
             return
         while len(pending) >= opts.max_workers:  # bounds memory: buffers + one file per worker
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
                 pending.remove(f)
-                done.append(f.result())
+                record(f.result())
         if pool is None:
             pool = ThreadPoolExecutor(opts.max_workers, thread_name_prefix="lakehouse-write")
         pending.append(pool.submit(_write_one, storage, buf, physical, data_columns, columns, opts))
@@ -163,7 +177,9 @@ def write_data_files(
         for key in list(buffers):
             flush(key, final=True)
         for f in pending:
-            done.append(f.result())
+            record(f.result())
+        report(ProgressEvent(operation, "files", len(done), len(done), "files"))
+        report(ProgressEvent(operation, "bytes", written_bytes, written_bytes, "bytes"))
     except BaseException:
         for f in pending:
             f.cancel()
@@ -174,6 +190,7 @@ def write_data_files(
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+        report.close()
     return done
 
 

@@ -20,6 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / PACKAGE
 LAYERS: dict[str, int] = {
     "errors": 0,
     "_version": 0,
+    "progress": 0,
     "storage": 1,
     "log": 2,
     "schema": 2,
@@ -29,6 +30,7 @@ LAYERS: dict[str, int] = {
     "properties": 3,
     "constraints": 3,
     "evolution": 3,
+    "sqlfilter": 3,
     "state": 4,
     "checkpoint": 4,
     "snapshot": 4,
