@@ -254,7 +254,8 @@ class Table:
         return f"Table(uri={self.uri!r}, version={self.version})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self._storage.uri, dict(self._storage.storage_options)))
+        # (uri, version, storage options): the copy knows the same version; refresh() moves it on
+        return (_reopen, (self._storage.uri, self._state.version, dict(self._storage.storage_options)))
 
     def refresh(self) -> int:
         """Re-read the log and return the latest version.
@@ -679,8 +680,9 @@ class Table:
         return self.snapshot().to_duckdb(name, connection)
 
 
-def _reopen(uri: str, storage_options: Mapping[str, Any]) -> Table:
-    return Table.open(uri, storage_options=storage_options)
+def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Table:
+    storage = Storage.from_uri(uri, storage_options)
+    return Table(storage, load_state(storage, version))
 
 
 def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",

@@ -50,10 +50,15 @@ def test_tasks_and_files_are_picklable_primitives(local_uri):
         assert pickle.loads(pickle.dumps(obj)) == obj
     with pytest.raises(AttributeError):
         tasks[0].uri = "elsewhere"  # type: ignore[misc]
-    # Table re-opens the latest version; Snapshot stays pinned to its version
+    # both pickle as (uri, version, storage options): a Snapshot stays pinned to its version, a Table
+    # knows the version it was pickled at until refresh() moves it on
     snap = pickle.loads(pickle.dumps(t.snapshot(version=0)))
     assert (snap.uri, snap.version) == (t.uri, 0)
-    assert pickle.loads(pickle.dumps(t)).version == t.version
+    pickled = pickle.dumps(t)
+    lh.Table.open(local_uri).append(_table(2, start=500))
+    copy = pickle.loads(pickled)
+    assert copy.version == t.version
+    assert copy.refresh() == t.version + 1
 
 
 def test_plan_files_prunes_by_partition_and_stats(local_uri):
