@@ -248,7 +248,7 @@ def _ms(d: dict[str, float]) -> dict[str, float]:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=None, help="rows generated (default 5,000,000; --quick 500,000)")
+    p.add_argument("--rows", type=int, default=None, help="rows generated (default 10,000,000; --quick 500,000)")
     p.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
     p.add_argument("--only", default=",".join(WORKLOADS),
                    help=f"workloads, from {','.join(WORKLOADS)}; optional (only if named): {','.join(OPTIONAL)}")
@@ -264,7 +264,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(HERE / "results"), help="output directory")
     a = p.parse_args(argv)
     q = a.quick
-    a.rows = a.rows or (500_000 if q else 5_000_000)
+    a.rows = a.rows or (500_000 if q else 10_000_000)
     a.repeat = a.repeat or (2 if q else 3)
     a.appends = a.appends or (50 if q else 500)
     a.concurrent_appends = a.concurrent_appends or (10 if q else 50)
