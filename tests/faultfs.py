@@ -18,6 +18,9 @@ Only the outermost call of a thread is counted and faulted (``pipe_file`` callin
   first half of the bytes, then raise ``ConnectionError``. Log entries
   (``_lakehouse_log/<20 digits>.msgpack``) are conditional creates, all-or-nothing on real object
   stores: for those nothing is stored.
+
+``faults3://bucket/key`` (:class:`FaultS3FileSystem`) is s3fs with the same :data:`PLAN` over the
+same methods, for a real S3 API (the moto server of the ``s3`` fixture); modes :data:`S3_MODES`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import fsspec
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
 MODES = ("before", "after", "from", "prefix", "lost")
+S3_MODES = ("before", "after", "from", "lost")
+"""The modes of ``faults3://`` (below): "prefix" has no S3 counterpart, a PUT is all-or-nothing."""
 _LOG_ENTRY = re.compile(r"/_lakehouse_log/\d{20}\.msgpack$")
 _local = threading.local()
 
@@ -132,16 +137,14 @@ def _io(name: str, *, write: bool | None = False):
                 if action == "before":
                     raise _injected("before", name, str(path))
                 if action == "prefix" and name == "pipe_file":
+                    assert self.prefix_faults, f"{type(self).__name__} has no 'prefix' mode"
                     value = args[0] if args else kwargs["value"]
                     if not is_log_entry(str(path)):
                         fn(self, path, bytes(value)[: len(value) // 2], *args[1:], **kwargs)
                     raise _injected("prefix", name, str(path))
                 result = fn(self, path, *args, **kwargs)
                 if action is not None and name == "_open" and is_write:
-                    f = _FaultyWriteFile(self, result.path)
-                    f.action = action
-                    f.commit()  # replaces the (empty) file the open made
-                    return f
+                    return self._faulty_write_stream(result, action)
                 if action == "after":
                     raise _injected("after", name, str(path))
                 return result
@@ -157,6 +160,7 @@ class FaultFileSystem(MemoryFileSystem):
     """fsspec's memory filesystem with counted, faultable I/O (see the module docstring)."""
 
     protocol = ("faultfs", "memory")
+    prefix_faults = True  # a memory file can be left half-written
 
     pipe_file = _io("pipe_file", write=True)(MemoryFileSystem.pipe_file)
     cat_file = _io("cat_file")(MemoryFileSystem.cat_file)
@@ -173,8 +177,75 @@ class FaultFileSystem(MemoryFileSystem):
     makedirs = _io("makedirs")(MemoryFileSystem.makedirs)
     mkdir = _io("mkdir")(MemoryFileSystem.mkdir)
 
+    def _faulty_write_stream(self, f: MemoryFile, action: str) -> MemoryFile:
+        out = _FaultyWriteFile(self, f.path)
+        out.action = action
+        out.commit()  # replaces the (empty) file the open made
+        return out
+
 
 fsspec.register_implementation("faultfs", FaultFileSystem, clobber=True)
+
+
+# -- the same plan over a real S3 API (s3fs) ------------------------------------------------------
+try:
+    from fsspec.asyn import sync_wrapper
+    from s3fs import S3FileSystem
+    from s3fs.core import S3File
+except ImportError:  # pragma: no cover - s3fs is an optional extra
+    S3FileSystem = None
+
+if S3FileSystem is not None:
+
+    class _FaultyS3File(S3File):
+        """A faulted upload to S3: ``close`` completes the upload (every byte stored), then raises."""
+
+        action: str = "after"
+
+        def close(self) -> None:
+            if self.closed:
+                return
+            super().close()
+            raise _injected(self.action, "write", self.path)
+
+    def _s3(name: str, *, write: bool | None = False):
+        """Fault the sync form of s3fs's coroutine ``_<name>`` (s3fs mirrors them per instance)."""
+        return _io(name, write=write)(sync_wrapper(getattr(S3FileSystem, f"_{name}")))
+
+    class FaultS3FileSystem(S3FileSystem):
+        """s3fs with counted, faultable I/O: ``faults3://bucket/key``. Its protocol tuple contains
+        ``"s3"``, so lakehouse treats it as S3 (``put_if_absent`` = ``pipe_file(mode="create")``, a
+        conditional PUT, after the capability probe).
+
+        Modes "before", "after", "from" and "lost" as for ``faultfs``. "prefix" is not supported: a
+        PUT (and a small upload, which is one PUT at ``close``) stores all of its bytes or none.
+        """
+
+        protocol = ("faults3", "s3")
+        prefix_faults = False  # a PUT stores all of its bytes or none
+
+        pipe_file = _s3("pipe_file", write=True)
+        cat_file = _s3("cat_file")
+        cat = _s3("cat")
+        _open = _io("_open", write=None)(S3FileSystem._open)
+        rm_file = _s3("rm_file")
+        rm = _s3("rm")
+        exists = _s3("exists")
+        info = _s3("info")
+        isfile = _s3("isfile")
+        isdir = _s3("isdir")
+        ls = _s3("ls")
+        find = _s3("find")
+        makedirs = _s3("makedirs")
+        mkdir = _s3("mkdir")
+
+        def _faulty_write_stream(self, f: S3File, action: str) -> S3File:
+            assert action != "prefix", "faults3 has no 'prefix' mode: an S3 PUT is all-or-nothing"
+            f.__class__ = _FaultyS3File
+            f.action = action
+            return f
+
+    fsspec.register_implementation("faults3", FaultS3FileSystem, clobber=True)
 
 
 def clone_tree(src_root: str, dst_root: str) -> None:

@@ -119,8 +119,8 @@ def test_bad_values_name_column_and_value(flt, column, value) -> None:
 
 
 @pytest.mark.parametrize("flt", [
-    [], [[]], "i = 1", 42, {"i": 1}, [("i", "~", 1)], [("i", "=")], [("i", "in", 5)], [("i", "in", "abc")],
-    [("i", "=", None)], [("i", "=", 1), [("i", "=", 2)]], [("i", "=", 1, 2)], [["i", 1]],
+    [], [[]], "i = = 1", "i + 1 = 2", 42, {"i": 1}, [("i", "~", 1)], [("i", "=")], [("i", "in", 5)],
+    [("i", "in", "abc")], [("i", "=", None)], [("i", "=", 1), [("i", "=", 2)]], [("i", "=", 1, 2)], [["i", 1]],
 ])
 def test_bad_shapes(flt) -> None:
     with pytest.raises(InvalidFilterError):
