@@ -39,6 +39,8 @@ import report  # noqa: E402
 import scale  # noqa: E402
 from datagen import generate_table, small_batch  # noqa: E402
 
+from lakehouse.progress import ProgressEvent, progress_callback  # noqa: E402
+
 WORKLOADS = ("write", "read", "select", "append", "open", "travel", "delete", "concurrent", "scale")
 OPTIONAL = ("dask",)  # run only when named in --only
 SMALL_ROWS = 100
@@ -249,6 +251,7 @@ def _ms(d: dict[str, float]) -> dict[str, float]:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=None, help="rows generated (default 10,000,000; --quick 500,000)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar over the workloads (stderr)")
     p.add_argument("--quick", action="store_true", help="small sizes: a run of a few minutes")
     p.add_argument("--only", default=",".join(WORKLOADS),
                    help=f"workloads, from {','.join(WORKLOADS)}; optional (only if named): {','.join(OPTIONAL)}")
@@ -296,10 +299,16 @@ def main(argv: list[str] | None = None) -> int:
             log(f"generated {a.rows:,} rows in {time.perf_counter() - t0:.1f} s; write/read ...")
             s.write_read(data, "read" in a.only)
             del data
-        for w in ("select", "append", "open", "travel", "delete", "concurrent", "scale", *OPTIONAL):
-            if w in a.only:
-                log(f"{w} ...")
-                getattr(s, w)()
+        todo = [w for w in ("select", "append", "open", "travel", "delete", "concurrent", "scale", *OPTIONAL)
+                if w in a.only]
+        # --progress: the library's progress reporter (a rich bar on stderr when rich is installed)
+        bar = progress_callback(True if a.progress else None)
+        for i, w in enumerate(todo):
+            log(f"{w} ...")
+            bar(ProgressEvent("benchmark suite", w, i, len(todo), "workloads"))
+            getattr(s, w)()
+        bar(ProgressEvent("benchmark suite", "done", len(todo), len(todo), "workloads"))
+        bar.close()
     finally:
         shutil.rmtree(s.work, ignore_errors=True)
     params = {k: v for k, v in vars(a).items()}
