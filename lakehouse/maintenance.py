@@ -52,6 +52,7 @@ __all__ = [
     "LOG_MIN_RETENTION",
     "VACUUM_MIN_RETENTION",
     "cleanup_log",
+    "oldest_version",
     "optimize",
     "restore",
     "vacuum",
@@ -97,11 +98,7 @@ def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
     """
     if state.timestamp <= ms:
         return state.version
-    entries, _ = list_log(storage)
-    lo_candidates = [v for v in entries if v <= state.version]
-    if not lo_candidates:
-        return None
-    lo = lo_candidates[0]
+    lo = oldest_version(storage, state)
     first = read_entry(storage, lo)
     if first is None or first.commit.timestamp > ms:
         return None
@@ -116,6 +113,22 @@ def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
         else:
             hi = mid
     return lo
+
+
+def oldest_version(storage: Storage, state: TableState) -> int:
+    """The oldest version whose entry is still in the log: 0, unless log clean-up removed entries
+    (then found by one listing).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-oldest", pa.table({"a": [1]}))
+        >>> oldest_version(t._storage, t._state)
+        0
+    """
+    if read_entry(storage, 0) is not None:
+        return 0
+    kept = [v for v in list_log(storage)[0] if v <= state.version]
+    return kept[0] if kept else state.version
 
 
 # -- vacuum ------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from .log import AppTransaction, LogEntry, Metadata, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import check_properties
 from .schema import check_partition_columns, logical_schema, to_reader
-from .snapshot import Snapshot, list_log, load_state, read_entries, read_entry
+from .snapshot import Snapshot, load_state, read_entries, read_entry
 from .state import TableState
 from .storage import Storage
 from .tasks import DataFile
@@ -311,34 +311,19 @@ class Table:
     def _version_at(self, ms: int) -> int:
         """The last version committed at or before ``ms`` (timestamps are monotonic: bisect from the
         oldest entry in the log, which is not 0 once log clean-up removed the early entries)."""
-        latest = self.refresh()
-        if self._state.timestamp <= ms:
-            return latest
-        lo, hi = 0, latest  # invariant: entry lo is at or before ms, the answer < hi
-        first = read_entry(self._storage, 0)
-        if first is None:
-            kept = [v for v in list_log(self._storage)[0] if v <= latest]
-            lo = kept[0] if kept else latest
-            first = read_entry(self._storage, lo)
-        if first is None or first.commit.timestamp > ms:
-            try:
-                when = _ms_datetime(ms).isoformat()
-            except OverflowError:  # e.g. datetime.min in a time zone east of UTC
-                when = f"{ms} ms since the epoch"
-            if lo:
-                raise VersionNotFoundError(f"no version committed at or before {when} is left in the log "
-                                           f"(versions before {lo} were cleaned up)")
-            raise VersionNotFoundError(f"no version of the table existed at {when}")
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            e = read_entry(self._storage, mid)
-            if e is None:
-                raise VersionNotFoundError(f"log entry {mid} is missing", version=mid)
-            if e.commit.timestamp <= ms:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        self.refresh()
+        found = maintenance.version_at(self._storage, self._state, ms)
+        if found is not None:
+            return found
+        try:
+            when = _ms_datetime(ms).isoformat()
+        except OverflowError:  # e.g. datetime.min in a time zone east of UTC
+            when = f"{ms} ms since the epoch"
+        oldest = maintenance.oldest_version(self._storage, self._state)
+        if oldest:
+            raise VersionNotFoundError(f"no version committed at or before {when} is left in the log "
+                                       f"(versions before {oldest} were cleaned up)")
+        raise VersionNotFoundError(f"no version of the table existed at {when}")
 
     def to_arrow(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
                  version: int | None = None, as_of: dt.datetime | None = None) -> pa.Table:
