@@ -268,37 +268,30 @@ class Alter:
 
     def _commit_schema(self, operation: str, parameters: dict[str, Any],
                        change: Callable[[Metadata], Metadata]) -> int:
-        """Commit the metadata ``change`` makes of the latest metadata (and the protocol it needs),
-        rebuilding it after a lost race; no commit when nothing changes."""
-        table = self._table
-        for attempt in range(_ATTEMPTS):
-            table.refresh()
-            state = table._state
-            metadata = change(state.metadata)
-            if metadata == state.metadata:
-                return state.version
-            request = CommitRequest(operation=operation, parameters=parameters, metadata=metadata,
-                                    protocol=raised_protocol(metadata, state.protocol, state.metadata))
-            try:
-                result = commit(table._storage, state, request)
-            except CommitConflictError:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                time.sleep(random.uniform(0, min(0.1, 0.002 * 2 ** attempt)))
-                continue
-            table._set_state(result.state)
-            return result.version
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Commit the metadata ``change`` makes of the latest metadata (and the protocol it needs);
+        no commit when nothing changes."""
+        return self._commit_metadata(operation, parameters, lambda state: change(state.metadata),
+                                     skip_unchanged=True)
 
     # -- committing --------------------------------------------------------------------------------
     def _commit(self, operation: str, parameters: dict[str, Any], change: Change) -> int:
-        """Commit the metadata ``change`` builds on the latest version, rebuilding it after a lost race."""
+        """Commit the properties ``change`` builds on the latest version."""
+        return self._commit_metadata(
+            operation, parameters, lambda state: dataclasses.replace(state.metadata, properties=change(state)),
+            skip_unchanged=False)
+
+    def _commit_metadata(self, operation: str, parameters: dict[str, Any],
+                         build: Callable[[TableState], Metadata], *, skip_unchanged: bool) -> int:
+        """One metadata commit on the latest version, rebuilt from the newer version after a lost race."""
         table = self._table
         for attempt in range(_ATTEMPTS):
             table.refresh()
             state = table._state
-            metadata = dataclasses.replace(state.metadata, properties=change(state))
-            request = CommitRequest(operation=operation, parameters=parameters, metadata=metadata)
+            metadata = build(state)
+            if skip_unchanged and metadata == state.metadata:
+                return state.version
+            request = CommitRequest(operation=operation, parameters=parameters, metadata=metadata,
+                                    protocol=raised_protocol(metadata, state.protocol, state.metadata))
             try:
                 result = commit(table._storage, state, request)
             except CommitConflictError:
