@@ -292,6 +292,19 @@ def _literal(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
         raise bad from exc
 
 
+def _set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
+    """``column`` is one of ``value_set`` (never null); as with ``=``, -0.0 and 0.0 are the same value.
+
+    pyarrow's ``is_in`` hashes floats by their bits, so ``-0.0`` would miss ``0.0``: add the twin zero.
+    """
+    if pa.types.is_floating(value_set.type) and len(value_set):
+        zeros = value_set.filter(pc.equal(value_set, 0).fill_null(False))
+        if len(zeros):
+            twins = pa.array([0.0, -0.0], type=pa.float64()).cast(value_set.type)
+            value_set = pa.concat_arrays([value_set, twins])
+    return pc.Expression._call("is_in", [pc.field(column)], pc.SetLookupOptions(value_set, skip_nulls=True))
+
+
 def _is_in(column: str, typ: pa.DataType, values: Any, negate: bool) -> pc.Expression:
     """``column in values`` (None in ``values`` matches nulls); ``not in`` is null for null rows."""
     if isinstance(values, str | bytes | dict) or not isinstance(values, Iterable):
@@ -302,7 +315,7 @@ def _is_in(column: str, typ: pa.DataType, values: Any, negate: bool) -> pc.Expre
     # A value that only fits a wider type (7.5 for an int column) can never match: drop it.
     value_set = pa.array([s for s in scalars if s.type == value_type], type=value_type)
     field = pc.field(column)
-    found = pc.Expression._call("is_in", [field], pc.SetLookupOptions(value_set, skip_nulls=True))
+    found = _set_lookup(column, value_set)
     has_null = len(scalars) != len(items)
     if not negate:
         return found | field.is_null() if has_null else found
@@ -374,7 +387,8 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
     """Turn a filter into an expression over ``schema``, checking its columns and values.
 
     DNF values are converted to the column's type; ``"in"``/``"not in"`` take a list (None in
-    it matches nulls; otherwise ``not in`` is null, not true, for null rows, as in SQL). A string
+    it matches nulls; otherwise ``not in`` is null, not true, for null rows, as in SQL; -0.0 and
+    0.0 are one value, as with ``=``, and NaN matches NaN). A string
     is a SQL-like filter (:func:`lakehouse.sqlfilter.parse_sql_filter`), typed the same way.
 
     Raises:

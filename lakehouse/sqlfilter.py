@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import ColumnNotFoundError, InvalidFilterError
-from .expressions import _literal
+from .expressions import _literal, _set_lookup
 
 __all__ = ["parse_sql_filter"]
 
@@ -187,7 +187,7 @@ class _Translator:
         # a value that only fits a wider type (7.5 for an int column) can never match: drop it
         values = pa.array([s for s in scalars if s.type == value_type], type=value_type)
         field = pc.field(column)
-        out = pc.Expression._call("is_in", [field], pc.SetLookupOptions(values, skip_nulls=True))
+        out = _set_lookup(column, values)
         if self.schema.field(column).nullable:  # is_in is FALSE for a null row; SQL says NULL
             out = out | ~pc.Expression._call("true_unless_null", [field])
         if len(scalars) != len(items):  # NULL in the list: no match is NULL, not FALSE

@@ -98,10 +98,16 @@ def atom_expr(atom) -> pc.Expression:
     col, op, value = atom
     field = pc.field(col)
     typ = SCHEMA.field(col).type
-    if op == "in":
-        return field.isin(pa.array(value, typ))
-    if op == "not in":
-        return ~field.isin(pa.array(value, typ)) & field.is_valid()
+    if op in ("in", "not in"):  # OR of equalities (so -0.0 matches 0.0, NaN matches NaN); None matches nulls
+        found = pc.scalar(False)
+        for v in value:
+            if v is None:
+                found = found | field.is_null()
+            elif isinstance(v, float) and v != v:
+                found = found | pc.Expression._call("is_nan", [field])
+            else:
+                found = found | (field == pa.scalar(v, typ))
+        return found if op == "in" else ~found & field.is_valid()
     return _CMP[op](field, pa.scalar(value, typ))
 
 
@@ -387,3 +393,22 @@ def test_delete_removes_what_a_read_with_the_same_filter_returns_signed_zero(flt
         t.delete(flt)
         remaining = sorted(t.to_arrow().column("id").to_pylist())
         assert remaining == sorted(set(range(n)) - set(matched)), (matched, remaining)
+
+
+@pytest.mark.parametrize("values", [[0.0], [-0.0], [0.0, 7.0], [-0.0, None]])
+@pytest.mark.parametrize("spelling", ["tuple", "sql"])
+def test_in_treats_signed_zeros_as_equal_like_the_comparison_does(tmp_path, values, spelling):
+    # pyarrow's is_in hashes floats by their bits; "f IN (0.0)" must still find -0.0 as "f = 0.0" does
+    t = lh.Table.create(tmp_path / "t", pa.schema([("id", pa.int64()), ("f", pa.float64())]))
+    t.append(pa.table({"id": [1], "f": pa.array([-0.0])}))  # a file whose min and max are -0.0
+    t.append(pa.table({"id": [2, 3, 4], "f": pa.array([0.0, 1.0, None])}))
+    if spelling == "tuple":
+        flt, negated = [("f", "in", values)], [("f", "not in", values)]
+    else:
+        items = ", ".join("NULL" if v is None else repr(v) for v in values)
+        flt, negated = f"f IN ({items})", f"f NOT IN ({items})"
+    # a None in a tuple filter's list matches null rows; SQL's NULL in the list matches nothing
+    tuple_null = None in values and spelling == "tuple"
+    assert sorted(t.to_arrow(filter=flt)["id"].to_pylist()) == ([1, 2, 4] if tuple_null else [1, 2])
+    expected_not = [] if None in values and spelling == "sql" else [3]
+    assert sorted(t.to_arrow(filter=negated)["id"].to_pylist()) == expected_not
