@@ -259,9 +259,14 @@ class Storage:
         if self.is_local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):  # a failed write (a full disk) leaves no temp file behind
+                    os.unlink(tmp)
+                raise
             return
         self.fs.pipe_file(path, data)
 

@@ -17,7 +17,10 @@ Only the outermost call of a thread is counted and faulted (``pipe_file`` callin
 * ``"prefix"``: ``k`` counts write calls only (``pipe_file`` and ``open`` for writing): store the
   first half of the bytes, then raise ``ConnectionError``. Log entries
   (``_lakehouse_log/<20 digits>.msgpack``) are conditional creates, all-or-nothing on real object
-  stores: for those nothing is stored.
+  stores: for those nothing is stored;
+* ``"torn"`` (:data:`TORN`, not in :data:`MODES`): ``"prefix"`` at write ``k``, then every later
+  call fails: a crash in the middle of a write, after which nothing (no clean-up) runs. Used by the
+  local-disk variant (``localfaults.py``), where it leaves what a real crash leaves.
 
 ``faults3://bucket/key`` (:class:`FaultS3FileSystem`) is s3fs with the same :data:`PLAN` over the
 same methods, for a real S3 API (the moto server of the ``s3`` fixture); modes :data:`S3_MODES`.
@@ -34,6 +37,8 @@ import fsspec
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
 MODES = ("before", "after", "from", "prefix", "lost")
+TORN = "torn"
+"""``"prefix"`` at write ``k``, then every call fails (a crash mid-write); see the module docstring."""
 S3_MODES = ("before", "after", "from", "lost")
 """The modes of ``faults3://`` (below): "prefix" has no S3 counterpart, a PUT is all-or-nothing."""
 _LOG_ENTRY = re.compile(r"/_lakehouse_log/\d{20}\.msgpack$")
@@ -59,7 +64,7 @@ class FaultPlan:
 
     def arm(self, mode: str | None, k: int = -1) -> None:
         with self.lock:
-            assert mode is None or mode in MODES, mode
+            assert mode is None or mode in (*MODES, TORN), mode
             self.counting, self.mode, self.k = True, mode, k
             self.calls = self.writes = 0
             self.fired = []
@@ -85,8 +90,10 @@ class FaultPlan:
                 action = "before"
             elif self.mode == "lost" and index >= self.k:
                 action = "after" if index == self.k else "before"
-            elif self.mode == "prefix" and write and windex == self.k:
+            elif self.mode in ("prefix", TORN) and write and windex == self.k:
                 action = "prefix"
+            elif self.mode == TORN and self.fired:
+                action = "before"
             if action is not None:
                 self.fired.append((index, name, path))
             return action

@@ -40,10 +40,12 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pytest
 
@@ -76,7 +78,7 @@ def _instant(us: int) -> dt.datetime:
 # --------------------------------------------------------------------------- skewed writers (spawned)
 
 
-def _writer(uri: str, name: str, conn) -> None:
+def _writer(uri: str, opts: dict[str, Any], name: str, conn) -> None:
     """A writer whose wall clock is off by ``SKEW[name]`` seconds (changed by a ``("skew", s)`` command).
 
     Commands: ``("append", n)`` -> n appends, answered with ``[(seq, version, clock_before_ms,
@@ -94,7 +96,7 @@ def _writer(uri: str, name: str, conn) -> None:
         setattr(time, "time", now)  # noqa: B010 - every wall-clock reading in this process
         setattr(time, "time_ns", lambda: int(now() * 1e9))  # noqa: B010
         setattr(lc, "_now_ms", lambda: int(now() * 1000))  # noqa: B010 - the commit timestamp's clock
-        t = lh.Table.open(uri)
+        t = lh.Table.open(uri, storage_options=opts)
         conn.send(("ready", lc._now_ms() - int(real_time() * 1000)))
         seq = 0
         while True:
@@ -117,13 +119,13 @@ def _writer(uri: str, name: str, conn) -> None:
 
 
 class _Writers:
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, opts: dict[str, Any]) -> None:
         ctx = mp.get_context("spawn")
         self.conns: dict[str, Any] = {}
         self.procs: list[Any] = []
         for name in SKEW:
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_writer, args=(uri, name, child))
+            p = ctx.Process(target=_writer, args=(uri, opts, name, child))
             p.start()
             self.conns[name] = parent
             self.procs.append(p)
@@ -150,11 +152,11 @@ class _Writers:
                 p.kill()
 
 
-def _write_with_skewed_clocks(uri: str) -> tuple[list[tuple[str, int, int, int, int, bool]], int]:
+def _write_with_skewed_clocks(uri: str, opts: dict[str, Any]) -> tuple[list[tuple[str, int, int, int, int, bool]], int]:
     """Run the three writers; returns ``[(writer, seq, version, clock_before, clock_after, scheduled)]``
     and the number of commits made while the writer's clock was behind."""
     rng = random.Random(1234)
-    writers = _Writers(uri)
+    writers = _Writers(uri, opts)
     acks: list[tuple[str, int, int, int, int, bool]] = []
     skewed = 0
     try:
@@ -182,11 +184,11 @@ def _write_with_skewed_clocks(uri: str) -> tuple[list[tuple[str, int, int, int, 
 # --------------------------------------------------------------------------- answers (any process)
 
 
-def _answers(uri: str, probes: list[int], *, every_zone: bool = True) -> dict[str, Any]:
+def _answers(uri: str, opts: dict[str, Any], probes: list[int], *, every_zone: bool = True) -> dict[str, Any]:
     """Everything time travel says about the table: its history, the as_of version of every probe (the
     same in each time zone tried: all of ``ZONES`` or just UTC, plus this process's local zone), the
     rows at every commit's timestamp and the snapshot timestamps."""
-    t = lh.Table.open(uri)
+    t = lh.Table.open(uri, storage_options=opts)
     history = [(c.version, _ms(c.timestamp), c.operation) for c in reversed(t.history())]
     local = dt.datetime.now().astimezone().tzinfo  # this process's TZ
     zones = [*(ZONES if every_zone else ZONES[:1]), local]
@@ -220,10 +222,10 @@ def _answers_main() -> None:
     """Entry point of the ``TZ=...`` subprocesses: arguments as JSON on stdin, answers as JSON on stdout."""
     time.tzset()
     args = json.load(sys.stdin)
-    json.dump(_answers(args["uri"], args["probes"], every_zone=False), sys.stdout)
+    json.dump(_answers(args["uri"], args["opts"], args["probes"], every_zone=False), sys.stdout)
 
 
-def _answers_with_tz(uri: str, probes: list[int], zones: list[str]) -> dict[str, dict[str, Any]]:
+def _answers_with_tz(uri: str, opts: dict[str, Any], probes: list[int], zones: list[str]) -> dict[str, dict[str, Any]]:
     """``_answers`` in one subprocess per ``TZ`` setting (run side by side)."""
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_clock_skew as m; " \
            "m._answers_main()"
@@ -232,7 +234,7 @@ def _answers_with_tz(uri: str, probes: list[int], zones: list[str]) -> dict[str,
     out = {}
     for tz, p in procs.items():
         try:
-            stdout, stderr = p.communicate(json.dumps({"uri": uri, "probes": probes}), timeout=300)
+            stdout, stderr = p.communicate(json.dumps({"uri": uri, "opts": opts, "probes": probes}), timeout=300)
         finally:
             if p.poll() is None:
                 p.kill()
@@ -268,13 +270,44 @@ def _expected(stamps: list[int], us: int) -> int | None:
     return v if v >= 0 else None
 
 
-def test_clock_skew_keeps_timestamps_monotonic_and_as_of_exact(tmp_path):
-    uri = str(tmp_path / "t")
-    lh.Table.create(uri, SCHEMA, properties={"checkpoint_interval": 10})  # as_of across checkpoints too
+def _copy_local(uri: str, opts: dict[str, Any], stamps: list[int], tmp_path: Path) -> str:
+    """Copy the table folder; give every file a new, scrambled modification time (hours around the
+    commits)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(uri, copy, copy_function=shutil.copy)
+    rng = random.Random(7)
+    for path in copy.rglob("*"):
+        if path.is_file():
+            when = stamps[0] / 1000 + rng.uniform(-7200, 7200)
+            os.utime(path, (when, when))
+    return str(copy)
+
+
+def _copy_s3(uri: str, opts: dict[str, Any], stamps: list[int], tmp_path: Path) -> str:
+    """Copy every object under the table's prefix to a new prefix (server-side copies, on a fresh
+    filesystem instance: nothing listed from a cache). Each copy gets a new Last-Modified (the copy
+    time, after every commit); S3 offers no way to set it, so it is not scrambled as on disk."""
+    fs, root = fsspec.core.url_to_fs(uri, **opts, skip_instance_cache=True)
+    root = root.rstrip("/")
+    dest = f"{root}-copy-{uuid.uuid4().hex[:8]}"
+    src = sorted(fs.find(root))
+    assert src and all(p.startswith(f"{root}/") for p in src), src[:3]
+    for path in src:
+        fs.copy(path, dest + path[len(root):])
+    fs.invalidate_cache()
+    copied = sorted(p[len(dest):] for p in fs.find(dest))
+    assert copied == [p[len(root):] for p in src], "the copy differs from the original's listing"
+    assert all(fs.info(dest + p[len(root):])["size"] == fs.info(p)["size"] for p in src)
+    return f"s3://{dest}"
+
+
+def _clock_skew_check(uri: str, opts: dict[str, Any], copy: Any, tmp_path: Path, label: str) -> None:
+    lh.Table.create(uri, SCHEMA, properties={"checkpoint_interval": 10},  # as_of across checkpoints too
+                    storage_options=opts)
     started = time.monotonic()
-    acks, skewed = _write_with_skewed_clocks(uri)
+    acks, skewed = _write_with_skewed_clocks(uri, opts)
     took = {"write": time.monotonic() - started}
-    t = lh.Table.open(uri)
+    t = lh.Table.open(uri, storage_options=opts)
     history = list(reversed(t.history()))
     stamps = [_ms(c.timestamp) for c in history]
     n = len(SKEW) * (ROUNDS + BURST)
@@ -298,7 +331,7 @@ def test_clock_skew_keeps_timestamps_monotonic_and_as_of_exact(tmp_path):
     # as_of: the newest version with timestamp <= t, in every time zone
     probes = _probes(stamps, random.Random(99))
     mark = time.monotonic()
-    here = _answers(uri, probes)
+    here = _answers(uri, opts, probes)
     took["as_of here"] = time.monotonic() - mark
     for us, got in zip(probes, here["as_of"], strict=False):
         assert got == _expected(stamps, us), f"as_of {_instant(us).isoformat()}: {got}, not {_expected(stamps, us)}"
@@ -309,27 +342,31 @@ def test_clock_skew_keeps_timestamps_monotonic_and_as_of_exact(tmp_path):
 
     # the same answers under other TZ settings ...
     mark = time.monotonic()
-    for tz, there in _answers_with_tz(uri, probes, list(TZ_EXPECTED)).items():
+    for tz, there in _answers_with_tz(uri, opts, probes, list(TZ_EXPECTED)).items():
         assert there["utc_offset_s"] in TZ_EXPECTED[tz], f"TZ={tz} had no effect ({there['utc_offset_s']})"
         assert _normalised(there) == _normalised(here), f"answers differ under TZ={tz}"
-
     took["2 TZ subprocesses"] = time.monotonic() - mark
-    # ... and in a copy of the folder whose files all have new, scrambled modification times
+
+    # ... and in a copy of the table (new file times: time travel reads only the timestamps in the log)
     mark = time.monotonic()
-    copy = tmp_path / "copy"
-    shutil.copytree(uri, copy, copy_function=shutil.copy)
-    rng = random.Random(7)
-    for path in copy.rglob("*"):
-        if path.is_file():
-            when = stamps[0] / 1000 + rng.uniform(-7200, 7200)
-            os.utime(path, (when, when))
-    assert _normalised(_answers(str(copy), probes, every_zone=False)) == _normalised(here), "differs in the copy"
+    copied = copy(uri, opts, stamps, tmp_path)
+    assert _normalised(_answers(copied, opts, probes, every_zone=False)) == _normalised(here), "differs in the copy"
     took["copy"] = time.monotonic() - mark
     behind = sum(1 for a in acks if a[0] == "behind")
-    print(f"\nclock skew: {n} commits ({behind} by a writer 5 min behind, {skewed} scheduled ones with a clock "
-          f"behind, pinned to previous + 1 ms); {len(probes)} instants x {len(ZONES) + 1} zones agree with the "
-          f"model, in TZ={', '.join(TZ_EXPECTED)} and in a copy with new mtimes; "
+    print(f"\nclock skew on {label}: {n} commits ({behind} by a writer 5 min behind, {skewed} scheduled ones with a "
+          f"clock behind, pinned to previous + 1 ms); {len(probes)} instants x {len(ZONES) + 1} zones agree with "
+          f"the model, in TZ={', '.join(TZ_EXPECTED)} and in a copy with new file times; "
           f"{time.monotonic() - started:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in took.items())})")
+
+
+def test_clock_skew_keeps_timestamps_monotonic_and_as_of_exact(tmp_path):
+    _clock_skew_check(str(tmp_path / "t"), {}, _copy_local, tmp_path, "local disk")
+
+
+@pytest.mark.s3
+def test_clock_skew_keeps_timestamps_monotonic_and_as_of_exact_s3(s3, tmp_path):
+    uri = f"s3://lakehouse-test/skew-{uuid.uuid4().hex}"
+    _clock_skew_check(uri, s3.storage_options, _copy_s3, tmp_path, "S3 (moto)")
 
 
 @pytest.mark.parametrize("start_s", [2**30, 2**31], ids=["2004-01-10", "2038-01-19"])

@@ -44,3 +44,25 @@ def test_data_files_hold_no_partition_columns_and_use_zstd(local_uri):
 def test_bad_target_file_size_is_refused(table_uri, bad):
     with pytest.raises(lh.InvalidTableError, match="target_file_size"):
         lh.Table.create(table_uri, SCHEMA, properties={"target_file_size": bad})
+
+
+def test_only_repetitive_columns_are_dictionary_encoded(local_uri):
+    # unique ids and measurements are written plain; a 3-value category, a struct and a renamed
+    # repetitive column (physical name differs) keep their dictionary
+    n = 5000
+    data = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "value": pa.array([i * 0.37 for i in range(n)]),
+        "kind": pa.array(["ab", "cd", None][i % 3] for i in range(n)),
+        "s": pa.array([{"x": i % 2} for i in range(n)]),
+    })
+    t = lh.write_table(local_uri, data)
+    t.alter.rename_column("kind", "category")
+    t.append(data.rename_columns(["id", "value", "category", "s"]))
+    for path in t.files().column("path").to_pylist():
+        meta = pq.ParquetFile(f"{local_uri}/{path}").metadata
+        dictionary = {meta.schema.column(i).path for i in range(meta.num_columns)
+                      if meta.row_group(0).column(i).dictionary_page_offset is not None}
+        assert dictionary == {"kind", "s.x"}, path
+    assert t.to_arrow().num_rows == 2 * n
+    assert t.to_arrow(filter=[("category", "=", "cd")]).num_rows == 2 * (n // 3 + (n % 3 > 1))
