@@ -262,6 +262,8 @@ class Storage:
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())  # never a renamed-but-empty checkpoint after a power cut
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):  # a failed write (a full disk) leaves no temp file behind

@@ -26,7 +26,7 @@ happen outside a counted call. (Native pyarrow I/O raises no audit events; it is
 lakehouse takes every Arrow filesystem from ``Storage.arrow_filesystem``.)
 
 Errors are what a local disk reports: ``OSError(EIO)`` and, for "prefix", ``OSError(ENOSPC)``.
-The modes of :data:`faultfs.MODES`, for the call with index ``k``:
+The modes of :data:`faultfs.MODES` and :data:`faultfs.TORN`, for the call with index ``k``:
 
 * ``"before"``: raise without doing the call;
 * ``"after"``: do the call, then raise: what NFS reports for a ``link``/``rename`` whose reply was
@@ -39,7 +39,11 @@ The modes of :data:`faultfs.MODES`, for the call with index ``k``:
   output stream): half of the bytes reach the file, then ``ENOSPC``. A log entry's bytes go to a
   temp file that is fsynced before ``os.link`` publishes it, so what can be torn is the temp
   file, never the final name; a data file is written in place by pyarrow, so a torn file at its
-  final path is realistic (the stream's bytes are all written, then truncated to half).
+  final path is realistic (the stream's bytes are all written, then truncated to half). The
+  process goes on, so lakehouse's clean-up (unlinking the temp file, deleting the data file) runs;
+* ``"torn"``: ``"prefix"`` at write ``k``, then every call fails: a crash mid-write, after which
+  no clean-up runs. It leaves what a crash can leave: a torn temp file in the log folder, a torn
+  data file no version references; never a torn file under a log entry's or checkpoint's name.
 
 ``close`` always releases the descriptor (Linux frees it even when ``close`` fails), so "before" on
 a close acts as "after". ``fdopen`` does no I/O and is not counted (the ``open`` that made the
@@ -277,7 +281,8 @@ class _ArrowHandler(pafs.FileSystemHandler):
         return self.real.normalize_path(path)
 
     def _call(self, name: str, path: str, fn: Callable[[], Any], release: Callable[[Any], None] | None = None) -> Any:
-        return _plain(f"arrow.{name}", lambda _p: fn(), lambda _p: _p, release=release)(path)
+        """One counted call ``fn()`` on ``path``."""
+        return _plain(f"arrow.{name}", lambda _path: fn(), _arg(0), release=release)(path)
 
     def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
         return self._call("get_file_info", ",".join(paths), lambda: self.real.get_file_info(paths))

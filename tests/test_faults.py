@@ -18,14 +18,20 @@ One case table, three backends (:data:`CASES`):
 * ``faults3://`` (s3fs against the moto server of the ``s3`` fixture, so commits are conditional
   PUTs; marked ``s3``; a subset of the operations, modes without "prefix", which an all-or-nothing
   PUT cannot produce);
-* local disk (a temporary folder; the OS calls, fsspec ``LocalFileSystem`` calls and pyarrow
-  filesystem calls of lakehouse counted and faulted by ``localfaults.py``). Quick run: every
-  operation in "before", "after" and "prefix", and "from"/"lost" for the operations with the most
-  distinct call sequences. ``LH_FAULTS_LOCAL=full`` runs every operation in every mode (about
-  2.5 times as long).
+* local disk (a temporary folder; every OS call of ``lakehouse.storage``/``lakehouse.write``, every
+  fsspec ``LocalFileSystem`` call and every pyarrow filesystem call counted and faulted by
+  ``localfaults.py``, which raises what a disk raises: EIO, ENOSPC). Modes: those of memory plus
+  "torn" (a crash mid-write: the torn bytes stay and nothing runs after them). The quick run
+  (:data:`LOCAL_QUICK`, about 35-50 s on 2 cores) covers every operation in "prefix" and "torn"
+  and each call-level mode on operations with different call sequences; ``LH_FAULTS_LOCAL=full``
+  runs every operation in every mode (about 100 s). On local disk no file under a final log name
+  (entry, checkpoint, ``_last_checkpoint``) may ever be torn.
 
-Maintenance (optimize, vacuum, log clean-up) runs on memory (every mode) and local disk (every
-mode, quick).
+Maintenance (optimize, vacuum, log clean-up) runs on memory (every mode) and on local disk
+(:data:`LOCAL_MAINTENANCE_QUICK`; every mode with ``LH_FAULTS_LOCAL=full``). Two more local tests:
+every ``sys.audit`` file-system event of the operations happens inside a counted call (the
+injector misses nothing), and the two commit primitives (``put_if_absent``, ``overwrite``)
+faulted call by call never tear a final name and leave no temp file after an error.
 """
 
 from __future__ import annotations
