@@ -11,7 +11,6 @@ Usage: python benchmarks/checkpoint_memory.py --files 1000000
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+from rss import peak_rss_bytes
 
 import lakehouse as lh
 from lakehouse.checkpoint import write_checkpoint
@@ -58,7 +58,7 @@ def measure(uri: str) -> None:
     opened = time.perf_counter()
     table.checkpoint()
     done = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_bytes() / (1 << 20)
     print(f"files={table.files().num_rows:,} open={opened - start:.2f}s checkpoint={done - opened:.2f}s "
           f"peak_rss={peak:.0f} MiB")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import resource
 import sys
 import time
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from rss import peak_rss_bytes
 
 PART = "day"
 NS, TBL = "bench", "t"
@@ -315,7 +315,7 @@ def child_main(argv: list[str]) -> None:
         rows = result.num_rows
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    peak = peak_rss_bytes()  # this address space only (ru_maxrss includes the parent: see rss.py)
     print(json.dumps({"seconds": seconds, "cpu": cpu, "rows": rows, "rss_before": before, "rss_peak": peak}))
 
 

@@ -11,13 +11,13 @@ Usage: python benchmarks/stream_memory.py --gb 3
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import tempfile
 import time
 
 import numpy as np
 import pyarrow as pa
+from rss import peak_rss_bytes
 
 import lakehouse as lh
 
@@ -53,7 +53,7 @@ def main() -> None:
         reader = pa.RecordBatchReader.from_batches(schema, batches(int(args.gb * (1 << 30)), schema, sent))
         table = lh.write_table(f"{base}/t", reader, partition_by=["day"])
         seconds = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_rss_bytes() / (1 << 20)
         print(f"rows={sent[1]:,} arrow_bytes={sent[0] / (1 << 30):.2f} GiB files={table.files().num_rows} "
               f"seconds={seconds:.1f} peak_rss={peak:.0f} MiB")
     finally:
