@@ -297,11 +297,8 @@ def _set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
 
     pyarrow's ``is_in`` hashes floats by their bits, so ``-0.0`` would miss ``0.0``: add the twin zero.
     """
-    if pa.types.is_floating(value_set.type) and len(value_set):
-        zeros = value_set.filter(pc.equal(value_set, 0).fill_null(False))
-        if len(zeros):
-            twins = pa.array([0.0, -0.0], type=pa.float64()).cast(value_set.type)
-            value_set = pa.concat_arrays([value_set, twins])
+    if pa.types.is_floating(value_set.type) and pc.any(pc.equal(value_set, 0)).as_py():
+        value_set = pa.concat_arrays([value_set, pa.array([0.0, -0.0]).cast(value_set.type)])
     return pc.Expression._call("is_in", [pc.field(column)], pc.SetLookupOptions(value_set, skip_nulls=True))
 
 
