@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,11 +74,18 @@ def _single_partition(table: pa.Table, columns: Sequence[str]) -> bool:
 
 
 def split_by_partition(
-    table: pa.Table, columns: Sequence[str]
+    table: pa.Table, columns: Sequence[str], *, take: Callable[[pa.Table, pa.Array], pa.Table] | None = None,
 ) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...], pa.Table]]:
     """Yield ``(encoded values, python values, rows)`` per partition of ``table``.
 
     Rows keep their relative order within a partition; partition columns stay in the rows.
+    ``take(table, indices)`` reorders the rows (default ``table.take``; a writer passes one that
+    takes the columns in parallel).
+
+    Example:
+        >>> t = pa.table({"day": [2, 1, 2], "v": ["a", "b", "c"]})
+        >>> [(enc, rows.column("v").to_pylist()) for enc, _, rows in split_by_partition(t, ["day"])]
+        [((1,), ['b']), ((2,), ['a', 'c'])]
     """
     if not columns:
         yield (), (), table
@@ -87,7 +94,7 @@ def split_by_partition(
         return
     if not _single_partition(table, columns):
         order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns])  # nulls last
-        table = table.take(order)
+        table = table.take(order) if take is None else take(table, order)
     bounds = {0, table.num_rows}
     for c in columns:
         ends = pc.run_end_encode(table.column(c).combine_chunks()).run_ends.to_numpy()

@@ -108,6 +108,24 @@ def dictionary_columns(rows: pa.Table, sample_rows: int) -> list[str]:
     return out
 
 
+_PARALLEL_TAKE_ROWS = 1 << 16  # batches at least this long are reordered one column per thread
+
+
+def _column_take(pool: ThreadPoolExecutor) -> Callable[[pa.Table, pa.Array], pa.Table]:
+    """A ``take`` for :func:`split_by_partition` that reorders the columns of a table on ``pool``.
+
+    Reordering a batch by partition is the writer's one step that would otherwise run on a single
+    thread (string columns dominate it); Arrow kernels release the GIL, so columns go side by side.
+    """
+    def take(table: pa.Table, order: pa.Array) -> pa.Table:
+        if table.num_rows < _PARALLEL_TAKE_ROWS:
+            return table.take(order)
+        columns = list(pool.map(lambda column: column.take(order), table.columns))
+        return pa.Table.from_arrays(columns, schema=table.schema)
+
+    return take
+
+
 @dataclass(slots=True)
 class _Buffer:
     encoded: tuple[Any, ...]
@@ -184,6 +202,7 @@ def write_data_files(
     pending: list[Future[AddFile]] = []
     done: list[AddFile] = []
     pool: ThreadPoolExecutor | None = None
+    take_pool: ThreadPoolExecutor | None = None
     report = progress_callback(progress)
     written_bytes = 0
 
@@ -213,7 +232,10 @@ def write_data_files(
         for batch in conformed_batches(to_reader(data), schema, widen=widen):
             if check is not None:
                 check(batch)
-            for encoded, values, part in split_by_partition(pa.Table.from_batches([batch]), columns):
+            if take_pool is None and columns and batch.num_rows >= _PARALLEL_TAKE_ROWS:
+                take_pool = ThreadPoolExecutor(opts.max_workers, thread_name_prefix="lakehouse-take")
+            take = _column_take(take_pool) if take_pool is not None else None
+            for encoded, values, part in split_by_partition(pa.Table.from_batches([batch]), columns, take=take):
                 buf = buffers.get(encoded) or buffers.setdefault(encoded, _Buffer(encoded, values))
                 buf.tables.append(part)
                 buf.nbytes += part.nbytes
@@ -235,8 +257,9 @@ def write_data_files(
         delete_files(storage, [a.path for a in done] + written)
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        for p in (pool, take_pool):
+            if p is not None:
+                p.shutdown(wait=True)
         report.close()
     return done
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from helpers import SCHEMA, make_data
@@ -66,3 +67,25 @@ def test_only_repetitive_columns_are_dictionary_encoded(local_uri):
         assert dictionary == {"kind", "s.x"}, path
     assert t.to_arrow().num_rows == 2 * n
     assert t.to_arrow(filter=[("category", "=", "cd")]).num_rows == 2 * (n // 3 + (n % 3 > 1))
+
+
+def test_large_batches_are_split_with_rows_in_order(local_uri):
+    # a batch this long is reordered by partition one column per thread (write._column_take);
+    # every partition's file holds exactly its rows, in the order they arrived, nulls included
+    from lakehouse.write import _PARALLEL_TAKE_ROWS
+
+    n = _PARALLEL_TAKE_ROWS + 4321
+    ids = [(i * 7919) % n for i in range(n)]  # a permutation: arrival order differs from id order
+    parts = [None if i % 11 == 0 else (i * 31) % 5 for i in ids]
+    data = make_data(ids, part=parts)
+    assert len(data.to_batches()) == 1 and data.num_rows >= _PARALLEL_TAKE_ROWS
+    t = lh.write_table(local_uri, data, partition_by=["part"])
+    files = t.files()
+    assert files.num_rows == 6  # five values and null, one file each
+    for row in files.to_pylist():
+        got = pq.read_table(f"{local_uri}/{row['path']}")
+        want = data.filter(pc.is_null(data["part"]) if row["partition.part"] is None
+                           else pc.equal(data["part"], row["partition.part"]))
+        assert got.column("id").to_pylist() == want.column("id").to_pylist(), row["path"]
+        assert got.column("name").to_pylist() == want.column("name").to_pylist()
+    assert t.to_arrow().sort_by("id").equals(data.sort_by("id"))
