@@ -27,6 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -65,6 +66,7 @@ class WriteOptions:
 
 
 _DICTIONARY_MAX_RATIO = 0.5  # dictionary-encode a flat column whose sample is at most this share distinct
+_DELTA_MIN_BITS_SAVED = 4  # delta-encode an integer column whose steps need this many bits fewer than its span
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,32 +82,59 @@ def _leaf_paths(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
     return {name: tuple(paths) for name, paths in out.items()}
 
 
-def dictionary_columns(rows: pa.Table, sample_rows: int) -> list[str]:
-    """The Parquet leaf paths worth dictionary encoding in ``rows``.
+def _is_repetitive(column: pa.ChunkedArray, sample_rows: int) -> bool:
+    sample = column.slice(0, sample_rows)
+    valid = len(sample) - sample.null_count
+    return bool(valid) and pc.count_distinct(sample).as_py() <= _DICTIONARY_MAX_RATIO * valid
+
+
+def _is_smooth(column: pa.ChunkedArray, sample_rows: int) -> bool:
+    """Whether consecutive values differ by much less than the values range (ids, timestamps)."""
+    try:
+        values = column.slice(0, sample_rows).drop_null().cast(pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. uint64 beyond int64
+        return False
+    if len(values) < 2:
+        return False
+    spread = int(values.max()) - int(values.min())
+    steps = np.diff(values)  # wraps around for extreme values: then it only looks rough
+    return (int(steps.max()) - int(steps.min())).bit_length() + _DELTA_MIN_BITS_SAVED <= spread.bit_length()
+
+
+def _integer_like(typ: pa.DataType) -> bool:
+    return (pa.types.is_integer(typ) or pa.types.is_timestamp(typ) or pa.types.is_date(typ)
+            or pa.types.is_time(typ) or pa.types.is_duration(typ))
+
+
+def column_encodings(rows: pa.Table, sample_rows: int) -> tuple[list[str], dict[str, str]]:
+    """How to encode each Parquet leaf of ``rows``: the paths to dictionary-encode, and the others'.
 
     A flat column is dictionary-encoded only if at most half of the (non-null) values of its first
     ``sample_rows`` rows are distinct: dictionary pages of mostly-unique values (ids, measurements,
     free text) cost encoding time and bytes and are read back slower. Nested columns always are.
+    An integer-like column that is not is delta-encoded (``DELTA_BINARY_PACKED``) when its values
+    step by much less than they span (ids, timestamps): written 2-3x faster than compressed plain
+    values, smaller, and read back faster.
 
     Example:
-        >>> t = pa.table({"id": [1, 2, 3, 4], "kind": ["a", "b", "a", "a"]})
-        >>> dictionary_columns(t, 1024)
-        ['kind']
+        >>> t = pa.table({"id": range(100), "kind": ["a", "b"] * 50, "x": [i * 7919 % 101 for i in range(100)]})
+        >>> column_encodings(t, 1024)
+        (['kind'], {'id': 'DELTA_BINARY_PACKED'})
     """
     paths = _leaf_paths(rows.schema)
-    out: list[str] = []
+    dictionary: list[str] = []
+    other: dict[str, str] = {}
     for name, column in zip(rows.column_names, rows.columns, strict=True):
         typ = column.type
         if pa.types.is_nested(typ) or pa.types.is_dictionary(typ):
-            out.extend(paths.get(name, ()))
+            dictionary.extend(paths.get(name, ()))
+        elif pa.types.is_boolean(typ) or pa.types.is_null(typ):
             continue
-        if pa.types.is_boolean(typ) or pa.types.is_null(typ):
-            continue
-        sample = column.slice(0, sample_rows)
-        valid = len(sample) - sample.null_count
-        if valid and pc.count_distinct(sample).as_py() <= _DICTIONARY_MAX_RATIO * valid:
-            out.extend(paths.get(name, ()))
-    return out
+        elif _is_repetitive(column, sample_rows):
+            dictionary.extend(paths.get(name, ()))
+        elif _integer_like(typ) and _is_smooth(column, sample_rows):
+            other.update(dict.fromkeys(paths.get(name, ()), "DELTA_BINARY_PACKED"))
+    return dictionary, other
 
 
 _PARALLEL_TAKE_ROWS = 1 << 16  # batches at least this long are reordered one column per thread
@@ -151,8 +180,9 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, data_columns
             # one table (chunks are not copied) so row groups span the buffered batches; columns and
             # struct children take their physical names (format.md §7)
             rows = relabel(pa.concat_tables(buf.tables).select(data_columns), physical)
-            writer = pq.ParquetWriter(out, physical, compression=options.compression,
-                                      use_dictionary=dictionary_columns(rows, options.row_group_rows))
+            dictionary, encodings = column_encodings(rows, options.row_group_rows)
+            writer = pq.ParquetWriter(out, physical, compression=options.compression, use_dictionary=dictionary,
+                                      column_encoding=encodings or None)
             writer.write_table(rows, row_group_size=options.row_group_rows)
             writer.close()
             size = out.tell()

@@ -89,3 +89,25 @@ def test_large_batches_are_split_with_rows_in_order(local_uri):
         assert got.column("id").to_pylist() == want.column("id").to_pylist(), row["path"]
         assert got.column("name").to_pylist() == want.column("name").to_pylist()
     assert t.to_arrow().sort_by("id").equals(data.sort_by("id"))
+
+
+def test_stepping_integer_columns_are_delta_encoded(local_uri):
+    # ids and timestamps step by far less than they span: DELTA_BINARY_PACKED; integers that jump
+    # around (and uint64 beyond int64, or extremes whose steps overflow) stay plain
+    n = 5000
+    data = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "ts": pa.array([1_700_000_000_000_000 + i * 1000 + i % 7 for i in range(n)], pa.timestamp("us", "UTC")),
+        "noise": pa.array([(i * 2_654_435_761) % 1_000_003 - 500_000 for i in range(n)], pa.int64()),
+        "big": pa.array([2**64 - 1 - i * 3 for i in range(n)], pa.uint64()),
+        "extreme": pa.array([(-(2**63), 2**63 - 1)[i % 2] if i % 3 else None for i in range(n)], pa.int64()),
+        "small": pa.array([i % 3 + (i // 3) * 1000 for i in range(n)], pa.int32()),
+    })
+    t = lh.write_table(local_uri, data)
+    (path,) = t.files().column("path").to_pylist()
+    meta = pq.ParquetFile(f"{local_uri}/{path}").metadata
+    delta = {meta.schema.column(i).path for i in range(meta.num_columns)
+             if "DELTA_BINARY_PACKED" in meta.row_group(0).column(i).encodings}
+    assert delta == {"id", "ts", "small"}
+    assert t.to_arrow().equals(data)
+    assert t.to_arrow(filter=[("id", ">=", 4990)]).column("ts").to_pylist() == data.column("ts").to_pylist()[4990:]
