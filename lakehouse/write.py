@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import posixpath
 import time
@@ -138,6 +139,7 @@ def column_encodings(rows: pa.Table, sample_rows: int) -> tuple[list[str], dict[
 
 
 _PARALLEL_TAKE_ROWS = 1 << 16  # batches at least this long are reordered one column per thread
+_SAMPLE_ROWS = 1 << 14  # rows of a batch sampled to tell a repetitive string column
 
 
 def _column_take(pool: ThreadPoolExecutor) -> Callable[[pa.Table, pa.Array], pa.Table]:
@@ -146,10 +148,18 @@ def _column_take(pool: ThreadPoolExecutor) -> Callable[[pa.Table, pa.Array], pa.
     Reordering a batch by partition is the writer's one step that would otherwise run on a single
     thread (string columns dominate it); Arrow kernels release the GIL, so columns go side by side.
     """
+    def take_column(column: pa.ChunkedArray, order: pa.Array) -> pa.Array | pa.ChunkedArray:
+        typ = column.type
+        if (pa.types.is_string(typ) or pa.types.is_binary(typ)) and _is_repetitive(column, _SAMPLE_ROWS):
+            # gathering strings at random is cache-bound; gathering small indices and then
+            # strings from a dictionary that fits in cache is twice as fast
+            return column.combine_chunks().dictionary_encode().take(order).dictionary_decode()
+        return column.take(order)
+
     def take(table: pa.Table, order: pa.Array) -> pa.Table:
         if table.num_rows < _PARALLEL_TAKE_ROWS:
             return table.take(order)
-        columns = list(pool.map(lambda column: column.take(order), table.columns))
+        columns = list(pool.map(take_column, table.columns, itertools.repeat(order)))
         return pa.Table.from_arrays(columns, schema=table.schema)
 
     return take

@@ -78,6 +78,8 @@ def test_large_batches_are_split_with_rows_in_order(local_uri):
     ids = [(i * 7919) % n for i in range(n)]  # a permutation: arrival order differs from id order
     parts = [None if i % 11 == 0 else (i * 31) % 5 for i in ids]
     data = make_data(ids, part=parts)
+    # a repetitive string column takes the dictionary route (with nulls and empty strings)
+    data = data.append_column("kind", pa.array([("x", "yy", None, "")[i % 4] for i in ids], pa.string()))
     assert len(data.to_batches()) == 1 and data.num_rows >= _PARALLEL_TAKE_ROWS
     t = lh.write_table(local_uri, data, partition_by=["part"])
     files = t.files()
@@ -88,6 +90,7 @@ def test_large_batches_are_split_with_rows_in_order(local_uri):
                            else pc.equal(data["part"], row["partition.part"]))
         assert got.column("id").to_pylist() == want.column("id").to_pylist(), row["path"]
         assert got.column("name").to_pylist() == want.column("name").to_pylist()
+        assert got.column("kind").to_pylist() == want.column("kind").to_pylist()
     assert t.to_arrow().sort_by("id").equals(data.sort_by("id"))
 
 
