@@ -288,6 +288,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     t_start = time.perf_counter()
+    seconds: dict[str, float] = {}  # wall time per workload, reported with the params
     s = Suite(a)
     env = report.environment()
     log(f"engines: {list(s.engines)}; notes: {s.notes}; workdir {s.work}")
@@ -297,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             data = generate_table(a.rows)
             log(f"generated {a.rows:,} rows in {time.perf_counter() - t0:.1f} s; write/read ...")
+            t0 = time.perf_counter()
             s.write_read(data, "read" in a.only)
+            seconds["write+read"] = round(time.perf_counter() - t0, 1)
             del data
         todo = [w for w in ("select", "append", "open", "travel", "delete", "concurrent", "scale", *OPTIONAL)
                 if w in a.only]
@@ -306,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         for i, w in enumerate(todo):
             log(f"{w} ...")
             bar(ProgressEvent("benchmark suite", w, i, len(todo), "workloads"))
+            t0 = time.perf_counter()
             getattr(s, w)()
+            seconds[w] = round(time.perf_counter() - t0, 1)
+            log(f"{w}: {seconds[w]:.0f} s")
         bar(ProgressEvent("benchmark suite", "done", len(todo), len(todo), "workloads"))
         bar.close()
     finally:
@@ -314,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     params = {k: v for k, v in vars(a).items()}
     params["command"] = "python benchmarks/suite.py " + " ".join(sys.argv[1:] if argv is None else argv)
     params["runtime_s"] = round(time.perf_counter() - t_start, 1)
+    params["workload_s"] = seconds
     paths = report.write(a.out, env, params, s.notes, s.figs, s.extra)
     log(f"done in {params['runtime_s']:.0f} s: " + ", ".join(str(p) for p in paths))
     print(Path(paths[0]).read_text())
