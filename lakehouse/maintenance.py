@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import posixpath
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -41,7 +42,7 @@ from .checkpoint import decode_checkpoint
 from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
 from .errors import CommitConflictError, CorruptLogError, RetentionError, VersionNotFoundError
-from .log import RemoveFile, checkpoint_name, entry_name
+from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
 from .state import TableState, files_to_adds
@@ -232,10 +233,32 @@ def _delete_all(storage: Storage, doomed: list[str], report: Callable[[ProgressE
 
 
 # -- log clean-up ------------------------------------------------------------------------------
+# the temporary names of Storage.put_if_absent (local disk) and Storage.overwrite (format §17.2)
+_TEMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{32}$|\.[0-9a-f]{32}\.tmp$")
+
+
+def _stale_temp_files(storage: Storage, cutoff: int) -> list[str]:
+    """Temporary files in the log folder older than ``cutoff`` (ms): what a killed writer left."""
+    try:
+        listed = storage.fs.ls(storage.full_path(LOG_DIR), detail=True)
+    except FileNotFoundError:
+        return []
+    finally:
+        storage.fs.invalidate_cache()
+    out = []
+    for info in listed:
+        name = posixpath.basename(str(info.get("name", "")).rstrip("/"))
+        mtime = _mtime_ms(info)
+        if info.get("type") != "directory" and _TEMP_NAME.search(name) and mtime is not None and mtime < cutoff:
+            out.append(f"{LOG_DIR}/{name}")
+    return out
+
+
 def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta, enforce_retention: bool = True,
                 now_ms: int | None = None) -> int:
     """Delete log entries and checkpoints older than ``retention`` that a newer checkpoint (also
-    older than ``retention``) covers; returns the number of entries removed.
+    older than ``retention``) covers; returns the number of entries removed. Temporary files that
+    crashed writers left in the log folder (format §17.2) go too once they are older than ``retention``.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -246,6 +269,9 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
     """
     window = _retention_ms(state, retention, enforce_retention, LOG_MIN_RETENTION, "log")
     cutoff = (now_ms if now_ms is not None else _now_ms()) - window
+    for rel in _stale_temp_files(storage, cutoff):
+        with contextlib.suppress(OSError):  # hygiene: what stays is retried next time
+            storage.delete(rel)
     entries, checkpoints = list_log(storage)
     newest_old = version_at(storage, state, cutoff)
     if newest_old is None:

@@ -10,6 +10,7 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import time
+import uuid
 
 import pyarrow.parquet as pq
 import pytest
@@ -278,3 +279,26 @@ def test_reading_a_vacuumed_version_is_a_typed_error(local_uri):
     with pytest.raises(lh.LakehouseError):
         t.to_arrow(version=1)
 
+
+
+def test_cleanup_log_removes_stale_temp_files_of_crashed_writers(local_uri):
+    # a writer killed between creating its temp file and publishing it leaves the temp file behind
+    # (storage.put_if_absent's ".tmp-<hex>", storage.overwrite's "<name>.<hex>.tmp"): cleanup_log
+    # removes those older than the retention; young ones (a writer at work) and other names stay
+    t = lh.write_table(local_uri, make_data(range(10)))
+    log_dir = os.path.join(local_uri, "_lakehouse_log")
+    old = [f".tmp-{uuid.uuid4().hex}", f"_last_checkpoint.{uuid.uuid4().hex}.tmp",
+           f"00000000000000000000.checkpoint.{uuid.uuid4().hex}.tmp"]
+    young = [f".tmp-{uuid.uuid4().hex}"]
+    other = [".tmp-notes", f"{uuid.uuid4().hex}.tmp.bak"]
+    month_ago = time.time() - 31 * 86400
+    for name in old + young + other:
+        with open(os.path.join(log_dir, name), "wb") as f:
+            f.write(b"partial")
+        if name not in young:
+            os.utime(os.path.join(log_dir, name), (month_ago, month_ago))
+    assert t.cleanup_log() == 0  # nothing to cover: the one entry is young
+    left = set(os.listdir(log_dir))
+    assert not left & set(old)
+    assert set(young + other) <= left
+    assert lh.Table.open(local_uri).to_arrow().num_rows == 10
