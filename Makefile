@@ -16,7 +16,7 @@ help:
 	@echo "make test       run the test suite and ruff"
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      run benchmarks/bench_core.py (lakehouse vs raw pyarrow, ~5 min)"
-	@echo "make bench-suite  the full suite vs pyarrow, deltalake, pyiceberg (10M rows, ~15 min; QUICK=1 for ~2 min)"
+	@echo "make bench-suite  the full suite vs pyarrow, deltalake, pyiceberg (10M rows, ~9 min; QUICK=1 for ~2 min)"
 	@echo "make docs       build the documentation site into ./site (mkdocs --strict; installs the docs extra)"
 	@echo "make venv       create .venv and install the package with its dev extra"
 	@echo "make clean      remove build and run artefacts; distclean also removes .venv"
