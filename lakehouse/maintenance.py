@@ -241,7 +241,7 @@ def _stale_temp_files(storage: Storage, cutoff: int) -> list[str]:
     """Temporary files in the log folder older than ``cutoff`` (ms): what a killed writer left."""
     try:
         listed = storage.fs.ls(storage.full_path(LOG_DIR), detail=True)
-    except FileNotFoundError:
+    except OSError:  # no folder, or the store is failing: the sweep is hygiene, the next run retries
         return []
     finally:
         storage.fs.invalidate_cache()

@@ -91,8 +91,11 @@ def _is_repetitive(column: pa.ChunkedArray, sample_rows: int) -> bool:
 
 def _is_smooth(column: pa.ChunkedArray, sample_rows: int) -> bool:
     """Whether consecutive values differ by much less than the values range (ids, timestamps)."""
+    sample = column.slice(0, sample_rows).drop_null()
     try:
-        values = column.slice(0, sample_rows).drop_null().cast(pa.int64()).to_numpy()
+        if not pa.types.is_integer(sample.type):  # temporal: through its storage integer
+            sample = sample.cast(pa.int32() if sample.type.bit_width == 32 else pa.int64())
+        values = sample.cast(pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. uint64 beyond int64
         return False
     if len(values) < 2:

@@ -105,12 +105,15 @@ def test_stepping_integer_columns_are_delta_encoded(local_uri):
         "big": pa.array([2**64 - 1 - i * 3 for i in range(n)], pa.uint64()),
         "extreme": pa.array([(-(2**63), 2**63 - 1)[i % 2] if i % 3 else None for i in range(n)], pa.int64()),
         "small": pa.array([i % 3 + (i // 3) * 1000 for i in range(n)], pa.int32()),
+        "day": pa.array([19_000 + i for i in range(n)], pa.int32()).cast(pa.date32()),
+        "t32": pa.array(range(n), pa.int32()).cast(pa.time32("s")),
+        "at": pa.array([i * 1_000_000 for i in range(n)], pa.int64()).cast(pa.time64("us")),
     })
     t = lh.write_table(local_uri, data)
     (path,) = t.files().column("path").to_pylist()
     meta = pq.ParquetFile(f"{local_uri}/{path}").metadata
     delta = {meta.schema.column(i).path for i in range(meta.num_columns)
              if "DELTA_BINARY_PACKED" in meta.row_group(0).column(i).encodings}
-    assert delta == {"id", "ts", "small"}
+    assert delta == {"id", "ts", "small", "day", "t32", "at"}
     assert t.to_arrow().equals(data)
     assert t.to_arrow(filter=[("id", ">=", 4990)]).column("ts").to_pylist() == data.column("ts").to_pylist()[4990:]
