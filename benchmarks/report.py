@@ -143,10 +143,9 @@ def targets(figs: list[dict[str, Any]], extra: dict[str, Any]) -> list[tuple[str
                 peer = _best_peer(f)
                 if peer:
                     ok = f["values"]["lakehouse"] <= peer[1]
-                    counts = extra.get("appends", {})
-                    at = (f" (after {counts[peer[0]]} commits, lakehouse {counts['lakehouse']})"
-                          if wl == "open" and counts.get(peer[0], counts.get("lakehouse")) != counts.get("lakehouse")
-                          else "")
+                    counts, at = extra.get("appends", {}), ""
+                    if wl == "open" and peer[0] in counts and counts[peer[0]] != counts.get("lakehouse"):
+                        at = f" (after {counts[peer[0]]} commits, lakehouse {counts.get('lakehouse')})"
                     out.append((f"beat peers: {f['metric']}", f"lakehouse {_fmt(f['values']['lakehouse'])} vs "
                                 f"{peer[0]} {_fmt(peer[1])} {f['unit']}{at}", "ok" if ok else "no"))
                 break

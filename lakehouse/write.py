@@ -246,6 +246,7 @@ def write_data_files(
     done: list[AddFile] = []
     pool: ThreadPoolExecutor | None = None
     take_pool: ThreadPoolExecutor | None = None
+    take: Callable[[pa.Table, pa.Array], pa.Table] | None = None  # default: Table.take
     report = progress_callback(progress)
     written_bytes = 0
 
@@ -277,7 +278,7 @@ def write_data_files(
                 check(batch)
             if take_pool is None and columns and batch.num_rows >= _PARALLEL_TAKE_ROWS:
                 take_pool = ThreadPoolExecutor(opts.max_workers, thread_name_prefix="lakehouse-take")
-            take = _column_take(take_pool) if take_pool is not None else None
+                take = _column_take(take_pool)
             for encoded, values, part in split_by_partition(pa.Table.from_batches([batch]), columns, take=take):
                 buf = buffers.get(encoded) or buffers.setdefault(encoded, _Buffer(encoded, values))
                 buf.tables.append(part)
