@@ -67,6 +67,7 @@ class WriteOptions:
 
 
 _DICTIONARY_MAX_RATIO = 0.5  # dictionary-encode a flat column whose sample is at most this share distinct
+_HEAD_ROWS = 1 << 10  # rows the repetition test looks at first
 _DELTA_MIN_BITS_SAVED = 4  # delta-encode an integer column whose steps need this many bits fewer than its span
 
 
@@ -83,10 +84,26 @@ def _leaf_paths(schema: pa.Schema) -> dict[str, tuple[str, ...]]:
     return {name: tuple(paths) for name, paths in out.items()}
 
 
-def _is_repetitive(column: pa.ChunkedArray, sample_rows: int) -> bool:
-    sample = column.slice(0, sample_rows)
+def _distinct(sample: pa.ChunkedArray) -> tuple[int, int]:
+    """(distinct non-null values, non-null values) of ``sample``."""
     valid = len(sample) - sample.null_count
-    return bool(valid) and pc.count_distinct(sample).as_py() <= _DICTIONARY_MAX_RATIO * valid
+    return (pc.count_distinct(sample).as_py() if valid else 0), valid
+
+
+def _is_repetitive(column: pa.ChunkedArray, sample_rows: int) -> bool:
+    """Whether at most half of the non-null values of the first ``sample_rows`` rows are distinct.
+
+    Counting distinct values of a mostly-unique column is the costly case (a hash table of every
+    value), so the first rows decide when they are clear: repetitive already, or hundreds of
+    values all distinct (then the whole sample is almost surely mostly unique too).
+    """
+    distinct, valid = _distinct(column.slice(0, min(sample_rows, _HEAD_ROWS)))
+    if valid and distinct <= _DICTIONARY_MAX_RATIO * valid:
+        return True
+    if (valid >= _HEAD_ROWS // 4 and distinct == valid) or sample_rows <= _HEAD_ROWS:
+        return False
+    distinct, valid = _distinct(column.slice(0, sample_rows))
+    return bool(valid) and distinct <= _DICTIONARY_MAX_RATIO * valid
 
 
 def _is_smooth(column: pa.ChunkedArray, sample_rows: int) -> bool:

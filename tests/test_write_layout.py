@@ -147,3 +147,17 @@ def test_parallel_reorder_splits_exactly_as_a_plain_take(table, data):
     for (_, _, g), (_, _, w) in zip(got, want, strict=True):
         assert g.schema == w.schema
         assert g.to_pylist() == w.to_pylist()
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([i % 3 for i in range(5000)], True),  # repetitive from the first rows
+    ([None] * 2000 + [i % 3 for i in range(3000)], True),  # the first rows are all null: the sample decides
+    (list(range(5000)), False),  # unique: decided by the first rows
+    ([i % 700 for i in range(5000)], True),  # repeats inside the first rows, repetitive overall
+    ([i % 1500 for i in range(1000)] + [i % 1500 for i in range(4000)], True),
+    ([None] * 5000, False),
+])
+def test_repetition_test_decides_from_the_first_rows_only_when_clear(values, expected):
+    from lakehouse.write import _is_repetitive
+
+    assert _is_repetitive(pa.chunked_array([pa.array(values, pa.int64())]), 4096) is expected
