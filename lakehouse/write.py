@@ -159,18 +159,18 @@ def column_encodings(rows: pa.Table, sample_rows: int) -> tuple[list[str], dict[
 
 
 _PARALLEL_TAKE_ROWS = 1 << 16  # batches at least this long are reordered one column per thread
-_SAMPLE_ROWS = 1 << 14  # rows of a batch sampled to tell a repetitive string column
 
 
-def _column_take(pool: ThreadPoolExecutor) -> Callable[[pa.Table, pa.Array], pa.Table]:
-    """A ``take`` for :func:`split_by_partition` that reorders the columns of a table on ``pool``.
+def _column_take(pool: ThreadPoolExecutor, sample_rows: int) -> Callable[[pa.Table, pa.Array], pa.Table]:
+    """A ``take`` for :func:`split_by_partition` that reorders the columns of a table on ``pool``
+    (a string column is repetitive by the same test, and sample, as the file encodings use).
 
     Reordering a batch by partition is the writer's one step that would otherwise run on a single
     thread (string columns dominate it); Arrow kernels release the GIL, so columns go side by side.
     """
     def take_column(column: pa.ChunkedArray, order: pa.Array) -> pa.Array | pa.ChunkedArray:
         typ = column.type
-        if (pa.types.is_string(typ) or pa.types.is_binary(typ)) and _is_repetitive(column, _SAMPLE_ROWS):
+        if (pa.types.is_string(typ) or pa.types.is_binary(typ)) and _is_repetitive(column, sample_rows):
             # gathering strings at random is cache-bound; gathering small indices and then
             # strings from a dictionary that fits in cache is twice as fast
             return column.combine_chunks().dictionary_encode().take(order).dictionary_decode()
@@ -295,7 +295,7 @@ def write_data_files(
                 check(batch)
             if take_pool is None and columns and batch.num_rows >= _PARALLEL_TAKE_ROWS:
                 take_pool = ThreadPoolExecutor(opts.max_workers, thread_name_prefix="lakehouse-take")
-                take = _column_take(take_pool)
+                take = _column_take(take_pool, opts.row_group_rows)
             for encoded, values, part in split_by_partition(pa.Table.from_batches([batch]), columns, take=take):
                 buf = buffers.get(encoded) or buffers.setdefault(encoded, _Buffer(encoded, values))
                 buf.tables.append(part)

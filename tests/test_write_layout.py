@@ -139,9 +139,9 @@ def test_parallel_reorder_splits_exactly_as_a_plain_take(table, data):
     candidates = [f.name for f in table.schema if f.type in _PART_TYPES]
     columns = data.draw(st.lists(st.sampled_from(candidates), unique=True, min_size=1, max_size=2)) \
         if candidates else []
-    with ThreadPoolExecutor(2) as pool, mock.patch.object(write, "_PARALLEL_TAKE_ROWS", 0), \
-            mock.patch.object(write, "_SAMPLE_ROWS", data.draw(st.integers(1, 40))):
-        got = list(partitioning.split_by_partition(table, columns, take=write._column_take(pool)))
+    sample_rows = data.draw(st.integers(1, 40))
+    with ThreadPoolExecutor(2) as pool, mock.patch.object(write, "_PARALLEL_TAKE_ROWS", 0):
+        got = list(partitioning.split_by_partition(table, columns, take=write._column_take(pool, sample_rows)))
     want = list(partitioning.split_by_partition(table, columns))
     assert [(enc, vals) for enc, vals, _ in got] == [(enc, vals) for enc, vals, _ in want]
     for (_, _, g), (_, _, w) in zip(got, want, strict=True):
