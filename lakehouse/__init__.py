@@ -15,12 +15,15 @@ Example:
 from ._version import __version__
 from .alter import Alter
 from .errors import (
+    ArgumentTypeError,
     ColumnNotFoundError,
     CommitConflictError,
     CommitError,
     CommitStateUnknownError,
+    CommitTooLargeError,
     ConstraintViolationError,
     CorruptLogError,
+    InvalidArgumentError,
     InvalidDataError,
     InvalidFilterError,
     InvalidTableError,
@@ -43,16 +46,19 @@ from .write import write_files
 
 __all__ = [
     "Alter",
+    "ArgumentTypeError",
     "ColumnNotFoundError",
     "Commit",
     "CommitConflictError",
     "CommitError",
     "CommitStateUnknownError",
+    "CommitTooLargeError",
     "ConstraintViolationError",
     "CorruptLogError",
     "DataFile",
     "FileTask",
     "Inspect",
+    "InvalidArgumentError",
     "InvalidDataError",
     "InvalidFilterError",
     "InvalidTableError",

@@ -89,10 +89,10 @@ def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> 
             raise UnsupportedFormatError(f"needs reader version {protocol.min_reader_version}", path=path)
         metadata = decode_metadata(info["metadata"])
         if not reader.schema.remove_metadata().equals(files_schema(metadata)):
-            raise ValueError("files table does not match the table metadata")
+            raise CorruptLogError("files table does not match the table metadata")
         txn = {str(k): int(v) for k, v in info["txn"].items()}
         if version is not None and info["version"] != version:
-            raise ValueError(f"holds version {info['version']}, expected {version}")
+            raise CorruptLogError(f"holds version {info['version']}, expected {version}")
         state = TableState(version=int(info["version"]), timestamp=int(info["timestamp"]), protocol=protocol,
                            metadata=metadata, files_source=DeferredFiles(lambda: _read_files(reader, path)),
                            app_versions=txn)

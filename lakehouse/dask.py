@@ -25,7 +25,16 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from . import CommitStateUnknownError, DataFile, FileTask, Table, TableExistsError, TableNotFoundError, read_task
+from . import (
+    CommitStateUnknownError,
+    DataFile,
+    FileTask,
+    InvalidArgumentError,
+    Table,
+    TableExistsError,
+    TableNotFoundError,
+    read_task,
+)
 from . import write_files as _write_files
 from .storage import Storage
 from .write import delete_files
@@ -120,7 +129,7 @@ def to_lakehouse(ddf: Any, uri: str | os.PathLike[str], *, mode: Literal["append
         1
     """
     if mode not in ("append", "overwrite"):
-        raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
+        raise InvalidArgumentError(f"mode must be 'append' or 'overwrite', not {mode!r}")
     dask, _ = _dask_dataframe()
     table = _ensure_table(ddf, uri, partition_by, storage_options)
     read_version = table.version

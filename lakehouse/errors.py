@@ -14,9 +14,12 @@ inherits it too, so ``except FileNotFoundError`` keeps working::
     ├── InvalidTableError         (also ValueError)  - bad arguments for a table (properties, partitioning)
     ├── InvalidDataError          (also TypeError)   - data that is not Arrow-shaped
     ├── RetentionError            (also ValueError)  - a vacuum/log retention below the table's minimum
+    ├── InvalidArgumentError      (also ValueError)  - an argument value a function does not take
+    │   └── ArgumentTypeError     (also TypeError)   - an argument of the wrong type
     ├── CommitError
     │   ├── CommitConflictError
-    │   └── CommitStateUnknownError
+    │   ├── CommitStateUnknownError
+    │   └── CommitTooLargeError   (also ValueError)  - a log entry larger than one storage request
     ├── CorruptLogError
     │   └── UnsupportedFormatError
     └── UnsafeStorageError
@@ -32,12 +35,15 @@ from __future__ import annotations
 import reprlib
 
 __all__ = [
+    "ArgumentTypeError",
     "ColumnNotFoundError",
     "CommitConflictError",
     "CommitError",
     "CommitStateUnknownError",
+    "CommitTooLargeError",
     "ConstraintViolationError",
     "CorruptLogError",
+    "InvalidArgumentError",
     "InvalidDataError",
     "InvalidFilterError",
     "InvalidTableError",
@@ -150,6 +156,20 @@ class RetentionError(LakehouseError, ValueError):
     """A retention for vacuum or log clean-up that is invalid or below the table's minimum."""
 
 
+class InvalidArgumentError(LakehouseError, ValueError):
+    """An argument has a value the function does not take (an unknown mode, a naive ``as_of``,
+    ``version`` together with ``as_of``, ...); the message names the argument, ``.argument`` too
+    where it is known."""
+
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (``version="3"``, ``as_of=0``, ``progress=1``, ...)."""
+
+
 class CommitError(LakehouseError):
     """A commit did not land."""
 
@@ -173,6 +193,11 @@ class CommitStateUnknownError(CommitError):
         super().__init__(message)
         self.version = version
         self.commit_id = commit_id
+
+
+class CommitTooLargeError(CommitError, ValueError):
+    """A log entry is larger than the storage can create in one conditional request; nothing was
+    committed. Commit fewer files at a time."""
 
 
 class CorruptLogError(LakehouseError):

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.types as pat
 
 from .constraints import table_constraints
-from .errors import ColumnNotFoundError, InvalidTableError, SchemaMismatchError
+from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidTableError, SchemaMismatchError
 from .expressions import Call, Field, Node, parse_expression
 from .log import Metadata, Protocol
 from .schema import (
@@ -181,7 +181,7 @@ def add_column(meta: Metadata, field: pa.Field, *, parent: ColumnPath | None = N
         ['a', 'b']
     """
     if not isinstance(field, pa.Field):
-        raise TypeError(f"add_column needs a pyarrow.Field, got {type(field).__name__}")
+        raise ArgumentTypeError(f"add_column needs a pyarrow.Field, got {type(field).__name__}")
     meta = _ids_everywhere(meta)
     parent_path: tuple[str, ...] = () if parent is None else _path(parent)
     path = _dotted((*parent_path, field.name))
@@ -310,7 +310,7 @@ def widen_column(meta: Metadata, column: ColumnPath, type: pa.DataType) -> Metad
     """
     path = _path(column)
     if not isinstance(type, pa.DataType):
-        raise TypeError(f"widen_column needs a pyarrow.DataType, got {type!r}")
+        raise ArgumentTypeError(f"widen_column needs a pyarrow.DataType, got {type!r}")
     field, _, _ = _find(meta.schema, path)
     if field.type.equals(type):
         return meta

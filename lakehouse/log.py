@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 import pyarrow as pa
 
-from .errors import CorruptLogError, UnsupportedFormatError
+from .errors import CorruptLogError, InvalidArgumentError, UnsupportedFormatError
 from .schema import check_mapping, max_field_id
 
 __all__ = [
@@ -304,16 +304,16 @@ def _get(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], *, option
 
 
 def validate_data_path(path: str) -> str:
-    """Return ``path`` if it is a safe relative data path, else raise ``ValueError``.
+    """Return ``path`` if it is a safe relative data path, else raise ``InvalidArgumentError`` (a ``ValueError``).
 
     Example:
         >>> validate_data_path("day=1/part-0.parquet")
         'day=1/part-0.parquet'
     """
     if not path or path.startswith(("/", "\\")) or "://" in path or ":" in path.split("/", 1)[0]:
-        raise ValueError(f"data path {path!r} is not relative to the table root")
+        raise InvalidArgumentError(f"data path {path!r} is not relative to the table root")
     if any(seg in ("", ".", "..") for seg in path.replace("\\", "/").split("/")):
-        raise ValueError(f"data path {path!r} escapes the table root or is not normalised")
+        raise InvalidArgumentError(f"data path {path!r} escapes the table root or is not normalised")
     return path
 
 
@@ -322,25 +322,25 @@ _BAD_PATH = r"^$|^[/\\]|://|^[^/]*:|(^|[/\\])\.{0,2}($|[/\\])"
 
 
 def validate_data_paths(paths: pa.Array | pa.ChunkedArray) -> None:
-    """Raise ``ValueError`` naming the first path that :func:`validate_data_path` would refuse
-    (vectorised: a checkpoint may hold millions of paths).
+    """Raise ``InvalidArgumentError`` (a ``ValueError``) naming the first path that
+    :func:`validate_data_path` would refuse (vectorised: a checkpoint may hold millions of paths).
 
     Example:
         >>> validate_data_paths(pa.array(["a/b.parquet", "c.parquet"]))
         >>> validate_data_paths(pa.array(["a/../../b.parquet"]))
         Traceback (most recent call last):
         ...
-        ValueError: data path 'a/../../b.parquet' escapes the table root or is not normalised
+        lakehouse.errors.InvalidArgumentError: data path 'a/../../b.parquet' escapes the table root or is not normalised
     """
     import pyarrow.compute as pc
 
     bad = pc.match_substring_regex(paths, _BAD_PATH)
     if paths.null_count or pc.any(bad).as_py():
         if paths.null_count:
-            raise ValueError("a data path is null")
+            raise InvalidArgumentError("a data path is null")
         first = pc.index(bad, True).as_py()
         validate_data_path(paths[first].as_py())
-        raise ValueError(f"data path {paths[first].as_py()!r} is not a safe relative path")
+        raise InvalidArgumentError(f"data path {paths[first].as_py()!r} is not a safe relative path")
 
 
 def _decode_metadata(d: Any) -> Metadata:
@@ -372,11 +372,11 @@ def _decode_metadata(d: Any) -> Metadata:
 
 
 def decode_metadata(d: Any) -> Metadata:
-    """Inverse of :func:`encode_metadata`; ``ValueError`` if ``d`` is not valid metadata."""
+    """Inverse of :func:`encode_metadata`; ``CorruptLogError`` if ``d`` is not valid metadata."""
     try:
         return _decode_metadata(d)
     except _Bad as exc:
-        raise ValueError(str(exc)) from None
+        raise CorruptLogError(str(exc)) from None
 
 
 _ADD_FIELDS = (("path", str), ("size_bytes", int), ("num_rows", int), ("modification_time", int),

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
+from .errors import ArgumentTypeError
+
 __all__ = ["ProgressEvent", "ProgressLike", "Reporter", "progress_callback"]
 
 
@@ -161,4 +163,4 @@ def progress_callback(progress: ProgressLike) -> Reporter:
         return _bar()
     if callable(progress):
         return _Calling(progress)
-    raise TypeError(f"progress must be None, a bool or a callable taking a ProgressEvent, got {progress!r}")
+    raise ArgumentTypeError(f"progress must be None, a bool or a callable taking a ProgressEvent, got {progress!r}")

@@ -310,7 +310,7 @@ def check_mapping(schema: pa.Schema, *, strict: bool = False) -> None:
         >>> check_mapping(pa.schema([pa.field("a", pa.int8(), metadata={"lakehouse:physical": ""})]))
         Traceback (most recent call last):
         ...
-        ValueError: field 'a' has an empty or repeated physical name ''
+        lakehouse.errors.InvalidTableError: field 'a' has an empty or repeated physical name ''
     """
     ids: set[int] = set()
 
@@ -321,14 +321,14 @@ def check_mapping(schema: pa.Schema, *, strict: bool = False) -> None:
             raw = (f.metadata or {}).get(FIELD_ID_KEY)
             if strict:
                 if raw is None or not raw.isdigit() or int(raw) <= 0 or int(raw) in ids:
-                    raise ValueError(f"field {f.name!r} has a missing, invalid or repeated field id {raw!r}")
+                    raise InvalidTableError(f"field {f.name!r} has a missing, invalid or repeated field id {raw!r}")
                 ids.add(int(raw))
             try:
                 name = physical_name(f)
             except UnicodeDecodeError:
-                raise ValueError(f"field {f.name!r} has an undecodable physical name") from None
+                raise InvalidTableError(f"field {f.name!r} has an undecodable physical name") from None
             if mapped and (not name or name in physical):
-                raise ValueError(f"field {f.name!r} has an empty or repeated physical name {name!r}")
+                raise InvalidTableError(f"field {f.name!r} has an empty or repeated physical name {name!r}")
             physical.add(name)
             check(struct_fields(f.type))
 

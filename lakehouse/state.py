@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import CorruptLogError
+from .errors import CorruptLogError, InvalidArgumentError
 from .log import LOG_DIR, AddFile, LogEntry, Metadata, Protocol
 from .schema import can_widen, decode_values, encode_values, has_stats, physical_name
 from .stats import partition_columns, stats_columns
@@ -63,7 +63,7 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
     schema = files_schema(metadata)
     n_parts = len(metadata.partition_by)
     if any(len(a.partition) != n_parts for a in adds):
-        raise ValueError(f"an add action has the wrong number of partition values (expected {n_parts})")
+        raise InvalidArgumentError(f"an add action has the wrong number of partition values (expected {n_parts})")
     cols: dict[str, Any] = {
         "path": [a.path for a in adds],
         "size_bytes": [a.size_bytes for a in adds],

@@ -42,7 +42,7 @@ import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import UnsafeStorageError
+from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError
 
 __all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
 
@@ -349,9 +349,10 @@ class Storage:
         A reader never sees a partial file at ``rel``.
         """
         if not data:
-            raise ValueError("put_if_absent refuses empty files")
+            raise InvalidArgumentError("put_if_absent refuses empty files")
         if len(data) > MAX_ENTRY_BYTES and not (self.is_local or self.is_memory):
-            raise ValueError(f"{rel}: {len(data)} bytes is too large for a single-request conditional write")
+            raise CommitTooLargeError(f"{rel}: {len(data)} bytes is too large for a single-request conditional write "
+                                      f"(at most {MAX_ENTRY_BYTES}); it was not written")
         self.check_atomic_create()
         path = self.full_path(rel)
         if self.is_local:

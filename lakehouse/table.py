@@ -31,8 +31,10 @@ from .checkpoint import write_checkpoint
 from .commit import CommitRequest, commit
 from .constraints import table_constraints
 from .errors import (
+    ArgumentTypeError,
     ColumnNotFoundError,
     CommitConflictError,
+    InvalidArgumentError,
     InvalidTableError,
     TableExistsError,
     TableNotFoundError,
@@ -111,9 +113,10 @@ _ONE_MS = dt.timedelta(milliseconds=1)
 def _as_of_ms(as_of: dt.datetime) -> int:
     """Milliseconds since the epoch, rounded down. A naive datetime names no instant: refused, not guessed."""
     if not isinstance(as_of, dt.datetime):
-        raise TypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
+        raise ArgumentTypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
     if as_of.tzinfo is None or as_of.utcoffset() is None:
-        raise ValueError("as_of must be an aware datetime (with a time zone), e.g. datetime.now(timezone.utc)")
+        raise InvalidArgumentError("as_of must be an aware datetime (with a time zone), e.g. "
+                                   "datetime.now(timezone.utc)", argument="as_of")
     # exact integer arithmetic: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
     return (as_of - _EPOCH) // _ONE_MS
 
@@ -299,13 +302,13 @@ class Table:
             1
         """
         if version is not None and as_of is not None:
-            raise ValueError("pass version or as_of, not both")
+            raise InvalidArgumentError("pass version or as_of, not both")
         if as_of is not None:
             version = self._version_at(_as_of_ms(as_of))
         if version is None or version == self._state.version:
             return Snapshot(self._storage, self._state)
         if isinstance(version, bool) or not isinstance(version, int):
-            raise TypeError(f"version must be an int, got {type(version).__name__}")
+            raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}")
         return Snapshot(self._storage, load_state(self._storage, version))
 
     def _version_at(self, ms: int) -> int:
@@ -478,7 +481,7 @@ class Table:
             [1, 7]
         """
         if operation not in ("append", "overwrite"):
-            raise ValueError(f"operation must be 'append' or 'overwrite', not {operation!r}")
+            raise InvalidArgumentError(f"operation must be 'append' or 'overwrite', not {operation!r}")
         files = list(files)
         paths = [f.path for f in files]
         try:
@@ -574,7 +577,7 @@ class Table:
             (2, 1, 'restore')
         """
         if (version is None) == (as_of is None):
-            raise ValueError("pass exactly one of version or as_of")
+            raise InvalidArgumentError("pass exactly one of version or as_of")
         target = self.snapshot(version=version, as_of=as_of)._state
         self.refresh()
         result = maintenance.restore(self._storage, self._state, target)
@@ -687,7 +690,7 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
         1
     """
     if mode not in ("error", "append", "overwrite", "ignore"):
-        raise ValueError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+        raise InvalidArgumentError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
     storage = Storage.from_uri(uri, storage_options)
     try:
         table = Table(storage, load_state(storage))

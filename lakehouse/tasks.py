@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .constraints import decode_expression, encode_expression
+from .errors import InvalidArgumentError
 from .expressions import conjuncts, referenced_columns, rename_fields
 from .log import AddFile, Metadata
 from .schema import decode_values, is_identity, logical_schema, physical_name, physical_path, read_schema, relabel
@@ -110,10 +111,10 @@ class DataFile:
                    stats=_named_stats(add, names), version=version)
 
     def to_add(self, metadata: Metadata) -> AddFile:
-        """The add action of this file for a table with ``metadata``; ``ValueError`` if it does not fit."""
+        """The add action of this file for a table with ``metadata``; ``InvalidArgumentError`` if it does not fit."""
         if list(self.partition_values) != list(metadata.partition_by):
-            raise ValueError(f"data file {self.path!r} has partition columns {list(self.partition_values)}, the "
-                             f"table {list(metadata.partition_by)}")
+            raise InvalidArgumentError(f"data file {self.path!r} has partition columns "
+                                       f"{list(self.partition_values)}, the table {list(metadata.partition_by)}")
         schema = metadata.schema
         known = set(schema.names)
 
@@ -121,7 +122,8 @@ class DataFile:
             values = self.stats.get(kind, {})
             unknown = set(values) - known
             if unknown:
-                raise ValueError(f"data file {self.path!r} has statistics for unknown columns {sorted(unknown)}")
+                raise InvalidArgumentError(f"data file {self.path!r} has statistics for unknown columns "
+                                           f"{sorted(unknown)}")
             return {physical_name(schema.field(c)): v for c, v in values.items()}
 
         return AddFile(path=self.path, size_bytes=self.size_bytes, num_rows=self.num_rows,

@@ -32,6 +32,7 @@ from .errors import (
     CommitError,
     CommitStateUnknownError,
     ConstraintViolationError,
+    InvalidArgumentError,
     LakehouseError,
 )
 from .evolution import merge_schema, raised_protocol
@@ -55,9 +56,9 @@ schema in the same commit (see ``lakehouse.evolution``)."""
 
 
 def _check_mode(schema_mode: str) -> bool:
-    """True for ``"merge"``; ``ValueError`` for anything but the two modes."""
+    """True for ``"merge"``; ``InvalidArgumentError`` for anything but the two modes."""
     if schema_mode not in ("strict", "merge"):
-        raise ValueError(f"schema_mode must be 'strict' or 'merge', not {schema_mode!r}")
+        raise InvalidArgumentError(f"schema_mode must be 'strict' or 'merge', not {schema_mode!r}")
     return schema_mode == "merge"
 
 
@@ -242,7 +243,7 @@ class Transaction:
             return
         expr = to_expression(filter, self.schema)
         if not overwrite and expr is not None:
-            raise ValueError("filter is only meaningful with an overwrite")
+            raise InvalidArgumentError("filter is only meaningful with an overwrite")
         if expr is not None:
             self._check_within(adds, expr)
         if removed:
@@ -268,7 +269,7 @@ class Transaction:
         rows = _parts_in(files, list(paths))
         missing = sorted(set(paths) - set(rows.column("path").to_pylist()))
         if missing:
-            raise ValueError(f"files to remove are not live at version {self._base.version}: {missing[:5]}")
+            raise InvalidArgumentError(f"files to remove are not live at version {self._base.version}: {missing[:5]}")
         self._read_files.update(paths)
         self._drop(rows)
 

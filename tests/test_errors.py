@@ -31,6 +31,9 @@ TREE = {
     "CorruptLogError": ("LakehouseError",),
     "UnsupportedFormatError": ("CorruptLogError", "LakehouseError"),
     "UnsafeStorageError": ("LakehouseError",),
+    "InvalidArgumentError": ("LakehouseError", ValueError),
+    "ArgumentTypeError": ("InvalidArgumentError", "LakehouseError", TypeError, ValueError),
+    "CommitTooLargeError": ("CommitError", "LakehouseError", ValueError),
 }
 
 
