@@ -33,7 +33,7 @@ from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
 
 __all__ = [
     "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "files_mask",
-    "parse_expression",
+    "parse_expression", "partition_verdicts",
     "prune_expression", "referenced_columns", "rename_fields", "to_expression",
 ]
 
@@ -380,6 +380,36 @@ def _validate_expression(expr: pc.Expression, schema: pa.Schema) -> None:
         _check_columns_by_binding(expr, schema)
 
 
+def _null_row(schema: pa.Schema) -> pa.Table:
+    """One row of nulls under ``schema`` (nullability dropped), or the empty table if a type has no nulls."""
+    try:
+        return pa.table([pa.nulls(1, f.type) for f in schema], schema=pa.schema(
+            [f.with_nullable(True) for f in schema], metadata=schema.metadata))
+    except (pa.ArrowException, TypeError, ValueError):
+        return schema.empty_table()
+
+
+def _check_condition(expr: pc.Expression, schema: pa.Schema) -> None:
+    """InvalidFilterError unless ``expr`` evaluates to a boolean on rows of ``schema``.
+
+    It is evaluated on one row of nulls, so a comparison Arrow has no kernel for (a date with a
+    string, a list with a list), a naive timestamp against a time-zone-aware column, a non-scalar
+    function or a result that is not boolean is refused before anything is read or written.
+    """
+    try:
+        result = _evaluate(expr, _null_row(schema))
+    except (pa.ArrowException, TypeError, ValueError, RecursionError) as exc:
+        raise InvalidFilterError(f"the filter {_short(expr)} cannot be evaluated on the table's columns: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not pa.types.is_boolean(result.type):
+        raise InvalidFilterError(f"the filter {_short(expr)} is not a condition: it gives {result.type}, not bool")
+
+
+def _short(expr: Any) -> str:
+    text = str(expr)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression | None:
     """Turn a filter into an expression over ``schema``, checking its columns and values.
 
@@ -390,7 +420,8 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
 
     Raises:
         ColumnNotFoundError: the filter names a column ``schema`` does not have.
-        InvalidFilterError: bad shape, operator, or a value that does not fit its column.
+        InvalidFilterError: bad shape, operator, or a value that does not fit its column; or the
+            filter is not a boolean condition Arrow can evaluate on ``schema``'s columns.
 
     Example:
         >>> schema = pa.schema([("a", pa.int32()), ("b", pa.string())])
@@ -403,16 +434,19 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
         return None
     if isinstance(filter, pc.Expression):
         _validate_expression(filter, schema)
-        return filter
-    if isinstance(filter, str):
+        expr = filter
+    elif isinstance(filter, str):
         from .sqlfilter import parse_sql_filter  # lazily: sqlglot is an extra
 
-        return parse_sql_filter(filter, schema)
-    if isinstance(filter, bytes) or not isinstance(filter, Sequence) or not filter:
+        expr = parse_sql_filter(filter, schema)
+    elif isinstance(filter, bytes) or not isinstance(filter, Sequence) or not filter:
         raise InvalidFilterError(f"a filter must be an Expression, a SQL string or a list of tuples, got {filter!r}")
-    if all(_is_predicate(p) for p in filter):
-        return _conjunction(filter, schema)
-    return reduce(operator.or_, (_conjunction(c, schema) for c in filter))
+    elif all(_is_predicate(p) for p in filter):
+        expr = _conjunction(filter, schema)
+    else:
+        expr = reduce(operator.or_, (_conjunction(c, schema) for c in filter))
+    _check_condition(expr, schema)
+    return expr
 
 
 # ----------------------------------------------------------------------------------- pruning
@@ -608,6 +642,9 @@ def files_mask(expr: pc.Expression | None, files: pa.Table, *, partition_columns
     stats = [c for c in stats_columns if "num_rows" in names
              and {f"min.{c}", f"max.{c}", f"null_count.{c}"} <= names]
     schema = pa.schema([(c, files.schema.field(f"min.{c}").type) for c in stats])
+    exact = partition_verdicts(expr, files, partition_columns=partitions)
+    if exact is not None:  # a filter on partition columns alone: decided exactly per file
+        return exact
     pruned = prune_expression(expr, partition_columns=partitions, stats_columns=stats, schema=schema)
     try:
         mask = _evaluate(pruned, files)
@@ -616,6 +653,50 @@ def files_mask(expr: pc.Expression | None, files: pa.Table, *, partition_columns
         return pc.fill_null(mask, True)
     except Exception:
         return keep_all
+
+
+def partition_verdicts(expr: pc.Expression, files: pa.Table, *,
+                       partition_columns: Sequence[str]) -> pa.Array | None:
+    """Decide ``expr`` per file from the files' partition values alone, if that is exact.
+
+    Every row of a file holds the file's partition values, so a filter that names only partition
+    columns and calls only deterministic row-wise functions has, on every row of the file, the
+    value it has on the file's partition values. It is evaluated once per file (``files`` has a
+    ``partition.<c>`` column per name in ``partition_columns``, under the names ``expr`` uses).
+
+    Returns:
+        A boolean array over ``files`` without nulls: True where ``expr`` is TRUE for every row of
+        the file, False where it is TRUE for none (false or null). None when that cannot be decided
+        this way (another column, a random function, a function Arrow cannot run on the values):
+        the rows must then be read.
+
+    Example:
+        >>> files = pa.table({"partition.p": ["ab", "b"]})
+        >>> partition_verdicts(pc.starts_with(pc.field("p"), "a"), files, partition_columns=["p"]).to_pylist()
+        [True, False]
+        >>> partition_verdicts(pc.field("x") > 1, files, partition_columns=["p"]) is None
+        True
+    """
+    try:
+        nodes = list(_nodes(parse_expression(expr)))
+    except InvalidFilterError:
+        return None
+    parts = set(partition_columns)
+    if any(isinstance(n, Field) and (len(n.path) != 1 or n.name not in parts) for n in nodes):
+        return None
+    if any(isinstance(n, Call) and n.name == "random" for n in nodes):
+        return None  # one draw per file is not one draw per row
+    names = [c for c in partition_columns if f"partition.{c}" in files.column_names]
+    values = pa.table([files.column(f"partition.{c}") for c in names], names=names) if names else \
+        pa.table({"_": pa.nulls(files.num_rows, pa.bool_())})
+    try:
+        result = _evaluate(expr, values)
+    except Exception:  # anything Arrow cannot decide here is decided on the rows
+        return None
+    if not pa.types.is_boolean(result.type) or len(result) != files.num_rows:
+        return None
+    return pc.fill_null(result, False).combine_chunks() if isinstance(result, pa.ChunkedArray) \
+        else pc.fill_null(result, False)
 
 
 def conjuncts(expr: pc.Expression) -> list[pc.Expression]:

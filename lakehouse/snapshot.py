@@ -32,7 +32,7 @@ from .errors import (
     UnsupportedFormatError,
     VersionNotFoundError,
 )
-from .expressions import FilterLike, files_mask, to_expression
+from .expressions import FilterLike, files_mask, partition_verdicts, to_expression
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .schema import (
     field_id,
@@ -310,6 +310,14 @@ class Snapshot:
         mask = files_mask(self._physical(expr), files, partition_columns=partition_columns(meta.schema,
                           meta.partition_by), stats_columns=stats_columns(meta.schema, meta.partition_by))
         return files.filter(mask)
+
+    def _whole_file_verdicts(self, expr: pc.Expression, files: pa.Table) -> pa.Array | None:
+        """Per row of ``files``: is ``expr`` TRUE for every row of the file (True) or for none (False),
+        decided exactly from the partition values; None when only reading the rows can tell
+        (:func:`lakehouse.expressions.partition_verdicts`)."""
+        meta = self._state.metadata
+        return partition_verdicts(self._physical(expr), files,
+                                  partition_columns=partition_columns(meta.schema, meta.partition_by))
 
     def _logical_files(self, files: pa.Table) -> pa.Table:
         """The files table with ``partition.<c>``, ``min.<c>``, ... named by column name, not physical name."""
