@@ -74,7 +74,7 @@ EXPRESSION_LEAVES = st.one_of(
     st.sampled_from([-1, 0, 2, 255, 256, 1000]).map(lambda v: _field("u") < v),
     st.sampled_from([-1, 255, 300]).map(lambda v: _field("u") != v),
     st.sampled_from([-1, 255, 300]).map(lambda v: _field("u") >= v),
-    st.sampled_from(PARTITIONS + ["x", "s"]).map(lambda c: _field(c).is_null()),
+    st.sampled_from([*PARTITIONS, "x", "s"]).map(lambda c: _field(c).is_null()),
     st.sampled_from(DAYS).map(lambda v: _field("d") >= pa.scalar(v)),
     st.lists(st.sampled_from(NAMES), max_size=3).map(lambda vs: _field("name").isin(vs)),
     st.integers(-2, 2).map(lambda v: _field("x") > v),
@@ -92,14 +92,14 @@ _SQL_LEAVES = st.one_of(
     _PATTERNS.map(lambda p: f"s LIKE '{p}'"),
     st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(
         lambda vs: "name IN (" + ", ".join(f"'{v}'" for v in vs) + ")"),
-    st.lists(st.sampled_from(NAMES + ["NULL"]), min_size=1, max_size=3).map(
+    st.lists(st.sampled_from([*NAMES, "NULL"]), min_size=1, max_size=3).map(
         lambda vs: "name NOT IN (" + ", ".join(v if v == "NULL" else f"'{v}'" for v in vs) + ")"),
     st.tuples(st.integers(-1, 256), st.integers(-1, 256)).map(lambda ab: f"u BETWEEN {ab[0]} AND {ab[1]}"),
     st.sampled_from([-1, 0, 254, 256]).map(lambda v: f"u > {v}"),
     st.sampled_from(DAYS).map(lambda v: f"d >= DATE '{v.isoformat()}'"),
     st.sampled_from(DAYS).map(lambda v: f"d = '{v.isoformat()}'"),
-    st.sampled_from(PARTITIONS + ["x", "s"]).map(lambda c: f"{c} IS NULL"),
-    st.sampled_from(PARTITIONS + ["x", "s"]).map(lambda c: f"{c} IS NOT NULL"),
+    st.sampled_from([*PARTITIONS, "x", "s"]).map(lambda c: f"{c} IS NULL"),
+    st.sampled_from([*PARTITIONS, "x", "s"]).map(lambda c: f"{c} IS NOT NULL"),
     st.integers(-2, 2).map(lambda v: f"x <= {v}"),
 )
 SQL = st.recursive(_SQL_LEAVES, lambda sub: st.one_of(
@@ -116,7 +116,7 @@ _DNF_ATOMS = st.one_of(
     st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(lambda vs: ("name", "not in", vs)),
     st.sampled_from(DAYS).map(lambda v: ("d", "<=", v)),
     st.sampled_from(DAYS).map(lambda v: ("d", "=", v.isoformat())),  # ISO strings, as deltalake users pass
-    st.sampled_from(PARTITIONS + ["x"]).map(lambda c: (c, "is null", None)),
+    st.sampled_from([*PARTITIONS, "x"]).map(lambda c: (c, "is null", None)),
     st.integers(-2, 2).map(lambda v: ("x", "!=", v)),
 )
 DNF = st.one_of(st.lists(_DNF_ATOMS, min_size=1, max_size=3),
@@ -255,7 +255,7 @@ def test_delete_by_a_function_of_the_partition_column_keeps_the_other_partitions
     data = pa.table({"name": ["ab", "b", "ac", None], "x": [1, 2, 3, 4]})
     t = lh.write_table(f"memory://fw-{uuid.uuid4().hex}", data, partition_by=["name"])
     t.delete(flt)
-    assert sorted(t.to_arrow().column("x").to_pylist()) == ([2, 4] if "length" not in str(flt) else [2, 4])
+    assert sorted(t.to_arrow().column("x").to_pylist()) == [2, 4]
 
 
 def test_delete_on_a_year_of_a_partition_date():
