@@ -440,6 +440,9 @@ def _predicate(pred: Sequence[Any], schema: pa.Schema) -> pc.Expression:
     typ = schema.field(column).type
     if op in ("is null", "is not null"):
         return pc.field(column).is_null() if op == "is null" else pc.field(column).is_valid()
+    if pa.types.is_nested(typ):
+        raise InvalidFilterError(f"column {column!r} is {typ}: a DNF filter compares only columns of single "
+                                 f"values ('is null' / 'is not null' work on any column)")
     if len(pred) != 3:
         raise InvalidFilterError(f"filter {tuple(pred)!r} needs (column, op, value)")
     if op in ("in", "not in"):

@@ -271,7 +271,14 @@ def parse_sql_filter(text: str, schema: pa.Schema) -> pc.Expression:
     sqlglot = _sqlglot()
     try:
         tree = sqlglot.parse_one(text)
+        return _Translator(sqlglot.exp, schema, text).translate(tree)
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidFilterError(f"cannot parse the SQL filter {text!r}: {first}") from None
-    return _Translator(sqlglot.exp, schema, text).translate(tree)
+        raise InvalidFilterError(f"cannot parse the SQL filter {_shorten(text)!r}: {first}") from None
+    except RecursionError:  # sqlglot parses recursively: ~50 nested parentheses or ~300 NOTs
+        raise InvalidFilterError(f"the SQL filter {_shorten(text)!r} is nested too deeply to parse; "
+                                 f"write it with fewer parentheses or NOTs") from None
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 200 else text[:200] + "..."
