@@ -277,7 +277,8 @@ def encode_expression(expr: pc.Expression) -> str:
     try:
         doc = {"format": ENCODING_FORMAT, "expr": _encode_node(parse_expression(expr))}
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        same = _decode(text).equals(expr)
+        decoded = _decode(text)
+        same = decoded.equals(expr) or str(decoded) == str(expr)  # NaN literals are never equal
     except (_Bad, RecursionError, pa.ArrowException, KeyError, TypeError, ValueError) as exc:
         raise InvalidFilterError(f"cannot store expression {expr} as a constraint: {exc}") from exc
     if not same:

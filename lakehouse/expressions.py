@@ -33,7 +33,7 @@ from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
 
 __all__ = [
     "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "files_mask",
-    "parse_expression",
+    "literal_for", "parse_expression", "partition_verdicts", "set_lookup", "timestamp_scalar",
     "prune_expression", "referenced_columns", "rename_fields", "to_expression",
 ]
 
@@ -261,25 +261,137 @@ def referenced_columns(expr: pc.Expression) -> frozenset[str]:
 
 
 # ----------------------------------------------------------------------------------- DNF
-def _literal(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
-    """Convert ``value`` to a scalar of ``typ``; numbers outside ``typ`` keep their own type."""
+_ISO_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?)?"
+                            r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\Z")
+_UTC = dt.timezone.utc
+
+
+def _epoch_scalar(value: dt.datetime, nanos: int) -> pa.Scalar:
+    """``value`` (its microseconds ignored) plus ``nanos`` below the second, as a timestamp scalar:
+    unit ``us`` when that is exact, else ``ns``; zone UTC when ``value`` is aware, none when naive."""
+    aware = value.tzinfo is not None
+    epoch = dt.datetime(1970, 1, 1, tzinfo=_UTC if aware else None)
+    seconds = (value.replace(microsecond=0) - epoch) // dt.timedelta(seconds=1)
+    tz = "UTC" if aware else None
+    if nanos % 1000 == 0:
+        return pa.scalar(seconds * 1_000_000 + nanos // 1000, pa.timestamp("us", tz=tz))
+    return pa.scalar(seconds * 1_000_000_000 + nanos, pa.timestamp("ns", tz=tz))
+
+
+def timestamp_scalar(value: Any) -> pa.Scalar:
+    """A timestamp scalar for ISO 8601 text, a ``datetime`` (pandas ``Timestamp`` too) or a
+    ``numpy.datetime64``, keeping every digit down to nanoseconds (``datetime.fromisoformat`` keeps
+    six). Text or a ``datetime`` that names an offset is an instant (zone UTC); one that does not is
+    naive.
+
+    Raises:
+        InvalidFilterError: ``value`` is none of these, or text that is not an ISO timestamp.
+
+    Example:
+        >>> timestamp_scalar("2024-01-01 00:00:00.000000001")
+        <pyarrow.TimestampScalar: '2024-01-01T00:00:00.000000001'>
+        >>> timestamp_scalar("2024-01-01T01:00+01:00").type
+        TimestampType(timestamp[us, tz=UTC])
+    """
+    if isinstance(value, pa.Scalar) and pa.types.is_timestamp(value.type):
+        return value
+    if isinstance(value, str):
+        found = _ISO_TIMESTAMP.match(value.strip())
+        if found is None:
+            raise InvalidFilterError(f"{value!r} is not an ISO 8601 timestamp")
+        day, clock, fraction, zone = found.groups()
+        zone = "+00:00" if zone in ("Z", "z") else zone or ""
+        if zone and len(zone) == 3:
+            zone += ":00"
+        try:
+            base = dt.datetime.fromisoformat(f"{day}T{clock or '00:00'}{zone}")
+        except ValueError as exc:
+            raise InvalidFilterError(f"{value!r} is not an ISO 8601 timestamp: {exc}") from None
+        return _epoch_scalar(base, int((fraction or "").ljust(9, "0")))
+    if isinstance(value, dt.datetime):
+        return _epoch_scalar(value, value.microsecond * 1000 + int(getattr(value, "nanosecond", 0)))
+    if isinstance(value, np.datetime64):
+        return pa.scalar(value)
+    raise InvalidFilterError(f"{value!r} is not a timestamp")
+
+
+def _timestamp_literal(column: str, typ: pa.TimestampType, value: Any) -> pa.Scalar:
+    """``value`` as a timestamp of ``typ`` when that is exact, else at its own finer unit (so that a
+    comparison stays exact); a naive value on a column with a time zone, or the reverse, is refused."""
+    if isinstance(value, pa.Scalar) and not pa.types.is_timestamp(value.type):
+        value = value.as_py()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return pa.scalar(value, typ)  # a raw count of the column's unit
+    if type(value) is dt.date:
+        value = dt.datetime.combine(value, dt.time(0))
+    try:
+        scalar = timestamp_scalar(value)
+    except InvalidFilterError as exc:
+        raise InvalidFilterError(f"cannot compare column {column!r} of type {typ} with {value!r}: {exc}") from None
+    if (scalar.type.tz is None) != (typ.tz is None):
+        have, want = ("naive", "has a time zone") if scalar.type.tz is None else ("has a time zone", "is naive")
+        raise InvalidFilterError(
+            f"the value {value!r} is {have} but column {column!r} ({typ}) {want}: give "
+            + ("an aware datetime (or an ISO text with an offset such as +00:00 or Z)" if typ.tz else
+               "a naive datetime") + "; a naive value is never guessed to be UTC")
+    if typ.tz is not None and scalar.type.tz != typ.tz:
+        scalar = scalar.cast(pa.timestamp(scalar.type.unit, tz=typ.tz))  # the same instant
+    try:
+        return scalar.cast(typ)
+    except (pa.ArrowException, OverflowError):
+        return scalar  # finer than the column's unit: compared at its own unit, which is exact
+
+
+def _date_literal(column: str, typ: pa.DataType, value: Any, bad: InvalidFilterError) -> pa.Scalar:
+    if isinstance(value, pa.Scalar):
+        if pa.types.is_timestamp(value.type):
+            value = value.cast(pa.timestamp("us", tz=value.type.tz)).as_py()
+        else:
+            value = value.as_py()
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise bad from None
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time(0) or value.tzinfo is not None:
+            raise bad
+        value = value.date()
+    try:
+        return pa.scalar(value, typ)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        raise bad from exc
+
+
+def literal_for(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
+    """Convert a filter value to a scalar of ``column``'s type ``typ``.
+
+    Numbers outside ``typ`` keep their own type (an out-of-range literal compares as itself).
+    Dates and timestamps also take ISO 8601 text; timestamps keep nanoseconds, and a naive value
+    on a column with a time zone (or an aware value on a naive column) is refused.
+
+    Raises:
+        InvalidFilterError: the value does not fit the column.
+
+    Example:
+        >>> literal_for("d", pa.date32(), "2024-01-01")
+        <pyarrow.Date32Scalar: datetime.date(2024, 1, 1)>
+    """
     if pa.types.is_dictionary(typ):
         typ = typ.value_type
+    bad = InvalidFilterError(f"cannot compare column {column!r} of type {typ} with {value!r}")
+    if pa.types.is_timestamp(typ) and value is not None and not isinstance(value, bool | np.bool_):
+        return _timestamp_literal(column, typ, value)
+    if pa.types.is_date(typ) and value is not None and not isinstance(value, bool | np.bool_):
+        return _date_literal(column, typ, value, bad)
     if isinstance(value, pa.Scalar):
         value = value.as_py()
-    bad = InvalidFilterError(f"cannot compare column {column!r} of type {typ} with {value!r}")
     if value is None or (isinstance(value, bool | np.bool_) != pa.types.is_boolean(typ)):
         raise bad
     if pa.types.is_integer(typ) and isinstance(value, float) and not value.is_integer():
         return pa.scalar(value, pa.float64())
     if pa.types.is_decimal(typ) and isinstance(value, float):
         value = decimal.Decimal(repr(value))
-    if pa.types.is_date(typ) and isinstance(value, dt.datetime):
-        if value.time() != dt.time(0) or value.tzinfo is not None:
-            raise bad
-        value = value.date()
-    if pa.types.is_timestamp(typ) and type(value) is dt.date:
-        value = dt.datetime.combine(value, dt.time(0))
     try:
         return pa.scalar(value, typ)
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
@@ -292,7 +404,7 @@ def _literal(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
         raise bad from exc
 
 
-def _set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
+def set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
     """``column`` is one of ``value_set`` (never null); as with ``=``, -0.0 and 0.0 are the same value.
 
     pyarrow's ``is_in`` hashes floats by their bits, so ``-0.0`` would miss ``0.0``: add the twin zero.
@@ -308,11 +420,11 @@ def _is_in(column: str, typ: pa.DataType, values: Any, negate: bool) -> pc.Expre
         raise InvalidFilterError(f"'in' needs a list of values for column {column!r}, got {values!r}")
     items = [v.as_py() if isinstance(v, pa.Scalar) else v for v in values]
     value_type = typ.value_type if pa.types.is_dictionary(typ) else typ
-    scalars = [_literal(column, typ, v) for v in items if v is not None]
+    scalars = [literal_for(column, typ, v) for v in items if v is not None]
     # A value that only fits a wider type (7.5 for an int column) can never match: drop it.
     value_set = pa.array([s for s in scalars if s.type == value_type], type=value_type)
     field = pc.field(column)
-    found = _set_lookup(column, value_set)
+    found = set_lookup(column, value_set)
     has_null = len(scalars) != len(items)
     if not negate:
         return found | field.is_null() if has_null else found
@@ -328,6 +440,9 @@ def _predicate(pred: Sequence[Any], schema: pa.Schema) -> pc.Expression:
     typ = schema.field(column).type
     if op in ("is null", "is not null"):
         return pc.field(column).is_null() if op == "is null" else pc.field(column).is_valid()
+    if pa.types.is_nested(typ):
+        raise InvalidFilterError(f"column {column!r} is {typ}: a DNF filter compares only columns of single "
+                                 f"values ('is null' / 'is not null' work on any column)")
     if len(pred) != 3:
         raise InvalidFilterError(f"filter {tuple(pred)!r} needs (column, op, value)")
     if op in ("in", "not in"):
@@ -336,7 +451,7 @@ def _predicate(pred: Sequence[Any], schema: pa.Schema) -> pc.Expression:
         raise InvalidFilterError(f"unknown operator {pred[1]!r} in filter {tuple(pred)!r}")
     if pred[2] is None:
         raise InvalidFilterError(f"compare column {column!r} with None using 'is null' / 'is not null'")
-    literal = pc.scalar(_literal(column, typ, pred[2]))
+    literal = pc.scalar(literal_for(column, typ, pred[2]))
     return pc.Expression._call(_COMPARISONS[op], [pc.field(column), literal])
 
 
@@ -380,6 +495,36 @@ def _validate_expression(expr: pc.Expression, schema: pa.Schema) -> None:
         _check_columns_by_binding(expr, schema)
 
 
+def _null_row(schema: pa.Schema) -> pa.Table:
+    """One row of nulls under ``schema`` (nullability dropped), or the empty table if a type has no nulls."""
+    try:
+        return pa.table([pa.nulls(1, f.type) for f in schema], schema=pa.schema(
+            [f.with_nullable(True) for f in schema], metadata=schema.metadata))
+    except (pa.ArrowException, TypeError, ValueError):
+        return schema.empty_table()
+
+
+def _check_condition(expr: pc.Expression, schema: pa.Schema) -> None:
+    """InvalidFilterError unless ``expr`` evaluates to a boolean on rows of ``schema``.
+
+    It is evaluated on one row of nulls, so a comparison Arrow has no kernel for (a date with a
+    string, a list with a list), a naive timestamp against a time-zone-aware column, a non-scalar
+    function or a result that is not boolean is refused before anything is read or written.
+    """
+    try:
+        result = _evaluate(expr, _null_row(schema))
+    except (pa.ArrowException, TypeError, ValueError, RecursionError) as exc:
+        raise InvalidFilterError(f"the filter {_short(expr)} cannot be evaluated on the table's columns: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not pa.types.is_boolean(result.type):
+        raise InvalidFilterError(f"the filter {_short(expr)} is not a condition: it gives {result.type}, not bool")
+
+
+def _short(expr: Any) -> str:
+    text = str(expr)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression | None:
     """Turn a filter into an expression over ``schema``, checking its columns and values.
 
@@ -390,7 +535,8 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
 
     Raises:
         ColumnNotFoundError: the filter names a column ``schema`` does not have.
-        InvalidFilterError: bad shape, operator, or a value that does not fit its column.
+        InvalidFilterError: bad shape, operator, or a value that does not fit its column; or the
+            filter is not a boolean condition Arrow can evaluate on ``schema``'s columns.
 
     Example:
         >>> schema = pa.schema([("a", pa.int32()), ("b", pa.string())])
@@ -403,16 +549,19 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
         return None
     if isinstance(filter, pc.Expression):
         _validate_expression(filter, schema)
-        return filter
-    if isinstance(filter, str):
+        expr = filter
+    elif isinstance(filter, str):
         from .sqlfilter import parse_sql_filter  # lazily: sqlglot is an extra
 
-        return parse_sql_filter(filter, schema)
-    if isinstance(filter, bytes) or not isinstance(filter, Sequence) or not filter:
+        expr = parse_sql_filter(filter, schema)
+    elif isinstance(filter, bytes) or not isinstance(filter, Sequence) or not filter:
         raise InvalidFilterError(f"a filter must be an Expression, a SQL string or a list of tuples, got {filter!r}")
-    if all(_is_predicate(p) for p in filter):
-        return _conjunction(filter, schema)
-    return reduce(operator.or_, (_conjunction(c, schema) for c in filter))
+    elif all(_is_predicate(p) for p in filter):
+        expr = _conjunction(filter, schema)
+    else:
+        expr = reduce(operator.or_, (_conjunction(c, schema) for c in filter))
+    _check_condition(expr, schema)
+    return expr
 
 
 # ----------------------------------------------------------------------------------- pruning
@@ -608,6 +757,9 @@ def files_mask(expr: pc.Expression | None, files: pa.Table, *, partition_columns
     stats = [c for c in stats_columns if "num_rows" in names
              and {f"min.{c}", f"max.{c}", f"null_count.{c}"} <= names]
     schema = pa.schema([(c, files.schema.field(f"min.{c}").type) for c in stats])
+    exact = partition_verdicts(expr, files, partition_columns=partitions)
+    if exact is not None:  # a filter on partition columns alone: decided exactly per file
+        return exact
     pruned = prune_expression(expr, partition_columns=partitions, stats_columns=stats, schema=schema)
     try:
         mask = _evaluate(pruned, files)
@@ -616,6 +768,50 @@ def files_mask(expr: pc.Expression | None, files: pa.Table, *, partition_columns
         return pc.fill_null(mask, True)
     except Exception:
         return keep_all
+
+
+def partition_verdicts(expr: pc.Expression, files: pa.Table, *,
+                       partition_columns: Sequence[str]) -> pa.Array | None:
+    """Decide ``expr`` per file from the files' partition values alone, if that is exact.
+
+    Every row of a file holds the file's partition values, so a filter that names only partition
+    columns and calls only deterministic row-wise functions has, on every row of the file, the
+    value it has on the file's partition values. It is evaluated once per file (``files`` has a
+    ``partition.<c>`` column per name in ``partition_columns``, under the names ``expr`` uses).
+
+    Returns:
+        A boolean array over ``files`` without nulls: True where ``expr`` is TRUE for every row of
+        the file, False where it is TRUE for none (false or null). None when that cannot be decided
+        this way (another column, a random function, a function Arrow cannot run on the values):
+        the rows must then be read.
+
+    Example:
+        >>> files = pa.table({"partition.p": ["ab", "b"]})
+        >>> partition_verdicts(pc.starts_with(pc.field("p"), "a"), files, partition_columns=["p"]).to_pylist()
+        [True, False]
+        >>> partition_verdicts(pc.field("x") > 1, files, partition_columns=["p"]) is None
+        True
+    """
+    try:
+        nodes = list(_nodes(parse_expression(expr)))
+    except InvalidFilterError:
+        return None
+    parts = set(partition_columns)
+    if any(isinstance(n, Field) and (len(n.path) != 1 or n.name not in parts) for n in nodes):
+        return None
+    if any(isinstance(n, Call) and n.name == "random" for n in nodes):
+        return None  # one draw per file is not one draw per row
+    names = [c for c in partition_columns if f"partition.{c}" in files.column_names]
+    values = pa.table([files.column(f"partition.{c}") for c in names], names=names) if names else \
+        pa.table({"_": pa.nulls(files.num_rows, pa.bool_())})
+    try:
+        result = _evaluate(expr, values)
+    except Exception:  # anything Arrow cannot decide here is decided on the rows
+        return None
+    if not pa.types.is_boolean(result.type) or len(result) != files.num_rows:
+        return None
+    return pc.fill_null(result, False).combine_chunks() if isinstance(result, pa.ChunkedArray) \
+        else pc.fill_null(result, False)
 
 
 def conjuncts(expr: pc.Expression) -> list[pc.Expression]:

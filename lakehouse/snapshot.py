@@ -32,7 +32,7 @@ from .errors import (
     UnsupportedFormatError,
     VersionNotFoundError,
 )
-from .expressions import FilterLike, files_mask, to_expression
+from .expressions import FilterLike, files_mask, partition_verdicts, to_expression
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .schema import (
     field_id,
@@ -311,6 +311,14 @@ class Snapshot:
                           meta.partition_by), stats_columns=stats_columns(meta.schema, meta.partition_by))
         return files.filter(mask)
 
+    def _whole_file_verdicts(self, expr: pc.Expression, files: pa.Table) -> pa.Array | None:
+        """Per row of ``files``: is ``expr`` TRUE for every row of the file (True) or for none (False),
+        decided exactly from the partition values; None when only reading the rows can tell
+        (:func:`lakehouse.expressions.partition_verdicts`)."""
+        meta = self._state.metadata
+        return partition_verdicts(self._physical(expr), files,
+                                  partition_columns=partition_columns(meta.schema, meta.partition_by))
+
     def _logical_files(self, files: pa.Table) -> pa.Table:
         """The files table with ``partition.<c>``, ``min.<c>``, ... named by column name, not physical name."""
         if not self._mapped:
@@ -360,7 +368,7 @@ class Snapshot:
             expr = _partition_expression(parts, [col[i] for col in part_cols])
             fragments.append(fmt.make_fragment(self._storage.full_path(path), filesystem=fs,
                                                partition_expression=expr, file_size=size))
-        return ds.FileSystemDataset(fragments, schema=self._columns.read_schema, format=fmt, filesystem=fs)
+        return _NanSafeDataset(fragments, schema=self._columns.read_schema, format=fmt, filesystem=fs)
 
     def _scan_fragment(self, fragment: ds.Fragment, *, filter: pc.Expression | None = None,
                        columns: list[str] | None = None) -> pa.Table:
@@ -491,7 +499,9 @@ class Snapshot:
 
     def to_polars(self) -> Any:
         """A lazy ``polars.LazyFrame`` over :meth:`to_pyarrow_dataset` (needs the ``polars`` extra):
-        polars pushes its filters and column selection into the scan, which skips whole files.
+        polars pushes its filters and column selection into the scan, which skips whole files
+        (except on a table with a timestamp column in a time zone other than UTC, where Polars'
+        pushed filter would be wrong: there Polars filters the rows after the scan).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa, polars as pl  # doctest: +SKIP
@@ -500,7 +510,12 @@ class Snapshot:
             [2]
         """
         pl = _require("polars")
-        return pl.scan_pyarrow_dataset(self.to_pyarrow_dataset())
+        # Polars turns a comparison with a zoned datetime into a pyarrow filter that is wrong on a
+        # column with a time zone other than UTC (rows lost around DST changes): on such a table
+        # Polars filters the rows itself, after the scan, and no file is skipped by its filter
+        zoned = any(pa.types.is_timestamp(t) and t.tz not in (None, "UTC", "Etc/UTC", "+00:00")
+                    for t in _leaf_types(self.schema))
+        return pl.scan_pyarrow_dataset(self.to_pyarrow_dataset(), allow_pyarrow_filter=not zoned)
 
     def to_duckdb(self, name: str, connection: Any = None) -> Any:
         """Register :meth:`to_pyarrow_dataset` (lazy: nothing is read now) as the view ``name`` in
@@ -533,8 +548,85 @@ class Snapshot:
                 expr = expr & guard if self._state.metadata.partition_by else guard
             fragments.append(dataset.format.make_fragment(fragment.path, filesystem=dataset.filesystem,
                                                           partition_expression=expr, file_size=size))
-        return ds.FileSystemDataset(fragments, schema=dataset.schema, format=dataset.format,
-                                    filesystem=dataset.filesystem)
+        return _NanSafeDataset(fragments, schema=dataset.schema, format=dataset.format,
+                               filesystem=dataset.filesystem)
+
+
+class _NanSafeDataset(ds.FileSystemDataset):
+    """A pyarrow dataset whose scans never let pyarrow decide a floating-point term by Parquet statistics.
+
+    pyarrow skips row groups by their Parquet min/max, which leave NaN out, and it folds comparisons
+    with a NaN literal wrongly against them (``~(f < NaN)`` read no row of a file whose rows all
+    match). Every scan of this dataset (``to_table``, ``to_batches``, ``count_rows``, ``head``,
+    ``scanner``; Polars and DuckDB scan through them) pushes only the conjuncts of its filter that
+    name no floating-point column and evaluates the whole filter on the rows read
+    (:func:`lakehouse.tasks.scan_plan`). Such a scan is a one-shot scanner over the filtered batches.
+    """
+
+    _lh_filter: pc.Expression | None = None  # set by filter(): kept here, not in pyarrow's scan options
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _, args = super().__reduce__()
+        return (_nan_safe_dataset, (args, self._lh_filter))
+
+    def filter(self, expression: pc.Expression) -> _NanSafeDataset:
+        """As :meth:`pyarrow.dataset.Dataset.filter`: a dataset whose scans also apply ``expression``."""
+        out = _NanSafeDataset(list(self.get_fragments()), schema=self.schema, format=self.format,
+                              filesystem=self.filesystem)
+        out._lh_filter = expression if self._lh_filter is None else self._lh_filter & expression
+        return out
+
+    def scanner(self, columns: Any = None, filter: pc.Expression | None = None, **kwargs: Any) -> ds.Scanner:
+        """As :meth:`pyarrow.dataset.Dataset.scanner`, with terms on floating-point columns evaluated on rows."""
+        if self._lh_filter is not None:
+            filter = self._lh_filter if filter is None else self._lh_filter & filter
+        named = list(columns) if isinstance(columns, list | tuple) else None
+        plan = scan_plan(self.schema, named, filter) if filter is not None else None
+        if plan is None or plan.residual is None:
+            return super().scanner(columns=columns, filter=filter, **kwargs)
+        read = plan.read if isinstance(columns, list | tuple) or columns is None else None
+        base = super().scanner(columns=read, filter=plan.pushed, **kwargs)
+        project = _projection(columns, base.projected_schema)
+        schema = project(base.projected_schema.empty_table().filter(plan.residual)).schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in base.to_batches():
+                yield from project(pa.Table.from_batches([batch]).filter(plan.residual)).to_batches()
+
+        return ds.Scanner.from_batches(batches(), schema=schema)
+
+
+def _leaf_types(schema: pa.Schema) -> Iterator[pa.DataType]:
+    """Every type in ``schema``, nested ones included."""
+    stack = [f.type for f in schema]
+    while stack:
+        t = stack.pop()
+        yield t
+        stack.extend(t.field(i).type for i in range(t.num_fields))
+
+
+def _nan_safe_dataset(args: tuple[Any, ...], filter: pc.Expression | None) -> _NanSafeDataset:
+    """Unpickle a :class:`_NanSafeDataset`."""
+    out = _NanSafeDataset(*args)
+    out._lh_filter = filter
+    return out
+
+
+def _projection(columns: Any, schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
+    """The projection of a scan's ``columns`` argument (None, names, or names -> expressions)."""
+    if columns is None:
+        return lambda table: table
+    if isinstance(columns, dict):
+        import pyarrow.acero as acero
+
+        def evaluate(table: pa.Table) -> pa.Table:
+            return acero.Declaration.from_sequence([
+                acero.Declaration("table_source", acero.TableSourceNodeOptions(table)),
+                acero.Declaration("project", acero.ProjectNodeOptions(list(columns.values()), list(columns))),
+            ]).to_table(use_threads=False)
+        return evaluate
+    names = list(columns)
+    return lambda table: table.select(names)
 
 
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Snapshot:

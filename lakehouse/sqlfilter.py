@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import ColumnNotFoundError, InvalidFilterError
-from .expressions import _literal, _set_lookup
+from .expressions import literal_for, set_lookup, timestamp_scalar
 
 __all__ = ["parse_sql_filter"]
 
@@ -125,8 +125,8 @@ class _Translator:
 
     def text_value(self, text: str, typ: pa.DataType, column: str) -> Any:
         """A string literal; for a date, time or decimal column, the value it spells."""
-        if not (pa.types.is_temporal(typ) or pa.types.is_decimal(typ)):
-            return text
+        if not (pa.types.is_temporal(typ) or pa.types.is_decimal(typ)) or pa.types.is_timestamp(typ):
+            return text  # a timestamp column reads ISO text itself, to the nanosecond (literal_for)
         try:
             return pa.array([text], pa.string()).cast(typ)[0].as_py()
         except (pa.ArrowException, ValueError) as exc:
@@ -140,8 +140,8 @@ class _Translator:
                 return dt.date.fromisoformat(raw)
             if kind == "TIME":
                 return dt.time.fromisoformat(raw)
-            return dt.datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
-        except ValueError as exc:
+            return timestamp_scalar(raw)  # every digit, to the nanosecond
+        except (ValueError, InvalidFilterError) as exc:
             raise InvalidFilterError(f"{node.sql()} is not a valid {kind} literal in the SQL filter "
                                      f"{self.text!r}") from exc
 
@@ -158,7 +158,7 @@ class _Translator:
         if value is None:
             raise InvalidFilterError(f"{node.parent.sql() if node.parent else 'NULL'} is never true: compare "
                                      f"column {column!r} with NULL using IS NULL / IS NOT NULL")
-        return pc.scalar(_literal(column, self.schema.field(column).type, value))
+        return pc.scalar(literal_for(column, self.schema.field(column).type, value))
 
     # -- predicates ----------------------------------------------------------------------------
     def compare(self, op: str, left: Any, right: Any) -> pc.Expression:
@@ -183,11 +183,11 @@ class _Translator:
         typ = self.schema.field(column).type
         value_type = typ.value_type if pa.types.is_dictionary(typ) else typ
         items = [self.value(v, column) for v in node.expressions]
-        scalars = [_literal(column, typ, v) for v in items if v is not None]
+        scalars = [literal_for(column, typ, v) for v in items if v is not None]
         # a value that only fits a wider type (7.5 for an int column) can never match: drop it
         values = pa.array([s for s in scalars if s.type == value_type], type=value_type)
         field = pc.field(column)
-        out = _set_lookup(column, values)
+        out = set_lookup(column, values)
         if self.schema.field(column).nullable:  # is_in is FALSE for a null row; SQL says NULL
             out = out | ~pc.Expression._call("true_unless_null", [field])
         if len(scalars) != len(items):  # NULL in the list: no match is NULL, not FALSE
@@ -271,7 +271,14 @@ def parse_sql_filter(text: str, schema: pa.Schema) -> pc.Expression:
     sqlglot = _sqlglot()
     try:
         tree = sqlglot.parse_one(text)
+        return _Translator(sqlglot.exp, schema, text).translate(tree)
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidFilterError(f"cannot parse the SQL filter {text!r}: {first}") from None
-    return _Translator(sqlglot.exp, schema, text).translate(tree)
+        raise InvalidFilterError(f"cannot parse the SQL filter {_shorten(text)!r}: {first}") from None
+    except RecursionError:  # sqlglot parses recursively: ~50 nested parentheses or ~300 NOTs
+        raise InvalidFilterError(f"the SQL filter {_shorten(text)!r} is nested too deeply to parse; "
+                                 f"write it with fewer parentheses or NOTs") from None
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 200 else text[:200] + "..."

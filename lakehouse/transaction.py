@@ -284,9 +284,11 @@ class Transaction:
         self._read_files.update(p for p in candidates.column("path").to_pylist() if p not in self._added)
         if candidates.num_rows == 0:
             return
-        parts = self._base.metadata.partition_by
-        if referenced_columns(expr) <= set(parts):
-            self._drop(candidates)  # partition pruning is exact for partition-only filters
+        # a file goes whole only where the filter is proven TRUE for all its rows (decided on its
+        # partition values); pruning only keeps files that MAY match, so the rest is read
+        whole = snap._whole_file_verdicts(expr, candidates)
+        if whole is not None:
+            self._drop(candidates.filter(whole))
             return
         self._delete_rows(snap, candidates, expr)
 

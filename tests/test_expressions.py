@@ -64,7 +64,10 @@ def matching(expr: pc.Expression | None, table: pa.Table = DATA) -> list[int]:
     ([("d", "<", dt.date(2024, 1, 2))], [0]),
     ([("d", "<=", dt.datetime(2024, 1, 2))], [0, 1]),
     ([("ts", ">=", dt.datetime(2024, 1, 1, 10, tzinfo=dt.timezone.utc))], [2, 3]),
-    ([("ts", "<", dt.date(2024, 1, 2))], [0, 1, 2, 3]),
+    ([("ts", "<", "2024-01-02T00:00:00Z")], [0, 1, 2, 3]),       # ISO text with an offset
+    ([("ts", ">=", "2024-01-01 11:00:00+01:00")], [2, 3]),
+    ([("d", "<=", "2024-01-02")], [0, 1]),                        # ISO dates, as deltalake users pass
+    ([("d", "in", ["2024-01-03"])], [3]),
     ([("dec", ">", decimal.Decimal("1.5"))], [1]),
     ([("dec", "<", 0)], [3]),
     ([("dec", "<", decimal.Decimal("1.505"))], [0, 3]),
@@ -103,7 +106,8 @@ def _walk(node):
 
 @pytest.mark.parametrize(("flt", "column", "value"), [
     ([("i", "=", "7")], "i", "'7'"),
-    ([("d", "<", "2024-01-01")], "d", "'2024-01-01'"),
+    ([("d", "<", "2024-13-01")], "d", "'2024-13-01'"),
+    ([("ts", "<", "yesterday")], "ts", "'yesterday'"),
     ([("s", "=", 3)], "s", "3"),
     ([("i", "=", True)], "i", "True"),
     ([("flag", "=", 1)], "flag", "1"),
