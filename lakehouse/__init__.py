@@ -14,6 +14,7 @@ Example:
 
 from ._version import __version__
 from .alter import Alter
+from .commit import CommitOutcome
 from .errors import (
     ColumnNotFoundError,
     CommitConflictError,
@@ -22,6 +23,7 @@ from .errors import (
     ConstraintViolationError,
     CorruptLogError,
     InvalidDataError,
+    InvalidDataFileError,
     InvalidFilterError,
     InvalidTableError,
     LakehouseError,
@@ -35,6 +37,7 @@ from .errors import (
 )
 from .inspect import Inspect
 from .probe import StorageReport, check_storage
+from .properties import PropertyWarning
 from .snapshot import Snapshot
 from .table import Commit, Table, write_table
 from .tasks import DataFile, FileTask, read_task
@@ -47,6 +50,7 @@ __all__ = [
     "Commit",
     "CommitConflictError",
     "CommitError",
+    "CommitOutcome",
     "CommitStateUnknownError",
     "ConstraintViolationError",
     "CorruptLogError",
@@ -54,9 +58,11 @@ __all__ = [
     "FileTask",
     "Inspect",
     "InvalidDataError",
+    "InvalidDataFileError",
     "InvalidFilterError",
     "InvalidTableError",
     "LakehouseError",
+    "PropertyWarning",
     "RetentionError",
     "SchemaMismatchError",
     "Snapshot",

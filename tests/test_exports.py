@@ -15,6 +15,7 @@ ERRORS = {
     "ColumnNotFoundError",
     "InvalidFilterError",
     "InvalidDataError",
+    "InvalidDataFileError",
     "RetentionError",
     "ConstraintViolationError",
     "InvalidTableError",
@@ -26,7 +27,7 @@ ERRORS = {
     "UnsafeStorageError",
 }
 API = {"Table", "Snapshot", "Commit", "Transaction", "Alter", "Inspect", "write_table", "check_storage",
-       "StorageReport", "FileTask", "DataFile", "read_task", "write_files"}
+       "StorageReport", "FileTask", "DataFile", "read_task", "write_files", "CommitOutcome", "PropertyWarning"}
 # named in the issue (a subset of the above that must never go missing)
 ISSUE_NAMES = {
     "Table",
