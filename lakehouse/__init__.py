@@ -14,6 +14,7 @@ Example:
 
 from ._version import __version__
 from .alter import Alter
+from .commit import CommitOutcome
 from .errors import (
     ArgumentTypeError,
     ColumnNotFoundError,
@@ -25,6 +26,7 @@ from .errors import (
     CorruptLogError,
     InvalidArgumentError,
     InvalidDataError,
+    InvalidDataFileError,
     InvalidFilterError,
     InvalidTableError,
     LakehouseError,
@@ -38,6 +40,7 @@ from .errors import (
 )
 from .inspect import Inspect
 from .probe import StorageReport, check_storage
+from .properties import PropertyWarning
 from .snapshot import Snapshot
 from .table import Commit, Table, write_table
 from .tasks import DataFile, FileTask, read_task
@@ -51,6 +54,7 @@ __all__ = [
     "Commit",
     "CommitConflictError",
     "CommitError",
+    "CommitOutcome",
     "CommitStateUnknownError",
     "CommitTooLargeError",
     "ConstraintViolationError",
@@ -60,9 +64,11 @@ __all__ = [
     "Inspect",
     "InvalidArgumentError",
     "InvalidDataError",
+    "InvalidDataFileError",
     "InvalidFilterError",
     "InvalidTableError",
     "LakehouseError",
+    "PropertyWarning",
     "RetentionError",
     "SchemaMismatchError",
     "Snapshot",

@@ -38,7 +38,9 @@ from .log import (
 from .state import DeferredFiles, TableState, files_schema
 from .storage import Storage
 
-__all__ = ["decode_checkpoint", "encode_checkpoint", "read_pointer", "write_checkpoint"]
+__all__ = [
+    "decode_checkpoint", "decode_pointer", "encode_checkpoint", "read_pointer", "write_checkpoint", "write_pointer",
+]
 
 MAGIC = b"LHCKPT1\n"
 _STATE_KEY = b"lakehouse.state"
@@ -119,22 +121,44 @@ def write_checkpoint(storage: Storage, state: TableState) -> int:
     """Write the checkpoint of ``state`` (if absent) and point ``_last_checkpoint`` at it; returns its version."""
     # A checkpoint's content is determined by its version, so racing writers write the same state;
     # ``overwrite`` publishes the whole file atomically (rename on disk, one object on stores).
-    storage.overwrite(checkpoint_name(state.version), encode_checkpoint(state))
+    data = encode_checkpoint(state)
+    storage.overwrite(checkpoint_name(state.version), data)
     pointer = read_pointer(storage)
     if pointer is None or pointer < state.version or (
         pointer > state.version and not storage.exists(checkpoint_name(pointer))  # a bogus pointer
     ):
-        body = msgpack.packb({"version": state.version, "num_files": state.files.num_rows})
-        storage.overwrite(CHECKPOINT_POINTER, seal(body))
+        write_pointer(storage, state.version, size_bytes=len(data), num_files=state.files.num_rows)
     return state.version
 
 
+def write_pointer(storage: Storage, version: int, *, size_bytes: int, num_files: int) -> None:
+    """Point ``_last_checkpoint`` at the checkpoint of ``version`` (format §9: its version, file size
+    and number of files)."""
+    body = msgpack.packb({"version": version, "size_bytes": size_bytes, "num_files": num_files})
+    storage.overwrite(CHECKPOINT_POINTER, seal(body))
+
+
 def read_pointer(storage: Storage) -> int | None:
-    """The version ``_last_checkpoint`` points at, or None if it is missing or unreadable."""
+    """The version ``_last_checkpoint`` points at, or None if it is missing or unreadable (format §9).
+
+    Raises:
+        UnsupportedFormatError: the pointer is sealed in a newer envelope format (format §14): it is
+            refused, never guessed at or treated as absent.
+    """
     try:
         data = storage.read(CHECKPOINT_POINTER)
-        body = msgpack.unpackb(unseal(data, path=CHECKPOINT_POINTER), raw=False)
-        version = body["version"]
-        return version if isinstance(version, int) and version >= 0 else None
-    except (FileNotFoundError, CorruptLogError, KeyError, TypeError, ValueError):
+    except FileNotFoundError:
         return None
+    return decode_pointer(data, path=storage.full_path(CHECKPOINT_POINTER))
+
+
+def decode_pointer(data: bytes, *, path: str) -> int | None:
+    """The version in the bytes of ``_last_checkpoint``, or None if they are damaged (see :func:`read_pointer`)."""
+    try:
+        body = msgpack.unpackb(unseal(data, path=path), raw=False)
+        version = body["version"]
+    except UnsupportedFormatError:
+        raise
+    except Exception:  # missing, undecodable or CRC-failing: a damaged hint is ignored (§9)
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) and version >= 0 else None

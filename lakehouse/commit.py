@@ -6,6 +6,12 @@ conflicts the commit is rebased onto them and retried. An error that leaves the 
 resolved by reading the entry back and comparing its commit id; if that is impossible,
 :class:`~lakehouse.errors.CommitStateUnknownError` is raised (and the data files are kept).
 
+Version numbers are never reused (format §11.5): log clean-up deletes old entries, which frees their
+names, so a writer whose read version is older than what clean-up may have removed must not publish
+into such a name. Around publishing, the writer checks that ``_last_checkpoint`` does not point past
+its base and that its predecessor entry is still there; :func:`catch_up` moves a state to the latest
+version across a cleaned-up stretch of the log.
+
 Example:
     >>> import pyarrow as pa
     >>> from lakehouse.log import Metadata, Protocol
@@ -28,16 +34,20 @@ from typing import Any
 import pyarrow.compute as pc
 
 from ._version import __version__
+from .checkpoint import decode_checkpoint, decode_pointer, read_pointer
 from .errors import (
     CommitConflictError,
     CommitError,
     CommitStateUnknownError,
+    CorruptLogError,
     TableExistsError,
     UnsafeStorageError,
     UnsupportedFormatError,
+    VersionNotFoundError,
 )
 from .expressions import files_mask
 from .log import (
+    CHECKPOINT_POINTER,
     WRITER_VERSION,
     AddFile,
     AppTransaction,
@@ -46,15 +56,17 @@ from .log import (
     Metadata,
     Protocol,
     RemoveFile,
+    checkpoint_name,
+    decode_entry,
     encode_entry,
     entry_name,
 )
-from .snapshot import read_entries, read_entry
+from .snapshot import list_log, load_state, read_entries, read_entry
 from .state import TableState, adds_to_table
 from .stats import partition_columns, stats_columns
-from .storage import Storage
+from .storage import MAX_ENTRY_BYTES, Storage
 
-__all__ = ["CommitRequest", "CommitResult", "commit"]
+__all__ = ["CommitOutcome", "CommitRequest", "CommitResult", "catch_up", "commit"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +93,21 @@ class CommitRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CommitOutcome:
+    """What a write did (see ``Table.last_outcome``): committed as ``version``, or, with ``skipped``,
+    nothing written because an idempotent writer's ``(app_id, version)`` was already applied; then
+    ``version`` is the version of the table state that already records it.
+
+    Example:
+        >>> CommitOutcome(version=3, skipped=True)
+        CommitOutcome(version=3, skipped=True)
+    """
+
+    version: int
+    skipped: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommitResult:
     """The outcome of :func:`commit`: the new version and the state after it."""
 
@@ -89,25 +116,53 @@ class CommitResult:
     skipped: bool = False
     """True if an idempotent writer's transaction was already applied, so nothing was written."""
 
+    @property
+    def outcome(self) -> CommitOutcome:
+        """The public record of this result."""
+        return CommitOutcome(version=self.version, skipped=self.skipped)
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _already_applied(state: TableState | None, txn: tuple[AppTransaction, ...]) -> bool:
-    if state is None:
-        return False
-    return any((seen := state.app_version(t.app_id)) is not None and seen >= t.version for t in txn)
+def catch_up(storage: Storage, state: TableState) -> TableState:
+    """``state`` moved to the latest version of the log (format §10.1, §11.5).
+
+    The entries after ``state`` are applied. If log clean-up removed some of them (``_last_checkpoint``
+    points past the last entry found, or past ``state`` itself), the state is reloaded from the
+    checkpoint instead, so a gap is never mistaken for the end of the log.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-catch-up", pa.table({"a": [1]}))
+        >>> old = t._state
+        >>> _ = t.append(pa.table({"a": [2]}))
+        >>> catch_up(t._storage, old).version
+        1
+    """
+    newer = state.apply(read_entries(storage, state.version + 1))
+    pointer = read_pointer(storage)
+    if pointer is not None and pointer > newer.version and storage.exists(checkpoint_name(pointer)):
+        return load_state(storage)
+    return newer
+
+
+def _conflict(w: LogEntry, why: str) -> CommitConflictError:
+    return CommitConflictError(f"concurrent commit at version {w.version} ({w.commit.operation}) {why}",
+                               version=w.version)
 
 
 def _check_conflicts(request: CommitRequest, state: TableState, winners: list[LogEntry]) -> None:
     meta = state.metadata
     removing = {r.path for r in request.remove} | set(request.read_files)
+    adding = {a.path for a in request.add}
     for w in winners:
         def conflict(why: str, w: LogEntry = w) -> CommitConflictError:
-            return CommitConflictError(
-                f"concurrent commit at version {w.version} ({w.commit.operation}) {why}", version=w.version
-            )
+            return _conflict(w, why)
+
+        if adding and any(a.path in adding for a in w.add):  # e.g. a retried commit_files of the same files
+            raise conflict("already added a data file this commit adds")
 
         if w.metadata is not None or w.protocol is not None:
             raise conflict("changed the table metadata")
@@ -136,16 +191,20 @@ def _entry(request: CommitRequest, state: TableState | None, version: int, commi
                     add=request.add, remove=request.remove, txn=request.txn)
 
 
-def _publish(storage: Storage, entry: LogEntry) -> LogEntry | None:
-    """Try to create the entry. Returns None if ours landed, else the entry that holds the version.
+def _encoded(storage: Storage, entry: LogEntry) -> bytes:
+    """The bytes of ``entry``; ``CommitError`` (nothing is written) if they cannot go out in one
+    storage request (format §11.1)."""
+    data = encode_entry(entry)
+    if len(data) > MAX_ENTRY_BYTES and not (storage.is_local or storage.is_memory):
+        raise CommitError(f"the log entry for version {entry.version} is {len(data)} bytes, more than the "
+                          f"{MAX_ENTRY_BYTES} bytes one conditional write may carry; commit fewer files at once")
+    return data
 
-    Raises ``CommitStateUnknownError`` when neither can be established: the write failed ambiguously,
-    or the name exists (perhaps through an earlier try of ours whose answer was lost) and the entry
-    there cannot be read.
-    """
+
+def _publish(storage: Storage, entry: LogEntry, data: bytes) -> LogEntry | None:
     rel = entry_name(entry.version)
     try:
-        storage.put_if_absent(rel, encode_entry(entry))
+        storage.put_if_absent(rel, data)
         return None
     except (UnsafeStorageError, ValueError):
         raise
@@ -195,6 +254,103 @@ def _read_back(storage: Storage, version: int, *, attempts: int = 12) -> LogEntr
     return None
 
 
+class _Stale(Exception):
+    """Internal: log clean-up may have removed entries after the base (format §11.5)."""
+
+
+def _held_next(storage: Storage, base: TableState) -> LogEntry | None:
+    """Before publishing ``base + 1``: the entry already there (a lost race), or None if the name is free.
+
+    Raises ``_Stale`` if the free name may be one that log clean-up freed (format §11.5): clean-up points
+    ``_last_checkpoint`` at a checkpoint ``C`` before it deletes the entries below ``C``, so a pointer
+    past ``base`` means entries after ``base`` may be gone; the predecessor entry ``base`` must also
+    still be there (a pointer can be missing or damaged).
+    """
+    rels = [CHECKPOINT_POINTER, entry_name(base.version), entry_name(base.version + 1)]
+    pointer_data, base_data, next_data = storage.read_many(rels)
+    if next_data is not None:
+        return decode_entry(next_data, path=storage.full_path(rels[2]), version=base.version + 1)
+    pointer = None if pointer_data is None else decode_pointer(pointer_data, path=storage.full_path(rels[0]))
+    if pointer is not None and pointer > base.version:
+        if storage.exists(checkpoint_name(pointer)):
+            raise _Stale
+        pointer = None  # a pointer naming a missing checkpoint counts as absent (§9)
+    if base_data is None and pointer != base.version:
+        raise _Stale  # the predecessor is gone: the pointer is missing or damaged, do not trust the gap
+    return None
+
+
+def _confirm(storage: Storage, entry: LogEntry) -> None:
+    """After our entry landed at ``N``: make sure ``N`` was not a name log clean-up had freed (§11.5).
+
+    Clean-up deletes the entries below a checkpoint ``C`` oldest first, after pointing
+    ``_last_checkpoint`` at ``C`` or later. So a pointer at or below ``N``, or the predecessor
+    ``N - 1`` still present, proves that version ``N`` had not existed before. Otherwise the commit may
+    be invisible: ``CommitStateUnknownError`` (its data files are kept).
+    """
+    n = entry.version
+    rels = [CHECKPOINT_POINTER] + ([entry_name(n - 1)] if n else [])
+    datas = storage.read_many(rels)
+    pointer = None if datas[0] is None else decode_pointer(datas[0], path=storage.full_path(rels[0]))
+    if n == 0:
+        if pointer is not None and not _same_table(storage, pointer, entry):
+            # a table whose early log was cleaned up: its entry 0 was free again. Ours is no version of
+            # it (readers start at the checkpoint) and nobody can build on it: take it back
+            storage.delete(entry_name(0))
+            raise TableExistsError(storage.uri)
+        return
+    if pointer is None or pointer <= n or datas[1] is not None:
+        return
+    raise CommitStateUnknownError(
+        f"version {n} was written, but log clean-up removed versions up to {pointer} meanwhile, so it cannot "
+        f"be told whether version {n} had existed before (then this commit is not part of the table); look "
+        f"for commit id {entry.commit.id}", version=n, commit_id=entry.commit.id,
+    )
+
+
+def _same_table(storage: Storage, pointer: int, entry: LogEntry) -> bool:
+    """True if checkpoint ``pointer`` belongs to the table our entry 0 created (same table id).
+
+    Raises ``CommitStateUnknownError`` if the checkpoint cannot be read to tell.
+    """
+    rel = checkpoint_name(pointer)
+    try:
+        meta = decode_checkpoint(storage.read(rel), path=storage.full_path(rel), version=pointer).metadata
+    except (OSError, CorruptLogError) as exc:
+        raise CommitStateUnknownError(
+            f"version 0 was written, but a checkpoint at version {pointer} appeared and cannot be read ({exc}) to "
+            f"tell whether it is of this table; look for commit id {entry.commit.id}",
+            version=0, commit_id=entry.commit.id,
+        ) from exc
+    assert entry.metadata is not None
+    return meta.table_id == entry.metadata.table_id
+
+
+def _across_cleanup(storage: Storage, request: CommitRequest, state: TableState) -> TableState:
+    """The latest state, for a commit based on ``state`` whose following entries log clean-up may
+    have removed: their conflicts are checked if they are still there; if not, only a blind append
+    under unchanged metadata can go on (nothing else can be checked)."""
+    latest = load_state(storage)
+    if latest.version <= state.version:
+        return state
+    try:
+        winners = read_entries(storage, state.version + 1, latest.version)
+    except VersionNotFoundError:
+        winners = None
+    if latest.has_applied(request.txn):
+        return latest
+    if winners is not None:
+        _check_conflicts(request, state, winners)
+        return state.apply(winners)
+    if request.blind_append and latest.metadata == state.metadata and latest.protocol == state.protocol:
+        return latest
+    raise CommitConflictError(
+        f"this commit read version {state.version}, but log clean-up has removed the entries after it (the "
+        f"latest version is {latest.version}), so conflicts cannot be checked; re-read the table and retry",
+        version=latest.version,
+    )
+
+
 def commit(
     storage: Storage,
     base: TableState | None,
@@ -217,21 +373,38 @@ def commit(
     read_version = base.version if base is not None else None
     state = base
     deadline = time.monotonic() + timeout
+    if base is None and list_log(storage) != ([], []):
+        raise TableExistsError(storage.uri)  # also a table whose entry 0 was cleaned up
     for attempt in range(max_attempts):
-        if _already_applied(state, request.txn):
-            assert state is not None
+        if state is not None and state.has_applied(request.txn):
             return CommitResult(version=state.version, state=state, skipped=True)
         version = state.version + 1 if state is not None else 0
         entry = _entry(request, state, version, commit_id, read_version)
-        winner = _publish(storage, entry)
+        data = _encoded(storage, entry)
+        winner = None
+        if state is not None:
+            try:
+                winner = _held_next(storage, state)
+            except _Stale:
+                newer = _across_cleanup(storage, request, state)
+                if newer.version != state.version:
+                    state = newer
+                    continue
+                # nothing newer is there after all (a damaged pointer, a missing predecessor): publish
+        if winner is None or winner.commit.id == commit_id:
+            winner = _publish(storage, entry, data)
         if winner is None:
+            _confirm(storage, entry)
             new_state = state.apply([entry]) if state is not None else TableState.initial([entry])
             return CommitResult(version=version, state=new_state)
         if state is None:
             raise TableExistsError(storage.uri)
         winners = [winner, *read_entries(storage, version + 1)]
+        after = state.apply(winners)
+        if after.has_applied(request.txn):  # already applied: skipped before any conflict rule (§12)
+            return CommitResult(version=after.version, state=after, skipped=True)
         _check_conflicts(request, state, winners)
-        state = state.apply(winners)
+        state = after
         if time.monotonic() > deadline:
             break
         time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))

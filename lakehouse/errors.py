@@ -13,6 +13,7 @@ inherits it too, so ``except FileNotFoundError`` keeps working::
     ├── ConstraintViolationError  (also ValueError)
     ├── InvalidTableError         (also ValueError)  - bad arguments for a table (properties, partitioning)
     ├── InvalidDataError          (also TypeError)   - data that is not Arrow-shaped
+    ├── InvalidDataFileError      (also ValueError)  - a DataFile record given to commit_files
     ├── RetentionError            (also ValueError)  - a vacuum/log retention below the table's minimum
     ├── InvalidArgumentError      (also ValueError)  - an argument value a function does not take
     │   └── ArgumentTypeError     (also TypeError)   - an argument of the wrong type
@@ -45,6 +46,7 @@ __all__ = [
     "CorruptLogError",
     "InvalidArgumentError",
     "InvalidDataError",
+    "InvalidDataFileError",
     "InvalidFilterError",
     "InvalidTableError",
     "LakehouseError",
@@ -150,6 +152,16 @@ class InvalidTableError(LakehouseError, ValueError):
 
 class InvalidDataError(LakehouseError, TypeError):
     """Data is not Arrow-shaped (no Table, RecordBatch, reader or ``__arrow_c_stream__``)."""
+
+
+class InvalidDataFileError(LakehouseError, ValueError):
+    """A :class:`~lakehouse.DataFile` record given to ``Table.commit_files`` that the log cannot hold
+    (a path outside the table root, a value of the wrong type, a count out of range); ``.path`` is
+    the record's path."""
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class RetentionError(LakehouseError, ValueError):

@@ -24,11 +24,12 @@ import msgpack
 import pyarrow as pa
 
 from .errors import CorruptLogError, InvalidArgumentError, UnsupportedFormatError
-from .schema import check_mapping, max_field_id
+from .schema import check_mapping, check_partition_columns, max_field_id
 
 __all__ = [
     "CHECKPOINT_POINTER",
     "FORMAT_VERSION",
+    "INT64_MAX",
     "LOG_DIR",
     "READER_VERSION",
     "WRITER_VERSION",
@@ -303,22 +304,35 @@ def _get(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], *, option
     return v
 
 
+INT64_MAX = (1 << 63) - 1
+"""The largest count, size, version or timestamp the log holds (they are Arrow int64 columns)."""
+
+
 def validate_data_path(path: str) -> str:
-    """Return ``path`` if it is a safe relative data path, else raise ``InvalidArgumentError`` (a ``ValueError``).
+    """Return ``path`` if it is a safe relative data path (format §3), else raise ``InvalidArgumentError``.
+
+    Refused: an empty path, an absolute one (leading ``/``), a URL (``://`` or a ``:`` in the first
+    segment), a backslash, a NUL or other control character, and an empty, ``.`` or ``..`` segment.
+    Readers apply this rule to every path of the log and of checkpoints, and
+    ``Table.commit_files`` to every record it is given, so the two always agree.
 
     Example:
         >>> validate_data_path("day=1/part-0.parquet")
         'day=1/part-0.parquet'
     """
-    if not path or path.startswith(("/", "\\")) or "://" in path or ":" in path.split("/", 1)[0]:
+    if not isinstance(path, str):
+        raise InvalidArgumentError(f"data path {path!r} is not a string")
+    if not path or path.startswith("/") or "://" in path or ":" in path.split("/", 1)[0]:
         raise InvalidArgumentError(f"data path {path!r} is not relative to the table root")
-    if any(seg in ("", ".", "..") for seg in path.replace("\\", "/").split("/")):
+    if "\\" in path or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise InvalidArgumentError(f"data path {path!r} holds a backslash or a control character")
+    if any(seg in ("", ".", "..") for seg in path.split("/")):
         raise InvalidArgumentError(f"data path {path!r} escapes the table root or is not normalised")
     return path
 
 
 # the rules of validate_data_path as one regular expression, for whole columns of paths
-_BAD_PATH = r"^$|^[/\\]|://|^[^/]*:|(^|[/\\])\.{0,2}($|[/\\])"
+_BAD_PATH = r"^$|^/|://|^[^/]*:|\\|[\x00-\x1f\x7f]|(^|/)\.{0,2}($|/)"
 
 
 def validate_data_paths(paths: pa.Array | pa.ChunkedArray) -> None:
@@ -360,6 +374,13 @@ def _decode_metadata(d: Any) -> Metadata:
         check_mapping(schema)
     except ValueError as exc:
         raise _Bad(f"invalid column mapping ({exc})") from None
+    if len(set(schema.names)) != len(schema.names):
+        raise _Bad(f"the schema repeats column names: {schema.names}")
+    if parts:  # a partition column must exist, once, with a type that can partition (format §5.1)
+        try:
+            check_partition_columns(schema, parts)
+        except ValueError as exc:
+            raise _Bad(f"invalid partition_by ({exc})") from None
     last = _get(d, "last_field_id", int, optional=True) or 0
     dropped = _get(d, "dropped_physical", list, optional=True) or []
     if not all(isinstance(p, list) and p and all(isinstance(s, str) for s in p) for p in dropped):
@@ -395,12 +416,25 @@ def _fields(d: Any, spec: tuple[tuple[str, type], ...], what: str) -> list[Any]:
     return values
 
 
+def _count(value: int, what: str, *, low: int = 0) -> int:
+    """``value`` if it lies in ``low .. INT64_MAX`` (the range of the files table's int64 columns)."""
+    if not low <= value <= INT64_MAX:
+        raise _Bad(f"{what} {value} is outside {low}..{INT64_MAX}")
+    return value
+
+
 def _decode_add(d: Any) -> AddFile:
     path, size, rows, mtime, part, lo, hi, nulls = _fields(d, _ADD_FIELDS, "add")
     try:
         validate_data_path(path)
     except ValueError as exc:
         raise _Bad(str(exc)) from None
+    _count(size, "add size_bytes")
+    _count(rows, "add num_rows")
+    _count(mtime, "add modification_time", low=-INT64_MAX - 1)
+    for v in nulls.values():
+        if v is not None and (type(v) is not int or not 0 <= v <= rows):
+            raise _Bad(f"add {path!r} has a null_count {v!r} outside 0..num_rows ({rows})")
     return AddFile(path=path, size_bytes=size, num_rows=rows, modification_time=mtime, partition=tuple(part),
                    min=lo, max=hi, null_count=nulls)
 
@@ -413,8 +447,10 @@ def _decode_remove(d: Any) -> RemoveFile:
         validate_data_path(path)
     except ValueError as exc:
         raise _Bad(str(exc)) from None
-    return RemoveFile(path=path, deletion_time=_get(d, "deletion_time", int),
-                      size_bytes=_get(d, "size_bytes", int), num_rows=_get(d, "num_rows", int))
+    return RemoveFile(path=path, deletion_time=_count(_get(d, "deletion_time", int), "remove deletion_time",
+                                                      low=-INT64_MAX - 1),
+                      size_bytes=_count(_get(d, "size_bytes", int), "remove size_bytes"),
+                      num_rows=_count(_get(d, "num_rows", int), "remove num_rows"))
 
 
 _COMMIT_FIELDS = (("id", str), ("timestamp", int), ("operation", str), ("parameters", dict),
@@ -423,6 +459,7 @@ _COMMIT_FIELDS = (("id", str), ("timestamp", int), ("operation", str), ("paramet
 
 def _decode_commit(d: Any) -> CommitInfo:
     cid, ts, op, params, blind, lib = _fields(d, _COMMIT_FIELDS, "commit")
+    _count(ts, "commit timestamp", low=-INT64_MAX - 1)
     return CommitInfo(id=cid, timestamp=ts, operation=op, parameters=params,
                       read_version=_get(d, "read_version", int, optional=True), blind_append=blind,
                       lakehouse_version=lib)
@@ -449,11 +486,31 @@ def _decode_body(body: dict[str, Any], version: int) -> LogEntry:
         metadata=_decode_metadata(body["metadata"]) if "metadata" in body else None,
         add=tuple(_decode_add(a) for a in _get(body, "add", list, optional=True) or ()),
         remove=tuple(_decode_remove(r) for r in _get(body, "remove", list, optional=True) or ()),
-        txn=tuple(
-            AppTransaction(app_id=_get(t, "app_id", str), version=_get(t, "version", int))
-            for t in _get(body, "txn", list, optional=True) or ()
-        ),
+        txn=_decode_txns(_get(body, "txn", list, optional=True) or ()),
     )
+
+
+def _decode_txns(items: list[Any]) -> tuple[AppTransaction, ...]:
+    txns = []
+    for t in items:
+        if not isinstance(t, dict):
+            raise _Bad("txn is not a map")
+        version = _count(_get(t, "version", int), "txn version", low=-INT64_MAX - 1)
+        txns.append(AppTransaction(app_id=_get(t, "app_id", str), version=version))
+    if len({t.app_id for t in txns}) != len(txns):
+        raise _Bad("an app_id appears twice in txn")
+    return tuple(txns)
+
+
+def _check_action_set(entry: LogEntry) -> LogEntry:
+    """Within one entry actions form a set (format §4.2): no path added twice or added and removed."""
+    added = [a.path for a in entry.add]
+    unique = set(added)
+    if len(unique) != len(added):
+        raise _Bad("a path is added twice")
+    if entry.remove and not unique.isdisjoint(r.path for r in entry.remove):
+        raise _Bad("a path is both added and removed")
+    return entry
 
 
 def decode_entry(data: bytes, *, path: str, version: int) -> LogEntry:
@@ -463,7 +520,7 @@ def decode_entry(data: bytes, *, path: str, version: int) -> LogEntry:
         decoded = msgpack.unpackb(body, raw=False, strict_map_key=True, **_UNPACK_LIMITS)
         if not isinstance(decoded, dict):
             raise _Bad("body is not a map")
-        return _decode_body(decoded, version)
+        return _check_action_set(_decode_body(decoded, version))
     except UnsupportedFormatError as exc:
         raise UnsupportedFormatError(str(exc), path=path) from None
     except (_Bad, TypeError, AttributeError) as exc:

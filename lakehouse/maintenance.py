@@ -38,12 +38,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .checkpoint import decode_checkpoint
+from .checkpoint import decode_checkpoint, read_pointer, write_pointer
 from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
 from .errors import CommitConflictError, CorruptLogError, RetentionError, VersionNotFoundError
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
+from .properties import int_property
 from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
 from .state import TableState, files_to_adds
 from .storage import Storage
@@ -76,8 +77,7 @@ def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, pro
         raise RetentionError(f"{what} retention must be a datetime.timedelta, got {type(retention).__name__}")
     if retention < dt.timedelta(0):
         raise RetentionError(f"{what} retention must not be negative, got {retention}")
-    raw = state.metadata.properties.get(prop, str(_WEEK))
-    minimum = dt.timedelta(seconds=int(raw)) if raw.isdigit() else dt.timedelta(seconds=_WEEK)
+    minimum = dt.timedelta(seconds=int_property(state.metadata.properties, prop))  # never fails (format §16)
     if enforce and retention < minimum:
         raise RetentionError(
             f"{what} retention {retention} is shorter than the table's minimum {minimum} (property {prop!r}); "
@@ -283,9 +283,16 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
     # the checkpoint that will be the oldest start must be intact before anything goes
     rel = checkpoint_name(keep_from)
     try:
-        decode_checkpoint(storage.read(rel), path=storage.full_path(rel), version=keep_from).files  # noqa: B018
+        data = storage.read(rel)
+        kept = decode_checkpoint(data, path=storage.full_path(rel), version=keep_from)
+        num_files = kept.files.num_rows
     except (CorruptLogError, FileNotFoundError):
         return 0
+    pointer = read_pointer(storage)
+    if pointer is None or pointer < keep_from:
+        # before any entry goes, _last_checkpoint must point at keep_from or later: a writer whose base
+        # is older then sees that the names it would publish into may have been freed (format §11.5)
+        write_pointer(storage, keep_from, size_bytes=len(data), num_files=num_files)
     old_entries = [v for v in entries if v < keep_from]
     for v in old_entries:  # oldest first: a crash leaves a contiguous log that still opens
         storage.delete(entry_name(v))

@@ -1,53 +1,110 @@
 """Table properties: the ones lakehouse reads, their defaults, and validating values when set.
 
 Properties are strings (``docs/format.md`` §16). Unknown names are kept as they are; the known
-ones are checked when a table is created and by ``Table.alter.set_properties``. Names starting
+ones (:data:`PROPERTY_SPECS`: kind, default and largest value) are checked when they are set: when a
+table is created and by ``Table.alter.set_properties``. A value another writer set that breaks those
+rules (written by an older or foreign writer) is never trusted when read: :func:`int_property`
+returns the default and warns with :class:`PropertyWarning`. Names starting
 with ``constraint.`` hold CHECK constraints (§16.1) and are written only by
 ``Table.alter.add_constraint``.
 
 Example:
     >>> check_properties({"checkpoint_interval": 10, "owner": "me"}, defaults=False)
     {'checkpoint_interval': '10', 'owner': 'me'}
-    >>> check_property("target_file_size", "lots")
+    >>> check_property("target_file_size", "lots")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    lakehouse.errors.InvalidTableError: property 'target_file_size' must be a positive integer, got 'lots'
+    lakehouse.errors.InvalidTableError: property 'target_file_size' must be a positive integer ..., got 'lots'
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidTableError
 
-__all__ = ["CONSTRAINT_PREFIX", "DEFAULT_PROPERTIES", "KNOWN_PROPERTIES", "check_properties", "check_property"]
+__all__ = [
+    "CONSTRAINT_PREFIX",
+    "DEFAULT_PROPERTIES",
+    "KNOWN_PROPERTIES",
+    "PROPERTY_SPECS",
+    "PropertySpec",
+    "PropertyWarning",
+    "check_properties",
+    "check_property",
+    "int_property",
+]
 
 CONSTRAINT_PREFIX = "constraint."
 """Properties named ``constraint.<name>`` hold the encoded CHECK constraint ``<name>``."""
+
+
+class PropertyWarning(UserWarning):
+    """A table property holds a value lakehouse refuses to use (set by another writer); the default
+    is used instead."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PropertySpec:
+    """A known integer property: its default, and the range of values it accepts."""
+
+    default: int
+    minimum: int
+    maximum: int
+
+    @property
+    def kind(self) -> str:
+        """``"positive"`` or ``"non-negative"`` (as the error messages and format §16 say)."""
+        return "positive" if self.minimum > 0 else "non-negative"
+
+
+_INT64_MAX = (1 << 63) - 1
+_RETENTION_MAX = 10**10  # seconds, about 317 years: any datetime arithmetic with it stays in range
+_WEEK = 7 * 24 * 3600
+
+PROPERTY_SPECS: Mapping[str, PropertySpec] = {
+    "checkpoint_interval": PropertySpec(default=100, minimum=1, maximum=_INT64_MAX),
+    "target_file_size": PropertySpec(default=128 << 20, minimum=1, maximum=_INT64_MAX),
+    "vacuum_min_retention_seconds": PropertySpec(default=_WEEK, minimum=0, maximum=_RETENTION_MAX),
+    "log_min_retention_seconds": PropertySpec(default=_WEEK, minimum=0, maximum=_RETENTION_MAX),
+}
+"""Every plain property lakehouse reads (all documented in ``docs/format.md`` §16, which a test checks)."""
+
+KNOWN_PROPERTIES: Mapping[str, str] = {name: spec.kind for name, spec in PROPERTY_SPECS.items()}
+"""Every plain property lakehouse reads, with the kind of integer it must hold."""
 
 DEFAULT_PROPERTIES: Mapping[str, str] = {"checkpoint_interval": "100", "target_file_size": str(128 << 20)}
 """Written into the metadata of every new table (unless given)."""
 
 _DIGITS = re.compile(r"[0-9]+\Z")
 
-KNOWN_PROPERTIES: Mapping[str, str] = {
-    "checkpoint_interval": "positive",
-    "target_file_size": "positive",
-    "vacuum_min_retention_seconds": "non-negative",
-    "log_min_retention_seconds": "non-negative",
-}
-"""Every plain property lakehouse reads, with the kind of integer it must hold (all documented in
-``docs/format.md`` §16, which a test checks)."""
+
+def _parse(spec: PropertySpec, text: str) -> int | None:
+    """The value of ``text`` for ``spec``, or None if it is not valid (not decimal digits, or out of range)."""
+    if not _DIGITS.match(text) or len(text) > 20:
+        return None
+    value = int(text)
+    return value if spec.minimum <= value <= spec.maximum else None
 
 
 def check_property(name: Any, value: Any) -> str:
     """Validate one property set by a user; return its value as a string.
 
+    Args:
+        name: the property name.
+        value: its value (any value whose ``str`` is the text to store).
+
+    Returns:
+        The value as stored (a string).
+
     Raises:
         InvalidTableError: the name is not a non-empty string, names a constraint (those are set
-            with ``Table.alter.add_constraint``), or the value is None or invalid for a known property.
+            with ``Table.alter.add_constraint``), or the value is None or invalid or out of range for
+            a known property.
 
     Example:
         >>> check_property("checkpoint_interval", 5)
@@ -60,15 +117,28 @@ def check_property(name: Any, value: Any) -> str:
                                 f"Table.alter.add_constraint / drop_constraint")
     if value is None:
         raise InvalidTableError(f"property {name!r} cannot be None (unset it with Table.alter.unset_properties)")
+    if isinstance(value, bool):
+        raise InvalidTableError(f"property {name!r} must be a string or an integer, got {value!r}")
     text = str(value)
-    kind = KNOWN_PROPERTIES.get(name)
-    if kind is not None and (not _DIGITS.match(text) or (kind == "positive" and int(text) == 0)):
-        raise InvalidTableError(f"property {name!r} must be a {kind} integer, got {text!r}")
+    spec = PROPERTY_SPECS.get(name)
+    if spec is not None and _parse(spec, text) is None:
+        raise InvalidTableError(f"property {name!r} must be a {spec.kind} integer of at most {spec.maximum}, "
+                                f"got {text!r}")
     return text
 
 
 def check_properties(properties: Mapping[str, Any] | None, *, defaults: bool) -> dict[str, str]:
     """Validate ``properties`` (see :func:`check_property`); with ``defaults``, fill in the defaults.
+
+    Args:
+        properties: names to values, or None.
+        defaults: whether to start from :data:`DEFAULT_PROPERTIES` (a new table).
+
+    Returns:
+        The properties as stored (strings).
+
+    Raises:
+        InvalidTableError: ``properties`` is not a mapping, or :func:`check_property` refuses an item.
 
     Example:
         >>> check_properties(None, defaults=True)["checkpoint_interval"]
@@ -80,3 +150,35 @@ def check_properties(properties: Mapping[str, Any] | None, *, defaults: bool) ->
     for name, value in (properties or {}).items():
         props[name] = check_property(name, value)
     return props
+
+
+def int_property(properties: Mapping[str, str], name: str) -> int:
+    """The value of the known integer property ``name`` as read from a table's metadata.
+
+    A missing property has its default. A value that :func:`check_property` would refuse (another
+    writer set it, format §16) is not trusted: the default is used and a :class:`PropertyWarning`
+    names the property. Reading a property therefore never fails.
+
+    Args:
+        properties: the table's properties.
+        name: a name of :data:`PROPERTY_SPECS`.
+
+    Returns:
+        The value to use.
+
+    Example:
+        >>> int_property({"checkpoint_interval": "10"}, "checkpoint_interval")
+        10
+        >>> int_property({}, "log_min_retention_seconds")
+        604800
+    """
+    spec = PROPERTY_SPECS[name]
+    raw = properties.get(name)
+    if raw is None:
+        return spec.default
+    value = _parse(spec, raw) if isinstance(raw, str) else None
+    if value is None:
+        warnings.warn(f"table property {name!r} holds {raw!r}, not a {spec.kind} integer of at most "
+                      f"{spec.maximum}: using the default {spec.default}", PropertyWarning, stacklevel=3)
+        return spec.default
+    return value

@@ -76,6 +76,9 @@ def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[
         for i, data in enumerate(datas, start=v):
             if data is None:
                 if stop is not None:
+                    if not storage.exists(entry_name(stop)):  # not a gap: the log ends before stop
+                        raise VersionNotFoundError(f"version {stop} does not exist (latest is {i - 1})",
+                                                   version=stop)
                     raise VersionNotFoundError(f"log entry for version {i} is missing", version=i)
                 return out
             out.append(decode_entry(data, path=storage.full_path(entry_name(i)), version=i))

@@ -16,20 +16,25 @@ Example:
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import CorruptLogError, InvalidArgumentError
-from .log import LOG_DIR, AddFile, LogEntry, Metadata, Protocol
+from .log import INT64_MAX, LOG_DIR, AddFile, AppTransaction, LogEntry, Metadata, Protocol, validate_data_path
 from .schema import can_widen, decode_values, encode_values, has_stats, physical_name
 from .stats import partition_columns, stats_columns
 
-__all__ = ["DeferredFiles", "TableState", "adds_to_table", "files_schema", "files_to_adds", "retype_adds"]
+__all__ = [
+    "DeferredFiles", "TableState", "adds_to_table", "check_adds", "files_schema", "files_to_adds", "retype_adds",
+]
 
 _BASE_FIELDS = [
     pa.field("path", pa.string(), nullable=False),
@@ -78,6 +83,107 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
         cols[f"null_count.{c}"] = [a.null_count.get(c) for a in adds]
     arrays = [decode_values(cols[f.name], f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_DATA_FILE_NAME = re.compile(r"part-[0-9a-f]{32}\.parquet\Z")
+
+
+def _same_value(given: Any, stored: Any) -> bool:
+    """True if the log value ``given`` survives decoding unchanged (same Python type, same value)."""
+    if given is None or stored is None:
+        return given is None and stored is None
+    if isinstance(given, str) and isinstance(stored, str) and given != stored:  # decimals: "1.5" is "1.50"
+        try:
+            return Decimal(given) == Decimal(stored)
+        except (InvalidOperation, ValueError):
+            return False
+    return type(given) is type(stored) and given == stored
+
+
+def check_adds(adds: Sequence[AddFile], metadata: Metadata) -> tuple[str, str] | None:
+    """Validate add actions given by a caller (``Table.commit_files``) before anything is written.
+
+    Every path must be a data-file path format §3 and §7 allow (relative, inside the table root, named
+    ``part-<32 hex digits>.parquet``), unique; sizes, row counts and times integers in ``0..2**63-1``;
+    partition values and statistics values of the column types (the log value must survive decoding
+    unchanged), min/max not NaN and null counts within ``0..num_rows``.
+
+    Returns:
+        None if all are valid, else ``(path, message)`` of the first fault, the message naming the field.
+
+    Example:
+        >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+        >>> ok = AddFile(path="part-" + "0" * 32 + ".parquet", size_bytes=1, num_rows=1, modification_time=5)
+        >>> check_adds([ok], meta) is None
+        True
+        >>> import dataclasses
+        >>> check_adds([dataclasses.replace(ok, num_rows=-1)], meta)[1]
+        'num_rows -1 is not an integer in 0..9223372036854775807'
+    """
+    seen: set[str] = set()
+    for a in adds:
+        fault = _check_add_fields(a, seen)
+        if fault is not None:
+            return a.path, fault
+    schema = files_schema(metadata)
+    parts = partition_columns(metadata.schema, metadata.partition_by)
+    stats = stats_columns(metadata.schema, metadata.partition_by)
+    columns: dict[str, list[Any]] = {f.name: [] for f in schema if f.name.split(".", 1)[0] in (
+        "partition", "min", "max", "null_count")}
+    for a in adds:
+        if len(a.partition) != len(parts):
+            return a.path, f"{len(a.partition)} partition values for {len(parts)} partition columns"
+        for c, v in zip(parts, a.partition):
+            columns[f"partition.{c}"].append(v)
+        for kind in ("min", "max", "null_count"):
+            values = getattr(a, kind)
+            if not isinstance(values, Mapping) or not set(values) <= set(stats):
+                extra = sorted(map(str, set(values) - set(stats))) if isinstance(values, Mapping) else values
+                return a.path, f"{kind} statistics name columns that have none: {extra!r}"
+            for c in stats:
+                v = values.get(c)
+                if kind == "null_count" and v is not None and (type(v) is not int or not 0 <= v <= a.num_rows):
+                    return a.path, f"null_count of {c!r} is {v!r}, not an integer in 0..num_rows"
+                if kind != "null_count" and isinstance(v, float) and math.isnan(v):
+                    return a.path, f"{kind} of {c!r} is NaN (format §5.3)"
+                columns[f"{kind}.{c}"].append(v)
+    for name, values in columns.items():  # one Arrow conversion per column; per value only to name a fault
+        t = schema.field(name).type
+        try:
+            stored = encode_values(decode_values(values, t))
+        except (ValueError, TypeError, OverflowError, pa.ArrowException):
+            stored = None
+        if stored is None or not all(map(_same_value, values, stored)):
+            for a, v in zip(adds, values):
+                if not _survives(v, t):
+                    return a.path, f"{name} holds {v!r}, not a value of type {t}"
+    return None
+
+
+def _check_add_fields(a: AddFile, seen: set[str]) -> str | None:
+    try:
+        validate_data_path(a.path)
+    except ValueError as exc:
+        return str(exc)
+    if not _DATA_FILE_NAME.match(a.path.rsplit("/", 1)[-1]):
+        return f"data file path {a.path!r} is not named part-<32 hex digits>.parquet (format §7)"
+    if a.path in seen:
+        return f"data file {a.path!r} is given twice"
+    seen.add(a.path)
+    for name in ("size_bytes", "num_rows", "modification_time"):
+        v = getattr(a, name)
+        if type(v) is not int or not 0 <= v <= INT64_MAX:
+            return f"{name} {v!r} is not an integer in 0..{INT64_MAX}"
+    return None
+
+
+def _survives(value: Any, t: pa.DataType) -> bool:
+    try:
+        return _same_value(value, encode_values(decode_values([value], t))[0])
+    except (ValueError, TypeError, OverflowError, pa.ArrowException):
+        return False
+
+
 
 
 def files_to_adds(files: pa.Table, metadata: Metadata) -> list[AddFile]:
@@ -230,21 +336,32 @@ class TableState:
                 if not any(seg.pop(r.path, None) is not None for _, seg in segments):
                     removed.add(r.path)
             for a in e.add:
+                if any(a.path in seg for _, seg in segments):
+                    raise CorruptLogError(f"version {e.version} adds {a.path!r}, which is already live",
+                                          path=f"{LOG_DIR}/")
                 segments[-1][1][a.path] = a
             for t in e.txn:
                 txns[t.app_id] = max(t.version, txns.get(t.app_id, t.version))
         try:
             runs = [(files_schema(m), adds_to_table(list(seg.values()), m) if seg else None) for m, seg in segments]
-        except (ValueError, TypeError, pa.ArrowException) as exc:
+        except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
             raise CorruptLogError(
                 f"versions {entries[0].version}..{entries[-1].version} hold an invalid add action ({exc})",
                 path=f"{LOG_DIR}/",
             ) from None
 
+        added = [p for _, seg in segments for p in seg]
+        first, last_version = entries[0].version, entries[-1].version
+
         def combine(files: pa.Table) -> pa.Table:
             if removed:
                 keep = pc.invert(pc.is_in(files.column("path"), pa.array(list(removed), pa.string())))
                 files = files.filter(keep)
+            if added and files.num_rows and pc.any(pc.is_in(files.column("path"),
+                                                           pa.array(added, pa.string()))).as_py():
+                # a writer never adds a live path again (format §10.2): the entry is not ours to trust
+                raise CorruptLogError(f"versions {first}..{last_version} add a path that is already live",
+                                      path=f"{LOG_DIR}/")
             for schema, new in runs:
                 files = _conform_files(files, schema)
                 if new is not None:
@@ -285,3 +402,16 @@ class TableState:
     def app_version(self, app_id: str) -> int | None:
         """The highest version recorded for ``app_id``, or None."""
         return self.app_versions.get(app_id)
+
+    def has_applied(self, txn: Sequence[AppTransaction]) -> bool:
+        """True if this state already records one of ``txn`` at its version or later: an idempotent
+        write carrying it is skipped (format §5.5). The one place that rule is decided.
+
+        Example:
+            >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+            >>> s = TableState(version=3, timestamp=1, protocol=Protocol(), metadata=meta,
+            ...                files_source=files_schema(meta).empty_table(), app_versions={"etl": 5})
+            >>> [s.has_applied([AppTransaction(app_id="etl", version=v)]) for v in (5, 6)]
+            [True, False]
+        """
+        return any((seen := self.app_versions.get(t.app_id)) is not None and seen >= t.version for t in txn)

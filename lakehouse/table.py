@@ -28,13 +28,15 @@ import pyarrow.compute as pc
 from . import maintenance
 from .alter import Alter
 from .checkpoint import write_checkpoint
-from .commit import CommitRequest, commit
+from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
 from .errors import (
     ArgumentTypeError,
     ColumnNotFoundError,
     CommitConflictError,
+    CommitStateUnknownError,
     InvalidArgumentError,
+    InvalidDataFileError,
     InvalidTableError,
     TableExistsError,
     TableNotFoundError,
@@ -43,12 +45,12 @@ from .errors import (
 from .evolution import new_metadata_schema
 from .expressions import FilterLike, to_expression
 from .inspect import Inspect
-from .log import AppTransaction, LogEntry, Metadata, Protocol
+from .log import AddFile, AppTransaction, LogEntry, Metadata, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import check_properties
+from .properties import check_properties, int_property
 from .schema import check_partition_columns, logical_schema, to_reader
-from .snapshot import Snapshot, load_state, read_entries, read_entry
-from .state import TableState
+from .snapshot import Snapshot, load_state, read_entry
+from .state import TableState, adds_to_table, check_adds
 from .storage import Storage
 from .tasks import DataFile
 from .transaction import SchemaMode, Transaction
@@ -136,13 +138,30 @@ class Table:
         self._storage = storage
         self._state = state
         self._explicit_write_options = write_options
+        self._last_outcome: CommitOutcome | None = None
 
     @property
     def _write_options(self) -> WriteOptions:
         if self._explicit_write_options is not None:
             return self._explicit_write_options
-        size = self._state.metadata.properties.get("target_file_size")
-        return WriteOptions(target_file_bytes=int(size)) if size else WriteOptions()
+        # a bad value another writer set is replaced by the default, with a warning (format §16)
+        return WriteOptions(target_file_bytes=int_property(self._state.metadata.properties, "target_file_size"))
+
+    @property
+    def last_outcome(self) -> CommitOutcome | None:
+        """What the last write through this handle did, or None before any: committed as
+        ``version``, or ``skipped`` because its ``app_transaction`` was already applied (then
+        ``version`` is the version that already records it). Write methods return the version only.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-last-outcome", pa.table({"a": [1]}))
+            >>> t.append(pa.table({"a": [2]}), app_transaction=("etl", 1)), t.last_outcome
+            (1, CommitOutcome(version=1, skipped=False))
+            >>> t.append(pa.table({"a": [2]}), app_transaction=("etl", 1)), t.last_outcome
+            (1, CommitOutcome(version=1, skipped=True))
+        """
+        return self._last_outcome
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -161,7 +180,9 @@ class Table:
         meta = _new_metadata(schema, partition_by, properties)
         result = commit(storage, None, CommitRequest(operation="create", metadata=meta,
                                                      protocol=Protocol()))
-        return cls(storage, result.state)
+        table = cls(storage, result.state)
+        table._last_outcome = result.outcome
+        return table
 
     @classmethod
     def open(cls, uri: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Table:
@@ -268,23 +289,27 @@ class Table:
             >>> lh.write_table("memory://doc-refresh", pa.table({"a": [1]})).refresh()
             0
         """
-        # incremental: only the entries after the version this handle knows
-        self._state = self._state.apply(read_entries(self._storage, self._state.version + 1))
+        # incremental: only the entries after the version this handle knows; a stretch removed by
+        # log clean-up meanwhile is noticed (format §10.1) and read from the checkpoint
+        self._state = catch_up(self._storage, self._state)
         return self._state.version
 
-    def _set_state(self, state: TableState) -> None:
+    def _set_state(self, state: TableState, skipped: bool = False) -> None:
+        """Called once a write landed (or was skipped): nothing here may raise (format §9, §11.1)."""
         if state.version >= self._state.version:
             self._state = state
-        self._maybe_checkpoint(state)
+        self._last_outcome = CommitOutcome(version=state.version, skipped=skipped)
+        if not skipped:
+            self._maybe_checkpoint(state)
 
     def _maybe_checkpoint(self, state: TableState) -> None:
-        interval = int(state.metadata.properties.get("checkpoint_interval", "100"))
-        if state.version > 0 and state.version % interval == 0:
-            try:
+        try:
+            interval = int_property(state.metadata.properties, "checkpoint_interval")
+            if state.version > 0 and state.version % interval == 0:
                 write_checkpoint(self._storage, state)
-            except Exception as exc:  # the commit stands; the next checkpoint will catch up
-                # never raise (not even a warning-as-error) once the commit has landed
-                _log.warning("automatic checkpoint at version %d failed: %s", state.version, exc)
+        except Exception as exc:  # the commit stands; the next checkpoint will catch up
+            # never raise (not even a warning turned into an error) once the commit has landed
+            _log.warning("automatic checkpoint at version %d failed: %s", state.version, exc)
 
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self, version: int | None = None, as_of: dt.datetime | None = None) -> Snapshot:
@@ -483,12 +508,22 @@ class Table:
         if operation not in ("append", "overwrite"):
             raise InvalidArgumentError(f"operation must be 'append' or 'overwrite', not {operation!r}")
         files = list(files)
-        paths = [f.path for f in files]
+        paths = [f.path for f in files if isinstance(f, DataFile)]
         try:
             base = self._state if read_version == self._state.version else load_state(self._storage, read_version)
+        except BaseException:
+            delete_files(self._storage, paths)
+            raise
+        live = _live_paths(files, base)
+        if live:  # nothing is deleted: these files belong to the table
+            raise InvalidDataFileError(f"data file {live[0]!r} is already live at version {base.version}",
+                                       path=live[0])
+        try:
+            # every record is checked before anything is written or deleted (a path outside the root
+            # is never deleted: delete_files takes only paths format §3 allows)
+            adds = _checked_adds(files, base)
             tx = Transaction(self._storage, base, on_commit=self._set_state, options=self._write_options)
             self._check_written_schema(files, base)
-            adds = [f.to_add(base.metadata) for f in files]
         except BaseException:
             delete_files(self._storage, paths)
             raise
@@ -604,7 +639,7 @@ class Table:
         """
         self.refresh()
         size = target_file_size if target_file_size is not None else \
-            int(self._state.metadata.properties.get("target_file_size", str(128 << 20)))
+            int_property(self._state.metadata.properties, "target_file_size")
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise InvalidTableError(f"target_file_size must be a positive integer, got {size!r}")
         columns = list(sort_by or ())
@@ -668,6 +703,36 @@ class Table:
         return self.snapshot().to_duckdb(name, connection)
 
 
+def _checked_adds(files: Sequence[Any], base: TableState) -> list[AddFile]:
+    """The add actions of ``files`` for ``base``; ``InvalidDataFileError`` names the record and field
+    at fault (format §3, §5.3, §7) before anything is written."""
+    adds = []
+    for f in files:
+        if not isinstance(f, DataFile):
+            raise InvalidDataFileError(f"commit_files takes DataFile records, got {type(f).__name__}")
+        if not isinstance(f.partition_values, Mapping) or not isinstance(f.stats, Mapping):
+            raise InvalidDataFileError(f"data file {f.path!r}: partition_values and stats must be mappings",
+                                       path=f.path)
+        try:
+            adds.append(f.to_add(base.metadata))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InvalidDataFileError(str(exc), path=f.path) from None
+    fault = check_adds(adds, base.metadata)
+    if fault is not None:
+        raise InvalidDataFileError(f"data file {fault[0]!r}: {fault[1]}", path=fault[0])
+    return adds
+
+
+def _live_paths(files: Sequence[Any], base: TableState) -> list[str]:
+    """Paths of ``files`` that are live at ``base``: adding one again would write an entry every reader
+    refuses (format §10.2), and deleting it after a refusal would lose rows."""
+    given = [f.path for f in files if isinstance(f, DataFile) and isinstance(f.path, str)]
+    if not given:
+        return []
+    live = base.files.column("path")
+    return sorted(set(live.filter(pc.is_in(live, pa.array(given, pa.string()))).to_pylist()))
+
+
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Table:
     storage = Storage.from_uri(uri, storage_options)
     return Table(storage, load_state(storage, version))
@@ -695,7 +760,8 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
     try:
         table = Table(storage, load_state(storage))
     except TableNotFoundError:
-        return _create_with_data(storage, data, partition_by, properties, app_transaction, progress)
+        return _create_with_data(storage, data, partition_by, properties, app_transaction, progress,
+                                 mode=mode, schema_mode=schema_mode)
     if mode == "error":
         raise TableExistsError(storage.uri)
     if mode == "append":
@@ -707,7 +773,10 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
 
 def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] | None,
                       properties: Mapping[str, Any] | None, app_transaction: tuple[str, int] | None,
-                      progress: ProgressLike = None) -> Table:
+                      progress: ProgressLike = None, *, mode: WriteMode = "error",
+                      schema_mode: SchemaMode = "strict") -> Table:
+    """Create the table with ``data`` as version 0. If another writer created it first, ``"append"``
+    commits the rows on top of it and ``"ignore"`` does nothing (create-or-append, §11.1)."""
     storage.check_atomic_create()
     reader = to_reader(data)
     meta = _new_metadata(reader.schema, partition_by, properties)
@@ -722,6 +791,42 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
     try:
         result = commit(storage, None, request)
     except TableExistsError:
+        if mode not in ("append", "ignore"):
+            delete_files(storage, [a.path for a in adds])
+            raise
+        return _lost_create(storage, meta, adds, mode=mode, app_transaction=app_transaction,
+                            schema_mode=schema_mode)
+    except CommitStateUnknownError:
+        raise  # the entry may have landed: its data files must stay
+    except BaseException:
         delete_files(storage, [a.path for a in adds])
         raise
-    return Table(storage, result.state)
+    table = Table(storage, result.state)
+    table._last_outcome = result.outcome
+    return table
+
+
+def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode: WriteMode,
+                 app_transaction: tuple[str, int] | None, schema_mode: SchemaMode) -> Table:
+    """Another writer created the table while we wrote ``adds`` (typed by ``meta``): append them, or
+    for ``"ignore"`` drop them."""
+    table = Table(storage, load_state(storage))
+    if mode == "ignore":
+        delete_files(storage, [a.path for a in adds])
+        return table
+    current = table._state.metadata
+    if current.schema.equals(meta.schema, check_metadata=True) and current.partition_by == meta.partition_by:
+        # the same definition (column mapping included): the files fit as they are
+        tx = Transaction(storage, table._state, on_commit=table._set_state, app_transaction=app_transaction,
+                         options=table._write_options)
+        with tx:
+            tx.add_files(adds)
+        return table
+    # another definition: the rows are read back from our files and appended under the table's rules
+    ours = TableState(version=0, timestamp=0, protocol=Protocol(), metadata=meta,
+                      files_source=adds_to_table(adds, meta))
+    try:
+        table.append(Snapshot(storage, ours).to_batches(), app_transaction=app_transaction, schema_mode=schema_mode)
+    finally:
+        delete_files(storage, [a.path for a in adds])
+    return table

@@ -29,6 +29,7 @@ import pyarrow.dataset as ds
 from .commit import CommitRequest, commit
 from .constraints import combine_checks, constraint_checker
 from .errors import (
+    CommitConflictError,
     CommitError,
     CommitStateUnknownError,
     ConstraintViolationError,
@@ -40,7 +41,7 @@ from .expressions import FilterLike, referenced_columns, to_expression
 from .log import AddFile, AppTransaction, Metadata, RemoveFile
 from .progress import ProgressLike
 from .schema import logical_schema, to_reader
-from .snapshot import Snapshot, read_ahead
+from .snapshot import Snapshot, read_ahead, read_entry
 from .state import TableState, adds_to_table, retype_adds
 from .write import WriteOptions, delete_files, write_data_files
 
@@ -74,7 +75,7 @@ def _parts_in(files: pa.Table, paths: list[str]) -> pa.Table:
 class Transaction:
     """A set of writes committed together. Get one from ``Table.transaction()``."""
 
-    def __init__(self, storage: Storage, base: TableState, *, on_commit: Callable[[TableState], None],
+    def __init__(self, storage: Storage, base: TableState, *, on_commit: Callable[[TableState, bool], None],
                  app_transaction: tuple[str, int] | None = None, options: WriteOptions | None = None) -> None:
         self._storage = storage
         self._base = base
@@ -94,7 +95,7 @@ class Transaction:
         self._new_metadata: Metadata | None = None  # set by a schema_mode="merge" write that changed the schema
         self._read_metadata = base.metadata
         # an idempotent writer's version already applied: every operation is a no-op
-        self._skip = any((seen := base.app_version(t.app_id)) is not None and seen >= t.version for t in self._txn)
+        self._skip = base.has_applied(self._txn)
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Transaction:
@@ -343,21 +344,34 @@ class Transaction:
         """Commit all operations as one new version and return it."""
         self._check_open()
         self._closed = True
-        if self._skip:
+        if self._skip:  # nothing was written but files given to add_files: they are not needed
+            delete_files(self._storage, list(self._added))
             self._version = self._base.version
+            self._on_commit(self._base, True)
             return self._base.version
         try:
             result = commit(self._storage, self._base, self._request())
         except CommitStateUnknownError:
             raise  # the entry may have landed: its data files must stay
-        except CommitError:  # a conflict, or a write that certainly did not land
-            delete_files(self._storage, list(self._added))
+        except CommitError as exc:  # a conflict, or a write that certainly did not land
+            delete_files(self._storage, [p for p in self._added if p not in self._committed_by(exc)])
             raise
         if result.skipped:
             delete_files(self._storage, list(self._added))
         self._version = result.version
-        self._on_commit(result.state)
+        self._on_commit(result.state, result.skipped)
         return result.version
+
+    def _committed_by(self, exc: CommitError) -> set[str]:
+        """Paths the winning commit of a conflict added: never deleted, even if this one added them too."""
+        version = getattr(exc, "version", None)
+        if not isinstance(exc, CommitConflictError) or version is None:
+            return set()
+        try:
+            entry = read_entry(self._storage, version)
+        except Exception:  # cannot tell: keep every file (an orphan is vacuum's, a lost file is not)
+            return set(self._added)
+        return set() if entry is None else {a.path for a in entry.add}
 
     def abort(self) -> None:
         """Discard the transaction and delete the files it wrote."""

@@ -34,9 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .constraints import constraint_checker
-from .log import AddFile
+from .log import AddFile, validate_data_path
 from .partitioning import partition_dir, split_by_partition
 from .progress import ProgressEvent, ProgressLike, progress_callback
+from .properties import int_property
 from .schema import conformed_batches, file_schema, relabel, to_reader
 from .snapshot import load_state
 from .stats import file_stats
@@ -226,8 +227,16 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, data_columns
 
 
 def delete_files(storage: Storage, paths: Sequence[str]) -> None:
-    """Best-effort removal of data files that no commit references (e.g. after a conflict)."""
+    """Best-effort removal of data files that no commit references (e.g. after a conflict).
+
+    Only paths that format §3 allows (relative, inside the table root) are deleted: a path given by a
+    caller (``Table.commit_files``) never makes a clean-up reach outside the root.
+    """
     for p in paths:
+        try:
+            validate_data_path(p)
+        except ValueError:
+            continue  # not a path of this table: never delete it
         with contextlib.suppress(OSError):  # what stays behind is an orphan for vacuum
             storage.delete(p)
 
@@ -345,8 +354,7 @@ def write_files(uri: str | os.PathLike[str], data: Any, *,
     state = load_state(storage)
     meta = state.metadata
     storage.check_atomic_create()  # an unsafe store is refused before any data file is written
-    size = meta.properties.get("target_file_size")
-    options = WriteOptions(target_file_bytes=int(size)) if size else WriteOptions()
+    options = WriteOptions(target_file_bytes=int_property(meta.properties, "target_file_size"))
     adds = write_data_files(storage, data, schema=meta.schema, partition_by=meta.partition_by, options=options,
                             check=constraint_checker(meta.properties))
     return [DataFile.from_add(a, meta, version=state.version) for a in adds]

@@ -15,6 +15,7 @@ ERRORS = {
     "ColumnNotFoundError",
     "InvalidFilterError",
     "InvalidDataError",
+    "InvalidDataFileError",
     "RetentionError",
     "ConstraintViolationError",
     "InvalidTableError",
@@ -29,7 +30,7 @@ ERRORS = {
     "CommitTooLargeError",
 }
 API = {"Table", "Snapshot", "Commit", "Transaction", "Alter", "Inspect", "write_table", "check_storage",
-       "StorageReport", "FileTask", "DataFile", "read_task", "write_files"}
+       "StorageReport", "FileTask", "DataFile", "read_task", "write_files", "CommitOutcome", "PropertyWarning"}
 # named in the issue (a subset of the above that must never go missing)
 ISSUE_NAMES = {
     "Table",

@@ -197,7 +197,7 @@ HOSTILE: dict[str, Hostile] = {
     "percent-dotdot": Hostile("add", "%2E%2E/{sib}", accepted=True),
     "percent-dotdot-slash": Hostile("add", "%2e%2e%2f{sib}", accepted=True),
     "nul-then-dotdot": Hostile("add", "p=a/x\x00/../../y.parquet"),
-    "nul": Hostile("add", "p=a/x\x00.parquet", accepted=True),
+    "nul": Hostile("add", "p=a/x\x00.parquet"),  # control characters are refused (format §3)
     "remove-absolute": Hostile("remove", "/{sib}"),
     "remove-dotdot": Hostile("remove", "../{sib}"),
     "remove-url": Hostile("remove", "memory://{sib}"),
