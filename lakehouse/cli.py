@@ -156,7 +156,11 @@ def parse_retention(text: str) -> dt.timedelta:
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise click.BadParameter(f"expected a duration like 7d, 12h, 1d12h, 30m or 90s, got {text!r}",
                                  param_hint="--retention")
-    return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta(0))
+    try:
+        return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta(0))
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is longer than any retention can be (at most 999999999 days)",
+                                 param_hint="--retention") from None
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)$")
@@ -579,9 +583,13 @@ def diff(uri: str, v1: int, v2: int, output: str, storage_options: dict[str, Any
 def vacuum(uri: str, retention: dt.timedelta, dry_run: bool, enforce_retention: bool, quiet: bool, output: str,
            storage_options: dict[str, Any]) -> None:
     """Delete files no version within the retention reads (a dry run unless --no-dry-run)."""
-    paths = _open(uri, storage_options).vacuum(retention=retention, dry_run=dry_run,
-                                              enforce_retention=enforce_retention,
-                                              progress=_progress(output, quiet) and not dry_run)
+    try:
+        paths = _open(uri, storage_options).vacuum(retention=retention, dry_run=dry_run,
+                                                  enforce_retention=enforce_retention,
+                                                  progress=_progress(output, quiet) and not dry_run)
+    except lh.RetentionError as exc:  # name the flag, not the Python argument
+        raise _Failed(lh.RetentionError(str(exc).replace("enforce_retention=False", "--no-enforce-retention"))) \
+            from exc
     if output == "json":
         return _echo_json({"dry_run": dry_run, "retention_seconds": retention.total_seconds(),
                            "count": len(paths), "files": paths})

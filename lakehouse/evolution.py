@@ -22,6 +22,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
+import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +51,7 @@ from .schema import (
 __all__ = [
     "ColumnPath",
     "add_column",
+    "check_partition_name",
     "drop_column",
     "merge_schema",
     "new_metadata_schema",
@@ -104,6 +107,33 @@ def new_metadata_schema(meta: Metadata) -> Metadata:
     return _ids_everywhere(dataclasses.replace(meta, schema=logical_schema(meta.schema), last_field_id=0))
 
 
+MAX_PARTITION_NAME = 126
+"""The longest escaped partition column name: with ``=`` and a value escaped to at most 128
+characters (format §7), every partition folder name fits the 255 bytes most filesystems allow."""
+
+
+def check_partition_name(name: str) -> None:
+    """Refuse a partition column name too long to name partition folders (format §5.1).
+
+    Raises:
+        InvalidTableError: its escaped form (format §7) is longer than 126 characters.
+
+    Example:
+        >>> check_partition_name("day")
+        >>> check_partition_name("x" * 127)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        lakehouse.errors.InvalidTableError: partition column 'xxx...xxx' is too long to name partition folders: ...
+    """
+    escaped = "".join(chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_.-") else f"%{b:02X}"
+                      for b in name.encode("utf-8", "surrogatepass"))
+    if len(escaped) > MAX_PARTITION_NAME:
+        raise InvalidTableError(
+            f"partition column {reprlib.repr(name)} is too long to name partition folders: {len(escaped)} "
+            f"characters once escaped (format §7), at most {MAX_PARTITION_NAME}; a folder name "
+            f"'<column>=<value>' must fit the 255 bytes filesystems allow")
+
+
 # -- navigating --------------------------------------------------------------------------------
 Edit = Callable[[pa.Field], list[pa.Field]]
 """Given the field at a path, the fields that replace it (none: it is dropped)."""
@@ -137,7 +167,31 @@ def _find(schema: pa.Schema, path: tuple[str, ...]) -> tuple[pa.Field, tuple[str
 
 
 def _with_schema(meta: Metadata, fields: list[pa.Field], **changes: Any) -> Metadata:
-    return dataclasses.replace(meta, schema=pa.schema(fields, metadata=meta.schema.metadata), **changes)
+    schema = pa.schema(fields, metadata=_pandas_kept(meta.schema, fields))
+    return dataclasses.replace(meta, schema=schema, **changes)
+
+
+_PANDAS_KEY = b"pandas"
+
+
+def _pandas_kept(old: pa.Schema, fields: list[pa.Field]) -> dict[bytes, bytes] | None:
+    """The schema metadata for the changed ``fields``. pyarrow stores a ``pandas`` entry describing the
+    DataFrame of the first write (``numpy_type`` ``int8``, ``Int8``...) and ``to_pandas`` trusts it:
+    the description of a column that is renamed, dropped or retyped is stale and goes (pandas then
+    converts that column by its Arrow type); the rest of the entry stays."""
+    metadata = dict(old.metadata or {})
+    raw = metadata.get(_PANDAS_KEY)
+    if raw is None:
+        return metadata or None
+    try:
+        doc = json.loads(raw)
+        same = {f.name for f in fields if f.name in old.names and old.field(f.name).type.equals(f.type)}
+        doc["columns"] = [c for c in doc["columns"] if not isinstance(c, dict) or c.get("field_name") in same
+                          or c.get("field_name") not in old.names]
+        metadata[_PANDAS_KEY] = json.dumps(doc).encode()
+    except (ValueError, TypeError, KeyError, AttributeError):  # not what pyarrow writes: drop it
+        del metadata[_PANDAS_KEY]
+    return metadata or None
 
 
 # -- adding ------------------------------------------------------------------------------------
@@ -253,6 +307,8 @@ def rename_column(meta: Metadata, column: ColumnPath, new_name: str) -> Metadata
         raise SchemaMismatchError(f"cannot rename {dotted!r} to {new_name!r}: a column of that name exists",
                                   column=dotted)
     _check_constraints(meta, path, "rename")
+    if len(path) == 1 and path[0] in meta.partition_by:
+        check_partition_name(new_name)
     fields = _edit(list(meta.schema), path, lambda f: [f.with_name(new_name)])
     parts = tuple(new_name if len(path) == 1 and p == path[0] else p for p in meta.partition_by)
     return _with_schema(meta, fields, partition_by=parts)

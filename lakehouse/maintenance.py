@@ -29,11 +29,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import posixpath
 import re
+import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,12 +45,12 @@ import pyarrow.compute as pc
 from .checkpoint import decode_checkpoint, read_pointer, write_pointer
 from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
-from .errors import CommitConflictError, CorruptLogError, RetentionError, VersionNotFoundError
+from .errors import CommitConflictError, CorruptLogError, LakehouseError, RetentionError, VersionNotFoundError
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import int_property
 from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
 from .state import TableState, files_to_adds
+from .stats import partition_columns
 from .storage import Storage
 from .write import WriteOptions, delete_files, write_data_files
 
@@ -77,14 +81,25 @@ def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, pro
         raise RetentionError(f"{what} retention must be a datetime.timedelta, got {type(retention).__name__}")
     if retention < dt.timedelta(0):
         raise RetentionError(f"{what} retention must not be negative, got {retention}")
-    minimum = dt.timedelta(seconds=int_property(state.metadata.properties, prop))  # never fails (format §16)
-    if enforce and retention < minimum:
+    if enforce and retention < _minimum(state, prop):
         raise RetentionError(
-            f"{what} retention {retention} is shorter than the table's minimum {minimum} (property {prop!r}); "
-            f"readers and writers still using older versions could lose files. Pass enforce_retention=False "
+            f"{what} retention {retention} is shorter than the table's minimum {_minimum(state, prop)} (property "
+            f"{prop!r}); readers and writers still using older versions could lose files. Pass enforce_retention=False "
             f"if no reader or writer can be that far behind"
         )
-    return int(retention / dt.timedelta(milliseconds=1))
+    return retention // dt.timedelta(milliseconds=1)
+
+
+def _minimum(state: TableState, prop: str) -> dt.timedelta:
+    """The table's minimum retention: the property's seconds (a value beyond what a timedelta holds
+    means "longer than any retention"), the default 7 days when it is not a decimal integer."""
+    raw = state.metadata.properties.get(prop, str(_WEEK))
+    if not (raw.isascii() and raw.isdigit()):
+        return dt.timedelta(seconds=_WEEK)
+    try:
+        return dt.timedelta(seconds=int(raw))
+    except OverflowError:
+        return dt.timedelta.max
 
 
 def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
@@ -153,12 +168,24 @@ def _mtime_ms(info: dict[str, Any]) -> int | None:
     return None
 
 
-def _hidden(rel: str) -> bool:
-    return any(part.startswith(("_", ".")) for part in rel.split("/"))
+# the names the format gives the files it writes outside the log (format §7): vacuum deletes no other
+_DATA_FILE = re.compile(r"^part-[0-9a-f]{32}\.parquet$")
+_PARTITION_SEGMENT = re.compile(r"^[A-Za-z0-9_.%-]+=[A-Za-z0-9_.%-]*$")
+_VACUUM_MARKER = ".vacuum-"
+VACUUM_LEASE_SECONDS = 2.0
+"""Vacuum issues a deletion at most this long after re-reading the log (format §17.1); a restore
+that sees a running vacuum waits twice this long before checking that its files still exist."""
+
+
+def _own_file(rel: str) -> bool:
+    """True if ``rel`` (relative to the table root) is named as the format names a data file: a
+    ``part-<uuid>.parquet`` file at the root or in folders shaped ``<column>=<value>`` (escaped)."""
+    *folders, name = rel.split("/")
+    return bool(_DATA_FILE.match(name)) and all(_PARTITION_SEGMENT.match(f) for f in folders)
 
 
 def _listed_files(storage: Storage) -> list[tuple[str, int | None]]:
-    """(relative path, mtime ms) of every file in the table folder outside hidden folders."""
+    """(relative path, mtime ms) of every data file (format §7 names) in the table folder, outside the log."""
     root = storage.full_path("").rstrip("/")
     try:
         found = storage.fs.find(root, detail=True, withdirs=False)
@@ -169,17 +196,94 @@ def _listed_files(storage: Storage) -> list[tuple[str, int | None]]:
         if info.get("type") == "directory":
             continue
         rel = posixpath.relpath(storage.fs._strip_protocol(path), root) if root else path
-        if rel.startswith("..") or _hidden(rel):
+        if rel.startswith("..") or rel.startswith(f"{LOG_DIR}/") or not _own_file(rel):
             continue
         out.append((rel, _mtime_ms(info)))
     return out
 
 
+def foreign_files(storage: Storage, limit: int = 5) -> list[str]:
+    """Up to ``limit`` files in the table folder that the format does not name as its own (neither
+    data files, format §7, nor in the log folder), relative to the root; none for a fresh folder.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-foreign", pa.table({"a": [1]}))
+        >>> foreign_files(t._storage)
+        []
+    """
+    root = storage.full_path("").rstrip("/")
+    try:
+        if not storage.fs.isdir(root):
+            return []
+        found = storage.fs.find(root, withdirs=False)
+    except FileNotFoundError:
+        return []
+    finally:
+        storage.fs.invalidate_cache()
+    out = []
+    for path in sorted(found):
+        rel = posixpath.relpath(storage.fs._strip_protocol(path), root) if root else path
+        if rel != "." and not rel.startswith(f"{LOG_DIR}/") and not _own_file(rel):
+            out.append(rel)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def _referenced(storage: Storage, state: TableState, cutoff: int) -> set[str]:
+    """The files a version reachable by ``as_of(t)`` for some ``t >= cutoff`` reads (format §17.1)."""
+    oldest_kept = version_at(storage, state, cutoff)
+    if oldest_kept is None:  # every version in the log is inside the window
+        entries, _ = list_log(storage)
+        oldest_kept = min((v for v in entries if v <= state.version), default=state.version)
+    base = load_state(storage, oldest_kept) if oldest_kept != state.version else state
+    referenced = set(base.files.column("path").to_pylist())
+    if oldest_kept < state.version:
+        for e in read_entries(storage, oldest_kept + 1, state.version):
+            referenced.update(a.path for a in e.add)
+    return referenced
+
+
+class _Recheck:
+    """The files that versions committed after ``version`` add, re-read from the log whenever the
+    last reading began more than ``lease`` seconds ago (thread-safe). A deletion is thus issued at
+    most ``lease`` seconds after a reading began: a commit that landed before that reading is seen,
+    and one that lands after it is a restore that waits out the lease and then checks its files."""
+
+    def __init__(self, storage: Storage, version: int, lease: float) -> None:
+        self._storage, self._version, self._lease = storage, version, lease
+        self._lock = threading.Lock()
+        self._read_at = -math.inf
+        self._added: set[str] = set()
+
+    def allows(self, rel: str) -> bool:
+        """True if ``rel`` may be deleted now: no version committed since the vacuum's state adds it."""
+        with self._lock:
+            if time.monotonic() - self._read_at > self._lease:
+                started = time.monotonic()
+                for e in read_entries(self._storage, self._version + 1):
+                    self._added.update(a.path for a in e.add)
+                    self._version = e.version
+                self._read_at = started
+            return rel not in self._added
+
+
 def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_run: bool = True,
-           enforce_retention: bool = True, now_ms: int | None = None, progress: ProgressLike = None) -> list[str]:
+           enforce_retention: bool = True, now_ms: int | None = None, progress: ProgressLike = None,
+           lease: float = VACUUM_LEASE_SECONDS) -> list[str]:
     """Files (relative paths, sorted) that no version within ``retention`` references and that are
     older than it; deleted unless ``dry_run``. ``progress`` hears ``("vacuum", "delete")`` events,
-    one per file deleted (a dry run sends one, 0 of 0).
+    one per file (a dry run sends one, 0 of 0).
+
+    Only files named as the format names data files (format §7) are ever deleted: a user's files in
+    the table folder stay. Before each deletion the log is re-read if the last reading is older than
+    ``lease`` seconds, and a file some version committed since then adds (a restore) is spared and
+    left out of the result; a marker in the log folder tells restores a vacuum is running (§17.1).
+
+    Raises:
+        RetentionError: ``retention`` is not a timedelta, is negative, or is below the table's
+            minimum while ``enforce_retention``.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -190,15 +294,7 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     """
     window = _retention_ms(state, retention, enforce_retention, VACUUM_MIN_RETENTION, "vacuum")
     cutoff = (now_ms if now_ms is not None else _now_ms()) - window
-    oldest_kept = version_at(storage, state, cutoff)
-    if oldest_kept is None:  # every version in the log is inside the window
-        entries, _ = list_log(storage)
-        oldest_kept = min((v for v in entries if v <= state.version), default=state.version)
-    base = load_state(storage, oldest_kept) if oldest_kept != state.version else state
-    referenced = set(base.files.column("path").to_pylist())
-    if oldest_kept < state.version:
-        for e in read_entries(storage, oldest_kept + 1, state.version):
-            referenced.update(a.path for a in e.add)
+    referenced = _referenced(storage, state, cutoff)
     # a file no retained version references is deletable once it is older than the window: a file
     # removed at or before the oldest retained version was written before that version, and a
     # younger unreferenced file may belong to a writer that has not committed yet
@@ -207,14 +303,28 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     with contextlib.closing(progress_callback(progress)) as report:
         total = 0 if dry_run else len(doomed)
         report(ProgressEvent("vacuum", "delete", 0, total, "files"))
-        if not dry_run and doomed:
-            _delete_all(storage, doomed, report)
-    return doomed
+        if dry_run or not doomed:
+            return doomed
+        marker = f"{LOG_DIR}/{_VACUUM_MARKER}{uuid.uuid4().hex}"
+        storage.overwrite(marker, b"")  # before the first re-reading of the log: see restore
+        try:
+            spared = _delete_all(storage, doomed, report, _Recheck(storage, state.version, lease))
+        finally:
+            with contextlib.suppress(OSError):
+                storage.delete(marker)
+    return [rel for rel in doomed if rel not in spared]
 
 
-def _delete_all(storage: Storage, doomed: list[str], report: Callable[[ProgressEvent], None]) -> None:
+def _delete_all(storage: Storage, doomed: list[str], report: Callable[[ProgressEvent], None],
+                recheck: _Recheck) -> set[str]:
+    """Delete ``doomed`` (each only if ``recheck`` allows it); the files spared."""
+    spared: set[str] = set()
+
     def remove(rel: str) -> BaseException | None:
         try:
+            if not recheck.allows(rel):
+                spared.add(rel)
+                return None
             storage.delete(rel)
             return None
         except FileNotFoundError:
@@ -230,11 +340,27 @@ def _delete_all(storage: Storage, doomed: list[str], report: Callable[[ProgressE
             report(ProgressEvent("vacuum", "delete", i, len(doomed), "files"))
     if failures:  # everything else was deleted; running vacuum again finishes the job
         raise failures[0]
+    return spared
+
+
+def vacuum_running(storage: Storage) -> bool:
+    """True if a vacuum's marker is in the log folder (a vacuum may be deleting files now).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> vacuum_running(lh.write_table("memory://doc-vacuum-running", pa.table({"a": [1]}))._storage)
+        False
+    """
+    try:
+        names = storage.fs.ls(storage.full_path(LOG_DIR), detail=False)
+    finally:
+        storage.fs.invalidate_cache()
+    return any(posixpath.basename(str(n).rstrip("/")).startswith(_VACUUM_MARKER) for n in names)
 
 
 # -- log clean-up ------------------------------------------------------------------------------
 # the temporary names of Storage.put_if_absent (local disk) and Storage.overwrite (format §17.2)
-_TEMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{32}$|\.[0-9a-f]{32}\.tmp$")
+_TEMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{32}$|\.[0-9a-f]{32}\.tmp$|^\.vacuum-[0-9a-f]{32}$")
 
 
 def _stale_temp_files(storage: Storage, cutoff: int) -> list[str]:
@@ -303,10 +429,17 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
 
 
 # -- restore -----------------------------------------------------------------------------------
-def restore(storage: Storage, state: TableState, target: TableState) -> CommitResult:
+def restore(storage: Storage, state: TableState, target: TableState, *,
+            lease: float = VACUUM_LEASE_SECONDS) -> CommitResult:
     """Commit a new version on top of ``state`` whose live files and metadata equal ``target``'s.
 
-    Raises ``VersionNotFoundError`` if a file of ``target`` no longer exists (vacuumed).
+    After committing, restore checks that the files it brought back still exist (if a vacuum is
+    running it first waits ``2 * lease`` seconds, format §17.1): if a concurrent vacuum deleted one,
+    it commits a restore of ``state``'s version (undoing itself) and raises.
+
+    Raises:
+        VersionNotFoundError: a file of ``target`` no longer exists (vacuumed); nothing is committed,
+            or the commit was undone as above.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -315,6 +448,31 @@ def restore(storage: Storage, state: TableState, target: TableState) -> CommitRe
         >>> restore(t._storage, t._state, load_state(t._storage, 0)).version
         2
     """
+    result, added = _commit_restore(storage, state, target)
+    if added:
+        if vacuum_running(storage):
+            time.sleep(2 * lease)
+        gone = [p for p in added if not storage.exists(p)]
+        if gone:
+            _undo(storage, result, state, target, gone)
+    return result
+
+
+def _undo(storage: Storage, result: CommitResult, before: TableState, target: TableState,
+          gone: list[str]) -> NoReturn:
+    what = (f"version {result.version} restored version {target.version} but a concurrent vacuum deleted "
+            f"{len(gone)} of its files, e.g. {gone[0]}")
+    try:
+        undo, _ = _commit_restore(storage, result.state, before)
+    except LakehouseError as exc:
+        raise VersionNotFoundError(f"{what}; undoing it failed ({exc}): restore version {before.version}",
+                                   version=result.version) from exc
+    raise VersionNotFoundError(f"{what}; version {undo.version} undid it (the table reads as version "
+                               f"{before.version} again)", version=result.version)
+
+
+def _commit_restore(storage: Storage, state: TableState, target: TableState) -> tuple[CommitResult, list[str]]:
+    """Commit the restore of ``target`` on top of ``state``; the result and the paths it added."""
     current, wanted = state.files, target.files
     now_paths = set(current.column("path").to_pylist())
     want_paths = set(wanted.column("path").to_pylist())
@@ -332,18 +490,19 @@ def restore(storage: Storage, state: TableState, target: TableState) -> CommitRe
     meta = dataclasses.replace(target.metadata,
                                last_field_id=max(target.metadata.last_field_id, state.metadata.last_field_id))
     metadata = None if meta == state.metadata else meta
-    request = CommitRequest(operation="restore", parameters={"version": target.version},
-                            add=tuple(files_to_adds(add_rows, meta)), remove=remove, metadata=metadata,
-                            read_predicates=(None,), read_files=frozenset(now_paths))
-    return commit(storage, state, request)
+    adds = tuple(files_to_adds(add_rows, meta))
+    request = CommitRequest(operation="restore", parameters={"version": target.version}, add=adds, remove=remove,
+                            metadata=metadata, read_predicates=(None,), read_files=frozenset(now_paths))
+    return commit(storage, state, request), [a.path for a in adds]
 
 
 # -- optimize ----------------------------------------------------------------------------------
-def _bins(files: pa.Table, partition_by: Sequence[str], target: int, sort_by: Sequence[str]) -> list[pa.Table]:
-    """Groups of files (rows of the files table) to rewrite together, each of one partition."""
+def _bins(files: pa.Table, physical: Sequence[str], target: int, sort_by: Sequence[str]) -> list[pa.Table]:
+    """Groups of files (rows of the files table) to rewrite together, each of one partition
+    (``physical``: the partition columns' physical names)."""
     if files.num_rows == 0:
         return []
-    keys = [f"partition.{c}" for c in partition_by]
+    keys = [f"partition.{c}" for c in physical]
     ordered = files.sort_by([(k, "ascending") for k in keys] + [("size_bytes", "ascending"), ("path", "ascending")])
     part_values = list(zip(*(ordered.column(k).to_pylist() for k in keys))) if keys else [()] * ordered.num_rows
     sizes = ordered.column("size_bytes").to_pylist()
@@ -389,7 +548,8 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
     snap = Snapshot(storage, state)
     meta = state.metadata
     candidates = snap._pruned(filter)
-    bins = _bins(candidates, meta.partition_by, target_file_size, sort_by)
+    # the files table names partition columns by physical name (a renamed column keeps its own)
+    bins = _bins(candidates, partition_columns(meta.schema, meta.partition_by), target_file_size, sort_by)
     with contextlib.closing(progress_callback(progress)) as report:
         report(ProgressEvent("optimize", "rewrite", 0, len(bins), "bins"))
         if not bins:

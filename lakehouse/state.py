@@ -240,9 +240,24 @@ def _conform_files(files: pa.Table, schema: pa.Schema) -> pa.Table:
             arrays.append(files.column(f.name))
         elif old is not None and can_widen(old, f.type):
             arrays.append(files.column(f.name).cast(f.type))
+        elif old is not None and can_widen(f.type, old):  # a restore undoing a widening (format §8)
+            arrays.append(_narrowed(files.column(f.name), f.type))
         else:
             arrays.append(pa.nulls(files.num_rows, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _narrowed(column: pa.ChunkedArray, type: pa.DataType) -> pa.ChunkedArray:
+    """``column`` cast to the narrower ``type`` where a value converts exactly (casting back gives it
+    again), else null (unknown). A restore brings back only files live at the restored version, whose
+    values were typed by its narrower schema, so their partition values always convert."""
+    array = column.combine_chunks()
+    try:
+        cast = pc.cast(array, type, safe=False)
+        exact = pc.fill_null(pc.equal(pc.cast(cast, array.type, safe=False), array), False)
+    except pa.ArrowException:
+        return pa.chunked_array([pa.nulls(len(array), type)], type)
+    return pa.chunked_array([pc.if_else(exact, cast, pa.scalar(None, type))], type)
 
 
 class DeferredFiles:

@@ -42,7 +42,7 @@ import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError
+from .errors import CommitTooLargeError, InvalidArgumentError, InvalidTableError, UnsafeStorageError
 
 __all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
 
@@ -160,6 +160,8 @@ class Storage:
         opts = dict(storage_options or {})
         unsafe = bool(opts.pop(UNSAFE_SINGLE_WRITER, False))
         uri_s = os.fspath(uri)
+        if uri_s == "":  # would be the current directory: a table there could take the user's files
+            raise InvalidTableError("a table URI must not be empty (use '.' for the current directory)")
         fs, root = fsspec.core.url_to_fs(uri_s, **opts)
         root = root.rstrip("/") if root not in ("/", "") else root
         if isinstance(fs, LocalFileSystem):

@@ -42,7 +42,7 @@ from .errors import (
     TableNotFoundError,
     VersionNotFoundError,
 )
-from .evolution import new_metadata_schema
+from .evolution import check_partition_name, new_metadata_schema
 from .expressions import FilterLike, to_expression
 from .inspect import Inspect
 from .log import AddFile, AppTransaction, LogEntry, Metadata, Protocol
@@ -103,6 +103,8 @@ def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
     if len(schema) == 0:
         raise InvalidTableError("a table needs at least one column")
     parts = check_partition_columns(schema, partition_by or ())
+    for name in parts:
+        check_partition_name(name)  # its folder names must fit the filesystem (format §5.1)
     meta = Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
                     properties=_check_properties(properties), created_time=int(dt.datetime.now().timestamp() * 1000))
     return new_metadata_schema(meta)  # every field gets a field id and a physical name (format §5.7)
@@ -167,8 +169,11 @@ class Table:
     @classmethod
     def create(cls, uri: str | os.PathLike[str], schema: pa.Schema, *, partition_by: Sequence[str] | None = None,
                properties: Mapping[str, Any] | None = None,
-               storage_options: Mapping[str, Any] | None = None) -> Table:
+               storage_options: Mapping[str, Any] | None = None, allow_non_empty: bool = False) -> Table:
         """Create an empty table (version 0); ``TableExistsError`` if one is there.
+
+        The folder must hold no other files (``InvalidTableError`` names one) unless
+        ``allow_non_empty=True``: vacuum deletes only files named as data files (format §17.1).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -178,6 +183,7 @@ class Table:
         storage = Storage.from_uri(uri, storage_options)
         storage.check_atomic_create()
         meta = _new_metadata(schema, partition_by, properties)
+        _check_empty(storage, allow_non_empty)
         result = commit(storage, None, CommitRequest(operation="create", metadata=meta,
                                                      protocol=Protocol()))
         table = cls(storage, result.state)
@@ -207,7 +213,7 @@ class Table:
         """
         try:
             Table.open(uri, storage_options=storage_options)
-        except TableNotFoundError:
+        except (TableNotFoundError, NotADirectoryError):  # a plain file is not a table
             return False
         return True
 
@@ -733,6 +739,17 @@ def _live_paths(files: Sequence[Any], base: TableState) -> list[str]:
     return sorted(set(live.filter(pc.is_in(live, pa.array(given, pa.string()))).to_pylist()))
 
 
+def _check_empty(storage: Storage, allow_non_empty: bool) -> None:
+    """Refuse to create a table where files the format does not name as its own already are."""
+    if allow_non_empty:
+        return
+    foreign = maintenance.foreign_files(storage)
+    if foreign:
+        raise InvalidTableError(
+            f"{storage.uri!r} already holds files that are not part of a lakehouse table (e.g. {foreign[0]!r}); "
+            f"create the table in an empty folder, or pass allow_non_empty=True (vacuum never deletes them)")
+
+
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Table:
     storage = Storage.from_uri(uri, storage_options)
     return Table(storage, load_state(storage, version))
@@ -742,11 +759,12 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
                 partition_by: Sequence[str] | None = None, properties: Mapping[str, Any] | None = None,
                 storage_options: Mapping[str, Any] | None = None,
                 app_transaction: tuple[str, int] | None = None, schema_mode: SchemaMode = "strict",
-                progress: ProgressLike = None) -> Table:
+                progress: ProgressLike = None, allow_non_empty: bool = False) -> Table:
     """Write ``data`` to the table at ``uri``, creating it (with the data, as version 0) if missing.
 
     ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
-    (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`.
+    (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`;
+    ``allow_non_empty`` as for :meth:`Table.create`.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -761,7 +779,7 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
         table = Table(storage, load_state(storage))
     except TableNotFoundError:
         return _create_with_data(storage, data, partition_by, properties, app_transaction, progress,
-                                 mode=mode, schema_mode=schema_mode)
+                                 mode=mode, schema_mode=schema_mode, allow_non_empty=allow_non_empty)
     if mode == "error":
         raise TableExistsError(storage.uri)
     if mode == "append":
@@ -774,12 +792,13 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
 def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] | None,
                       properties: Mapping[str, Any] | None, app_transaction: tuple[str, int] | None,
                       progress: ProgressLike = None, *, mode: WriteMode = "error",
-                      schema_mode: SchemaMode = "strict") -> Table:
+                      schema_mode: SchemaMode = "strict", allow_non_empty: bool = False) -> Table:
     """Create the table with ``data`` as version 0. If another writer created it first, ``"append"``
     commits the rows on top of it and ``"ignore"`` does nothing (create-or-append, §11.1)."""
     storage.check_atomic_create()
     reader = to_reader(data)
     meta = _new_metadata(reader.schema, partition_by, properties)
+    _check_empty(storage, allow_non_empty)
     options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
     adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
                             progress=progress)
