@@ -14,6 +14,8 @@ inherits it too, so ``except FileNotFoundError`` keeps working::
     ├── InvalidTableError         (also ValueError)  - bad arguments for a table (properties, partitioning)
     ├── InvalidDataError          (also TypeError)   - data that is not Arrow-shaped
     ├── RetentionError            (also ValueError)  - a vacuum/log retention below the table's minimum
+    ├── InvalidArgumentError      (also ValueError)  - an argument value a function does not take
+    │   └── ArgumentTypeError     (also TypeError)   - an argument of the wrong type
     ├── CommitError
     │   ├── CommitConflictError
     │   └── CommitStateUnknownError
@@ -32,12 +34,14 @@ from __future__ import annotations
 import reprlib
 
 __all__ = [
+    "ArgumentTypeError",
     "ColumnNotFoundError",
     "CommitConflictError",
     "CommitError",
     "CommitStateUnknownError",
     "ConstraintViolationError",
     "CorruptLogError",
+    "InvalidArgumentError",
     "InvalidDataError",
     "InvalidFilterError",
     "InvalidTableError",
@@ -148,6 +152,20 @@ class InvalidDataError(LakehouseError, TypeError):
 
 class RetentionError(LakehouseError, ValueError):
     """A retention for vacuum or log clean-up that is invalid or below the table's minimum."""
+
+
+class InvalidArgumentError(LakehouseError, ValueError):
+    """An argument has a value the function does not take (an unknown mode, a naive ``as_of``,
+    ``version`` together with ``as_of``, ...); the message names the argument, ``.argument`` too
+    where it is known."""
+
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (``version="3"``, ``as_of=0``, ``progress=1``, ...)."""
 
 
 class CommitError(LakehouseError):
