@@ -15,12 +15,14 @@ Example:
 from ._version import __version__
 from .alter import Alter
 from .errors import (
+    ArgumentTypeError,
     ColumnNotFoundError,
     CommitConflictError,
     CommitError,
     CommitStateUnknownError,
     ConstraintViolationError,
     CorruptLogError,
+    InvalidArgumentError,
     InvalidDataError,
     InvalidFilterError,
     InvalidTableError,
@@ -43,6 +45,7 @@ from .write import write_files
 
 __all__ = [
     "Alter",
+    "ArgumentTypeError",
     "ColumnNotFoundError",
     "Commit",
     "CommitConflictError",
@@ -53,6 +56,7 @@ __all__ = [
     "DataFile",
     "FileTask",
     "Inspect",
+    "InvalidArgumentError",
     "InvalidDataError",
     "InvalidFilterError",
     "InvalidTableError",

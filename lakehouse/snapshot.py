@@ -201,9 +201,9 @@ def _entries_up_to(storage: Storage, first: int, version: int) -> list[LogEntry]
 def version_as_of(storage: Storage, ms: int) -> int:
     """The newest version committed at or before ``ms`` (milliseconds since the epoch).
 
-    Commit timestamps increase with the version (format §10.2), so this bisects the entries the
-    log folder lists, decoding only the ones it probes: a damaged entry is read only when the
-    answer depends on its timestamp (then ``CorruptLogError``). Nothing is replayed.
+    Commit timestamps strictly increase with the version (format §11.3), so this bisects the
+    entries the log folder lists, decoding only the ones it probes: a damaged entry is read only
+    when the answer depends on its timestamp (then ``CorruptLogError``). Nothing is replayed.
 
     Raises:
         TableNotFoundError: no table at the storage root.
@@ -229,9 +229,14 @@ def version_as_of(storage: Storage, ms: int) -> int:
             raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
                                        f"(versions before {entries[0]} were cleaned up)")
         raise VersionNotFoundError(f"no version of the table existed at {_when(ms)}")
+    if first.commit.timestamp == ms:
+        return entries[0]
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _listed_entry(storage, entries[mid]).commit.timestamp <= ms:
+        stamp = _listed_entry(storage, entries[mid]).commit.timestamp
+        if stamp == ms:  # timestamps strictly increase (§11.3): no later entry is needed
+            return entries[mid]
+        if stamp < ms:
             lo = mid
         else:
             hi = mid

@@ -112,9 +112,10 @@ _ONE_MS = dt.timedelta(milliseconds=1)
 def _as_of_ms(as_of: dt.datetime) -> int:
     """Milliseconds since the epoch, rounded down. A naive datetime names no instant: refused, not guessed."""
     if not isinstance(as_of, dt.datetime):
-        raise TypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
+        raise ArgumentTypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
     if as_of.tzinfo is None or as_of.utcoffset() is None:
-        raise ValueError("as_of must be an aware datetime (with a time zone), e.g. datetime.now(timezone.utc)")
+        raise InvalidArgumentError("as_of must be an aware datetime (with a time zone), e.g. "
+                                   "datetime.now(timezone.utc)", argument="as_of")
     # exact integer arithmetic: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
     return (as_of - _EPOCH) // _ONE_MS
 
