@@ -24,6 +24,8 @@ ERRORS = {
     "CorruptLogError",
     "UnsupportedFormatError",
     "UnsafeStorageError",
+    "InvalidArgumentError",
+    "ArgumentTypeError",
 }
 API = {"Table", "Snapshot", "Commit", "Transaction", "Alter", "Inspect", "write_table", "check_storage",
        "StorageReport", "FileTask", "DataFile", "read_task", "write_files"}
