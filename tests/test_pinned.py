@@ -72,6 +72,8 @@ def test_damaged_latest_entry_leaves_older_versions_readable(table_uri):
         t = lh.Table.open(table_uri, as_of=times[v])
         assert t.version == _as_of_version(times, times[v])
         assert_same_rows(t.to_arrow(), data[t.version])
+    with pytest.raises(lh.CorruptLogError):  # a time after version 3's needs version 4's timestamp
+        lh.Table.open(table_uri, as_of=dt.datetime(2200, 1, 1, tzinfo=UTC))
 
 
 def test_damaged_middle_entry_and_checkpoint_after_it(table_uri):
