@@ -339,14 +339,21 @@ def _progress(output: str, quiet: bool) -> bool:
     return not quiet and output != "json"
 
 
-def _open(uri: str, storage_options: Mapping[str, Any]) -> lh.Table:
-    return lh.Table.open(uri, storage_options=dict(storage_options) or None)
-
-
-def _snapshot(table: lh.Table, version: int | None, as_of: dt.datetime | None) -> lh.Snapshot:
+def _open(uri: str, storage_options: Mapping[str, Any], version: int | None = None,
+          as_of: dt.datetime | None = None) -> lh.Table:
+    """The table, pinned at ``--version`` / ``--as-of`` if given: then only what that version needs
+    is read, so a damaged later log entry does not stop it (``Table.open(version=, as_of=)``)."""
     if version is not None and as_of is not None:
         raise click.UsageError("pass --version or --as-of, not both")
-    return table.snapshot(version=version, as_of=as_of)
+    return lh.Table.open(uri, version=version, as_of=as_of, storage_options=dict(storage_options) or None)
+
+
+def _latest_version(uri: str, storage_options: Mapping[str, Any]) -> int | None:
+    """The latest version, or None if the log past some version cannot be read."""
+    try:
+        return _open(uri, storage_options).version
+    except lh.CorruptLogError:
+        return None
 
 
 def _file_rows(files: pa.Table) -> list[list[Any]]:
@@ -378,22 +385,24 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def describe(uri: str, version: int | None, as_of: dt.datetime | None, output: str,
              storage_options: dict[str, Any]) -> None:
     """The version, schema, partitioning, properties and size of a table."""
-    table = _open(uri, storage_options)
-    snap = _snapshot(table, version, as_of)
+    table = _open(uri, storage_options, version, as_of)
+    snap = table.snapshot()
+    latest = table.version if version is None and as_of is None else _latest_version(uri, storage_options)
     files = table.inspect.files(version=snap.version)
     doc: dict[str, Any] = {
-        "uri": table.uri, "version": snap.version, "latest_version": table.version,
+        "uri": table.uri, "version": snap.version, "latest_version": latest,
         "timestamp": snap.timestamp, "partition_by": snap.partition_by,
         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in snap.schema],
         "properties": snap.properties, "files": files.num_rows, "rows": _total(files, "num_rows"),
         "size_bytes": _total(files, "size_bytes"),
     }
-    if snap.version == table.version:
+    if snap.version == latest:
         doc["constraints"] = {name: str(expr) for name, expr in table.constraints.items()}
     if output == "json":
         return _echo_json(doc)
     _print_pairs(f"{table.uri}", [
-        ("version", f"{snap.version} (latest {table.version})"), ("committed", snap.timestamp),
+        ("version", f"{snap.version} (latest {'unreadable' if latest is None else latest})"),
+        ("committed", snap.timestamp),
         ("partition_by", ", ".join(snap.partition_by) or "-"), ("files", doc["files"]), ("rows", doc["rows"]),
         ("size", _size(doc["size_bytes"])),
         *((f"property {k}", v) for k, v in sorted(snap.properties.items())),
@@ -427,8 +436,8 @@ def history(uri: str, limit: int | None, output: str, storage_options: dict[str,
 def files(uri: str, filter_: Any, version: int | None, as_of: dt.datetime | None, output: str,
           storage_options: dict[str, Any]) -> None:
     """The live data files; with --filter, the ones pruning keeps (by partition values and min/max)."""
-    table = _open(uri, storage_options)
-    snap = _snapshot(table, version, as_of)
+    table = _open(uri, storage_options, version, as_of)
+    snap = table.snapshot()
     total = table.inspect.files(version=snap.version).num_rows
     filter_ = _typed_filter(filter_, snap.schema)
     kept = table.inspect.files(version=snap.version, filter=filter_) if filter_ is not None else None
@@ -447,7 +456,7 @@ def files(uri: str, filter_: Any, version: int | None, as_of: dt.datetime | None
 def schema(uri: str, version: int | None, as_of: dt.datetime | None, output: str,
            storage_options: dict[str, Any]) -> None:
     """The columns of a table: name, type, nullability, field id, partition column or not."""
-    snap = _snapshot(_open(uri, storage_options), version, as_of)
+    snap = _open(uri, storage_options, version, as_of).snapshot()
     ids, parts = snap.field_ids, set(snap.partition_by)
     columns = [{"name": f.name, "type": str(f.type), "nullable": f.nullable, "field_id": ids.get(f.name),
                 "partition": f.name in parts} for f in snap.schema]
@@ -530,7 +539,7 @@ def scan(uri: str, columns: tuple[str, ...], filter_: Any, limit: int | None, ve
         raise click.UsageError("--format parquet needs --out FILE")
     if fmt == "table" and out is not None:
         raise click.UsageError("--out needs --format csv, json or parquet")
-    snap = _snapshot(_open(uri, storage_options), version, as_of)
+    snap = _open(uri, storage_options, version, as_of).snapshot()
     shown = limit if limit is not None or fmt != "table" else _SCAN_TABLE_ROWS
     reader = snap.to_batches(columns=_split_names(columns), filter=_typed_filter(filter_, snap.schema))
     data, more = _take(reader, shown)

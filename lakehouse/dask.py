@@ -75,7 +75,7 @@ def read_dask(uri: str | os.PathLike[str], *, version: int | None = None, as_of:
         >>> read_dask("/tmp/doc-dask", columns=["a"]).compute()  # doctest: +SKIP
     """
     _, dd = _dask_dataframe()
-    snapshot = Table.open(uri, storage_options=storage_options).snapshot(version, as_of)
+    snapshot = Table.open(uri, version=version, as_of=as_of, storage_options=storage_options).snapshot()
     tasks = snapshot.plan_files(filter=filter, columns=columns)
     schema = snapshot.schema if columns is None else pa.schema([snapshot.schema.field(c) for c in columns])
     meta = _to_pandas(schema.empty_table())

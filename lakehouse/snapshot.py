@@ -49,7 +49,7 @@ from .tasks import ColumnMapping as _Mapping
 from .tasks import FileTask, build_tasks, scan_plan
 from .tasks import ScanPlan as _ScanPlan
 
-__all__ = ["Snapshot", "list_log", "load_state", "read_ahead", "read_entries", "read_entry"]
+__all__ = ["Snapshot", "list_log", "load_state", "read_ahead", "read_entries", "read_entry", "version_as_of"]
 
 _PROBE_BATCH = 16
 
@@ -167,7 +167,7 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
     if version is None:
         entries = read_entries(storage, first)
     else:
-        entries = read_entries(storage, first, version) if first <= version else []
+        entries = _entries_up_to(storage, first, version) if first <= version else []
     if state is None:
         if not entries:
             if listed:  # entries exist but not from version 0: the early log was cleaned up
@@ -185,6 +185,81 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
     if version is not None and state.version != version:
         raise VersionNotFoundError(f"version {version} does not exist (latest is {state.version})", version=version)
     return state
+
+
+def _entries_up_to(storage: Storage, first: int, version: int) -> list[LogEntry]:
+    """Entries ``first..version``; a missing one past the last entry in the log is a version that
+    does not exist yet (``VersionNotFoundError`` naming the latest), not a gap."""
+    try:
+        return read_entries(storage, first, version)
+    except VersionNotFoundError as missing:
+        entries, checkpoints = list_log(storage)
+        latest = max(entries[-1] if entries else -1, checkpoints[-1] if checkpoints else -1)
+        if missing.version is not None and missing.version > latest:
+            raise VersionNotFoundError(f"version {version} does not exist (latest is {latest})",
+                                       version=version) from None
+        raise
+
+
+def version_as_of(storage: Storage, ms: int) -> int:
+    """The newest version committed at or before ``ms`` (milliseconds since the epoch).
+
+    Commit timestamps strictly increase with the version (format §11.3), so this bisects the
+    entries the log folder lists, decoding only the ones it probes: a damaged entry is read only
+    when the answer depends on its timestamp (then ``CorruptLogError``). Nothing is replayed.
+
+    Raises:
+        TableNotFoundError: no table at the storage root.
+        VersionNotFoundError: no version committed at or before ``ms`` is left in the log.
+        CorruptLogError: an entry the answer depends on is damaged.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-version-as-of", pa.table({"a": [1]}))
+        >>> version_as_of(t._storage, 2**62)
+        0
+    """
+    entries, checkpoints = list_log(storage)
+    if not entries:
+        if checkpoints:
+            raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
+                                       f"(only checkpoints are)")
+        raise TableNotFoundError(storage.uri)
+    lo, hi = 0, len(entries)  # invariant: entries[lo] committed at or before ms; entries[hi:] after it
+    first = _listed_entry(storage, entries[0])
+    if first.commit.timestamp > ms:
+        if entries[0] > 0:
+            raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
+                                       f"(versions before {entries[0]} were cleaned up)")
+        raise VersionNotFoundError(f"no version of the table existed at {_when(ms)}")
+    if first.commit.timestamp == ms:
+        return entries[0]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        stamp = _listed_entry(storage, entries[mid]).commit.timestamp
+        if stamp == ms:  # timestamps strictly increase (§11.3): no later entry is needed
+            return entries[mid]
+        if stamp < ms:
+            lo = mid
+        else:
+            hi = mid
+    return entries[lo]
+
+
+def _listed_entry(storage: Storage, version: int) -> LogEntry:
+    entry = read_entry(storage, version)
+    if entry is None:  # listed a moment ago: removed by a concurrent log clean-up
+        raise VersionNotFoundError(f"log entry {version} was removed while looking for a version by time "
+                                   f"(log clean-up ran); try again", version=version)
+    return entry
+
+
+def _when(ms: int) -> str:
+    """A commit time for a message (never fails, even for instants datetime cannot hold)."""
+    try:
+        return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)).isoformat()
+    except OverflowError:
+        return f"{ms} ms since the epoch"
 
 
 def _as_datetime(ms: int) -> dt.datetime:

@@ -43,6 +43,8 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from .errors import CommitTooLargeError, InvalidArgumentError, InvalidTableError, UnsafeStorageError
+from .storage_options import backend_of
+from .storage_options import translate as translate_storage_options
 
 __all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
 
@@ -151,7 +153,10 @@ class Storage:
 
     @classmethod
     def from_uri(cls, uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Storage:
-        """Resolve ``uri`` (a path or any fsspec URL) with ``storage_options``.
+        """Resolve ``uri`` (a path or any fsspec URL) with ``storage_options``: the fsspec backend's
+        own arguments, or deltalake-style keys (``AWS_ACCESS_KEY_ID``, ``AZURE_STORAGE_ACCOUNT_NAME``,
+        ...) translated by :func:`lakehouse.storage_options.translate` (``InvalidArgumentError``
+        for one the backend does not take).
 
         Example:
             >>> Storage.from_uri("memory://doc-storage3").root
@@ -162,7 +167,8 @@ class Storage:
         uri_s = os.fspath(uri)
         if uri_s == "":  # would be the current directory: a table there could take the user's files
             raise InvalidTableError("a table URI must not be empty (use '.' for the current directory)")
-        fs, root = fsspec.core.url_to_fs(uri_s, **opts)
+        # deltalake-style keys (AWS_ACCESS_KEY_ID, ...) become the backend's own arguments
+        fs, root = fsspec.core.url_to_fs(uri_s, **translate_storage_options(backend_of(uri_s), opts))
         root = root.rstrip("/") if root not in ("/", "") else root
         if isinstance(fs, LocalFileSystem):
             root = os.path.abspath(root)

@@ -40,7 +40,6 @@ from .errors import (
     InvalidTableError,
     TableExistsError,
     TableNotFoundError,
-    VersionNotFoundError,
 )
 from .evolution import check_partition_name, new_metadata_schema
 from .expressions import FilterLike, to_expression
@@ -49,10 +48,10 @@ from .log import AddFile, AppTransaction, LogEntry, Metadata, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import check_properties, int_property
 from .schema import check_partition_columns, logical_schema, to_reader
-from .snapshot import Snapshot, load_state, read_entry
+from .snapshot import Snapshot, load_state, read_entry, version_as_of
 from .state import TableState, adds_to_table, check_adds
 from .storage import Storage
-from .tasks import DataFile
+from .tasks import DataFile, FileTask
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files, write_data_files
 
@@ -130,17 +129,30 @@ def _ms_datetime(ms: int) -> dt.datetime:
     return _EPOCH + ms * _ONE_MS
 
 
+def _target_version(storage: Storage, version: int | None, as_of: dt.datetime | None) -> int | None:
+    """The version ``version`` / ``as_of`` name (None if neither), found without replaying the log."""
+    if version is not None and as_of is not None:
+        raise InvalidArgumentError("pass version or as_of, not both", argument="as_of")
+    if as_of is not None:
+        return version_as_of(storage, _as_of_ms(as_of))
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}", argument="version")
+    return version
+
+
 class Table:
     """A handle on a lakehouse table. Writes go to the latest version; reads pin a snapshot.
 
     Create one with :meth:`create`, :meth:`open` or :func:`write_table`.
     """
 
-    def __init__(self, storage: Storage, state: TableState, *, write_options: WriteOptions | None = None) -> None:
+    def __init__(self, storage: Storage, state: TableState, *, write_options: WriteOptions | None = None,
+                 pinned: bool = False) -> None:
         self._storage = storage
         self._state = state
         self._explicit_write_options = write_options
         self._last_outcome: CommitOutcome | None = None
+        self._pinned = pinned  # opened at a version: nothing moves it but refresh() and its own writes
 
     @property
     def _write_options(self) -> WriteOptions:
@@ -191,17 +203,48 @@ class Table:
         return table
 
     @classmethod
-    def open(cls, uri: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Table:
-        """Open the latest version of an existing table; ``TableNotFoundError`` if none.
+    def open(cls, uri: str | os.PathLike[str], *, version: int | None = None, as_of: dt.datetime | None = None,
+             storage_options: Mapping[str, Any] | None = None) -> Table:
+        """Open an existing table at its latest version, or pinned at ``version`` / ``as_of``.
+
+        A pinned handle reads only what that version needs (the newest checkpoint at or before
+        it and the log entries up to it), so a damaged or missing later entry does not stop it
+        (format §10.2). Its :attr:`version` is that version and its reads read it until
+        :meth:`refresh` moves it to the latest. Its writes use it as their read version under the
+        usual conflict rules (an append is rebased onto what landed since; a delete or overwrite
+        conflicts with files added since that its filter may match), and then read the version
+        they committed. Operations that act on the latest version (checkpoint, vacuum,
+        cleanup_log, optimize, restore, alter) refresh the handle first.
+
+        Args:
+            uri: a path or any fsspec URL.
+            version: the version to pin the handle to.
+            as_of: an aware datetime: pin the newest version committed at or before it.
+            storage_options: options for the filesystem (see ``docs/howto-storage.md``).
+
+        Returns:
+            The table handle.
+
+        Raises:
+            TableNotFoundError: no table at ``uri``.
+            VersionNotFoundError: ``version`` does not exist (yet, or any more), or nothing was
+                committed at or before ``as_of``.
+            CorruptLogError: a log entry (or checkpoint) that version needs is damaged.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> _ = lh.write_table("memory://doc-open", pa.table({"a": [1]}))
-            >>> lh.Table.open("memory://doc-open").version
-            0
+            >>> lh.write_table("memory://doc-open", pa.table({"a": [2]}), mode="append").version
+            1
+            >>> lh.Table.open("memory://doc-open").version, lh.Table.open("memory://doc-open", version=0).version
+            (1, 0)
         """
         storage = Storage.from_uri(uri, storage_options)
-        return cls(storage, load_state(storage))
+        target = _target_version(storage, version, as_of)
+        if target is None:
+            return cls(storage, load_state(storage))
+        return cls(storage, load_state(storage, target), pinned=True)
 
     @staticmethod
     def exists(uri: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> bool:
@@ -225,7 +268,8 @@ class Table:
 
     @property
     def version(self) -> int:
-        """The latest version this handle knows (see :meth:`refresh`)."""
+        """The version this handle reads: the latest it knows, or the one it was opened at (see
+        :meth:`open` and :meth:`refresh`)."""
         return self._state.version
 
     @property
@@ -285,10 +329,11 @@ class Table:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # (uri, version, storage options): the copy knows the same version; refresh() moves it on
-        return (_reopen, (self._storage.uri, self._state.version, dict(self._storage.storage_options)))
+        return (_reopen, (self._storage.uri, self._state.version, dict(self._storage.storage_options),
+                          self._pinned))
 
     def refresh(self) -> int:
-        """Re-read the log and return the latest version.
+        """Re-read the log and return the latest version; a pinned handle (see :meth:`open`) moves there.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -298,6 +343,7 @@ class Table:
         # incremental: only the entries after the version this handle knows; a stretch removed by
         # log clean-up meanwhile is noticed (format §10.1) and read from the checkpoint
         self._state = catch_up(self._storage, self._state)
+        self._pinned = False
         return self._state.version
 
     def _set_state(self, state: TableState, skipped: bool = False) -> None:
@@ -319,7 +365,7 @@ class Table:
 
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self, version: int | None = None, as_of: dt.datetime | None = None) -> Snapshot:
-        """An immutable view at ``version`` or at the time ``as_of`` (latest known if neither).
+        """An immutable view at ``version`` or at the time ``as_of`` (this handle's version if neither).
 
         ``as_of`` must be an aware datetime (a naive one raises ``ValueError``: it names no instant);
         the answer is the newest version whose commit timestamp is at or before it, whatever the time
@@ -332,36 +378,14 @@ class Table:
             >>> t.snapshot(version=0).to_arrow().num_rows
             1
         """
-        if version is not None and as_of is not None:
-            raise InvalidArgumentError("pass version or as_of, not both")
-        if as_of is not None:
-            version = self._version_at(_as_of_ms(as_of))
-        if version is None or version == self._state.version:
+        target = _target_version(self._storage, version, as_of)
+        if target is None or target == self._state.version:
             return Snapshot(self._storage, self._state)
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}")
-        return Snapshot(self._storage, load_state(self._storage, version))
-
-    def _version_at(self, ms: int) -> int:
-        """The last version committed at or before ``ms`` (timestamps are monotonic: bisect from the
-        oldest entry in the log, which is not 0 once log clean-up removed the early entries)."""
-        self.refresh()
-        found = maintenance.version_at(self._storage, self._state, ms)
-        if found is not None:
-            return found
-        try:
-            when = _ms_datetime(ms).isoformat()
-        except OverflowError:  # e.g. datetime.min in a time zone east of UTC
-            when = f"{ms} ms since the epoch"
-        oldest = maintenance.oldest_version(self._storage, self._state)
-        if oldest:
-            raise VersionNotFoundError(f"no version committed at or before {when} is left in the log "
-                                       f"(versions before {oldest} were cleaned up)")
-        raise VersionNotFoundError(f"no version of the table existed at {when}")
+        return Snapshot(self._storage, load_state(self._storage, target))
 
     def to_arrow(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
                  version: int | None = None, as_of: dt.datetime | None = None) -> pa.Table:
-        """Read rows (of ``version`` / ``as_of`` if given) into a ``pyarrow.Table``.
+        """Read rows of this handle's version (or of ``version`` / ``as_of``) into a ``pyarrow.Table``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -371,18 +395,59 @@ class Table:
         """
         return self.snapshot(version, as_of).to_arrow(columns=columns, filter=filter)
 
-    def to_batches(self, *, columns: Sequence[str] | None = None,
-                   filter: FilterLike | pc.Expression | None = None) -> pa.RecordBatchReader:
-        """Stream the latest known version; see :meth:`Snapshot.to_batches`."""
-        return self.snapshot().to_batches(columns=columns, filter=filter)
+    def to_batches(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
+                   version: int | None = None, as_of: dt.datetime | None = None) -> pa.RecordBatchReader:
+        """Stream this handle's version (or ``version`` / ``as_of``); see :meth:`Snapshot.to_batches`.
 
-    def to_pyarrow_dataset(self, *, filter: FilterLike | pc.Expression | None = None) -> Any:
-        """A lazy ``pyarrow.dataset.Dataset`` of the latest known version."""
-        return self.snapshot().to_pyarrow_dataset(filter=filter)
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-batches", pa.table({"a": [1, 2]}))
+            >>> _ = t.append(pa.table({"a": [3]}))
+            >>> t.to_batches(version=0).read_all().num_rows, t.to_batches().read_all().num_rows
+            (2, 3)
+        """
+        return self.snapshot(version, as_of).to_batches(columns=columns, filter=filter)
 
-    def files(self, *, filter: FilterLike | pc.Expression | None = None) -> pa.Table:
-        """The live data files of the latest known version; see :meth:`Snapshot.files`."""
-        return self.snapshot().files(filter=filter)
+    def to_pyarrow_dataset(self, *, filter: FilterLike | pc.Expression | None = None, version: int | None = None,
+                           as_of: dt.datetime | None = None) -> Any:
+        """A lazy ``pyarrow.dataset.Dataset`` of this handle's version (or ``version`` / ``as_of``);
+        see :meth:`Snapshot.to_pyarrow_dataset`.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-ds", pa.table({"a": [1, 2]}))
+            >>> _ = t.append(pa.table({"a": [3]}))
+            >>> t.to_pyarrow_dataset(version=0).count_rows()
+            2
+        """
+        return self.snapshot(version, as_of).to_pyarrow_dataset(filter=filter)
+
+    def files(self, *, filter: FilterLike | pc.Expression | None = None, version: int | None = None,
+              as_of: dt.datetime | None = None) -> pa.Table:
+        """The live data files of this handle's version (or ``version`` / ``as_of``); see :meth:`Snapshot.files`.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-files", pa.table({"a": [1, 2]}))
+            >>> _ = t.append(pa.table({"a": [3]}))
+            >>> t.files(version=0).num_rows, t.files().num_rows
+            (1, 2)
+        """
+        return self.snapshot(version, as_of).files(filter=filter)
+
+    def plan_files(self, *, filter: FilterLike | pc.Expression | None = None, columns: Sequence[str] | None = None,
+                   version: int | None = None, as_of: dt.datetime | None = None) -> list[FileTask]:
+        """One picklable read task per data file of this handle's version (or ``version`` / ``as_of``)
+        that may hold matching rows; see :meth:`Snapshot.plan_files` and :func:`lakehouse.read_task`.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-plan", pa.table({"a": [1, 2]}))
+            >>> _ = t.append(pa.table({"a": [3]}))
+            >>> len(t.plan_files(version=0)), len(t.plan_files())
+            (1, 2)
+        """
+        return self.snapshot(version, as_of).plan_files(filter=filter, columns=columns)
 
     def app_version(self, app_id: str) -> int | None:
         """The highest version recorded for the idempotent writer ``app_id``, or None.
@@ -406,7 +471,7 @@ class Table:
             ['write']
         """
         out: list[Commit] = []
-        v = self.refresh()
+        v = self._state.version if self._pinned else self.refresh()  # a pinned handle: its version and older
         while v >= 0 and (limit is None or len(out) < limit):
             e = read_entry(self._storage, v)
             if e is None:
@@ -427,7 +492,8 @@ class Table:
             >>> t.version
             1
         """
-        self.refresh()
+        if not self._pinned:  # a pinned handle decides on its own version (see open)
+            self.refresh()
         return Transaction(self._storage, self._state, on_commit=self._set_state,
                            app_transaction=app_transaction, options=self._write_options)
 
@@ -662,7 +728,7 @@ class Table:
 
     # -- ecosystem: the Arrow C stream interface, pandas, polars, duckdb --------------------------
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
-        """A fresh Arrow C stream of the latest known version on every call (the Arrow PyCapsule
+        """A fresh Arrow C stream of this handle's version on every call (the Arrow PyCapsule
         interface): ``polars.DataFrame(t)``, ``pa.table(t)`` and ``duckdb.sql("select ... from t")`` read it.
 
         Example:
@@ -673,9 +739,9 @@ class Table:
         """
         return self.snapshot().__arrow_c_stream__(requested_schema)
 
-    def to_pandas(self, *, columns: Sequence[str] | None = None,
-                  filter: FilterLike | pc.Expression | None = None) -> Any:
-        """The latest known version as a pandas DataFrame (needs the ``pandas`` extra).
+    def to_pandas(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
+                  version: int | None = None, as_of: dt.datetime | None = None) -> Any:
+        """This handle's version (or ``version`` / ``as_of``) as a pandas DataFrame (needs the ``pandas`` extra).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -683,10 +749,11 @@ class Table:
             >>> t.to_pandas(filter=[("a", ">", 1)])["a"].tolist()  # doctest: +SKIP
             [2]
         """
-        return self.snapshot().to_pandas(columns=columns, filter=filter)
+        return self.snapshot(version, as_of).to_pandas(columns=columns, filter=filter)
 
-    def to_polars(self) -> Any:
-        """A lazy ``polars.LazyFrame`` of the latest known version; see :meth:`Snapshot.to_polars`.
+    def to_polars(self, *, version: int | None = None, as_of: dt.datetime | None = None) -> Any:
+        """A lazy ``polars.LazyFrame`` of this handle's version (or ``version`` / ``as_of``); see
+        :meth:`Snapshot.to_polars`.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
@@ -694,11 +761,12 @@ class Table:
             >>> t.to_polars().select("a").collect()["a"].to_list()  # doctest: +SKIP
             [1, 2]
         """
-        return self.snapshot().to_polars()
+        return self.snapshot(version, as_of).to_polars()
 
-    def to_duckdb(self, name: str, connection: Any = None) -> Any:
-        """Register the latest known version, lazily, as ``name`` in a DuckDB connection and return it;
-        see :meth:`Snapshot.to_duckdb`.
+    def to_duckdb(self, name: str, connection: Any = None, *, version: int | None = None,
+                  as_of: dt.datetime | None = None) -> Any:
+        """Register this handle's version (or ``version`` / ``as_of``), lazily, as ``name`` in a DuckDB
+        connection and return it; see :meth:`Snapshot.to_duckdb`.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
@@ -706,7 +774,7 @@ class Table:
             >>> t.to_duckdb("t").sql("select count(*) from t").fetchall()  # doctest: +SKIP
             [(2,)]
         """
-        return self.snapshot().to_duckdb(name, connection)
+        return self.snapshot(version, as_of).to_duckdb(name, connection)
 
 
 def _checked_adds(files: Sequence[Any], base: TableState) -> list[AddFile]:
@@ -750,9 +818,9 @@ def _check_empty(storage: Storage, allow_non_empty: bool) -> None:
             f"create the table in an empty folder, or pass allow_non_empty=True (vacuum never deletes them)")
 
 
-def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Table:
+def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False) -> Table:
     storage = Storage.from_uri(uri, storage_options)
-    return Table(storage, load_state(storage, version))
+    return Table(storage, load_state(storage, version), pinned=pinned)
 
 
 def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "_version": 0,
     "progress": 0,
     "storage": 1,
+    "storage_options": 1,
     "log": 2,
     "schema": 2,
     "partitioning": 3,
