@@ -44,7 +44,7 @@ from .inspect import Inspect
 from .log import AppTransaction, LogEntry, Metadata, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import check_properties
-from .schema import check_partition_columns, logical_schema, to_reader
+from .schema import check_partition_columns, data_schema, logical_schema, to_reader
 from .snapshot import Snapshot, load_state, read_entries, read_entry
 from .state import TableState
 from .storage import Storage
@@ -678,16 +678,27 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
     """Write ``data`` to the table at ``uri``, creating it (with the data, as version 0) if missing.
 
     ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
-    (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`.
+    (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`;
+    with ``mode="overwrite"``, ``schema_mode="overwrite"`` also replaces the table's schema and
+    partitioning (``partition_by``, None: the table's) by the data's in the same commit, as
+    deltalake's ``write_deltalake`` does. On an existing table no argument is ignored: a
+    ``partition_by`` other than the table's raises ``SchemaMismatchError`` unless the schema is
+    replaced, and ``properties`` are set (validated) in the same commit as the data.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-write-table", pa.table({"a": [1]}))
         >>> lh.write_table("memory://doc-write-table", pa.table({"a": [2]}), mode="append").version
         1
+        >>> t = lh.write_table("memory://doc-write-table", pa.table({"b": ["x"], "p": [1]}), mode="overwrite",
+        ...                    schema_mode="overwrite", partition_by=["p"])
+        >>> t.schema.names, t.partition_by, t.to_arrow(version=1).num_rows
+        (['b', 'p'], ['p'], 2)
     """
     if mode not in ("error", "append", "overwrite", "ignore"):
-        raise ValueError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+        raise InvalidTableError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+    if schema_mode == "overwrite" and mode == "append":
+        raise InvalidTableError("schema_mode='overwrite' replaces the table's schema: use it with mode='overwrite'")
     storage = Storage.from_uri(uri, storage_options)
     try:
         table = Table(storage, load_state(storage))
@@ -695,10 +706,15 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
         return _create_with_data(storage, data, partition_by, properties, app_transaction, progress)
     if mode == "error":
         raise TableExistsError(storage.uri)
-    if mode == "append":
-        table.append(data, app_transaction=app_transaction, schema_mode=schema_mode, progress=progress)
-    elif mode == "overwrite":
-        table.overwrite(data, app_transaction=app_transaction, schema_mode=schema_mode, progress=progress)
+    if mode == "ignore":
+        return table
+    with table.transaction(app_transaction=app_transaction) as tx:
+        if properties is not None:
+            tx.set_properties(properties)  # first: the write below checks the constraints they carry
+        if mode == "append":
+            tx.append(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
+        else:
+            tx.overwrite(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
     return table
 
 
@@ -707,7 +723,8 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
                       progress: ProgressLike = None) -> Table:
     storage.check_atomic_create()
     reader = to_reader(data)
-    meta = _new_metadata(reader.schema, partition_by, properties)
+    # a categorical's dictionary encoding is a storage detail: the column takes its value type (format §6)
+    meta = _new_metadata(data_schema(reader.schema), partition_by, properties)
     options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
     adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
                             progress=progress)
