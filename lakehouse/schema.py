@@ -528,6 +528,8 @@ def _recast(col: pa.Array, t: pa.DataType) -> pa.Array:
     """``col`` (of a type :func:`_compatible` with ``t``) as ``t``: dictionaries of any index width and
     value layout are re-indexed, encoded or decoded through their values (Arrow cannot cast every
     pair directly, e.g. a Polars ``dictionary<string_view, uint32>`` to string)."""
+    if pat.is_dictionary(col.type) and col.dictionary.null_count:
+        col = col.dictionary_decode()  # a null among the values: Parquet writers refuse it, indices may not
     if col.type.equals(t):
         return col
     if pat.is_dictionary(col.type):
@@ -616,7 +618,7 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = Fal
         (['x', None, 'x'], 3)
     """
     schema = table_schema(schema)
-    if batch.schema.equals(schema, check_metadata=False):
+    if batch.schema.equals(schema, check_metadata=False) and not any(pat.is_dictionary(f.type) for f in schema):
         return _check_not_null(batch, schema)  # a batch may claim non-nullable fields and hold nulls
     names = batch.schema.names
     for name in names:
