@@ -697,6 +697,8 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
     """
     if mode not in ("error", "append", "overwrite", "ignore"):
         raise InvalidTableError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+    if schema_mode not in ("strict", "merge", "overwrite"):  # checked even when the table is created
+        raise InvalidTableError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
     if schema_mode == "overwrite" and mode == "append":
         raise InvalidTableError("schema_mode='overwrite' replaces the table's schema: use it with mode='overwrite'")
     storage = Storage.from_uri(uri, storage_options)

@@ -290,7 +290,8 @@ def test_merge_without_a_nullable_partition_column_writes_the_null_partition(tab
 def test_merge_with_any_subset_of_columns_keeps_every_row(present, rows):
     names = ["a", "b", "c", "d"]
     uri = _memory_uri()
-    t = lh.write_table(uri, pa.table({"id": pa.array([0], pa.int64()), **{n: pa.array([1], pa.int64()) for n in names}}))
+    first = {"id": pa.array([0], pa.int64()), **{n: pa.array([1], pa.int64()) for n in names}}
+    t = lh.write_table(uri, pa.table(first))
     data = {"id": pa.array(range(1, rows + 1), pa.int64())}
     data.update({n: pa.array([i * 10 for i in range(rows)], pa.int64()) for n, keep in zip(names, present) if keep})
     t.append(pa.table(data), schema_mode="merge")
@@ -375,6 +376,10 @@ def test_schema_overwrite_only_with_a_whole_table_overwrite(table_uri):
         t.overwrite(pa.table({"id": [1]}), filter=[("id", "=", 1)], schema_mode="overwrite")
     with pytest.raises(lh.InvalidTableError, match="schema_mode"):
         t.append(pa.table({"id": [1]}), schema_mode="loose")
+    with pytest.raises(lh.InvalidTableError, match="schema_mode"):  # even where the table is created
+        lh.write_table(_memory_uri(), pa.table({"id": [1]}), schema_mode="loose")
+    with pytest.raises(lh.InvalidTableError, match="schema_mode"):
+        lh.write_table(_memory_uri(), pa.table({"id": [1]}), mode="append", schema_mode="overwrite")
     assert t.refresh() == 0
     assert t.overwrite(pa.table({"y": ["a"]}), schema_mode="overwrite") == 1  # Table.overwrite too
     assert t.schema.names == ["y"]
@@ -406,9 +411,8 @@ def test_schema_overwrite_after_a_drop_may_reuse_the_dropped_name(table_uri):
 def test_schema_overwrite_conflicts_with_a_concurrent_append(table_uri):
     t = lh.write_table(table_uri, pa.table({"id": [1], "p": [1]}), partition_by=["p"])
     other = lh.Table.open(table_uri)
-    with pytest.raises(lh.CommitConflictError):
-        with t.transaction() as tx:
-            tx.overwrite(pa.table({"x": ["a"]}), schema_mode="overwrite", partition_by=[])
-            other.append(pa.table({"id": [2], "p": [2]}))
+    with pytest.raises(lh.CommitConflictError), t.transaction() as tx:
+        tx.overwrite(pa.table({"x": ["a"]}), schema_mode="overwrite", partition_by=[])
+        other.append(pa.table({"id": [2], "p": [2]}))
     got = lh.Table.open(table_uri)
     assert got.partition_by == ["p"] and sorted(got.to_arrow().column("id").to_pylist()) == [1, 2]
