@@ -376,6 +376,14 @@ def merge_schema(meta: Metadata, data: pa.Schema) -> Metadata:
     return _with_schema(full, fields, last_field_id=last)
 
 
+def _same_columns(data: pa.Schema, table: pa.Schema) -> bool:
+    """True if ``data`` has the table's columns, in order, with the same nullability and types that are
+    representations of the table's (large_string for string, ...): replacing the schema would change nothing."""
+    return data.names == table.names and all(
+        d.nullable == t.nullable and compatible(d.type, t.type) and compatible(t.type, d.type)
+        for d, t in zip(data, table))
+
+
 def _has_path(schema: pa.Schema, path: Sequence[str]) -> bool:
     fields: list[pa.Field] = list(schema)
     for name in path:
@@ -390,7 +398,8 @@ def replace_schema(meta: Metadata, data: pa.Schema, partition_by: Sequence[str] 
     """The metadata after a ``schema_mode="overwrite"`` write, which replaces every row: the data's
     schema (each type as a new column takes it, see ``lakehouse.schema.data_type``) and ``partition_by``
     (None: the table's) replace the table's; table id, creation time and properties stay. Returns
-    ``meta`` itself when the schema and partitioning do not change; otherwise the fields get fresh ids
+    ``meta`` itself when the partitioning and the columns (names, nullability, types up to their
+    representation) do not change; otherwise the fields get fresh ids
     above ``last_field_id`` and physical names equal to their names, and ``dropped_physical`` is
     emptied: the same commit removes every live file, so no file a later version reads holds an
     earlier column (format.md §5.7).
@@ -410,7 +419,7 @@ def replace_schema(meta: Metadata, data: pa.Schema, partition_by: Sequence[str] 
     if len(schema) == 0:
         raise InvalidTableError("a table needs at least one column")
     parts = check_partition_columns(schema, meta.partition_by if partition_by is None else partition_by)
-    if parts == meta.partition_by and schema.equals(logical_schema(meta.schema), check_metadata=True):
+    if parts == meta.partition_by and _same_columns(schema, logical_schema(meta.schema)):
         return meta
     for constraint in table_constraints(meta.properties):
         for ref in _field_refs(parse_expression(constraint.expression)):

@@ -336,6 +336,10 @@ def test_schema_overwrite_keeps_partitioning_when_not_given_and_ids_keep_growing
     t = lh.write_table(table_uri, pa.table({"x": ["b"]}), mode="overwrite", schema_mode="overwrite", partition_by=[])
     assert t.partition_by == [] and t.to_arrow().column("x").to_pylist() == ["b"]
     assert t.version == 2
+    ids = t.snapshot().field_ids
+    t = lh.write_table(table_uri, pd.DataFrame({"x": ["c"]}), mode="overwrite", schema_mode="overwrite")
+    assert t.version == 3 and t.snapshot().field_ids == ids  # the same schema: no metadata change
+    assert t.history(1)[0].info["files_removed"] == 1 and t.to_arrow().column("x").to_pylist() == ["c"]
 
 
 def test_a_partition_by_other_than_the_tables_is_refused_without_schema_overwrite(table_uri):
