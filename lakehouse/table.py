@@ -403,7 +403,8 @@ class Table:
 
         ``schema_mode="merge"``: new nullable columns of ``data`` (top level or inside structs) and
         types that widen the table's join the schema in the same commit (a schema change conflicts
-        with concurrent commits); narrower data types are cast up. ``"strict"`` (the default)
+        with concurrent commits); narrower data types are cast up; nullable columns the data lacks
+        are written as nulls (a NOT NULL one raises ``SchemaMismatchError``). ``"strict"`` (the default)
         refuses any difference with ``SchemaMismatchError``. ``progress``: None (silent), True (a
         progress bar) or a callback taking :class:`~lakehouse.progress.ProgressEvent` values.
 
@@ -426,7 +427,9 @@ class Table:
                   progress: ProgressLike = None) -> int:
         """Replace the whole table, or only the rows matching ``filter``, by ``data``.
 
-        ``schema_mode`` and ``progress`` as for :meth:`append`.
+        ``schema_mode`` and ``progress`` as for :meth:`append`; ``schema_mode="overwrite"`` (without
+        a filter) also replaces the schema by the data's, keeping the partitioning (to change it too,
+        see :func:`write_table`).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
