@@ -250,11 +250,16 @@ class Transaction:
         self._operations.append(("overwrite", {**params, "schema_mode": "merge"} if merge else params))
 
     def _check_partitioning(self, partition_by: Sequence[str]) -> None:
+        """``SchemaMismatchError`` naming the first partition column where ``partition_by`` and the table's differ."""
         parts = [partition_by] if isinstance(partition_by, str) else list(partition_by)
-        if tuple(parts) != tuple(self._base.metadata.partition_by):
-            raise SchemaMismatchError(
-                f"partition_by={parts} differs from the table's partitioning {list(self._base.metadata.partition_by)}: "
-                f"pass schema_mode='overwrite' to an overwrite to replace it", column=",".join(map(str, parts)))
+        table = list(self._base.metadata.partition_by)
+        if parts == table:
+            return
+        i = next(i for i, (a, b) in enumerate(zip([*parts, None], [*table, None])) if a != b)
+        column = parts[i] if i < len(parts) else table[i]
+        raise SchemaMismatchError(f"partition_by={parts} differs from the table's partitioning {table} (at "
+                                  f"{column!r}): pass schema_mode='overwrite' to an overwrite to replace it",
+                                  column=str(column))
 
     def _replace(self, data: Any, partition_by: Sequence[str] | None, progress: ProgressLike) -> None:
         """Replace every row, the schema and the partitioning by ``data``'s (one commit)."""
