@@ -400,6 +400,9 @@ def commit(
         if state is None:
             raise TableExistsError(storage.uri)
         winners = [winner, *read_entries(storage, version + 1)]
+        if request.metadata is not None:  # a metadata conflict stays first (§12): ``state`` carries the
+            # new metadata, which the winners' actions need not fit
+            raise _conflict(winner, "landed before this metadata change")
         after = state.apply(winners)
         if after.has_applied(request.txn):  # already applied: skipped before any conflict rule (§12)
             return CommitResult(version=after.version, state=after, skipped=True)

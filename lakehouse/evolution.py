@@ -40,7 +40,9 @@ from .schema import (
     assign_field_ids,
     can_widen,
     check_mapping,
+    check_partition_columns,
     compatible,
+    data_schema,
     is_identity,
     is_legacy,
     logical_schema,
@@ -57,6 +59,7 @@ __all__ = [
     "new_metadata_schema",
     "raised_protocol",
     "rename_column",
+    "replace_schema",
     "widen_column",
 ]
 
@@ -422,10 +425,66 @@ def merge_schema(meta: Metadata, data: pa.Schema) -> Metadata:
         [('a', 'int64'), ('b', 'string')]
     """
     full = _ids_everywhere(meta)
+    data = data_schema(data)  # a new column from a categorical takes its value type (format.md §6)
     fields, last = _merge_fields(full, list(full.schema), list(data), (), (), full.last_field_id)
     if last == full.last_field_id and pa.schema(fields).equals(full.schema):
         return meta
     return _with_schema(full, fields, last_field_id=last)
+
+
+def _same_columns(data: pa.Schema, table: pa.Schema) -> bool:
+    """True if ``data`` has the table's columns, in order, with the same nullability and types that are
+    representations of the table's (large_string for string, ...): replacing the schema would change nothing."""
+    return data.names == table.names and all(
+        d.nullable == t.nullable and compatible(d.type, t.type) and compatible(t.type, d.type)
+        for d, t in zip(data, table))
+
+
+def _has_path(schema: pa.Schema, path: Sequence[str]) -> bool:
+    fields: list[pa.Field] = list(schema)
+    for name in path:
+        match = [f for f in fields if f.name == name]
+        if not match:
+            return False
+        fields = struct_fields(match[0].type)
+    return True
+
+
+def replace_schema(meta: Metadata, data: pa.Schema, partition_by: Sequence[str] | None = None) -> Metadata:
+    """The metadata after a ``schema_mode="overwrite"`` write, which replaces every row: the data's
+    schema (each type as a new column takes it, see ``lakehouse.schema.data_type``) and ``partition_by``
+    (None: the table's) replace the table's; table id, creation time and properties stay. Returns
+    ``meta`` itself when the partitioning and the columns (names, nullability, types up to their
+    representation) do not change; otherwise the fields get fresh ids
+    above ``last_field_id`` and physical names equal to their names, and ``dropped_physical`` is
+    emptied: the same commit removes every live file, so no file a later version reads holds an
+    earlier column (format.md §5.7).
+
+    Raises:
+        InvalidTableError: the partition columns are not columns of the data (or cannot partition),
+            or the data has no column.
+        SchemaMismatchError: a CHECK constraint uses a column the data lacks.
+
+    Example:
+        >>> meta = new_metadata_schema(Metadata(table_id="t", schema=pa.schema([("a", pa.int32())])))
+        >>> new = replace_schema(meta, pa.schema([("b", pa.string()), ("p", pa.int8())]), ["p"])
+        >>> new.schema.names, new.partition_by, new.last_field_id
+        (['b', 'p'], ('p',), 3)
+    """
+    schema = data_schema(logical_schema(data))
+    if len(schema) == 0:
+        raise InvalidTableError("a table needs at least one column")
+    parts = check_partition_columns(schema, meta.partition_by if partition_by is None else partition_by)
+    if parts == meta.partition_by and _same_columns(schema, logical_schema(meta.schema)):
+        return meta
+    for constraint in table_constraints(meta.properties):
+        for ref in _field_refs(parse_expression(constraint.expression)):
+            if not _has_path(schema, ref.path):
+                raise SchemaMismatchError(f"cannot replace the schema: CHECK constraint {constraint.name!r} uses "
+                                          f"column {_dotted(ref.path)!r}, which the data lacks; drop the constraint "
+                                          f"first", column=_dotted(ref.path))
+    schema, last = assign_field_ids(schema, meta.last_field_id)
+    return dataclasses.replace(meta, schema=schema, partition_by=parts, last_field_id=last, dropped_physical=())
 
 
 # -- protocol ----------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ __all__ = [
     "check_partition_columns",
     "compatible",
     "conform_batch",
+    "data_schema",
+    "data_type",
     "decode_values",
     "encode_values",
     "field_id",
@@ -49,6 +51,8 @@ __all__ = [
     "relabel",
     "renamed_paths",
     "struct_fields",
+    "table_schema",
+    "table_type",
     "to_reader",
 ]
 
@@ -119,6 +123,90 @@ def check_partition_columns(schema: pa.Schema, partition_by: Sequence[str]) -> t
     if len(set(schema.names)) != len(schema.names):
         raise InvalidTableError(f"the schema repeats column names: {schema.names}")
     return parts
+
+
+# -- representations: dictionary encoding and view layouts are storage details -----------------
+_VIEWS = ((pat.is_string_view, pa.large_string), (pat.is_binary_view, pa.large_binary))
+
+
+def _map_type(t: pa.DataType, leaf: Any) -> pa.DataType:
+    """``t`` with ``leaf`` applied to it and, first, to the types inside its structs and lists."""
+    if pat.is_struct(t):
+        children = struct_fields(t)
+        mapped = [f.with_type(_map_type(f.type, leaf)) for f in children]
+        if any(not m.type.equals(f.type) for m, f in zip(mapped, children)):
+            t = pa.struct(mapped)
+    elif pat.is_list(t) or pat.is_large_list(t):
+        inner = _map_type(t.value_type, leaf)
+        if not inner.equals(t.value_type):
+            value = t.value_field.with_type(inner)
+            t = pa.list_(value) if pat.is_list(t) else pa.large_list(value)
+    return leaf(t)
+
+
+def _table_leaf(t: pa.DataType) -> pa.DataType:
+    for is_view, plain in _VIEWS:
+        if is_view(t):
+            return plain()
+    if pat.is_dictionary(t) and not (pat.is_int32(t.index_type) and t.value_type.equals(table_type(t.value_type))):
+        return pa.dictionary(pa.int32(), table_type(t.value_type), t.ordered)
+    return t
+
+
+def table_type(t: pa.DataType) -> pa.DataType:
+    """The type a table column declared as ``t`` is written and read as (format.md §6): a dictionary
+    type with int32 indices whatever the declared index width (so any number of categories fits),
+    large_string / large_binary for the view layouts; everything else unchanged (structs and lists
+    through their children).
+
+    Example:
+        >>> table_type(pa.dictionary(pa.int8(), pa.large_string()))
+        DictionaryType(dictionary<values=large_string, indices=int32, ordered=0>)
+        >>> table_type(pa.string_view()), table_type(pa.int8())
+        (DataType(large_string), DataType(int8))
+    """
+    return _map_type(t, _table_leaf)
+
+
+def _data_leaf(t: pa.DataType) -> pa.DataType:
+    if pat.is_dictionary(t):
+        return data_type(t.value_type)
+    return _table_leaf(t)
+
+
+def data_type(t: pa.DataType) -> pa.DataType:
+    """The type a new table column takes from data of type ``t``: dictionary encoding (a pandas or
+    Polars categorical) is a storage detail, so a dictionary becomes its value type; view layouts
+    (Polars, DuckDB) become large_string / large_binary.
+
+    Example:
+        >>> data_type(pa.dictionary(pa.uint32(), pa.string_view())), data_type(pa.string())
+        (DataType(large_string), DataType(string))
+    """
+    return _map_type(t, _data_leaf)
+
+
+def _map_schema_types(schema: pa.Schema, fn: Any) -> pa.Schema:
+    fields = [f.with_type(fn(f.type)) for f in schema]
+    if all(m.type.equals(f.type) for m, f in zip(fields, schema)):
+        return schema
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def data_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every type as a new table column takes it (:func:`data_type`); field and
+    schema metadata are kept.
+
+    Example:
+        >>> data_schema(pa.schema([("c", pa.dictionary(pa.int8(), pa.large_string()))])).field("c").type
+        DataType(large_string)
+    """
+    return _map_schema_types(schema, data_type)
+
+
+def table_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every type as the table writes and reads it (:func:`table_type`)."""
+    return _map_schema_types(schema, table_type)
 
 
 # -- column mapping: field ids and physical names -----------------------------------------------
@@ -209,13 +297,15 @@ def assign_field_ids(schema: pa.Schema, last_id: int = 0) -> tuple[pa.Schema, in
 
 
 def logical_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema users see: the table schema without the column-mapping metadata.
+    """The schema users see: the table schema without the column-mapping metadata, each type as
+    the table reads it (:func:`table_type`: any dictionary with int32 indices, no view layouts).
 
     Example:
         >>> s, _ = assign_field_ids(pa.schema([("a", pa.int64())]))
         >>> logical_schema(s).field("a").metadata is None
         True
     """
+    schema = table_schema(schema)
     if not any(f.metadata and any(k in f.metadata for k in _MAPPING_KEYS) for f in _walk(schema)):
         return schema
     return _map_fields(schema, _strip)
@@ -224,7 +314,7 @@ def logical_schema(schema: pa.Schema) -> pa.Schema:
 def read_schema(schema: pa.Schema) -> pa.Schema:
     """The table schema under physical names (partition columns included), without mapping metadata:
     the schema a scan of the data files uses."""
-    return _map_fields(schema, lambda f: _strip(f).with_name(physical_name(f)))
+    return _map_fields(table_schema(schema), lambda f: _strip(f).with_name(physical_name(f)))
 
 
 def file_schema(schema: pa.Schema, partition_by: Sequence[str]) -> pa.Schema:
@@ -236,7 +326,7 @@ def file_schema(schema: pa.Schema, partition_by: Sequence[str]) -> pa.Schema:
         >>> file_schema(s, ["p"]).names
         ['a']
     """
-    keep = pa.schema([f for f in schema if f.name not in partition_by], metadata=schema.metadata)
+    keep = pa.schema([f for f in table_schema(schema) if f.name not in partition_by], metadata=schema.metadata)
     return _map_fields(keep, lambda f: _strip(f, (PHYSICAL_KEY,)).with_name(physical_name(f)))
 
 
@@ -408,7 +498,8 @@ def to_reader(data: Any) -> pa.RecordBatchReader:
 
 
 _SAME_REPRESENTATION = (
-    (pat.is_string, pat.is_large_string), (pat.is_binary, pat.is_large_binary),
+    (pat.is_string, pat.is_large_string, pat.is_string_view),
+    (pat.is_binary, pat.is_large_binary, pat.is_binary_view),
 )
 
 
@@ -418,11 +509,11 @@ def _compatible(src: pa.DataType, dst: pa.DataType) -> bool:
         return True
     if pat.is_dictionary(src):
         return _compatible(src.value_type, dst)
+    if pat.is_dictionary(dst):  # dictionary encoding is a storage detail (format.md §6)
+        return _compatible(src, dst.value_type)
     for group in _SAME_REPRESENTATION:
         if any(p(src) for p in group) and any(p(dst) for p in group):
             return True
-    if pat.is_string_view(src) and (pat.is_string(dst) or pat.is_large_string(dst)):
-        return True
     if (pat.is_list(src) or pat.is_large_list(src)) and (pat.is_list(dst) or pat.is_large_list(dst)):
         return _compatible(src.value_type, dst.value_type)
     if pat.is_struct(src) and pat.is_struct(dst) and src.num_fields == dst.num_fields:
@@ -433,8 +524,26 @@ def _compatible(src: pa.DataType, dst: pa.DataType) -> bool:
     return False
 
 
-def _fit_struct(col: pa.Array, t: pa.DataType, path: str) -> pa.Array:
-    """A struct column with its children matched to ``t``'s by name (each fitted, widening allowed)."""
+def _recast(col: pa.Array, t: pa.DataType) -> pa.Array:
+    """``col`` (of a type :func:`_compatible` with ``t``) as ``t``: dictionaries of any index width and
+    value layout are re-indexed, encoded or decoded through their values (Arrow cannot cast every
+    pair directly, e.g. a Polars ``dictionary<string_view, uint32>`` to string)."""
+    if pat.is_dictionary(col.type) and col.dictionary.null_count:
+        col = col.dictionary_decode()  # a null among the values: Parquet writers refuse it, indices may not
+    if col.type.equals(t):
+        return col
+    if pat.is_dictionary(col.type):
+        values = _recast(col.dictionary, t.value_type if pat.is_dictionary(t) else t)
+        col = pa.DictionaryArray.from_arrays(col.indices, values)
+        return col.cast(t) if pat.is_dictionary(t) else col.dictionary_decode()
+    if pat.is_dictionary(t):
+        return _recast(col, t.value_type).dictionary_encode().cast(t)
+    return col.cast(t)
+
+
+def _fit_struct(col: pa.Array, t: pa.DataType, path: str, *, fill: bool) -> pa.Array:
+    """A struct column with its children matched to ``t``'s by name (each fitted, widening allowed;
+    with ``fill`` a nullable child the data lacks is null)."""
     have = {f.name: i for i, f in enumerate(struct_fields(col.type))}
     for f in struct_fields(col.type):
         if t.get_field_index(f.name) < 0:
@@ -444,43 +553,72 @@ def _fit_struct(col: pa.Array, t: pa.DataType, path: str) -> pa.Array:
     out = []
     for f in struct_fields(t):
         if f.name not in have:
-            raise SchemaMismatchError(f"column {path + '.' + f.name!r} ({f.type}) is missing from the data",
-                                      column=f"{path}.{f.name}")
-        out.append(_fit(children[have[f.name]], f.type, f"{path}.{f.name}", widen=True))
+            out.append(_missing(f, f"{path}.{f.name}", len(col), fill=fill))
+            continue
+        out.append(_fit(children[have[f.name]], f.type, f"{path}.{f.name}", widen=True, fill=fill))
     return pa.StructArray.from_arrays(out, fields=struct_fields(t), mask=col.is_null())
 
 
-def _fit(col: pa.Array, t: pa.DataType, path: str, *, widen: bool) -> pa.Array:
+def _missing(field: pa.Field, path: str, rows: int, *, fill: bool) -> pa.Array:
+    """Nulls for a column the data lacks, where ``fill`` allows it (a merge write) and the column is
+    nullable; else ``SchemaMismatchError`` naming ``path``."""
+    if fill and field.nullable:
+        return pa.nulls(rows, field.type)
+    why = " (it is NOT NULL, so the data must carry it)" if fill else ""
+    raise SchemaMismatchError(f"column {path!r} ({field.type}) is missing from the data{why}", column=path)
+
+
+def _fit(col: pa.Array, t: pa.DataType, path: str, *, widen: bool, fill: bool = False) -> pa.Array:
     """``col`` as type ``t``: a compatible representation, or with ``widen`` also a widening cast
     (:func:`can_widen`) and structs matched child by child; else ``SchemaMismatchError`` naming ``path``."""
-    if _compatible(col.type, t):
-        return col if col.type.equals(t) else col.cast(t)
-    if widen and can_widen(col.type, t):
-        return col.cast(t)
+    try:
+        if _compatible(col.type, t):
+            return _recast(col, t)
+        if widen and can_widen(col.type, t):
+            return col.cast(t)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SchemaMismatchError(f"column {path!r} of type {col.type} cannot be stored as the table's {t}: {exc}",
+                                  column=path) from None
     if widen and pat.is_struct(col.type) and pat.is_struct(t):
-        return _fit_struct(col, t, path)
+        return _fit_struct(col, t, path, fill=fill)
     raise SchemaMismatchError(f"column {path!r} has type {col.type} but the table has {t}", column=path)
 
 
 def compatible(src: pa.DataType, dst: pa.DataType) -> bool:
     """True if values of ``src`` are exactly representable as ``dst`` with no change of meaning
-    (another representation of the same type, e.g. large_string for string; not a widening).
+    (another representation of the same type: large_string or string_view for string, a dictionary
+    of any index width for its values; not a widening).
 
     Example:
         >>> compatible(pa.large_string(), pa.string()), compatible(pa.int32(), pa.int64())
         (True, False)
+        >>> compatible(pa.dictionary(pa.uint32(), pa.string_view()), pa.dictionary(pa.int8(), pa.large_string()))
+        True
     """
     return _compatible(src, dst)
 
 
-def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = False) -> pa.RecordBatch:
-    """Cast ``batch`` to ``schema`` (column order and compatible representations; with ``widen``,
-    also narrower types that widen to the table's and struct children in any order).
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = False,
+                  fill_missing: bool = False) -> pa.RecordBatch:
+    """Cast ``batch`` to ``schema``, each type as the table stores it (:func:`table_type`): column
+    order and compatible representations (any string flavour or dictionary of strings for a string
+    or dictionary column); with ``widen``, also narrower types that widen to the table's and struct
+    children in any order; with ``fill_missing`` (a ``schema_mode="merge"`` write), nulls for the
+    nullable columns and struct children the data lacks.
 
-    Raises ``SchemaMismatchError`` naming the column for a missing, extra or retyped column, and
-    ``ConstraintViolationError`` (NOT NULL) naming a non-nullable column that holds nulls.
+    Raises ``SchemaMismatchError`` naming the column for a missing (or NOT NULL and missing), extra
+    or retyped column, and ``ConstraintViolationError`` (NOT NULL) naming a non-nullable column that
+    holds nulls.
+
+    Example:
+        >>> cat = pa.array(["x", None, "x"]).dictionary_encode()
+        >>> out = conform_batch(pa.record_batch({"c": cat}), pa.schema([("c", pa.large_string()), ("n", pa.int8())]),
+        ...                     fill_missing=True)
+        >>> out.column("c").to_pylist(), out.column("n").null_count
+        (['x', None, 'x'], 3)
     """
-    if batch.schema.equals(schema, check_metadata=False):
+    schema = table_schema(schema)
+    if batch.schema.equals(schema, check_metadata=False) and not any(pat.is_dictionary(f.type) for f in schema):
         return _check_not_null(batch, schema)  # a batch may claim non-nullable fields and hold nulls
     names = batch.schema.names
     for name in names:
@@ -491,11 +629,11 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = Fal
     columns = []
     for field in schema:
         if field.name not in names:
-            raise SchemaMismatchError(f"column {field.name!r} ({field.type}) is missing from the data",
-                                      column=field.name)
+            columns.append(_missing(field, field.name, batch.num_rows, fill=fill_missing))
+            continue
         if _has_required(field.type):  # before the cast, which refuses nulls in required children untyped
             _check_field(batch, batch.column(field.name), field)
-        columns.append(_fit(batch.column(field.name), field.type, field.name, widen=widen))
+        columns.append(_fit(batch.column(field.name), field.type, field.name, widen=widen, fill=fill_missing))
     return _check_not_null(pa.RecordBatch.from_arrays(columns, schema=schema), schema)
 
 
@@ -541,10 +679,12 @@ def _null_violation(arr: pa.Array, field: pa.Field, path: str,
     return None
 
 
-def conformed_batches(reader: pa.RecordBatchReader, schema: pa.Schema, *,
-                      widen: bool = False) -> Iterator[pa.RecordBatch]:
+def conformed_batches(reader: pa.RecordBatchReader, schema: pa.Schema, *, widen: bool = False,
+                      fill_missing: bool = False) -> Iterator[pa.RecordBatch]:
     """Yield the non-empty batches of ``reader`` conformed to ``schema`` (see :func:`conform_batch`)."""
-    conform_batch(pa.RecordBatch.from_pylist([], schema=reader.schema), schema, widen=widen)  # fail before writing
+    empty = reader.schema.empty_table()  # (from_pylist cannot build every type, e.g. Polars categoricals)
+    empty_batch = pa.RecordBatch.from_arrays([c.combine_chunks() for c in empty.columns], schema=reader.schema)
+    conform_batch(empty_batch, schema, widen=widen, fill_missing=fill_missing)  # fail before writing
     for batch in reader:
         if batch.num_rows:
-            yield conform_batch(batch, schema, widen=widen)
+            yield conform_batch(batch, schema, widen=widen, fill_missing=fill_missing)

@@ -47,7 +47,7 @@ from .inspect import Inspect
 from .log import AddFile, AppTransaction, LogEntry, Metadata, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import check_properties, int_property
-from .schema import check_partition_columns, logical_schema, to_reader
+from .schema import check_partition_columns, data_schema, logical_schema, to_reader
 from .snapshot import Snapshot, load_state, read_entry, version_as_of
 from .state import TableState, adds_to_table, check_adds
 from .storage import Storage
@@ -503,7 +503,8 @@ class Table:
 
         ``schema_mode="merge"``: new nullable columns of ``data`` (top level or inside structs) and
         types that widen the table's join the schema in the same commit (a schema change conflicts
-        with concurrent commits); narrower data types are cast up. ``"strict"`` (the default)
+        with concurrent commits); narrower data types are cast up; nullable columns the data lacks
+        are written as nulls (a NOT NULL one raises ``SchemaMismatchError``). ``"strict"`` (the default)
         refuses any difference with ``SchemaMismatchError``. ``progress``: None (silent), True (a
         progress bar) or a callback taking :class:`~lakehouse.progress.ProgressEvent` values.
 
@@ -526,7 +527,9 @@ class Table:
                   progress: ProgressLike = None) -> int:
         """Replace the whole table, or only the rows matching ``filter``, by ``data``.
 
-        ``schema_mode`` and ``progress`` as for :meth:`append`.
+        ``schema_mode`` and ``progress`` as for :meth:`append`; ``schema_mode="overwrite"`` (without
+        a filter) also replaces the schema by the data's, keeping the partitioning (to change it too,
+        see :func:`write_table`).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -833,15 +836,28 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
     ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
     (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`;
     ``allow_non_empty`` as for :meth:`Table.create`.
+    with ``mode="overwrite"``, ``schema_mode="overwrite"`` also replaces the table's schema and
+    partitioning (``partition_by``, None: the table's) by the data's in the same commit, as
+    deltalake's ``write_deltalake`` does. On an existing table no argument is ignored: a
+    ``partition_by`` other than the table's raises ``SchemaMismatchError`` unless the schema is
+    replaced, and ``properties`` are set (validated) in the same commit as the data.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-write-table", pa.table({"a": [1]}))
         >>> lh.write_table("memory://doc-write-table", pa.table({"a": [2]}), mode="append").version
         1
+        >>> t = lh.write_table("memory://doc-write-table", pa.table({"b": ["x"], "p": [1]}), mode="overwrite",
+        ...                    schema_mode="overwrite", partition_by=["p"])
+        >>> t.schema.names, t.partition_by, t.to_arrow(version=1).num_rows
+        (['b', 'p'], ['p'], 2)
     """
     if mode not in ("error", "append", "overwrite", "ignore"):
         raise InvalidArgumentError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+    if schema_mode not in ("strict", "merge", "overwrite"):  # checked even when the table is created
+        raise InvalidArgumentError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
+    if schema_mode == "overwrite" and mode == "append":
+        raise InvalidArgumentError("schema_mode='overwrite' replaces the table's schema: use it with mode='overwrite'")
     storage = Storage.from_uri(uri, storage_options)
     try:
         table = Table(storage, load_state(storage))
@@ -850,10 +866,15 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
                                  mode=mode, schema_mode=schema_mode, allow_non_empty=allow_non_empty)
     if mode == "error":
         raise TableExistsError(storage.uri)
-    if mode == "append":
-        table.append(data, app_transaction=app_transaction, schema_mode=schema_mode, progress=progress)
-    elif mode == "overwrite":
-        table.overwrite(data, app_transaction=app_transaction, schema_mode=schema_mode, progress=progress)
+    if mode == "ignore":
+        return table
+    with table.transaction(app_transaction=app_transaction) as tx:
+        if properties is not None:
+            tx.set_properties(properties)  # first: the write below checks the constraints they carry
+        if mode == "append":
+            tx.append(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
+        else:
+            tx.overwrite(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
     return table
 
 
@@ -865,7 +886,8 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
     commits the rows on top of it and ``"ignore"`` does nothing (create-or-append, §11.1)."""
     storage.check_atomic_create()
     reader = to_reader(data)
-    meta = _new_metadata(reader.schema, partition_by, properties)
+    # a categorical's dictionary encoding is a storage detail: the column takes its value type (format §6)
+    meta = _new_metadata(data_schema(reader.schema), partition_by, properties)
     _check_empty(storage, allow_non_empty)
     options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
     adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,

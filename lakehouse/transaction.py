@@ -16,8 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,11 +36,13 @@ from .errors import (
     ConstraintViolationError,
     InvalidArgumentError,
     LakehouseError,
+    SchemaMismatchError,
 )
-from .evolution import merge_schema, raised_protocol
+from .evolution import merge_schema, raised_protocol, replace_schema
 from .expressions import FilterLike, referenced_columns, to_expression
 from .log import AddFile, AppTransaction, Metadata, RemoveFile
 from .progress import ProgressLike
+from .properties import check_property
 from .schema import logical_schema, to_reader
 from .snapshot import Snapshot, read_ahead, read_entry
 from .state import TableState, adds_to_table, retype_adds
@@ -50,16 +53,22 @@ if TYPE_CHECKING:
 
 __all__ = ["SchemaMode", "Transaction"]
 
-SchemaMode = Literal["strict", "merge"]
+SchemaMode = Literal["strict", "merge", "overwrite"]
 """How a write treats data whose schema differs from the table's: ``"strict"`` refuses it
 (``SchemaMismatchError``); ``"merge"`` lets new nullable columns and widened types join the table
-schema in the same commit (see ``lakehouse.evolution``)."""
+schema in the same commit (see ``lakehouse.evolution``) and fills the nullable columns the data
+lacks with nulls; ``"overwrite"`` (only for a whole-table overwrite) replaces the schema, and the
+partitioning if asked, by the data's."""
 
 
-def _check_mode(schema_mode: str) -> bool:
-    """True for ``"merge"``; ``InvalidArgumentError`` for anything but the two modes."""
-    if schema_mode not in ("strict", "merge"):
-        raise InvalidArgumentError(f"schema_mode must be 'strict' or 'merge', not {schema_mode!r}")
+def _check_mode(schema_mode: str, *, replace: bool = False) -> bool:
+    """True for ``"merge"``; ``InvalidArgumentError`` for anything but the modes (``"overwrite"`` only
+    where ``replace`` allows it)."""
+    if schema_mode == "overwrite" and not replace:
+        raise InvalidArgumentError("schema_mode='overwrite' replaces the whole table: use it with an overwrite "
+                                "without a filter")
+    if schema_mode not in ("strict", "merge", "overwrite"):
+        raise InvalidArgumentError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
     return schema_mode == "merge"
 
 
@@ -182,12 +191,16 @@ class Transaction:
         return Snapshot(self._storage, self._base.with_files(files))
 
     # -- operations ------------------------------------------------------------------------------
-    def append(self, data: Any, *, schema_mode: SchemaMode = "strict", progress: ProgressLike = None) -> None:
+    def append(self, data: Any, *, schema_mode: SchemaMode = "strict", partition_by: Sequence[str] | None = None,
+               progress: ProgressLike = None) -> None:
         """Add the rows of ``data`` (any Arrow-shaped data matching the table schema; with
-        ``schema_mode="merge"`` its new nullable columns and widened types join the schema).
-        ``progress``: see :mod:`lakehouse.progress`."""
+        ``schema_mode="merge"`` its new nullable columns and widened types join the schema, and the
+        nullable columns it lacks are null). ``partition_by``, if given, must be the table's
+        (else ``SchemaMismatchError``). ``progress``: see :mod:`lakehouse.progress`."""
         self._check_open()
         merge = _check_mode(schema_mode)
+        if partition_by is not None:
+            self._check_partitioning(partition_by)
         if self._skip:
             return
         self._include(self._write(data, merge=merge, progress=progress, operation="append"))
@@ -203,15 +216,24 @@ class Transaction:
         self._operations.append(("delete", {"filter": str(expr) if expr is not None else None}))
 
     def overwrite(self, data: Any, *, filter: FilterLike | pc.Expression | None = None,
-                  schema_mode: SchemaMode = "strict", progress: ProgressLike = None) -> None:
+                  schema_mode: SchemaMode = "strict", partition_by: Sequence[str] | None = None,
+                  progress: ProgressLike = None) -> None:
         """Replace all rows, or only those matching ``filter``, by ``data``.
 
         With a filter every new row must match it, else ``ConstraintViolationError``. With
         ``schema_mode="merge"`` new nullable columns and widened types of ``data`` join the schema.
+        With ``schema_mode="overwrite"`` (no filter) the data's schema and ``partition_by`` (None:
+        the table's partition columns) replace the table's in the same commit. Without it, a
+        ``partition_by`` other than the table's raises ``SchemaMismatchError``.
         """
         self._check_open()
-        merge = _check_mode(schema_mode)
+        merge = _check_mode(schema_mode, replace=filter is None)
+        if schema_mode != "overwrite" and partition_by is not None:
+            self._check_partitioning(partition_by)
         if self._skip:
+            return
+        if schema_mode == "overwrite":
+            self._replace(data, partition_by, progress)
             return
         expr = to_expression(filter, self.schema)
         check = None
@@ -227,6 +249,53 @@ class Transaction:
         self._include(adds)
         params: dict[str, Any] = {"filter": str(expr) if expr is not None else None}
         self._operations.append(("overwrite", {**params, "schema_mode": "merge"} if merge else params))
+
+    def _check_partitioning(self, partition_by: Sequence[str]) -> None:
+        """``SchemaMismatchError`` naming the first partition column where ``partition_by`` and the table's differ."""
+        parts = [partition_by] if isinstance(partition_by, str) else list(partition_by)
+        table = list(self._base.metadata.partition_by)
+        if parts == table:
+            return
+        i = next(i for i, (a, b) in enumerate(zip([*parts, None], [*table, None])) if a != b)
+        column = parts[i] if i < len(parts) else table[i]
+        raise SchemaMismatchError(f"partition_by={parts} differs from the table's partitioning {table} (at "
+                                  f"{column!r}): pass schema_mode='overwrite' to an overwrite to replace it",
+                                  column=str(column))
+
+    def _replace(self, data: Any, partition_by: Sequence[str] | None, progress: ProgressLike) -> None:
+        """Replace every row, the schema and the partitioning by ``data``'s (one commit)."""
+        data = to_reader(data)  # read the schema once: a stream can be consumed only once
+        meta = replace_schema(self._base.metadata, data.schema, partition_by)
+        self._delete(None)  # every live file goes: none is read under the new schema
+        self._evolve(meta)
+        self._include(self._write(data, progress=progress, operation="overwrite"))
+        self._operations.append(("overwrite", {"filter": None, "schema_mode": "overwrite",
+                                               "partition_by": list(meta.partition_by)}))
+
+    def set_properties(self, properties: Mapping[str, Any]) -> None:
+        """Set table properties in this transaction's commit (validated as ``Table.alter.set_properties``
+        does: ``InvalidTableError`` naming the property at fault). Values equal to the table's change nothing.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-props", pa.table({"a": [1]}))
+            >>> with t.transaction() as tx:
+            ...     tx.set_properties({"owner": "ops"}); tx.append(pa.table({"a": [2]}))
+            >>> t.properties["owner"], t.version
+            ('ops', 1)
+        """
+        self._check_open()
+        if not isinstance(properties, Mapping):
+            raise InvalidArgumentError(
+                f"properties must be a mapping of names to values, got {type(properties).__name__}")
+        values = {name: check_property(name, value) for name, value in properties.items()}
+        if self._skip:
+            return
+        meta = self._base.metadata
+        if all(meta.properties.get(k) == v for k, v in values.items()):
+            return
+        self._evolve(dataclasses.replace(meta, properties={**meta.properties, **values}))
+        self._operations.append(("set_properties", {"properties": values}))
 
     def add_files(self, adds: list[AddFile], *, overwrite: bool = False,
                   filter: FilterLike | pc.Expression | None = None, removed: Sequence[str] = ()) -> None:

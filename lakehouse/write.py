@@ -256,12 +256,13 @@ def write_data_files(
     """Write Arrow-shaped ``data`` as Parquet files under ``storage``; return their add actions.
 
     ``schema`` is the table schema (with its column mapping: files use the physical names and
-    carry the field ids, statistics are keyed by physical name). ``widen`` lets data columns of a
-    narrower type be cast up (``schema_mode="merge"``). ``check`` sees every conformed batch before
-    it is buffered and may raise to abort the write. On any error the files already written are
-    deleted and the error propagates. ``progress`` (see :mod:`lakehouse.progress`) hears of every
-    file written as ``(operation, "files")`` and ``(operation, "bytes")`` events; the totals are
-    known, and sent, at the end.
+    carry the field ids, statistics are keyed by physical name). ``widen`` (``schema_mode="merge"``)
+    lets data columns of a narrower type be cast up and fills the nullable columns the data lacks
+    with nulls. Any string flavour or dictionary fits a string or dictionary column. ``check`` sees
+    every conformed batch before it is buffered and may raise to abort the write. On any error the
+    files already written are deleted and the error propagates. ``progress`` (see
+    :mod:`lakehouse.progress`) hears of every file written as ``(operation, "files")`` and
+    ``(operation, "bytes")`` events; the totals are known, and sent, at the end.
     """
     opts = options or WriteOptions()
     columns = list(partition_by)
@@ -299,7 +300,7 @@ def write_data_files(
         pending.append(pool.submit(_write_one, storage, buf, physical, data_columns, columns, opts))
 
     try:
-        for batch in conformed_batches(to_reader(data), schema, widen=widen):
+        for batch in conformed_batches(to_reader(data), schema, widen=widen, fill_missing=widen):
             if check is not None:
                 check(batch)
             if take_pool is None and columns and batch.num_rows >= _PARALLEL_TAKE_ROWS:
