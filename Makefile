@@ -9,11 +9,12 @@ STAMP  := $(VENV)/.installed-dev
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint bench bench-suite docs clean distclean
+.PHONY: help venv demo test fuzz lint bench bench-suite docs clean distclean
 
 help:
 	@echo "make demo       run examples/demo.py (creates ./demo-table)"
 	@echo "make test       run the test suite and ruff"
+	@echo "make fuzz       the long differential harness and typed-error fuzz (LH_FUZZ=1: hundreds of examples)"
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      run benchmarks/bench_core.py (lakehouse vs raw pyarrow, ~5 min)"
 	@echo "make bench-suite  the full suite vs pyarrow, deltalake, pyiceberg (10M rows, ~9 min; QUICK=1 for ~2 min)"
@@ -47,6 +48,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(BIN)/ruff check lakehouse tests
+
+# the long profiles of the hypothesis harnesses (CI runs their bounded profiles within `make test`)
+FUZZ_TESTS := $(wildcard tests/test_differential.py tests/test_typed_error_fuzz.py)
+fuzz: $(STAMP)
+	LH_FUZZ=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(FUZZ_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lakehouse tests examples benchmarks
