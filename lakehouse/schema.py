@@ -201,7 +201,22 @@ def data_schema(schema: pa.Schema) -> pa.Schema:
         >>> data_schema(pa.schema([("c", pa.dictionary(pa.int8(), pa.large_string()))])).field("c").type
         DataType(large_string)
     """
-    return _map_schema_types(schema, data_type)
+    mapped = _map_schema_types(schema, data_type)
+    if mapped is schema:
+        return schema
+    return _map_fields(mapped, _strip_dictionary_marks)
+
+
+_DICTIONARY_MARKS = (b"_PL_CATEGORICAL", b"_PL_ENUM")  # Polars' field metadata for its dictionary types
+
+
+def _strip_dictionary_marks(field: pa.Field) -> pa.Field:
+    """``field`` without the metadata that says its values were dictionary-encoded (it no longer is)."""
+    meta = field.metadata or {}
+    if not any(k.startswith(_DICTIONARY_MARKS) for k in meta):
+        return field
+    keep = {k: v for k, v in meta.items() if not k.startswith(_DICTIONARY_MARKS)}
+    return field.with_metadata(keep) if keep else field.remove_metadata()
 
 
 def table_schema(schema: pa.Schema) -> pa.Schema:
@@ -538,6 +553,15 @@ def _recast(col: pa.Array, t: pa.DataType) -> pa.Array:
         return col.cast(t) if pat.is_dictionary(t) else col.dictionary_decode()
     if pat.is_dictionary(t):
         return _recast(col, t.value_type).dictionary_encode().cast(t)
+    if pat.is_struct(col.type) and pat.is_struct(t):  # child by child: a cast cannot decode every dictionary
+        children = [_recast(c, f.type) for c, f in zip(col.flatten(), struct_fields(t))]
+        return pa.StructArray.from_arrays(children, fields=struct_fields(t), mask=col.is_null())
+    if (pat.is_list(col.type) or pat.is_large_list(col.type)) and (pat.is_list(t) or pat.is_large_list(t)) \
+            and not col.type.value_type.equals(t.value_type):
+        values = _recast(col.flatten(), t.value_type)  # the values the list slots use, in order
+        offsets = pc.subtract(col.offsets, col.offsets[0]).cast(pa.int64() if pat.is_large_list(t) else pa.int32())
+        array = pa.LargeListArray if pat.is_large_list(t) else pa.ListArray
+        return array.from_arrays(offsets, values, type=t, mask=col.is_null() if col.null_count else None)
     return col.cast(t)
 
 
@@ -682,8 +706,8 @@ def _null_violation(arr: pa.Array, field: pa.Field, path: str,
 def conformed_batches(reader: pa.RecordBatchReader, schema: pa.Schema, *, widen: bool = False,
                       fill_missing: bool = False) -> Iterator[pa.RecordBatch]:
     """Yield the non-empty batches of ``reader`` conformed to ``schema`` (see :func:`conform_batch`)."""
-    empty = reader.schema.empty_table()  # (from_pylist cannot build every type, e.g. Polars categoricals)
-    empty_batch = pa.RecordBatch.from_arrays([c.combine_chunks() for c in empty.columns], schema=reader.schema)
+    # (pa.array and from_pylist cannot build every type, e.g. Polars categoricals; pa.nulls can)
+    empty_batch = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in reader.schema], schema=reader.schema)
     conform_batch(empty_batch, schema, widen=widen, fill_missing=fill_missing)  # fail before writing
     for batch in reader:
         if batch.num_rows:

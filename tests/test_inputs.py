@@ -163,6 +163,21 @@ def test_merge_adds_a_categorical_column_as_its_value_type(table_uri):
     assert _by_id(t.to_arrow(), "c") == [None, "x", None, "y"]
 
 
+def test_categoricals_inside_structs_and_lists(table_uri):
+    df = pl.DataFrame({"id": [1, 2, 3], "st": [{"a": "x", "b": 1}, None, {"a": None, "b": 2}],
+                       "l": [["u", "v"], None, []]})
+    df = df.with_columns(pl.col("st").struct.with_fields(pl.field("a").cast(pl.Categorical)),
+                         pl.col("l").cast(pl.List(pl.Categorical)))
+    t = lh.write_table(table_uri, df)  # the empty-batch check and the cast both failed on these
+    assert t.schema.field("st").type == pa.struct([("a", pa.large_string()), ("b", pa.int64())])
+    assert t.schema.field("l").type == pa.large_list(pa.large_string())
+    assert not (t.schema.field("st").type.field("a").metadata or {})  # no Polars categorical mark left
+    t.append(df.slice(1, 2).with_columns(pl.col("id") + 10))  # a slice: offsets start past 0
+    got = sorted(t.to_arrow().to_pylist(), key=lambda r: r["id"])
+    assert [r["st"] for r in got] == [{"a": "x", "b": 1}, None, {"a": None, "b": 2}, None, {"a": None, "b": 2}]
+    assert [r["l"] for r in got] == [["u", "v"], None, [], None, []]
+
+
 def test_binary_flavours_fit_a_binary_column(table_uri):
     t = lh.write_table(table_uri, pa.table({"id": pa.array([0], pa.int64()), "s": pa.array([b"a"], pa.binary())}))
     t.append(pa.table({"id": pa.array([1], pa.int64()), "s": pa.array([b"b"], pa.large_binary())}))
