@@ -122,9 +122,14 @@ def test_bad_version_arguments_are_typed(tmp_path):
         lh.Table.open(str(tmp_path / "nothing"), version=0)
     with pytest.raises(lh.TableNotFoundError):
         lh.Table.open(str(tmp_path / "nothing"), as_of=times[0])
-    for reader in ("to_arrow", "to_batches", "to_pyarrow_dataset", "files", "plan_files", "to_pandas"):
-        with pytest.raises(lh.LakehouseError, match="not both"):
+    for reader in ("to_arrow", "to_batches", "to_pyarrow_dataset", "files", "plan_files", "to_pandas",
+                   "to_polars", "snapshot"):
+        with pytest.raises(lh.InvalidArgumentError, match="not both"):
             getattr(t, reader)(version=0, as_of=times[0])
+        with pytest.raises(lh.ArgumentTypeError):
+            getattr(t, reader)(version=1.0)
+    with pytest.raises(lh.InvalidArgumentError, match="not both"):
+        t.to_duckdb("x", version=0, as_of=times[0])
 
 
 # -- a pinned handle: reads stay, refresh moves it, writes use it as their read version ----------
