@@ -60,21 +60,28 @@ _SCAN_TABLE_ROWS = 100
 # -- parsing the command line --------------------------------------------------------------------
 def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``key=value`` strings as storage options; a value that is JSON is parsed, any other stays text.
+    The values of deltalake-style keys (``AWS_SECRET_ACCESS_KEY``, ...: upper case or an ``aws_``,
+    ``azure_`` or ``google_`` prefix) always stay text, as deltalake takes them.
 
     Example:
         >>> parse_storage_options(["anon=true", "endpoint_url=http://127.0.0.1:9000", "retries=3"])
         {'anon': True, 'endpoint_url': 'http://127.0.0.1:9000', 'retries': 3}
+        >>> parse_storage_options(["AWS_SECRET_ACCESS_KEY=1e5", "AWS_ALLOW_HTTP=true"])
+        {'AWS_SECRET_ACCESS_KEY': '1e5', 'AWS_ALLOW_HTTP': 'true'}
     """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--storage-option")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        out[key.strip()] = value
+        value: Any = raw
+        if key == key.lower() and not key.startswith(("aws_", "azure_", "google_")):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+        out[key] = value
     return out
 
 

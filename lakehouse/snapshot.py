@@ -188,17 +188,18 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
 
 
 def _entries_up_to(storage: Storage, first: int, version: int) -> list[LogEntry]:
-    """Entries ``first..version``; a missing one past the last entry in the log is a version that
-    does not exist yet (``VersionNotFoundError`` naming the latest), not a gap."""
+    """Entries ``first..version``; if one is missing or damaged but ``version`` is past the last entry
+    in the log, ``VersionNotFoundError`` says that version does not exist (naming the latest)."""
     try:
         return read_entries(storage, first, version)
-    except VersionNotFoundError as missing:
+    except (VersionNotFoundError, CorruptLogError) as failed:
+        # damage on the way to a version that does not exist: say that it does not exist
         entries, checkpoints = list_log(storage)
         latest = max(entries[-1] if entries else -1, checkpoints[-1] if checkpoints else -1)
-        if missing.version is not None and missing.version > latest:
+        if version > latest:
             raise VersionNotFoundError(f"version {version} does not exist (latest is {latest})",
                                        version=version) from None
-        raise
+        raise failed from None
 
 
 def version_as_of(storage: Storage, ms: int) -> int:
@@ -225,25 +226,39 @@ def version_as_of(storage: Storage, ms: int) -> int:
             raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
                                        f"(only checkpoints are)")
         raise TableNotFoundError(storage.uri)
-    lo, hi = 0, len(entries)  # invariant: entries[lo] committed at or before ms; entries[hi:] after it
-    first = _listed_entry(storage, entries[0])
-    if first.commit.timestamp > ms:
-        if entries[0] > 0:
-            raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
-                                       f"(versions before {entries[0]} were cleaned up)")
-        raise VersionNotFoundError(f"no version of the table existed at {_when(ms)}")
-    if first.commit.timestamp == ms:
-        return entries[0]
+    # invariant: entries[lo] was committed at or before ms (lo == -1: none known), entries[hi:] after it
+    lo, hi = -1, len(entries)
     while hi - lo > 1:
-        mid = (lo + hi) // 2
-        stamp = _listed_entry(storage, entries[mid]).commit.timestamp
+        probe, stamp = _probe(storage, entries, lo, hi)
         if stamp == ms:  # timestamps strictly increase (§11.3): no later entry is needed
-            return entries[mid]
+            return entries[probe]
         if stamp < ms:
-            lo = mid
+            lo = probe
         else:
-            hi = mid
-    return entries[lo]
+            hi = probe
+    if lo >= 0:
+        return entries[lo]
+    if entries[0] > 0:
+        raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
+                                   f"(versions before {entries[0]} were cleaned up)")
+    raise VersionNotFoundError(f"no version of the table existed at {_when(ms)}")
+
+
+def _probe(storage: Storage, entries: list[int], lo: int, hi: int) -> tuple[int, int]:
+    """An index strictly between ``lo`` and ``hi`` (the middle, else the nearest intact entry to it)
+    and its entry's commit timestamp. Only if every entry between them is damaged does the answer
+    depend on a damaged timestamp: then the middle one's ``CorruptLogError``."""
+    mid = (lo + hi) // 2
+    first_error: CorruptLogError | None = None
+    for offset in range(hi - lo):
+        for i in (mid + offset, mid - offset) if offset else (mid,):
+            if lo < i < hi:
+                try:
+                    return i, _listed_entry(storage, entries[i]).commit.timestamp
+                except CorruptLogError as exc:
+                    first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
 
 
 def _listed_entry(storage: Storage, version: int) -> LogEntry:

@@ -482,7 +482,8 @@ class Table:
 
     # -- writing ---------------------------------------------------------------------------------
     def transaction(self, *, app_transaction: tuple[str, int] | None = None) -> Transaction:
-        """Start a transaction on the latest version: several writes, one atomic commit.
+        """Start a transaction on the latest version (a pinned handle's: on its version; see
+        :meth:`open`): several writes, one atomic commit.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa

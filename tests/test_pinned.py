@@ -8,13 +8,17 @@ versions unreachable; versions at or past the damage still fail with typed error
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
+import uuid
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 from helpers import assert_same_rows, fs_and_root, log_entry_path, make_data, rows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lakehouse as lh
 from lakehouse.cli import cli
@@ -118,9 +122,14 @@ def test_bad_version_arguments_are_typed(tmp_path):
         lh.Table.open(str(tmp_path / "nothing"), version=0)
     with pytest.raises(lh.TableNotFoundError):
         lh.Table.open(str(tmp_path / "nothing"), as_of=times[0])
-    for reader in ("to_arrow", "to_batches", "to_pyarrow_dataset", "files", "plan_files", "to_pandas"):
-        with pytest.raises(lh.LakehouseError, match="not both"):
+    for reader in ("to_arrow", "to_batches", "to_pyarrow_dataset", "files", "plan_files", "to_pandas",
+                   "to_polars", "snapshot"):
+        with pytest.raises(lh.InvalidArgumentError, match="not both"):
             getattr(t, reader)(version=0, as_of=times[0])
+        with pytest.raises(lh.ArgumentTypeError):
+            getattr(t, reader)(version=1.0)
+    with pytest.raises(lh.InvalidArgumentError, match="not both"):
+        t.to_duckdb("x", version=0, as_of=times[0])
 
 
 # -- a pinned handle: reads stay, refresh moves it, writes use it as their read version ----------
@@ -253,3 +262,50 @@ def test_cli_reads_an_old_version_past_a_damaged_entry(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     result = runner.invoke(cli, ["scan", uri])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+# -- the class: any damaged entry, with or without a checkpoint after it ------------------------------
+_FUZZ = settings(max_examples=300 if os.environ.get("LH_FUZZ") else 20, deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow])
+
+
+@_FUZZ
+@given(st.integers(2, 6).flatmap(lambda n: st.tuples(
+    st.just(n), st.integers(0, n - 1), st.one_of(st.none(), st.integers(0, n - 1)))))
+def test_any_damaged_entry_leaves_exactly_the_versions_that_do_not_need_it(case):
+    """Version ``v`` is readable iff it does not need the damaged entry ``d``: ``v < d``, or a
+    checkpoint ``c`` with ``d <= c <= v`` covers it; by time, exactly the same except at ``d``'s own
+    commit time, which needs ``d``'s timestamp."""
+    n, damaged, checkpoint_at = case
+    uri = f"memory://pinned-fuzz-{uuid.uuid4().hex}"
+    t = lh.write_table(uri, pa.table({"v": [0]}))
+    for v in range(1, n):
+        if v - 1 == checkpoint_at:
+            t.checkpoint()
+        t.append(pa.table({"v": [v]}))
+    if checkpoint_at == n - 1:
+        t.checkpoint()
+    times = {c.version: c.timestamp for c in t.history()}
+    _damage(uri, damaged)
+    try:
+        for v in range(n):
+            readable = v < damaged or (checkpoint_at is not None and damaged <= checkpoint_at <= v)
+            for how in ({"version": v}, {"as_of": times[v]}):
+                if readable and not ("as_of" in how and v == damaged):
+                    opened = lh.Table.open(uri, **how)
+                    assert opened.version == v
+                    assert sorted(opened.to_arrow().column("v").to_pylist()) == list(range(v + 1))
+                else:
+                    with pytest.raises(lh.CorruptLogError):
+                        lh.Table.open(uri, **how)
+        latest_readable = checkpoint_at is not None and checkpoint_at >= damaged
+        if latest_readable:
+            assert lh.Table.open(uri).version == n - 1
+        else:
+            with pytest.raises(lh.CorruptLogError):
+                lh.Table.open(uri)
+        with pytest.raises(lh.VersionNotFoundError, match=f"does not exist \\(latest is {n - 1}\\)"):
+            lh.Table.open(uri, version=n)
+    finally:
+        fs, root = fs_and_root(uri)
+        fs.rm(root, recursive=True)
