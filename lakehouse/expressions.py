@@ -517,7 +517,7 @@ def _check_condition(expr: pc.Expression, schema: pa.Schema) -> None:
         raise InvalidFilterError(f"the filter {_short(expr)} cannot be evaluated on the table's columns: "
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not pa.types.is_boolean(result.type):
-        raise InvalidFilterError(f"the filter {_short(expr)} is not a condition: it gives {result.type}, not bool")
+        raise InvalidFilterError(f"the filter {_short(expr)} is not a condition: it gives {result.type}, not a boolean")
 
 
 def _short(expr: Any) -> str:
