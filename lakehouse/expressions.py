@@ -192,7 +192,14 @@ def _rebuild_options(options: pa.StructScalar | None) -> pc.FunctionOptions | No
     if kind == b"CastOptions":
         flags = {f.name: options[f.name].as_py() for f in options.type if f.name.startswith("allow_")}
         return pc.CastOptions(options.type.field("to_type").type, **flags)
-    raise _Unsupported(f"options {kind!r}")
+    try:  # any other kind, through Arrow's own serialized form of function options (an IPC file)
+        table = pa.Table.from_arrays([pa.array([options], options.type)], names=[""])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return pc.FunctionOptions.deserialize(sink.getvalue())
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise _Unsupported(f"options {kind!r}") from exc
 
 
 def build_expression(node: Node, *, prefix: str = "",
