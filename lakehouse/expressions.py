@@ -650,8 +650,12 @@ def partition_verdicts(expr: pc.Expression, files: pa.Table, *,
 
     Every row of a file holds the file's partition values, so a filter that names only partition
     columns and calls only deterministic row-wise functions has, on every row of the file, the
-    value it has on the file's partition values. It is evaluated once per file (``files`` has a
-    ``partition.<c>`` column per name in ``partition_columns``, under the names ``expr`` uses).
+    value it has on the file's partition values. It is evaluated once per file.
+
+    Args:
+        expr: the filter, over the names the files table uses (physical names).
+        files: the files table, with a ``partition.<c>`` column per name in ``partition_columns``.
+        partition_columns: the partition columns.
 
     Returns:
         A boolean array over ``files`` without nulls: True where ``expr`` is TRUE for every row of

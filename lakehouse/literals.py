@@ -43,6 +43,12 @@ def timestamp_scalar(value: Any) -> pa.Scalar:
     six). Text or a ``datetime`` that names an offset is an instant (zone UTC); one that does not is
     naive.
 
+    Args:
+        value: the timestamp as text, ``datetime``, ``numpy.datetime64`` or timestamp scalar.
+
+    Returns:
+        A ``timestamp[us]`` scalar when that is exact, else ``timestamp[ns]`` (zone UTC if aware).
+
     Raises:
         InvalidFilterError: ``value`` is none of these, or text that is not an ISO timestamp.
 
@@ -129,6 +135,14 @@ def literal_for(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
     Dates and timestamps also take ISO 8601 text; timestamps keep nanoseconds, and a naive value
     on a column with a time zone (or an aware value on a naive column) is refused.
 
+    Args:
+        column: the column's name (for error messages).
+        typ: the column's type.
+        value: the value the caller wrote.
+
+    Returns:
+        A scalar of ``typ`` where the value fits it exactly, else of the value's own type.
+
     Raises:
         InvalidFilterError: the value does not fit the column.
 
@@ -147,6 +161,11 @@ def literal_for(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
         value = value.as_py()
     if value is None or (isinstance(value, bool | np.bool_) != pa.types.is_boolean(typ)):
         raise bad
+    if pa.types.is_time(typ) and isinstance(value, str):
+        try:
+            value = dt.time.fromisoformat(value.strip())
+        except ValueError:
+            raise bad from None
     if pa.types.is_integer(typ) and isinstance(value, float) and not value.is_integer():
         return pa.scalar(value, pa.float64())
     if pa.types.is_decimal(typ) and isinstance(value, float):

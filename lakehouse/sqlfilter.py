@@ -126,8 +126,8 @@ class _Translator:
 
     def text_value(self, text: str, typ: pa.DataType, column: str) -> Any:
         """A string literal; for a date, time or decimal column, the value it spells."""
-        if not (pa.types.is_temporal(typ) or pa.types.is_decimal(typ)) or pa.types.is_timestamp(typ):
-            return text  # a timestamp column reads ISO text itself, to the nanosecond (literal_for)
+        if not pa.types.is_decimal(typ):
+            return text  # dates, times and timestamps read ISO text themselves (literal_for), to the nanosecond
         try:
             return pa.array([text], pa.string()).cast(typ)[0].as_py()
         except (pa.ArrowException, ValueError) as exc:

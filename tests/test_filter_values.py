@@ -165,3 +165,10 @@ def _holds(op: str, v: float, values: list[float]) -> bool:
         return not any(v == w or (v != v and w != w) for w in values)
     w = values[0]
     return {"=": v == w, "!=": v != w, "<": v < w, "<=": v <= w, ">": v > w, ">=": v >= w}[op]
+
+
+@pytest.mark.parametrize("flt", [[("t", ">", "06:00:00")], "t > '06:00:00'", "t > TIME '06:00:00'",
+                                 [("t", "in", ["12:00:00", "13:00"])], "t IN ('12:00:00')"])
+def test_times_take_iso_text(flt):
+    t = lh.write_table(_uri(), pa.table({"t": pa.array([dt.time(1), dt.time(12)], pa.time64("us")), "x": [1, 2]}))
+    assert t.to_arrow(filter=flt).column("x").to_pylist() == [2]
