@@ -4,8 +4,9 @@ The text is parsed by `sqlglot <https://sqlglot.com>`_ (the ``sql`` extra, impor
 and translated into the same expressions DNF tuples give, with literals converted to the type of
 the column they are compared with. Supported: column references (``"quoted names"`` too; case
 matters), literals (integers, decimals, ``'strings'``, ``TRUE``/``FALSE``, ``NULL``, and
-``DATE '...'`` / ``TIMESTAMP '...'``; a string compared with a date, time or decimal column is read
-as one), ``= != <> < <= > >=`` between a column and a literal or two columns, ``AND OR NOT``,
+``DATE '...'`` / ``TIMESTAMP '...'``, to the nanosecond; a string compared with a date, time,
+timestamp or decimal column is read as one; a timestamp without an offset is refused on a column
+with a time zone), ``= != <> < <= > >=`` between a column and a literal or two columns, ``AND OR NOT``,
 ``IN (...)`` / ``NOT IN``, ``IS [NOT] NULL``, ``[NOT] BETWEEN a AND b``, ``[NOT] LIKE`` /
 ``ILIKE`` on string columns, parentheses, and a boolean column on its own. Anything else
 (functions, arithmetic, subqueries, ``CAST`` of a column, ...) raises ``InvalidFilterError`` naming
