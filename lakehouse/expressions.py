@@ -15,8 +15,6 @@ metadata lists the tree in prefix order) into a small AST (:class:`Field`, :clas
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
-import decimal
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,10 +28,11 @@ import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
+from lakehouse.literals import literal_for
 
 __all__ = [
     "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "files_mask",
-    "literal_for", "parse_expression", "partition_verdicts", "set_lookup", "timestamp_scalar",
+    "parse_expression", "partition_verdicts", "set_lookup",
     "prune_expression", "referenced_columns", "rename_fields", "to_expression",
 ]
 
@@ -193,7 +192,14 @@ def _rebuild_options(options: pa.StructScalar | None) -> pc.FunctionOptions | No
     if kind == b"CastOptions":
         flags = {f.name: options[f.name].as_py() for f in options.type if f.name.startswith("allow_")}
         return pc.CastOptions(options.type.field("to_type").type, **flags)
-    raise _Unsupported(f"options {kind!r}")
+    try:  # any other kind, through Arrow's own serialized form of function options (an IPC file)
+        table = pa.Table.from_arrays([pa.array([options], options.type)], names=[""])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return pc.FunctionOptions.deserialize(sink.getvalue())
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise _Unsupported(f"options {kind!r}") from exc
 
 
 def build_expression(node: Node, *, prefix: str = "",
@@ -261,153 +267,21 @@ def referenced_columns(expr: pc.Expression) -> frozenset[str]:
 
 
 # ----------------------------------------------------------------------------------- DNF
-_ISO_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?)?"
-                            r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\Z")
-_UTC = dt.timezone.utc
-
-
-def _epoch_scalar(value: dt.datetime, nanos: int) -> pa.Scalar:
-    """``value`` (its microseconds ignored) plus ``nanos`` below the second, as a timestamp scalar:
-    unit ``us`` when that is exact, else ``ns``; zone UTC when ``value`` is aware, none when naive."""
-    aware = value.tzinfo is not None
-    epoch = dt.datetime(1970, 1, 1, tzinfo=_UTC if aware else None)
-    seconds = (value.replace(microsecond=0) - epoch) // dt.timedelta(seconds=1)
-    tz = "UTC" if aware else None
-    if nanos % 1000 == 0:
-        return pa.scalar(seconds * 1_000_000 + nanos // 1000, pa.timestamp("us", tz=tz))
-    return pa.scalar(seconds * 1_000_000_000 + nanos, pa.timestamp("ns", tz=tz))
-
-
-def timestamp_scalar(value: Any) -> pa.Scalar:
-    """A timestamp scalar for ISO 8601 text, a ``datetime`` (pandas ``Timestamp`` too) or a
-    ``numpy.datetime64``, keeping every digit down to nanoseconds (``datetime.fromisoformat`` keeps
-    six). Text or a ``datetime`` that names an offset is an instant (zone UTC); one that does not is
-    naive.
-
-    Raises:
-        InvalidFilterError: ``value`` is none of these, or text that is not an ISO timestamp.
-
-    Example:
-        >>> timestamp_scalar("2024-01-01 00:00:00.000000001")
-        <pyarrow.TimestampScalar: '2024-01-01T00:00:00.000000001'>
-        >>> timestamp_scalar("2024-01-01T01:00+01:00").type
-        TimestampType(timestamp[us, tz=UTC])
-    """
-    if isinstance(value, pa.Scalar) and pa.types.is_timestamp(value.type):
-        return value
-    if isinstance(value, str):
-        found = _ISO_TIMESTAMP.match(value.strip())
-        if found is None:
-            raise InvalidFilterError(f"{value!r} is not an ISO 8601 timestamp")
-        day, clock, fraction, zone = found.groups()
-        zone = "+00:00" if zone in ("Z", "z") else zone or ""
-        if zone and len(zone) == 3:
-            zone += ":00"
-        try:
-            base = dt.datetime.fromisoformat(f"{day}T{clock or '00:00'}{zone}")
-        except ValueError as exc:
-            raise InvalidFilterError(f"{value!r} is not an ISO 8601 timestamp: {exc}") from None
-        return _epoch_scalar(base, int((fraction or "").ljust(9, "0")))
-    if isinstance(value, dt.datetime):
-        return _epoch_scalar(value, value.microsecond * 1000 + int(getattr(value, "nanosecond", 0)))
-    if isinstance(value, np.datetime64):
-        return pa.scalar(value)
-    raise InvalidFilterError(f"{value!r} is not a timestamp")
-
-
-def _timestamp_literal(column: str, typ: pa.TimestampType, value: Any) -> pa.Scalar:
-    """``value`` as a timestamp of ``typ`` when that is exact, else at its own finer unit (so that a
-    comparison stays exact); a naive value on a column with a time zone, or the reverse, is refused."""
-    if isinstance(value, pa.Scalar) and not pa.types.is_timestamp(value.type):
-        value = value.as_py()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return pa.scalar(value, typ)  # a raw count of the column's unit
-    if type(value) is dt.date:
-        value = dt.datetime.combine(value, dt.time(0))
-    try:
-        scalar = timestamp_scalar(value)
-    except InvalidFilterError as exc:
-        raise InvalidFilterError(f"cannot compare column {column!r} of type {typ} with {value!r}: {exc}") from None
-    if (scalar.type.tz is None) != (typ.tz is None):
-        have, want = ("naive", "has a time zone") if scalar.type.tz is None else ("has a time zone", "is naive")
-        raise InvalidFilterError(
-            f"the value {value!r} is {have} but column {column!r} ({typ}) {want}: give "
-            + ("an aware datetime (or an ISO text with an offset such as +00:00 or Z)" if typ.tz else
-               "a naive datetime") + "; a naive value is never guessed to be UTC")
-    if typ.tz is not None and scalar.type.tz != typ.tz:
-        scalar = scalar.cast(pa.timestamp(scalar.type.unit, tz=typ.tz))  # the same instant
-    try:
-        return scalar.cast(typ)
-    except (pa.ArrowException, OverflowError):
-        return scalar  # finer than the column's unit: compared at its own unit, which is exact
-
-
-def _date_literal(column: str, typ: pa.DataType, value: Any, bad: InvalidFilterError) -> pa.Scalar:
-    if isinstance(value, pa.Scalar):
-        if pa.types.is_timestamp(value.type):
-            value = value.cast(pa.timestamp("us", tz=value.type.tz)).as_py()
-        else:
-            value = value.as_py()
-    if isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value.strip())
-        except ValueError:
-            raise bad from None
-    if isinstance(value, dt.datetime):
-        if value.time() != dt.time(0) or value.tzinfo is not None:
-            raise bad
-        value = value.date()
-    try:
-        return pa.scalar(value, typ)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-        raise bad from exc
-
-
-def literal_for(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
-    """Convert a filter value to a scalar of ``column``'s type ``typ``.
-
-    Numbers outside ``typ`` keep their own type (an out-of-range literal compares as itself).
-    Dates and timestamps also take ISO 8601 text; timestamps keep nanoseconds, and a naive value
-    on a column with a time zone (or an aware value on a naive column) is refused.
-
-    Raises:
-        InvalidFilterError: the value does not fit the column.
-
-    Example:
-        >>> literal_for("d", pa.date32(), "2024-01-01")
-        <pyarrow.Date32Scalar: datetime.date(2024, 1, 1)>
-    """
-    if pa.types.is_dictionary(typ):
-        typ = typ.value_type
-    bad = InvalidFilterError(f"cannot compare column {column!r} of type {typ} with {value!r}")
-    if pa.types.is_timestamp(typ) and value is not None and not isinstance(value, bool | np.bool_):
-        return _timestamp_literal(column, typ, value)
-    if pa.types.is_date(typ) and value is not None and not isinstance(value, bool | np.bool_):
-        return _date_literal(column, typ, value, bad)
-    if isinstance(value, pa.Scalar):
-        value = value.as_py()
-    if value is None or (isinstance(value, bool | np.bool_) != pa.types.is_boolean(typ)):
-        raise bad
-    if pa.types.is_integer(typ) and isinstance(value, float) and not value.is_integer():
-        return pa.scalar(value, pa.float64())
-    if pa.types.is_decimal(typ) and isinstance(value, float):
-        value = decimal.Decimal(repr(value))
-    try:
-        return pa.scalar(value, typ)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-        numeric = pa.types.is_integer(typ) or pa.types.is_decimal(typ)
-        if numeric and isinstance(value, int | decimal.Decimal):
-            try:
-                return pa.scalar(value)  # out of range for the column type: compare as is
-            except (pa.ArrowException, TypeError, ValueError, OverflowError):
-                pass
-        raise bad from exc
-
-
 def set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
     """``column`` is one of ``value_set`` (never null); as with ``=``, -0.0 and 0.0 are the same value.
 
     pyarrow's ``is_in`` hashes floats by their bits, so ``-0.0`` would miss ``0.0``: add the twin zero.
+
+    Args:
+        column: the column name.
+        value_set: the values, typed as the column.
+
+    Returns:
+        The ``is_in`` expression (nulls in ``value_set`` are skipped).
+
+    Example:
+        >>> pa.table({"f": [-0.0, 1.0]}).filter(set_lookup("f", pa.array([0.0]))).num_rows
+        1
     """
     if pa.types.is_floating(value_set.type) and pc.any(pc.equal(value_set, 0)).as_py():
         value_set = pa.concat_arrays([value_set, pa.array([0.0, -0.0]).cast(value_set.type)])
@@ -517,7 +391,7 @@ def _check_condition(expr: pc.Expression, schema: pa.Schema) -> None:
         raise InvalidFilterError(f"the filter {_short(expr)} cannot be evaluated on the table's columns: "
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not pa.types.is_boolean(result.type):
-        raise InvalidFilterError(f"the filter {_short(expr)} is not a condition: it gives {result.type}, not bool")
+        raise InvalidFilterError(f"the filter {_short(expr)} is not a condition: it gives {result.type}, not a boolean")
 
 
 def _short(expr: Any) -> str:
@@ -776,8 +650,12 @@ def partition_verdicts(expr: pc.Expression, files: pa.Table, *,
 
     Every row of a file holds the file's partition values, so a filter that names only partition
     columns and calls only deterministic row-wise functions has, on every row of the file, the
-    value it has on the file's partition values. It is evaluated once per file (``files`` has a
-    ``partition.<c>`` column per name in ``partition_columns``, under the names ``expr`` uses).
+    value it has on the file's partition values. It is evaluated once per file.
+
+    Args:
+        expr: the filter, over the names the files table uses (physical names).
+        files: the files table, with a ``partition.<c>`` column per name in ``partition_columns``.
+        partition_columns: the partition columns.
 
     Returns:
         A boolean array over ``files`` without nulls: True where ``expr`` is TRUE for every row of

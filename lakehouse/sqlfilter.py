@@ -4,8 +4,9 @@ The text is parsed by `sqlglot <https://sqlglot.com>`_ (the ``sql`` extra, impor
 and translated into the same expressions DNF tuples give, with literals converted to the type of
 the column they are compared with. Supported: column references (``"quoted names"`` too; case
 matters), literals (integers, decimals, ``'strings'``, ``TRUE``/``FALSE``, ``NULL``, and
-``DATE '...'`` / ``TIMESTAMP '...'``; a string compared with a date, time or decimal column is read
-as one), ``= != <> < <= > >=`` between a column and a literal or two columns, ``AND OR NOT``,
+``DATE '...'`` / ``TIMESTAMP '...'``, to the nanosecond; a string compared with a date, time,
+timestamp or decimal column is read as one; a timestamp without an offset is refused on a column
+with a time zone), ``= != <> < <= > >=`` between a column and a literal or two columns, ``AND OR NOT``,
 ``IN (...)`` / ``NOT IN``, ``IS [NOT] NULL``, ``[NOT] BETWEEN a AND b``, ``[NOT] LIKE`` /
 ``ILIKE`` on string columns, parentheses, and a boolean column on its own. Anything else
 (functions, arithmetic, subqueries, ``CAST`` of a column, ...) raises ``InvalidFilterError`` naming
@@ -35,7 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import ColumnNotFoundError, InvalidFilterError
-from .expressions import literal_for, set_lookup, timestamp_scalar
+from .expressions import set_lookup
+from .literals import literal_for, timestamp_scalar
 
 __all__ = ["parse_sql_filter"]
 
@@ -125,8 +127,8 @@ class _Translator:
 
     def text_value(self, text: str, typ: pa.DataType, column: str) -> Any:
         """A string literal; for a date, time or decimal column, the value it spells."""
-        if not (pa.types.is_temporal(typ) or pa.types.is_decimal(typ)) or pa.types.is_timestamp(typ):
-            return text  # a timestamp column reads ISO text itself, to the nanosecond (literal_for)
+        if not pa.types.is_decimal(typ):
+            return text  # dates, times and timestamps read ISO text themselves (literal_for), to the nanosecond
         try:
             return pa.array([text], pa.string()).cast(typ)[0].as_py()
         except (pa.ArrowException, ValueError) as exc:

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "partitioning": 3,
     "stats": 3,
     "expressions": 3,
+    "literals": 3,
     "properties": 3,
     "constraints": 3,
     "evolution": 3,

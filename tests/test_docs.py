@@ -57,6 +57,7 @@ PAGES = {
     "inspect.md": ["[{'version': 1, 'operation': 'append', 'rows_added': 1}, "
                    "{'version': 0, 'operation': 'write', 'rows_added': 3}]"],
     "api.md": [],
+    "filters.md": ["['banana']", "['apple']", "InvalidFilterError", "['banana']"],
 }
 
 

@@ -68,7 +68,7 @@ SQL = st.one_of(
 )
 
 LITERALS = st.one_of(
-    st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True), st.text(max_size=3), st.booleans(), st.dates(),
+    st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True), st.text(max_size=3), st.booleans(), st.dates(),
     st.datetimes(), st.datetimes(timezones=st.just(dt.timezone.utc)), st.just(decimal.Decimal("1.25")),
     st.none(),
 ).map(lambda v: pc.scalar(v))

@@ -286,3 +286,15 @@ def test_filters_that_are_not_conditions_on_the_columns_are_refused_before_anyth
     fs, root = fsspec.core.url_to_fs(t.uri)
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(root) if p.endswith(".parquet")) == \
         sorted(p.rsplit("/", 1)[-1] for p in files)
+
+
+@pytest.mark.parametrize("flt", ["nm LIKE 'a%'", pc.starts_with(pc.field("nm"), "a"),
+                                 pc.utf8_slice_codeunits(pc.field("nm"), 0, 1) == "a"])
+def test_delete_by_a_function_of_a_renamed_partition_column(flt):
+    """After a rename the filter is mapped to the physical names, options of any function included."""
+    t = lh.write_table(f"memory://fw-{uuid.uuid4().hex}", pa.table({"name": ["ab", "b", "ac"], "x": [1, 2, 3]}),
+                       partition_by=["name"])
+    t.alter.rename_column("name", "nm")
+    assert t.to_arrow(filter=flt).column("x").to_pylist() in ([1, 3], [3, 1])
+    t.delete(flt)
+    assert t.to_arrow().to_pylist() == [{"nm": "b", "x": 2}]
