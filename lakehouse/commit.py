@@ -398,7 +398,7 @@ def commit(
         winner = _publish(storage, entry, data)
         if winner is None:
             _confirm(storage, entry)
-            new_state = state.apply([entry]) if state is not None else TableState.initial([entry])
+            new_state = state.apply([entry], trusted=True) if state is not None else TableState.initial([entry])
             return CommitResult(version=version, state=new_state)
         if state is None:
             raise TableExistsError(storage.uri)
