@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
@@ -57,7 +58,6 @@ from .log import (
     Protocol,
     RemoveFile,
     checkpoint_name,
-    decode_entry,
     encode_entry,
     entry_name,
 )
@@ -67,6 +67,8 @@ from .stats import partition_columns, stats_columns
 from .storage import MAX_ENTRY_BYTES, Storage
 
 __all__ = ["CommitOutcome", "CommitRequest", "CommitResult", "catch_up", "commit"]
+
+_log = logging.getLogger("lakehouse")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,18 +260,18 @@ class _Stale(Exception):
     """Internal: log clean-up may have removed entries after the base (format §11.5)."""
 
 
-def _held_next(storage: Storage, base: TableState) -> LogEntry | None:
-    """Before publishing ``base + 1``: the entry already there (a lost race), or None if the name is free.
-
-    Raises ``_Stale`` if the free name may be one that log clean-up freed (format §11.5): clean-up points
-    ``_last_checkpoint`` at a checkpoint ``C`` before it deletes the entries below ``C``, so a pointer
-    past ``base`` means entries after ``base`` may be gone; the predecessor entry ``base`` must also
-    still be there (a pointer can be missing or damaged).
+def _check_base(storage: Storage, base: TableState) -> None:
+    """Before publishing ``base + 1``: raise ``_Stale`` if that name may be one log clean-up freed
+    (format §11.5). Clean-up points ``_last_checkpoint`` at a checkpoint ``C`` before it deletes the
+    entries below ``C``, so a pointer past ``base`` means entries after ``base`` may be gone; the
+    predecessor entry ``base`` must also still be there (a pointer can be missing or damaged).
     """
-    rels = [CHECKPOINT_POINTER, entry_name(base.version), entry_name(base.version + 1)]
-    pointer_data, base_data, next_data = storage.read_many(rels)
-    if next_data is not None:
-        return decode_entry(next_data, path=storage.full_path(rels[2]), version=base.version + 1)
+    rels = [CHECKPOINT_POINTER, entry_name(base.version)]
+    try:
+        pointer_data, base_data = storage.read_many(rels)
+    except OSError as exc:  # nothing has been sent yet: a definite failure
+        raise CommitError(f"checking the log before writing version {base.version + 1} failed ({exc!r}); "
+                          f"nothing was committed") from exc
     pointer = None if pointer_data is None else decode_pointer(pointer_data, path=storage.full_path(rels[0]))
     if pointer is not None and pointer > base.version:
         if storage.exists(checkpoint_name(pointer)):
@@ -277,7 +279,6 @@ def _held_next(storage: Storage, base: TableState) -> LogEntry | None:
         pointer = None  # a pointer naming a missing checkpoint counts as absent (§9)
     if base_data is None and pointer != base.version:
         raise _Stale  # the predecessor is gone: the pointer is missing or damaged, do not trust the gap
-    return None
 
 
 def _confirm(storage: Storage, entry: LogEntry) -> None:
@@ -290,7 +291,11 @@ def _confirm(storage: Storage, entry: LogEntry) -> None:
     """
     n = entry.version
     rels = [CHECKPOINT_POINTER] + ([entry_name(n - 1)] if n else [])
-    datas = storage.read_many(rels)
+    try:
+        datas = storage.read_many(rels)
+    except OSError as exc:  # the entry landed: the check before publishing stands for this one
+        _log.warning("could not re-check the log after committing version %d: %s", n, exc)
+        return
     pointer = None if datas[0] is None else decode_pointer(datas[0], path=storage.full_path(rels[0]))
     if n == 0:
         if pointer is not None and not _same_table(storage, pointer, entry):
@@ -381,21 +386,19 @@ def commit(
         version = state.version + 1 if state is not None else 0
         entry = _entry(request, state, version, commit_id, read_version)
         data = _encoded(storage, entry)
-        winner = None
         if state is not None:
             try:
-                winner = _held_next(storage, state)
+                _check_base(storage, state)
             except _Stale:
                 newer = _across_cleanup(storage, request, state)
                 if newer.version != state.version:
                     state = newer
                     continue
                 # nothing newer is there after all (a damaged pointer, a missing predecessor): publish
-        if winner is None or winner.commit.id == commit_id:
-            winner = _publish(storage, entry, data)
+        winner = _publish(storage, entry, data)
         if winner is None:
             _confirm(storage, entry)
-            new_state = state.apply([entry]) if state is not None else TableState.initial([entry])
+            new_state = state.apply([entry], trusted=True) if state is not None else TableState.initial([entry])
             return CommitResult(version=version, state=new_state)
         if state is None:
             raise TableExistsError(storage.uri)

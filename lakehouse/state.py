@@ -81,8 +81,25 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
         cols[f"min.{c}"] = [a.min.get(c) for a in adds]
         cols[f"max.{c}"] = [a.max.get(c) for a in adds]
         cols[f"null_count.{c}"] = [a.null_count.get(c) for a in adds]
-    arrays = [decode_values(cols[f.name], f.type) for f in schema]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    arrays = [decode_values(cols[f.name], f.type) for f in schema]  # OverflowError beyond int64
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    _check_counts(table)
+    return table
+
+
+def _check_counts(files: pa.Table) -> None:
+    """``ValueError`` unless sizes and row counts are non-negative and null counts within ``0..num_rows``
+    (format §4.2), checked column by column."""
+    if not files.num_rows:
+        return
+    rows = files.column("num_rows")
+    for name in files.schema.names:
+        if name in ("size_bytes", "num_rows") or name.startswith("null_count."):
+            column = files.column(name)
+            bad = pc.less(column, 0) if not name.startswith("null_count.") else pc.or_(
+                pc.less(column, 0), pc.greater(column, rows))
+            if pc.any(bad).as_py():
+                raise ValueError(f"{name} {column.filter(bad)[0].as_py()} is negative or larger than num_rows")
 
 
 _DATA_FILE_NAME = re.compile(r"part-[0-9a-f]{32}\.parquet\Z")
@@ -326,8 +343,12 @@ class TableState:
                    files_source=empty)
         return base.apply(entries)
 
-    def apply(self, entries: Sequence[LogEntry]) -> TableState:
+    def apply(self, entries: Sequence[LogEntry], *, trusted: bool = False) -> TableState:
         """The state after the consecutive ``entries`` that follow this one.
+
+        An entry adding a path that is already live is corrupt (format §10.2); ``trusted`` skips that
+        check (a scan of the files table) for an entry this process just committed, whose paths are
+        new data files or were checked against the live files before committing.
 
         The values of an add action are typed by the schema in force at its version (its entry's
         metadata, else the one before), so adds are decoded per run of entries between metadata
@@ -372,7 +393,7 @@ class TableState:
             if removed:
                 keep = pc.invert(pc.is_in(files.column("path"), pa.array(list(removed), pa.string())))
                 files = files.filter(keep)
-            if added and files.num_rows and pc.any(pc.is_in(files.column("path"),
+            if added and not trusted and files.num_rows and pc.any(pc.is_in(files.column("path"),
                                                            pa.array(added, pa.string()))).as_py():
                 # a writer never adds a live path again (format §10.2): the entry is not ours to trust
                 raise CorruptLogError(f"versions {first}..{last_version} add a path that is already live",

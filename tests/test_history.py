@@ -275,3 +275,98 @@ def test_history_local(tmp_path):
 @pytest.mark.s3
 def test_history_s3(s3):
     _history_check(f"s3://lakehouse-test/h-{uuid.uuid4().hex}", s3.storage_options, S3_SECONDS, "S3 (moto)")
+
+
+# --------------------------------------------------------------------------- log clean-up (issue 13.8)
+# Two long-lived writers append while a maintainer checkpoints and cleans up the log with no
+# retention, as fast as it can. Log clean-up frees the names of the entries it deletes; a writer whose
+# handle predates it must never publish into such a name (format §11.5): every acknowledged append is
+# in the final table exactly once, at a version no other append was acknowledged at.
+CLEANUP_SECONDS = float(os.environ.get("LH_CLEANUP_SECONDS", "3"))
+
+
+def _cleanup_writer(uri: str, me: int, seconds: float, barrier, out) -> None:
+    try:
+        pa.set_cpu_count(1)
+        t = lh.Table.open(uri)  # long-lived: never re-opened, so its base can fall far behind
+        acked, unknown, failed, seq = [], [], [], 0
+        barrier.wait(timeout=120)
+        deadline = time.monotonic() + seconds
+        rng = random.Random(me)
+        while time.monotonic() < deadline:
+            seq += 1
+            if rng.random() < 0.3:  # idle now and then, so that clean-up overtakes this handle's base
+                time.sleep(rng.random() * 0.05)
+            try:
+                acked.append((seq, t.append(_batch(me, seq))))
+            except lh.CommitStateUnknownError:
+                unknown.append(seq)
+            except lh.CommitError:  # a definite failure (clean-up with no retention also removes the
+                failed.append(seq)  # temporary file of a conditional create in flight): not committed
+        out.put(("done", me, (acked, unknown, failed)))
+    except BaseException:
+        out.put(("error", me, traceback.format_exc()))
+
+
+def _cleanup_maintainer(uri: str, seconds: float, barrier, out) -> None:
+    try:
+        t = lh.Table.open(uri)
+        rounds = removed = 0
+        barrier.wait(timeout=120)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            t.checkpoint()
+            removed += t.cleanup_log(retention=dt.timedelta(0), enforce_retention=False)
+            rounds += 1
+        out.put(("done", -1, (rounds, removed)))
+    except BaseException:
+        out.put(("error", -1, traceback.format_exc()))
+
+
+def test_appends_survive_a_concurrent_log_cleanup(tmp_path):
+    uri = str(tmp_path / "t")
+    lh.Table.create(uri, SCHEMA)
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_cleanup_writer, args=(uri, me, CLEANUP_SECONDS, barrier, out)) for me in (1, 2)]
+    procs.append(ctx.Process(target=_cleanup_maintainer, args=(uri, CLEANUP_SECONDS, barrier, out)))
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(timeout=120)
+        results = {}
+        for _ in procs:
+            kind, me, payload = out.get(timeout=CLEANUP_SECONDS + 300)
+            assert kind == "done", f"process {me} failed:\n{payload}"
+            results[me] = payload
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    final = lh.Table.open(uri)
+    rids = _rids(final.snapshot())
+    assert len(np.unique(rids)) == len(rids), "a row is in the table twice"
+    present = set(rids.tolist())
+    versions: dict[int, tuple[int, int]] = {}
+    expected, maybe, absent = set(), set(), set()
+    for me in (1, 2):
+        acked, unknown, failed = results[me]
+        for seq in failed:
+            absent |= {_rid(me, seq, k) for k in range(_batch(me, seq).num_rows)}
+        for seq, v in acked:
+            assert v not in versions, f"appends {versions[v]} and {(me, seq)} both acknowledged at version {v}"
+            assert v <= final.version
+            versions[v] = (me, seq)
+            expected |= {_rid(me, seq, k) for k in range(_batch(me, seq).num_rows)}
+        for seq in unknown:
+            maybe |= {_rid(me, seq, k) for k in range(_batch(me, seq).num_rows)}
+    lost = expected - present
+    assert not lost, f"{len(lost)} rows of acknowledged appends are missing, e.g. {sorted(lost)[:5]}"
+    assert present <= expected | maybe, "rows of no append"
+    assert not present & absent, "rows of a failed append"
+    rounds, removed = results[-1]
+    print(f"\nlog clean-up race: {len(versions)} appends acknowledged, {len(maybe)} rows unknown, "
+          f"{len(absent)} rows failed, "
+          f"{rounds} maintenance rounds removed {removed} entries; final version {final.version}")
+    assert len(versions) >= 2 and rounds >= 1
