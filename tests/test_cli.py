@@ -177,6 +177,19 @@ def test_vacuum_is_a_dry_run_by_default(table):
     assert run("vacuum", table.uri, "--retention", "7 days", code=2).exit_code == 2
 
 
+@pytest.mark.parametrize("retention", ["99999999999999d", "1000000000d", "99999999999999999999w", "9" * 40 + "s"])
+def test_an_absurd_retention_is_a_one_line_usage_error(table, retention):
+    result = run("vacuum", table.uri, "--retention", retention, code=2)
+    assert "Traceback" not in result.output and "--retention" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_short_retention_error_names_the_flag(table):
+    err = run("vacuum", table.uri, "--retention", "1h", code=1).stderr
+    assert "--no-enforce-retention" in err and "enforce_retention=False" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_optimize(uri):
     t = lh.write_table(uri, _data([1], [1]), partition_by=["day"])
     for i in range(2, 5):
