@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import threading
 import time
 import uuid
@@ -17,6 +18,8 @@ import fsspec
 import pyarrow as pa
 import pytest
 from helpers import SCHEMA, make_data, rows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lakehouse as lh
 from lakehouse import maintenance
@@ -228,3 +231,37 @@ def test_vacuum_and_restore_racing_never_leave_an_unreadable_latest_version(loca
 def _fresh(uri: str) -> tuple[Storage, object, object]:
     t = lh.Table.open(uri)
     return t._storage, t._state, t.snapshot(1)._state
+
+
+# -- the class: any partition names, any user files --------------------------------------------
+_NAME = st.text(st.sampled_from("_.-aZ9é日 =%/"), min_size=1, max_size=6).filter(
+    lambda n: n.strip() == n and "/" not in n)
+_SEGMENT = st.text(st.sampled_from("_.-aZ9é=%x"), min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
+_USER_FILE = st.lists(_SEGMENT, min_size=1, max_size=3).map("/".join).filter(
+    lambda p: not re.fullmatch(r"part-[0-9a-f]{32}\.parquet", p.rsplit("/", 1)[-1])
+    and not p.startswith("_lakehouse_log"))
+
+
+@settings(max_examples=200 if os.environ.get("LH_FUZZ") == "1" else 15, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(names=st.lists(_NAME, min_size=1, max_size=2, unique=True), user=st.lists(_USER_FILE, max_size=4))
+def test_vacuum_deletes_exactly_the_unreferenced_data_files(names, user):
+    uri = f"memory://vac-{uuid.uuid4().hex}"
+    try:
+        for rel in user:
+            if not any(o != rel and (o.startswith(rel + "/") or rel.startswith(o + "/")) for o in user):
+                _put(uri, rel)
+        kept = [rel for rel in user if _exists(uri, rel)]
+        schema = pa.schema([(n, pa.string()) for n in names] + [("v", pa.int64())])
+        data = pa.table({**{n: ["a", None] for n in names}, "v": [1, 2]}, schema=schema)
+        t = lh.write_table(uri, data, partition_by=names, allow_non_empty=True)
+        old = t.files().column("path").to_pylist()
+        t.overwrite(data)
+        gone = maintenance.vacuum(t._storage, t._state, retention=WEEK, now_ms=_later(30), dry_run=False)
+        assert sorted(gone) == sorted(old)
+        assert all(_exists(uri, rel) for rel in kept)
+        assert rows(t.to_arrow()) == rows(data)
+    finally:
+        fs = fsspec.filesystem("memory")
+        if fs.exists(uri[len("memory://"):]):
+            fs.rm(uri[len("memory://"):], recursive=True)
