@@ -754,3 +754,16 @@ def test_a_widened_column_of_a_pandas_written_table_reads_into_pandas(how):
     assert str(frame["y"].dtype) == "Int16"  # what did not change keeps the DataFrame's dtype
     t.alter.rename_column("y", "z")
     assert sorted(t.to_pandas()["z"].tolist()) == [2, 3, 5, 6]
+
+
+@pytest.mark.parametrize("bad", [5, None, 1.5, b"a", {"a"}, [], [5], ("a", None)])
+def test_a_column_that_is_not_a_name_or_path_is_a_typed_error(bad):
+    t = lh.write_table(f"memory://bad-col-{uuid.uuid4().hex}", pa.table({"a": [1], "b": [2]}))
+    for call in (lambda: t.alter.rename_column(bad, "c"), lambda: t.alter.drop_column(bad),
+                 lambda: t.alter.widen_column(bad, pa.int64())):
+        with pytest.raises(lh.ColumnNotFoundError):
+            call()
+    with pytest.raises(lh.LakehouseError):
+        t.alter.add_column("c")  # a name, not a pyarrow.Field
+    with pytest.raises(lh.LakehouseError):
+        t.alter.widen_column("a", "int64")  # a type name, not a pyarrow.DataType
