@@ -614,8 +614,8 @@ class Table:
         self.refresh()
         size = target_file_size if target_file_size is not None else \
             int(self._state.metadata.properties.get("target_file_size", str(128 << 20)))
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise InvalidTableError(f"target_file_size must be a positive integer, got {size!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 1 << 63:
+            raise InvalidTableError(f"target_file_size must be a positive integer below 2**63, got {size!r}")
         columns = list(sort_by or ())
         for c in columns:
             if c not in self.schema.names:

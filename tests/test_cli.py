@@ -184,6 +184,20 @@ def test_an_absurd_retention_is_a_one_line_usage_error(table, retention):
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("size", ["9" * 400, "99999999999999999999TB", "0.5", "9223372036854775808"])
+def test_an_absurd_target_file_size_is_a_one_line_usage_error(table, size):
+    result = run("optimize", table.uri, "--target-file-size", size, code=2)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "--target-file-size" in errors[0] and "Traceback" not in result.output
+    assert table.refresh() == 2  # nothing committed
+
+
+def test_optimize_refuses_a_target_size_the_log_cannot_record(table):
+    with pytest.raises(lh.InvalidTableError, match="2\\*\\*63"):
+        table.optimize(target_file_size=1 << 63)
+    assert table.refresh() == 2
+
+
 def test_a_short_retention_error_names_the_flag(table):
     err = run("vacuum", table.uri, "--retention", "1h", code=1).stderr
     assert "--no-enforce-retention" in err and "enforce_retention=False" not in err
