@@ -306,7 +306,9 @@ class Alter:
 
 def _render(column: ColumnPath | None) -> str | None:
     """A column path for the commit's parameters: ``"s.x"`` for ``["s", "x"]``."""
-    return column if column is None or isinstance(column, str) else ".".join(map(str, column))
+    if column is None or isinstance(column, str):
+        return column
+    return ".".join(map(str, column)) if isinstance(column, (list, tuple)) else repr(column)  # evolution refuses it
 
 
 def _verify_existing(storage: Storage, state: TableState, constraint: Constraint, checked: set[str]) -> None:

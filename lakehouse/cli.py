@@ -186,7 +186,11 @@ def parse_size(text: str) -> int:
     if not found or found.group(2) not in _SIZE_UNITS or float(found.group(1)) <= 0:
         raise click.BadParameter(f"expected a positive size like 134217728, 128MiB or 100MB, got {text!r}",
                                  param_hint="--target-file-size")
-    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2)])
+    size = float(found.group(1)) * _SIZE_UNITS[found.group(2)]
+    if not 1 <= size < 2**63:  # also infinity, for a number too long for a float
+        raise click.BadParameter(f"{text!r} is out of range (at least 1 byte, below 2**63 bytes)",
+                                 param_hint="--target-file-size")
+    return int(size)
 
 
 def _parse_as_of(text: str | None) -> dt.datetime | None:

@@ -71,7 +71,12 @@ MAPPING_VERSION = 2
 
 
 def _path(column: ColumnPath) -> tuple[str, ...]:
-    path = (column,) if isinstance(column, str) else tuple(column)
+    if isinstance(column, str):
+        path: tuple[Any, ...] = (column,)
+    elif isinstance(column, (list, tuple)):
+        path = tuple(column)
+    else:  # not a name nor a path of names
+        raise ColumnNotFoundError(repr(column))
     if not path or not all(isinstance(p, str) and p for p in path):
         raise ColumnNotFoundError(repr(column))
     return path

@@ -531,6 +531,13 @@ def _bins(files: pa.Table, physical: Sequence[str], target: int, sort_by: Sequen
     return [ordered.take(pa.array(b, pa.int64())) for b in out if len(b) > 1]
 
 
+def _sorted(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """``table`` sorted by ``columns`` (ascending, nulls last), whatever their names: pyarrow reads
+    a sort key starting with "." as a nested field path."""
+    keys = pa.table([table.column(c) for c in columns], names=[str(i) for i in range(len(columns))])
+    return table.take(pc.sort_indices(keys, sort_keys=[(str(i), "ascending") for i in range(len(columns))]))
+
+
 def optimize(storage: Storage, state: TableState, *, target_file_size: int, filter: pc.Expression | None = None,
              sort_by: Sequence[str] = (), options: WriteOptions | None = None,
              progress: ProgressLike = None) -> CommitResult | None:
@@ -564,7 +571,7 @@ def _rewrite(storage: Storage, state: TableState, snap: Snapshot, bins: list[pa.
     meta = state.metadata
     base = options or WriteOptions()
     check = constraint_checker(meta.properties)  # rewrites are writes: constraints hold (format §16.1)
-    sort_keys = [(c, "ascending") for c in sort_by]
+    sort_keys = list(sort_by)
     schema = snap.schema
     added: list[Any] = []
     try:
@@ -572,7 +579,7 @@ def _rewrite(storage: Storage, state: TableState, snap: Snapshot, bins: list[pa.
             dataset = snap._dataset(group)
             disk = max(1, sum(group.column("size_bytes").to_pylist()))
             if sort_keys:
-                rows = snap._logical(dataset.to_table()).sort_by(sort_keys)  # the files use physical names
+                rows = _sorted(snap._logical(dataset.to_table()), sort_by)  # the files use physical names
                 # the writer cuts files by Arrow bytes: scale the on-storage target by this data's ratio
                 per_file = max(1, int(target_file_size * rows.nbytes / disk))
                 opts = WriteOptions(target_file_bytes=per_file, max_buffer_bytes=max(per_file, rows.nbytes) + 1,

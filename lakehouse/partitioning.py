@@ -93,7 +93,9 @@ def split_by_partition(
     if table.num_rows == 0:
         return
     if not _single_partition(table, columns):
-        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in columns])  # nulls last
+        # sorted under positional names: pyarrow reads a name starting with "." as a nested field path
+        keys = pa.table([table.column(c) for c in columns], names=[str(i) for i in range(len(columns))])
+        order = pc.sort_indices(keys, sort_keys=[(str(i), "ascending") for i in range(len(columns))])  # nulls last
         table = table.take(order) if take is None else take(table, order)
     bounds = {0, table.num_rows}
     for c in columns:

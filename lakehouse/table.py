@@ -646,6 +646,8 @@ class Table:
         (the default). A retention below the table's minimum (property
         ``vacuum_min_retention_seconds``, default 7 days) raises ``RetentionError`` unless
         ``enforce_retention=False``. ``progress`` as for :meth:`append` (one event per file deleted).
+        Only files named as the table's data files are deleted (format §17.1): other files in the
+        folder stay, and so does a file a restore committed while the vacuum ran.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa, datetime as dt
@@ -678,7 +680,11 @@ class Table:
                                        enforce_retention=enforce_retention)
 
     def restore(self, version: int | None = None, *, as_of: dt.datetime | None = None) -> int:
-        """Commit a new version whose files and schema equal ``version``'s (or ``as_of``'s).
+        """Commit a new version whose files and schema equal ``version``'s (or ``as_of``'s): it reads
+        exactly as that version did, whatever schema changes came since.
+
+        Raises ``VersionNotFoundError`` if that version's files were vacuumed (before the restore,
+        or by a vacuum running at the same time: the restore is then undone, format §17.1).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -716,8 +722,8 @@ class Table:
         self.refresh()
         size = target_file_size if target_file_size is not None else \
             int_property(self._state.metadata.properties, "target_file_size")
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise InvalidTableError(f"target_file_size must be a positive integer, got {size!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 1 << 63:
+            raise InvalidTableError(f"target_file_size must be a positive integer below 2**63, got {size!r}")
         columns = list(sort_by or ())
         for c in columns:
             if c not in self.schema.names:

@@ -177,6 +177,33 @@ def test_vacuum_is_a_dry_run_by_default(table):
     assert run("vacuum", table.uri, "--retention", "7 days", code=2).exit_code == 2
 
 
+@pytest.mark.parametrize("retention", ["99999999999999d", "1000000000d", "99999999999999999999w", "9" * 40 + "s"])
+def test_an_absurd_retention_is_a_one_line_usage_error(table, retention):
+    result = run("vacuum", table.uri, "--retention", retention, code=2)
+    assert "Traceback" not in result.output and "--retention" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("size", ["9" * 400, "99999999999999999999TB", "0.5", "9223372036854775808"])
+def test_an_absurd_target_file_size_is_a_one_line_usage_error(table, size):
+    result = run("optimize", table.uri, "--target-file-size", size, code=2)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "--target-file-size" in errors[0] and "Traceback" not in result.output
+    assert table.refresh() == 2  # nothing committed
+
+
+def test_optimize_refuses_a_target_size_the_log_cannot_record(table):
+    with pytest.raises(lh.InvalidTableError, match="2\\*\\*63"):
+        table.optimize(target_file_size=1 << 63)
+    assert table.refresh() == 2
+
+
+def test_a_short_retention_error_names_the_flag(table):
+    err = run("vacuum", table.uri, "--retention", "1h", code=1).stderr
+    assert "--no-enforce-retention" in err and "enforce_retention=False" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_optimize(uri):
     t = lh.write_table(uri, _data([1], [1]), partition_by=["day"])
     for i in range(2, 5):

@@ -735,3 +735,37 @@ def test_nested_rename_then_readd_child_name(table_uri):
     assert t.to_arrow(filter=pc.field("s", "x") == 1).num_rows == 0
     assert t.to_arrow(filter=pc.field("s", "y") == "a").num_rows == 0
     assert t.to_arrow(version=0).to_pylist() == [{"id": 1, "s": {"x": 1, "y": "a"}}]
+
+
+@pytest.mark.parametrize("how", ["alter", "merge"])
+def test_a_widened_column_of_a_pandas_written_table_reads_into_pandas(how):
+    """pyarrow stores the first DataFrame's dtypes (``Int8``) in the schema; a widening must not
+    leave them behind for ``to_pandas`` to cast the wider values into (issue 13, item 14)."""
+    import pandas as pd
+
+    uri = f"memory://pandas-widen-{uuid.uuid4().hex}"
+    t = lh.write_table(uri, pd.DataFrame({"x": pd.array([1, None], dtype="Int8"), "y": pd.array([2, 3], "Int16")}))
+    wider = pd.DataFrame({"x": pd.array([300, 4], dtype="Int32"), "y": pd.array([5, 6], "Int16")})
+    if how == "alter":
+        t.alter.widen_column("x", pa.int32())
+        t.append(wider)
+    else:
+        t.append(wider, schema_mode="merge")
+    frame = t.to_pandas()
+    assert sorted(frame["x"].dropna().astype(int).tolist()) == [1, 4, 300]
+    assert str(frame["y"].dtype) == "Int16"  # what did not change keeps the DataFrame's dtype
+    t.alter.rename_column("y", "z")
+    assert sorted(t.to_pandas()["z"].tolist()) == [2, 3, 5, 6]
+
+
+@pytest.mark.parametrize("bad", [5, None, 1.5, b"a", {"a"}, [], [5], ("a", None)])
+def test_a_column_that_is_not_a_name_or_path_is_a_typed_error(bad):
+    t = lh.write_table(f"memory://bad-col-{uuid.uuid4().hex}", pa.table({"a": [1], "b": [2]}))
+    for call in (lambda: t.alter.rename_column(bad, "c"), lambda: t.alter.drop_column(bad),
+                 lambda: t.alter.widen_column(bad, pa.int64())):
+        with pytest.raises(lh.ColumnNotFoundError):
+            call()
+    with pytest.raises(lh.LakehouseError):
+        t.alter.add_column("c")  # a name, not a pyarrow.Field
+    with pytest.raises(lh.LakehouseError):
+        t.alter.widen_column("a", "int64")  # a type name, not a pyarrow.DataType
