@@ -239,6 +239,8 @@ class Run:
         def accept(f: Filt) -> bool:
             if write and "item1-partition-only-write-filter" in KNOWN_BUGS and f.columns <= parts and not f.simple:
                 return False
+            if "new-mapped-string-match-filter" in KNOWN_BUGS and self.mapped and "match" in f.tags:
+                return False
             return bool(set(f.fronts) & set(WRITE_FRONTS))
 
         return self.draw(filters(self.schema, iso=iso, accept=accept), "filter")
@@ -424,9 +426,10 @@ class Run:
         front = usable[sorted(usable)[0]] if usable else Front(None, pc.scalar(True))
         expected = model.filter(front.model)
         assert_rows(t.to_batches(filter=front.value).read_all(), expected, f"to_batches({front.value!r})")
-        tasks = t.snapshot().plan_files(filter=front.value)
-        got = pa.concat_tables([lh.read_task(task) for task in tasks]) if tasks else model.schema.empty_table()
-        assert_rows(got, expected, f"read_task({front.value!r})", check_schema=bool(tasks))
+        if not ("item12-float-zero-nan" in KNOWN_BUGS and "nan" in f.tags):  # plan_files refuses NaN in `in`
+            tasks = t.snapshot().plan_files(filter=front.value)
+            got = pa.concat_tables([lh.read_task(task) for task in tasks]) if tasks else model.schema.empty_table()
+            assert_rows(got, expected, f"read_task({front.value!r})", check_schema=bool(tasks))
         self.check_pandas(front, expected)
         self.check_lazy(f, {k: v for k, v in fronts.items() if evaluate(model, v.model) is not None})
 
@@ -456,7 +459,8 @@ class Run:
         import polars as pl  # noqa: F401 (the polars front ends need it imported)
 
         lazy = self.table.to_polars()
-        if "polars" in fronts and not nan_pushdown:
+        polars_tz = "item13-polars-pushdown" in KNOWN_BUGS and bool({"polars-tz", "polars-u64"} & f.tags)
+        if "polars" in fronts and not nan_pushdown and not polars_tz:
             lazy, expected = lazy.filter(fronts["polars"].value), model.filter(fronts["polars"].model)
         else:
             expected = model
