@@ -48,6 +48,7 @@ from .constraints import constraint_checker
 from .errors import CommitConflictError, CorruptLogError, LakehouseError, RetentionError, VersionNotFoundError
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
+from .properties import int_property
 from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
 from .state import TableState, files_to_adds
 from .stats import partition_columns
@@ -69,7 +70,6 @@ VACUUM_MIN_RETENTION = "vacuum_min_retention_seconds"
 """Table property: the shortest retention ``vacuum`` accepts without ``enforce_retention=False``."""
 LOG_MIN_RETENTION = "log_min_retention_seconds"
 """Table property: the shortest retention ``cleanup_log`` accepts without ``enforce_retention=False``."""
-_WEEK = 7 * 24 * 3600
 
 
 def _now_ms() -> int:
@@ -81,9 +81,10 @@ def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, pro
         raise RetentionError(f"{what} retention must be a datetime.timedelta, got {type(retention).__name__}")
     if retention < dt.timedelta(0):
         raise RetentionError(f"{what} retention must not be negative, got {retention}")
-    if enforce and retention < _minimum(state, prop):
+    minimum = _minimum(state, prop)
+    if enforce and retention < minimum:
         raise RetentionError(
-            f"{what} retention {retention} is shorter than the table's minimum {_minimum(state, prop)} (property "
+            f"{what} retention {retention} is shorter than the table's minimum {minimum} (property "
             f"{prop!r}); readers and writers still using older versions could lose files. Pass enforce_retention=False "
             f"if no reader or writer can be that far behind"
         )
@@ -91,15 +92,9 @@ def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, pro
 
 
 def _minimum(state: TableState, prop: str) -> dt.timedelta:
-    """The table's minimum retention: the property's seconds (a value beyond what a timedelta holds
-    means "longer than any retention"), the default 7 days when it is not a decimal integer."""
-    raw = state.metadata.properties.get(prop, str(_WEEK))
-    if not (raw.isascii() and raw.isdigit()):
-        return dt.timedelta(seconds=_WEEK)
-    try:
-        return dt.timedelta(seconds=int(raw))
-    except OverflowError:
-        return dt.timedelta.max
+    """The table's minimum retention: the property's seconds; a value another writer set out of range
+    means the default, with a ``PropertyWarning`` (format §16)."""
+    return dt.timedelta(seconds=int_property(state.metadata.properties, prop))
 
 
 def version_at(storage: Storage, state: TableState, ms: int) -> int | None:

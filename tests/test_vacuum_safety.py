@@ -137,17 +137,6 @@ def test_the_longest_partition_name_and_value_fit_on_disk(local_uri):
 
 
 # -- item 21: retention values -----------------------------------------------------------------
-def test_an_out_of_range_minimum_retention_property_is_a_retention_error(table_uri):
-    t = lh.write_table(table_uri, pa.table({"a": [1]}),
-                       properties={"vacuum_min_retention_seconds": "9" * 30, "log_min_retention_seconds": "9" * 30})
-    with pytest.raises(lh.RetentionError, match="minimum"):
-        t.vacuum(retention=dt.timedelta(days=999_999_999))
-    with pytest.raises(lh.RetentionError, match="minimum"):
-        t.cleanup_log(retention=dt.timedelta(days=999_999_999))
-    assert t.vacuum(retention=dt.timedelta.max, enforce_retention=False) == []
-    assert t.cleanup_log(retention=dt.timedelta.max, enforce_retention=False) == 0
-
-
 # -- item 9: restore and vacuum at the same time -----------------------------------------------
 def _restorable(uri: str) -> tuple[lh.Table, str]:
     """A table whose version 1 file is removed by version 2: vacuum's candidate, restore's to add."""
