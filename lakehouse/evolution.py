@@ -56,6 +56,7 @@ __all__ = [
     "check_partition_name",
     "drop_column",
     "merge_schema",
+    "narrowing_protocol",
     "new_metadata_schema",
     "raised_protocol",
     "rename_column",
@@ -68,6 +69,9 @@ ColumnPath = str | Sequence[str]
 
 MAPPING_VERSION = 2
 """The reader and writer protocol version that column mapping with renames or drops needs (§5.7)."""
+NARROWING_VERSION = 3
+"""The reader and writer protocol version that a metadata action narrowing a column needs (a
+restore undoing a widening: the files table is cast back exactly, §5.2, §8)."""
 
 
 def _path(column: ColumnPath) -> tuple[str, ...]:
@@ -509,6 +513,29 @@ def _physical_types(schema: pa.Schema) -> dict[tuple[str, ...], pa.DataType]:
 def _dates_became_timestamps(old: pa.Schema, new: pa.Schema) -> bool:
     before = _physical_types(old)
     return any(pat.is_timestamp(t) and p in before and pat.is_date(before[p]) for p, t in _physical_types(new).items())
+
+
+def narrowing_protocol(meta: Metadata, current: Protocol, previous: Metadata) -> Protocol | None:
+    """The protocol a commit of ``meta`` replacing ``previous`` needs when it narrows a column (a
+    restore to a version before a widening), or None if ``current`` suffices or nothing narrows.
+    Readers of version 2 would read the partition values and statistics of the files it keeps as
+    unknown (null) and so misplace rows: version 3 readers cast them back exactly (format §5.2, §8).
+
+    Example:
+        >>> meta = new_metadata_schema(Metadata(table_id="t", schema=pa.schema([("a", pa.int8())])))
+        >>> narrowing_protocol(meta, Protocol(), widen_column(meta, "a", pa.int64()))
+        Protocol(min_reader_version=3, min_writer_version=3)
+        >>> narrowing_protocol(widen_column(meta, "a", pa.int64()), Protocol(), meta) is None
+        True
+    """
+    before = _physical_types(previous.schema)
+    narrows = any(p in before and not t.equals(before[p]) and can_widen(t, before[p])
+                  for p, t in _physical_types(meta.schema).items())
+    if not narrows or (current.min_reader_version >= NARROWING_VERSION
+                       and current.min_writer_version >= NARROWING_VERSION):
+        return None
+    return Protocol(min_reader_version=max(NARROWING_VERSION, current.min_reader_version),
+                    min_writer_version=max(NARROWING_VERSION, current.min_writer_version))
 
 
 def raised_protocol(meta: Metadata, current: Protocol, previous: Metadata | None = None) -> Protocol | None:

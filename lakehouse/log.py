@@ -55,10 +55,12 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """Version of the envelope of log entries and checkpoints."""
-READER_VERSION = 2
-"""The highest ``min_reader_version`` this library can read (2: column mapping, format.md §5.7)."""
-WRITER_VERSION = 2
-"""The highest ``min_writer_version`` this library can write (2: column mapping, format.md §5.7)."""
+READER_VERSION = 3
+"""The highest ``min_reader_version`` this library can read (2: column mapping, format.md §5.7;
+3: files tables narrowed back exactly by a restore, §5.2, §8)."""
+WRITER_VERSION = 3
+"""The highest ``min_writer_version`` this library can write (2: column mapping, format.md §5.7;
+3: files tables narrowed back exactly by a restore, §5.2, §8)."""
 LOG_DIR = "_lakehouse_log"
 CHECKPOINT_POINTER = f"{LOG_DIR}/_last_checkpoint"
 _NAME = re.compile(r"^(\d{20})\.(msgpack|checkpoint\.arrow)$")

@@ -46,6 +46,7 @@ from .checkpoint import decode_checkpoint, read_pointer, write_pointer
 from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
 from .errors import CommitConflictError, CorruptLogError, LakehouseError, RetentionError, VersionNotFoundError
+from .evolution import narrowing_protocol, raised_protocol
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import int_property
@@ -485,9 +486,14 @@ def _commit_restore(storage: Storage, state: TableState, target: TableState) -> 
     meta = dataclasses.replace(target.metadata,
                                last_field_id=max(target.metadata.last_field_id, state.metadata.last_field_id))
     metadata = None if meta == state.metadata else meta
+    protocol = None
+    if metadata is not None:  # the restored metadata may need a higher protocol than the current one
+        protocol = raised_protocol(meta, state.protocol, state.metadata)
+        protocol = narrowing_protocol(meta, protocol or state.protocol, state.metadata) or protocol
     adds = tuple(files_to_adds(add_rows, meta))
     request = CommitRequest(operation="restore", parameters={"version": target.version}, add=adds, remove=remove,
-                            metadata=metadata, read_predicates=(None,), read_files=frozenset(now_paths))
+                            metadata=metadata, protocol=protocol, read_predicates=(None,),
+                            read_files=frozenset(now_paths))
     return commit(storage, state, request), [a.path for a in adds]
 
 

@@ -259,3 +259,22 @@ def test_restore_reads_back_every_version_exactly(steps, picks):
         fs = fsspec.filesystem("memory")
         if fs.exists(uri[len("memory://"):]):
             fs.rm(uri[len("memory://"):], recursive=True)
+
+
+def test_a_restore_that_narrows_a_partition_column_needs_protocol_3(tmp_path):
+    """Older readers would read the narrowed partition values as unknown: the restore raises the
+    protocol to 3/3 (format §5.2), and a restore that narrows nothing leaves it alone."""
+    from lakehouse.log import Protocol
+
+    t = lh.write_table(str(tmp_path / "t"), pa.table({"p": pa.array([1, 2], pa.int8()), "v": [1, 2]}),
+                       partition_by=["p"])
+    t.alter.widen_column("p", pa.int32())
+    t.append(pa.table({"p": pa.array([3], pa.int32()), "v": [3]}))
+    t.restore(2)  # no narrowing: same schema as now
+    assert t.snapshot().state.protocol == Protocol()
+    t.restore(0)
+    assert t.snapshot().state.protocol == Protocol(min_reader_version=3, min_writer_version=3)
+    assert sorted(t.to_arrow().column("p").to_pylist()) == [1, 2]
+    assert t.schema.field("p").type == pa.int8()
+    again = lh.Table.open(t.uri)
+    assert sorted(again.to_arrow(filter=[("p", "=", 2)]).column("v").to_pylist()) == [2]
