@@ -388,7 +388,7 @@ def check_expression(expression: FilterLike | pc.Expression, schema: pa.Schema) 
         >>> check_expression(pc.field("a") + 1, pa.schema([("a", pa.int64())]))
         Traceback (most recent call last):
         ...
-        lakehouse.errors.InvalidFilterError: constraint expression add_checked(a, 1) gives int64, not a boolean
+        lakehouse.errors.InvalidFilterError: the filter add_checked(a, 1) is not a condition: it gives int64, not a boolean
     """
     expr = to_expression(expression, schema)
     if expr is None:
