@@ -135,6 +135,8 @@ def _typed_filter(filter_: Any, schema: pa.Schema) -> Any:
             if pa.types.is_temporal(typ) or pa.types.is_decimal(typ):
                 return (column, filter_[1], _typed(filter_[2], typ))
         return filter_
+    if not isinstance(filter_, list):  # not DNF: the library refuses it with a typed error
+        return filter_
     return [_typed_filter(f, schema) for f in filter_]
 
 
@@ -156,7 +158,10 @@ def parse_retention(text: str) -> dt.timedelta:
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise click.BadParameter(f"expected a duration like 7d, 12h, 1d12h, 30m or 90s, got {text!r}",
                                  param_hint="--retention")
-    return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta(0))
+    try:
+        return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta(0))
+    except (OverflowError, ValueError):  # beyond timedelta's ~2.7 million years, or float infinity
+        raise click.BadParameter(f"{text!r} is too long a duration", param_hint="--retention") from None
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)$")

@@ -42,6 +42,7 @@ import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
+from .arguments import check_mapping, check_uri
 from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError
 
 __all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
@@ -157,10 +158,14 @@ class Storage:
             >>> Storage.from_uri("memory://doc-storage3").root
             '/doc-storage3'
         """
-        opts = dict(storage_options or {})
+        uri_s = check_uri(uri)
+        opts = check_mapping(storage_options, "storage_options") or {}
         unsafe = bool(opts.pop(UNSAFE_SINGLE_WRITER, False))
-        uri_s = os.fspath(uri)
-        fs, root = fsspec.core.url_to_fs(uri_s, **opts)
+        try:
+            fs, root = fsspec.core.url_to_fs(uri_s, **opts)
+        except (ValueError, TypeError) as exc:  # an unknown protocol, or options the backend does not take
+            raise InvalidArgumentError(f"cannot open {uri_s!r} with storage_options {sorted(opts)}: {exc}",
+                                       argument="storage_options" if opts else "uri") from exc
         root = root.rstrip("/") if root not in ("/", "") else root
         if isinstance(fs, LocalFileSystem):
             root = os.path.abspath(root)

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from . import maintenance
 from .alter import Alter
+from .arguments import check_choice, check_int, check_names, check_optional_int, check_str
 from .checkpoint import write_checkpoint
 from .commit import CommitRequest, commit
 from .constraints import table_constraints
@@ -100,7 +101,7 @@ def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
         raise InvalidTableError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
     if len(schema) == 0:
         raise InvalidTableError("a table needs at least one column")
-    parts = check_partition_columns(schema, partition_by or ())
+    parts = check_partition_columns(schema, check_names(partition_by, "partition_by") or ())
     meta = Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
                     properties=_check_properties(properties), created_time=int(dt.datetime.now().timestamp() * 1000))
     return new_metadata_schema(meta)  # every field gets a field id and a physical name (format §5.7)
@@ -305,10 +306,10 @@ class Table:
             raise InvalidArgumentError("pass version or as_of, not both")
         if as_of is not None:
             version = self._version_at(_as_of_ms(as_of))
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}", argument="version")
         if version is None or version == self._state.version:
             return Snapshot(self._storage, self._state)
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}")
         return Snapshot(self._storage, load_state(self._storage, version))
 
     def _version_at(self, ms: int) -> int:
@@ -363,7 +364,7 @@ class Table:
             >>> t.app_version("etl")
             5
         """
-        return self._state.app_version(app_id)
+        return self._state.app_version(check_str(app_id, "app_id", empty=True))
 
     def history(self, limit: int | None = None) -> list[Commit]:
         """Commits, newest first (at most ``limit``).
@@ -374,6 +375,7 @@ class Table:
             >>> [c.operation for c in t.history()]
             ['write']
         """
+        limit = check_optional_int(limit, "limit", minimum=0)
         out: list[Commit] = []
         v = self.refresh()
         while v >= 0 and (limit is None or len(out) < limit):
@@ -480,9 +482,10 @@ class Table:
             >>> sorted(t.to_arrow().column("a").to_pylist())
             [1, 7]
         """
-        if operation not in ("append", "overwrite"):
-            raise InvalidArgumentError(f"operation must be 'append' or 'overwrite', not {operation!r}")
-        files = list(files)
+        check_choice(operation, "operation", ("append", "overwrite"))
+        check_int(read_version, "read_version", minimum=0)
+        files = _data_files(files)
+        removed = check_names(removed, "removed") or ()
         paths = [f.path for f in files]
         try:
             base = self._state if read_version == self._state.version else load_state(self._storage, read_version)
@@ -607,7 +610,7 @@ class Table:
             int(self._state.metadata.properties.get("target_file_size", str(128 << 20)))
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise InvalidTableError(f"target_file_size must be a positive integer, got {size!r}")
-        columns = list(sort_by or ())
+        columns = check_names(sort_by, "sort_by") or []
         for c in columns:
             if c not in self.schema.names:
                 raise ColumnNotFoundError(c, available=self.schema.names)
@@ -668,6 +671,19 @@ class Table:
         return self.snapshot().to_duckdb(name, connection)
 
 
+def _data_files(files: Any) -> list[DataFile]:
+    """``files`` as a list of :class:`DataFile` records; ``ArgumentTypeError`` for anything else."""
+    if isinstance(files, str | bytes | Mapping | DataFile) or not hasattr(files, "__iter__"):
+        raise ArgumentTypeError(f"files must be a list of DataFile records, got {type(files).__name__}",
+                                argument="files")
+    out = list(files)
+    for f in out:
+        if not isinstance(f, DataFile):
+            raise ArgumentTypeError(f"files must hold DataFile records (from lakehouse.write_files), got "
+                                    f"{type(f).__name__}", argument="files")
+    return out
+
+
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Table:
     storage = Storage.from_uri(uri, storage_options)
     return Table(storage, load_state(storage, version))
@@ -689,8 +705,7 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
         >>> lh.write_table("memory://doc-write-table", pa.table({"a": [2]}), mode="append").version
         1
     """
-    if mode not in ("error", "append", "overwrite", "ignore"):
-        raise InvalidArgumentError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+    check_choice(mode, "mode", ("error", "append", "overwrite", "ignore"))
     storage = Storage.from_uri(uri, storage_options)
     try:
         table = Table(storage, load_state(storage))
