@@ -28,12 +28,13 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arguments import check_names
 from .commit import CommitRequest, commit
 from .constraints import (
     SAMPLE_ROWS,
@@ -43,7 +44,7 @@ from .constraints import (
     encode_expression,
     violation_error,
 )
-from .errors import CommitConflictError, InvalidTableError
+from .errors import ArgumentTypeError, CommitConflictError, InvalidTableError
 from .evolution import ColumnPath, add_column, drop_column, raised_protocol, rename_column, widen_column
 from .expressions import FilterLike, referenced_columns
 from .log import Metadata
@@ -108,7 +109,7 @@ class Alter:
             >>> "owner" in t.properties
             False
         """
-        keys = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+        keys = [names] if isinstance(names, str) else list(dict.fromkeys(check_names(names, "names") or ()))
         if not keys:
             raise InvalidTableError("unset_properties needs at least one property name")
         for key in keys:
@@ -208,8 +209,12 @@ class Alter:
             >>> t.to_arrow().to_pylist()
             [{'a': 1, 'b': None}]
         """
-        name = field.name if isinstance(field, pa.Field) else None
-        params = {"column": name, "type": str(getattr(field, "type", None)), "parent": _render(parent)}
+        try:
+            name = field.name if isinstance(field, pa.Field) else None
+        except UnicodeDecodeError:  # pa.field() takes a bytes name without checking it
+            raise InvalidTableError(f"the name of the new column is not valid UTF-8: {field!r}") from None
+        params = {"column": name, "type": str(getattr(field, "type", None)),
+                  "parent": _render(parent, argument="parent")}
         return self._commit_schema("add_column", params, lambda meta: add_column(meta, field, parent=parent))
 
     def rename_column(self, column: ColumnPath, new_name: str) -> int:
@@ -304,11 +309,15 @@ class Alter:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _render(column: ColumnPath | None) -> str | None:
-    """A column path for the commit's parameters: ``"s.x"`` for ``["s", "x"]``."""
-    if column is None or isinstance(column, str):
+def _render(column: ColumnPath | None, *, argument: str = "column") -> str | None:
+    """A column path for the commit's parameters: ``"s.x"`` for ``["s", "x"]``; ``ArgumentTypeError``
+    for anything but a name or a sequence of names (None only for ``parent``)."""
+    if isinstance(column, str) or (column is None and argument == "parent"):
         return column
-    return ".".join(map(str, column)) if isinstance(column, (list, tuple)) else repr(column)  # evolution refuses it
+    if isinstance(column, Sequence) and not isinstance(column, bytes) and all(isinstance(p, str) for p in column):
+        return ".".join(column)
+    raise ArgumentTypeError(f"{argument} must be a column name or a list of names (a path into structs), got "
+                            f"{column!r}", argument=argument)
 
 
 def _verify_existing(storage: Storage, state: TableState, constraint: Constraint, checked: set[str]) -> None:

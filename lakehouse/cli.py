@@ -142,6 +142,8 @@ def _typed_filter(filter_: Any, schema: pa.Schema) -> Any:
             if pa.types.is_temporal(typ) or pa.types.is_decimal(typ):
                 return (column, filter_[1], _typed(filter_[2], typ))
         return filter_
+    if not isinstance(filter_, list):  # not DNF: the library refuses it with a typed error
+        return filter_
     return [_typed_filter(f, schema) for f in filter_]
 
 
@@ -165,7 +167,7 @@ def parse_retention(text: str) -> dt.timedelta:
                                  param_hint="--retention")
     try:
         return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta(0))
-    except OverflowError:
+    except (OverflowError, ValueError):  # beyond timedelta's range, or float infinity
         raise click.BadParameter(f"{text!r} is longer than any retention can be (at most 999999999 days)",
                                  param_hint="--retention") from None
 

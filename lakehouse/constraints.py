@@ -385,10 +385,10 @@ def check_expression(expression: FilterLike | pc.Expression, schema: pa.Schema) 
 
     Example:
         >>> import pyarrow as pa, pyarrow.compute as pc
-        >>> check_expression(pc.field("a") + 1, pa.schema([("a", pa.int64())]))
+        >>> check_expression(pc.field("a") + 1, pa.schema([("a", pa.int64())]))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        lakehouse.errors.InvalidFilterError: the filter add_checked(a, 1) is not a condition: it gives int64, not a boolean
+        lakehouse.errors.InvalidFilterError: the filter add_checked(a, 1) is not a condition: it gives int64, ...
     """
     expr = to_expression(expression, schema)
     if expr is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import operator
 import re
+import reprlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -329,6 +330,15 @@ def _predicate(pred: Sequence[Any], schema: pa.Schema) -> pc.Expression:
     return pc.Expression._call(_COMPARISONS[op], [pc.field(column), literal])
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 4, 6, 6, 60, 60
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut short (a filter nested thousands deep has no full repr)."""
+    return _REPR.repr(value)
+
+
 def _is_predicate(item: Any) -> bool:
     return (isinstance(item, tuple | list) and len(item) in (2, 3)
             and isinstance(item[0], str) and isinstance(item[1], str))
@@ -336,9 +346,9 @@ def _is_predicate(item: Any) -> bool:
 
 def _conjunction(preds: Any, schema: pa.Schema) -> pc.Expression:
     if isinstance(preds, str | bytes) or not isinstance(preds, Sequence) or not preds:
-        raise InvalidFilterError(f"expected a non-empty list of filter tuples, got {preds!r}")
+        raise InvalidFilterError(f"expected a non-empty list of filter tuples, got {_shown(preds)}")
     if not all(_is_predicate(p) for p in preds):
-        raise InvalidFilterError(f"expected (column, op, value) tuples, got {preds!r}")
+        raise InvalidFilterError(f"expected (column, op, value) tuples, got {_shown(preds)}")
     return reduce(operator.and_, (_predicate(p, schema) for p in preds))
 
 
@@ -429,7 +439,8 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
 
         expr = parse_sql_filter(filter, schema)
     elif isinstance(filter, bytes) or not isinstance(filter, Sequence) or not filter:
-        raise InvalidFilterError(f"a filter must be an Expression, a SQL string or a list of tuples, got {filter!r}")
+        raise InvalidFilterError(
+            f"a filter must be an Expression, a SQL string or a list of tuples, got {_shown(filter)}")
     elif all(_is_predicate(p) for p in filter):
         expr = _conjunction(filter, schema)
     else:

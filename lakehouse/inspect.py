@@ -36,6 +36,7 @@ import msgpack
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arguments import check_int
 from .errors import VersionNotFoundError
 from .expressions import FilterLike
 from .log import entry_name, unseal
@@ -301,7 +302,7 @@ class Inspect:
             (0, 'write', 1)
         """
         storage = self._table._storage
-        rel = entry_name(version)
+        rel = entry_name(check_int(version, "version"))
         try:
             data = storage.read(rel)
         except FileNotFoundError:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .arguments import check_int
 from .errors import UnsafeStorageError
 from .storage import Storage
 
@@ -78,6 +79,8 @@ def check_storage(uri: str | os.PathLike[str], *, storage_options: Mapping[str, 
         >>> check_storage("memory://doc-probe2", rounds=2).safe
         True
     """
+    rounds = check_int(rounds, "rounds", minimum=1, maximum=10_000)
+    racers = check_int(racers, "racers", minimum=1, maximum=256)
     storage = Storage.from_uri(uri, storage_options)
     backend = type(storage.fs).__name__
     base: dict[str, Any] = dict(uri=storage.uri, backend=backend, rounds=rounds, racers=racers)

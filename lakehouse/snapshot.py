@@ -23,10 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from .arguments import check_names, check_str
 from .checkpoint import decode_checkpoint, read_pointer
 from .errors import (
     ColumnNotFoundError,
     CorruptLogError,
+    InvalidArgumentError,
     SchemaMismatchError,
     TableNotFoundError,
     UnsupportedFormatError,
@@ -358,7 +360,7 @@ class Snapshot:
 
     def app_version(self, app_id: str) -> int | None:
         """The highest version recorded for the idempotent writer ``app_id`` at this snapshot."""
-        return self._state.app_version(app_id)
+        return self._state.app_version(check_str(app_id, "app_id", empty=True))
 
     def __repr__(self) -> str:
         return f"Snapshot(uri={self.uri!r}, version={self.version})"
@@ -439,6 +441,7 @@ class Snapshot:
         return self._logical_files(self._pruned(self._expression(filter)))
 
     def _check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
+        columns = check_names(columns, "columns")
         if columns is None:
             return None
         names = self.schema.names
@@ -623,7 +626,10 @@ class Snapshot:
         """
         duckdb = _require("duckdb")
         con = duckdb.connect() if connection is None else connection
-        con.register(name, self.to_pyarrow_dataset())
+        try:
+            con.register(check_str(name, "name"), self.to_pyarrow_dataset())
+        except duckdb.Error as exc:
+            raise InvalidArgumentError(f"DuckDB refuses the view name {name!r}: {exc}", argument="name") from exc
         return con
 
     def _guarded_dataset(self, files: pa.Table) -> ds.FileSystemDataset:

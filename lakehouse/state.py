@@ -88,7 +88,8 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
 
 
 def _check_counts(files: pa.Table) -> None:
-    """``ValueError`` unless sizes and row counts are non-negative and null counts within ``0..num_rows``
+    """``InvalidArgumentError`` (a ``ValueError``) unless sizes and row counts are non-negative and
+    null counts within ``0..num_rows``
     (format §4.2), checked column by column."""
     if not files.num_rows:
         return
@@ -99,7 +100,8 @@ def _check_counts(files: pa.Table) -> None:
             bad = pc.less(column, 0) if not name.startswith("null_count.") else pc.or_(
                 pc.less(column, 0), pc.greater(column, rows))
             if pc.any(bad).as_py():
-                raise ValueError(f"{name} {column.filter(bad)[0].as_py()} is negative or larger than num_rows")
+                raise InvalidArgumentError(
+                    f"{name} {column.filter(bad)[0].as_py()} is negative or larger than num_rows")
 
 
 _DATA_FILE_NAME = re.compile(r"part-[0-9a-f]{32}\.parquet\Z")

@@ -42,7 +42,8 @@ import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import CommitTooLargeError, InvalidArgumentError, InvalidTableError, UnsafeStorageError
+from .arguments import check_mapping, check_uri
+from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError
 from .storage_options import backend_of
 from .storage_options import translate as translate_storage_options
 
@@ -162,13 +163,16 @@ class Storage:
             >>> Storage.from_uri("memory://doc-storage3").root
             '/doc-storage3'
         """
-        opts = dict(storage_options or {})
+        uri_s = check_uri(uri)
+        opts = check_mapping(storage_options, "storage_options") or {}
         unsafe = bool(opts.pop(UNSAFE_SINGLE_WRITER, False))
-        uri_s = os.fspath(uri)
-        if uri_s == "":  # would be the current directory: a table there could take the user's files
-            raise InvalidTableError("a table URI must not be empty (use '.' for the current directory)")
         # deltalake-style keys (AWS_ACCESS_KEY_ID, ...) become the backend's own arguments
-        fs, root = fsspec.core.url_to_fs(uri_s, **translate_storage_options(backend_of(uri_s), opts))
+        translated = translate_storage_options(backend_of(uri_s), opts)
+        try:
+            fs, root = fsspec.core.url_to_fs(uri_s, **translated)
+        except (ValueError, TypeError) as exc:  # an unknown protocol, or options the backend does not take
+            raise InvalidArgumentError(f"cannot open {uri_s!r} with storage_options {sorted(opts)}: {exc}",
+                                       argument="storage_options" if opts else "uri") from exc
         root = root.rstrip("/") if root not in ("/", "") else root
         if isinstance(fs, LocalFileSystem):
             root = os.path.abspath(root)

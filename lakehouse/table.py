@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from . import maintenance
 from .alter import Alter
+from .arguments import check_choice, check_int, check_names, check_optional_int, check_str
 from .checkpoint import write_checkpoint
 from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
@@ -101,7 +102,7 @@ def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
         raise InvalidTableError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
     if len(schema) == 0:
         raise InvalidTableError("a table needs at least one column")
-    parts = check_partition_columns(schema, partition_by or ())
+    parts = check_partition_columns(schema, check_names(partition_by, "partition_by") or ())
     for name in parts:
         check_partition_name(name)  # its folder names must fit the filesystem (format §5.1)
     meta = Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
@@ -459,7 +460,7 @@ class Table:
             >>> t.app_version("etl")
             5
         """
-        return self._state.app_version(app_id)
+        return self._state.app_version(check_str(app_id, "app_id", empty=True))
 
     def history(self, limit: int | None = None) -> list[Commit]:
         """Commits, newest first (at most ``limit``).
@@ -470,6 +471,7 @@ class Table:
             >>> [c.operation for c in t.history()]
             ['write']
         """
+        limit = check_optional_int(limit, "limit", minimum=0)
         out: list[Commit] = []
         v = self._state.version if self._pinned else self.refresh()  # a pinned handle: its version and older
         while v >= 0 and (limit is None or len(out) < limit):
@@ -581,10 +583,11 @@ class Table:
             >>> sorted(t.to_arrow().column("a").to_pylist())
             [1, 7]
         """
-        if operation not in ("append", "overwrite"):
-            raise InvalidArgumentError(f"operation must be 'append' or 'overwrite', not {operation!r}")
-        files = list(files)
-        paths = [f.path for f in files if isinstance(f, DataFile)]
+        check_choice(operation, "operation", ("append", "overwrite"))
+        check_int(read_version, "read_version", minimum=0)
+        files = _data_files(files)
+        removed = check_names(removed, "removed") or ()
+        paths = [f.path for f in files]
         try:
             base = self._state if read_version == self._state.version else load_state(self._storage, read_version)
         except BaseException:
@@ -724,7 +727,7 @@ class Table:
             int_property(self._state.metadata.properties, "target_file_size")
         if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 1 << 63:
             raise InvalidTableError(f"target_file_size must be a positive integer below 2**63, got {size!r}")
-        columns = list(sort_by or ())
+        columns = check_names(sort_by, "sort_by") or []
         for c in columns:
             if c not in self.schema.names:
                 raise ColumnNotFoundError(c, available=self.schema.names)
@@ -794,6 +797,9 @@ def _checked_adds(files: Sequence[Any], base: TableState) -> list[AddFile]:
     for f in files:
         if not isinstance(f, DataFile):
             raise InvalidDataFileError(f"commit_files takes DataFile records, got {type(f).__name__}")
+        if isinstance(f.version, bool) or not isinstance(f.version, int) or f.version < 0:
+            raise InvalidDataFileError(f"data file {f.path!r}: version must be a version number, got {f.version!r}",
+                                       path=f.path)
         if not isinstance(f.partition_values, Mapping) or not isinstance(f.stats, Mapping):
             raise InvalidDataFileError(f"data file {f.path!r}: partition_values and stats must be mappings",
                                        path=f.path)
@@ -828,6 +834,19 @@ def _check_empty(storage: Storage, allow_non_empty: bool) -> None:
             f"create the table in an empty folder, or pass allow_non_empty=True (vacuum never deletes them)")
 
 
+def _data_files(files: Any) -> list[DataFile]:
+    """``files`` as a list of :class:`DataFile` records; ``ArgumentTypeError`` for anything else."""
+    if isinstance(files, str | bytes | Mapping | DataFile) or not hasattr(files, "__iter__"):
+        raise ArgumentTypeError(f"files must be a list of DataFile records, got {type(files).__name__}",
+                                argument="files")
+    out = list(files)
+    for f in out:
+        if not isinstance(f, DataFile):
+            raise ArgumentTypeError(f"files must hold DataFile records (from lakehouse.write_files), got "
+                                    f"{type(f).__name__}", argument="files")
+    return out
+
+
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False) -> Table:
     storage = Storage.from_uri(uri, storage_options)
     return Table(storage, load_state(storage, version), pinned=pinned)
@@ -859,8 +878,7 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
         >>> t.schema.names, t.partition_by, t.to_arrow(version=1).num_rows
         (['b', 'p'], ['p'], 2)
     """
-    if mode not in ("error", "append", "overwrite", "ignore"):
-        raise InvalidArgumentError(f"mode must be 'error', 'append', 'overwrite' or 'ignore', not {mode!r}")
+    check_choice(mode, "mode", ("error", "append", "overwrite", "ignore"))
     if schema_mode not in ("strict", "merge", "overwrite"):  # checked even when the table is created
         raise InvalidArgumentError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
     if schema_mode == "overwrite" and mode == "append":

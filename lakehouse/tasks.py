@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from .arguments import check_names, check_str
 from .constraints import decode_expression, encode_expression
-from .errors import InvalidArgumentError
+from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidArgumentError, VersionNotFoundError
 from .expressions import conjuncts, referenced_columns, rename_fields
 from .log import AddFile, Metadata
 from .schema import decode_values, is_identity, logical_schema, physical_name, physical_path, read_schema, relabel
@@ -294,17 +295,41 @@ def read_task(task: FileTask, *, storage_options: Mapping[str, Any] | None = Non
         >>> lh.read_task(task).column("a").to_pylist()
         [2, 3]
     """
-    schema = _decode_schema(task.schema)
+    schema, expr, columns = _task_parts(task)
     partition_by = list(task.partition_values)
     mapping = ColumnMapping.of(schema)
-    expr = decode_expression(task.filter) if task.filter is not None else None
-    plan = scan_plan(logical_schema(schema), list(task.columns) if task.columns is not None else None, expr)
+    plan = scan_plan(logical_schema(schema), columns, expr)
     storage = Storage.from_uri(task.uri, storage_options)
     fmt = ds.ParquetFileFormat()
     fs = storage.arrow_filesystem()
     fragment = fmt.make_fragment(storage.root, filesystem=fs, file_size=task.size_bytes,
                                  partition_expression=_partition_expression(task, schema, partition_by))
     dataset = ds.FileSystemDataset([fragment], schema=mapping.read_schema, format=fmt, filesystem=fs)
-    table = dataset.to_table(columns=mapping.physical_columns(plan.read), filter=mapping.physical(plan.pushed))
+    try:
+        table = dataset.to_table(columns=mapping.physical_columns(plan.read), filter=mapping.physical(plan.pushed))
+    except FileNotFoundError as exc:
+        raise VersionNotFoundError(f"a data file of version {task.version} is gone (removed by vacuum, or lost): "
+                                   f"{exc}", version=task.version) from None
     return plan.finish(mapping.logical(table))
+
+
+def _task_parts(task: Any) -> tuple[pa.Schema, pc.Expression | None, list[str] | None]:
+    """The schema, filter and columns of ``task``, checked: a task that did not come from
+    ``plan_files`` (or was altered) is refused with a typed error, not a pyarrow one."""
+    if not isinstance(task, FileTask):
+        raise ArgumentTypeError(f"task must be a FileTask (from Snapshot.plan_files), got {type(task).__name__}",
+                                argument="task")
+    try:
+        schema = _decode_schema(check_str(task.schema, "task.schema"))
+    except (ValueError, TypeError, OSError, pa.ArrowException) as exc:  # binascii.Error is a ValueError
+        raise InvalidArgumentError(f"task.schema is not an encoded Arrow schema ({exc})", argument="task") from None
+    if task.filter is not None and not isinstance(task.filter, str):
+        raise ArgumentTypeError(f"task.filter must be None or str, got {type(task.filter).__name__}", argument="task")
+    expr = decode_expression(task.filter) if task.filter is not None else None
+    columns = check_names(task.columns, "task.columns")
+    names = logical_schema(schema).names
+    for c in columns or ():
+        if c not in names:
+            raise ColumnNotFoundError(c, available=names)
+    return schema, expr, columns
 

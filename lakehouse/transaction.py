@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from .arguments import check_app_transaction
 from .commit import CommitRequest, commit
 from .constraints import combine_checks, constraint_checker
 from .errors import (
@@ -97,8 +98,8 @@ class Transaction:
         self._predicates: list[pc.Expression | None] = []
         self._read_files: set[str] = set()
         self._operations: list[tuple[str, dict[str, Any]]] = []
-        self._txn: tuple[AppTransaction, ...] = () if app_transaction is None else (AppTransaction(
-            app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
+        app = check_app_transaction(app_transaction)
+        self._txn: tuple[AppTransaction, ...] = () if app is None else (AppTransaction(app_id=app[0], version=app[1]),)
         self._closed = False
         self._version: int | None = None
         self._new_metadata: Metadata | None = None  # set by a schema_mode="merge" write that changed the schema

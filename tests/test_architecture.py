@@ -19,6 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / PACKAGE
 # Lower numbers are more basic. Modules listed but not yet written are simply skipped.
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "arguments": 0,
     "_version": 0,
     "progress": 0,
     "storage": 1,

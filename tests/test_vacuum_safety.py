@@ -84,7 +84,7 @@ def test_vacuum_cleans_partition_folders_whose_names_start_with_underscore_or_do
 def test_an_empty_uri_is_refused():
     for call in (lambda: lh.write_table("", pa.table({"a": [1]})), lambda: lh.Table.create("", SCHEMA),
                  lambda: lh.Table.open(""), lambda: lh.Table.exists("")):
-        with pytest.raises(lh.InvalidTableError, match="empty"):
+        with pytest.raises(lh.InvalidArgumentError, match="empty"):
             call()
 
 
