@@ -490,8 +490,14 @@ class Table:
         ``read_version`` (or, with ``filter``, its rows matching the filter, whose files are dropped or
         rewritten), and conflicts like :meth:`overwrite`: with anything added since that may match.
         ``removed``: paths (relative, as in :meth:`files`) of files the caller read and replaces.
-        On ``CommitConflictError`` (or any refusal) the files are deleted; on
-        ``CommitStateUnknownError`` they are kept. Returns the new version.
+        On ``CommitConflictError`` (or any refusal) the files are deleted (never a file outside the
+        table root, a live one or one the winning commit added); on ``CommitStateUnknownError`` they
+        are kept. Returns the new version.
+
+        Every record is checked before anything is written or deleted: ``InvalidDataFileError``
+        (naming the record's ``path`` and the field at fault) for a path outside the table root or
+        not named as format §7 says, partition values or statistics not of the column types, sizes
+        or counts that are not integers in ``0..2**63-1``, or a path that is already live.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -744,6 +750,8 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
 
     ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
     (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`.
+    Several writers may race to create the table: with ``"append"`` the losers append their rows to
+    the winner's table, with ``"ignore"`` they do nothing (create-or-append).
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
