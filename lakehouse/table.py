@@ -524,9 +524,16 @@ class Table:
         try:
             # every record is checked before anything is written or deleted (a path outside the root
             # is never deleted: delete_files takes only paths format §3 allows)
+            bad = next((f for f in files if not isinstance(f, DataFile)), None)
+            if bad is not None:
+                raise InvalidDataFileError(f"commit_files takes DataFile records, got {type(bad).__name__}")
+            bad = next((f for f in files if type(f.version) is not int or f.version < 0), None)
+            if bad is not None:
+                raise InvalidDataFileError(f"data file {bad.path!r}: version {bad.version!r} is not a table version",
+                                           path=bad.path)
+            self._check_written_schema(files, base)
             adds = _checked_adds(files, base)
             tx = Transaction(self._storage, base, on_commit=self._set_state, options=self._write_options)
-            self._check_written_schema(files, base)
         except BaseException:
             delete_files(self._storage, paths)
             raise
