@@ -44,7 +44,6 @@ from .errors import (
     TableExistsError,
     UnsafeStorageError,
     UnsupportedFormatError,
-    VersionNotFoundError,
 )
 from .expressions import files_mask
 from .log import (
@@ -333,20 +332,20 @@ def _same_table(storage: Storage, pointer: int, entry: LogEntry) -> bool:
 
 def _across_cleanup(storage: Storage, request: CommitRequest, state: TableState) -> TableState:
     """The latest state, for a commit based on ``state`` whose following entries log clean-up may
-    have removed: their conflicts are checked if they are still there; if not, only a blind append
-    under unchanged metadata can go on (nothing else can be checked)."""
+    have removed (format §11.5). If they are there (clean-up deletes oldest first, so it is enough that
+    the next one is), it is an ordinary lost race; if not, the state is reloaded from the checkpoint
+    and only a blind append under unchanged metadata can go on (nothing else can be checked)."""
+    winners = read_entries(storage, state.version + 1)
+    if winners:
+        after = state.apply(winners)
+        if not after.has_applied(request.txn):  # already applied: skipped before any conflict rule (§12)
+            _check_conflicts(request, state, winners)
+        return after
     latest = load_state(storage)
     if latest.version <= state.version:
         return state
-    try:
-        winners = read_entries(storage, state.version + 1, latest.version)
-    except VersionNotFoundError:
-        winners = None
     if latest.has_applied(request.txn):
         return latest
-    if winners is not None:
-        _check_conflicts(request, state, winners)
-        return state.apply(winners)
     if request.blind_append and latest.metadata == state.metadata and latest.protocol == state.protocol:
         return latest
     raise CommitConflictError(

@@ -571,8 +571,14 @@ class Table:
         ``read_version`` (or, with ``filter``, its rows matching the filter, whose files are dropped or
         rewritten), and conflicts like :meth:`overwrite`: with anything added since that may match.
         ``removed``: paths (relative, as in :meth:`files`) of files the caller read and replaces.
-        On ``CommitConflictError`` (or any refusal) the files are deleted; on
-        ``CommitStateUnknownError`` they are kept. Returns the new version.
+        On ``CommitConflictError`` (or any refusal) the files are deleted (never a file outside the
+        table root, a live one or one the winning commit added); on ``CommitStateUnknownError`` they
+        are kept. Returns the new version.
+
+        Every record is checked before anything is written or deleted: ``InvalidDataFileError``
+        (naming the record's ``path`` and the field at fault) for a path outside the table root or
+        not named as format §7 says, partition values or statistics not of the column types, sizes
+        or counts that are not integers in ``0..2**63-1``, or a path that is already live.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -600,9 +606,16 @@ class Table:
         try:
             # every record is checked before anything is written or deleted (a path outside the root
             # is never deleted: delete_files takes only paths format §3 allows)
+            bad = next((f for f in files if not isinstance(f, DataFile)), None)
+            if bad is not None:
+                raise InvalidDataFileError(f"commit_files takes DataFile records, got {type(bad).__name__}")
+            bad = next((f for f in files if type(f.version) is not int or f.version < 0), None)
+            if bad is not None:
+                raise InvalidDataFileError(f"data file {bad.path!r}: version {bad.version!r} is not a table version",
+                                           path=bad.path)
+            self._check_written_schema(files, base)
             adds = _checked_adds(files, base)
             tx = Transaction(self._storage, base, on_commit=self._set_state, options=self._write_options)
-            self._check_written_schema(files, base)
         except BaseException:
             delete_files(self._storage, paths)
             raise
@@ -861,12 +874,14 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
 
     ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
     (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`;
-    ``allow_non_empty`` as for :meth:`Table.create`.
-    with ``mode="overwrite"``, ``schema_mode="overwrite"`` also replaces the table's schema and
-    partitioning (``partition_by``, None: the table's) by the data's in the same commit, as
-    deltalake's ``write_deltalake`` does. On an existing table no argument is ignored: a
-    ``partition_by`` other than the table's raises ``SchemaMismatchError`` unless the schema is
-    replaced, and ``properties`` are set (validated) in the same commit as the data.
+    ``allow_non_empty`` as for :meth:`Table.create`. With ``mode="overwrite"``,
+    ``schema_mode="overwrite"`` also replaces the table's schema and partitioning (``partition_by``,
+    None: the table's) by the data's in the same commit, as deltalake's ``write_deltalake`` does. On
+    an existing table no argument is ignored: a ``partition_by`` other than the table's raises
+    ``SchemaMismatchError`` unless the schema is replaced, and ``properties`` are set (validated) in
+    the same commit as the data. Several writers may race to create the table: with ``"append"`` the
+    losers append their rows to the winner's table, with ``"ignore"`` they do nothing
+    (create-or-append).
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa

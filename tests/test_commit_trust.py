@@ -91,7 +91,9 @@ def hostile_records(draw):
         if column == "name" and stat != "null_count" and value == "x":
             value = 5  # "x" is a valid string statistic
         return "stats", {stat: {column: value}}
-    field = draw(st.sampled_from(["num_rows", "size_bytes", "modification_time"]))
+    field = draw(st.sampled_from(["num_rows", "size_bytes", "modification_time", "version"]))
+    if field == "version":  # a version that does not exist is VersionNotFoundError (when it is loaded)
+        return field, draw(st.sampled_from([-1, 1.5, "3", True, None]))
     return field, draw(st.sampled_from([-1, 2**63, 2**64 + 5, 1.5, "3", True, None]))
 
 
