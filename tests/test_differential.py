@@ -50,7 +50,7 @@ import lakehouse as lh
 FUZZ = os.environ.get("LH_FUZZ") == "1"
 settings.register_profile(
     "lakehouse-differential",
-    max_examples=400 if FUZZ else 18,
+    max_examples=400 if FUZZ else 25,
     deadline=None,
     print_blob=True,
     derandomize=not FUZZ,
@@ -154,6 +154,21 @@ def evaluate(table: pa.Table, model: pc.Expression) -> pa.Table | None:
         return table.filter(model)
     except (pa.ArrowException, TypeError, ValueError):
         return None
+
+
+def refusable(f: Filt, call: Any) -> tuple[bool, Any]:
+    """Run ``call``; a filter with a literal outside its column's range may be refused (a
+    LakehouseError; pyarrow itself cannot compare e.g. uint64 with a negative int64). (ran, result)."""
+    if "out-of-range" not in f.tags:
+        return True, call()
+    try:
+        return True, call()
+    except lh.LakehouseError:
+        return False, None
+    except pa.ArrowException:
+        if "item21-untyped-filter-errors" in KNOWN_BUGS:
+            return False, None
+        raise
 
 
 def assert_refused(call: Any, what: str) -> None:
@@ -284,8 +299,9 @@ class Run:
             assert_refused(lambda: self.table.delete(front.value), "delete")
             assert self.table.refresh() == before
             return
-        v = self.table.delete(front.value)
-        self.record(v, expected)
+        ran, v = refusable(f, lambda: self.table.delete(front.value))
+        if ran:
+            self.record(v, expected)
 
     def do_overwrite_filter(self) -> None:
         f = self.filt(write=True)
@@ -300,8 +316,9 @@ class Run:
             return
         note(f"overwrite {name}: {front.value!r} with {new.to_pylist()}")
         expected = pa.concat_tables([kept, new])
-        v = self.table.overwrite(new, filter=front.value)
-        self.record(v, expected)
+        ran, v = refusable(f, lambda: self.table.overwrite(new, filter=front.value))
+        if ran:
+            self.record(v, expected)
 
     def do_overwrite(self) -> None:
         new = self.rows(self.schema)
@@ -421,8 +438,10 @@ class Run:
                 if expected is None:
                     assert_refused(lambda f=front: t.to_arrow(filter=f.value), f"to_arrow({name} {front.value!r})")
                     continue
-                usable[name] = front
-                assert_rows(t.to_arrow(filter=front.value), expected, f"to_arrow({name} {front.value!r})")
+                ran, got = refusable(f, lambda fr=front: t.to_arrow(filter=fr.value))
+                if ran:
+                    usable[name] = front
+                    assert_rows(got, expected, f"to_arrow({name} {front.value!r})")
         front = usable[sorted(usable)[0]] if usable else Front(None, pc.scalar(True))
         expected = model.filter(front.model)
         assert_rows(t.to_batches(filter=front.value).read_all(), expected, f"to_batches({front.value!r})")
@@ -431,7 +450,9 @@ class Run:
             got = pa.concat_tables([lh.read_task(task) for task in tasks]) if tasks else model.schema.empty_table()
             assert_rows(got, expected, f"read_task({front.value!r})", check_schema=bool(tasks))
         self.check_pandas(front, expected)
-        self.check_lazy(f, {k: v for k, v in fronts.items() if evaluate(model, v.model) is not None})
+        # engines evaluate out-of-range literals by their own casting rules: no filter pushed then
+        lazy = {} if "out-of-range" in f.tags else fronts
+        self.check_lazy(f, {k: v for k, v in lazy.items() if evaluate(model, v.model) is not None})
 
     def check_pandas(self, front: Front, expected: pa.Table) -> None:
         if "item14-pandas-after-widen" in KNOWN_BUGS and self.widened:
