@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,14 +41,11 @@ import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import CommitTooLargeError, InvalidArgumentError, InvalidTableError, UnsafeStorageError
-from .storage_options import backend_of
+from .errors import CommitTooLargeError, InvalidArgumentError, InvalidTableError, UnsafeStorageError, redact_uri
+from .storage_options import UNSAFE_SINGLE_WRITER, backend_of, lakehouse_options
 from .storage_options import translate as translate_storage_options
 
 __all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
-
-UNSAFE_SINGLE_WRITER = "lakehouse.unsafe_single_writer"
-"""Storage option that allows writing where no atomic create-if-absent exists (one writer only)."""
 
 _MEMORY_LOCK = threading.Lock()
 _CONDITIONAL_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
@@ -102,12 +98,8 @@ def forget_probe_verdicts() -> None:
 
 def _clean_endpoint(value: Any) -> str:
     """An endpoint as text, without any ``user:password@`` part."""
-    text = str(value).strip().rstrip("/")
-    if "://" in text:
-        parts = urllib.parse.urlsplit(text)
-        if parts.password is not None or parts.username is not None:
-            text = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-    return text
+    text = redact_uri(str(value).strip().rstrip("/"))
+    return text.replace("://***@", "://")
 
 
 def _endpoint(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> str:
@@ -162,8 +154,8 @@ class Storage:
             >>> Storage.from_uri("memory://doc-storage3").root
             '/doc-storage3'
         """
-        opts = dict(storage_options or {})
-        unsafe = bool(opts.pop(UNSAFE_SINGLE_WRITER, False))
+        own, opts = lakehouse_options(storage_options or {})
+        unsafe = own.get(UNSAFE_SINGLE_WRITER, False)
         uri_s = os.fspath(uri)
         if uri_s == "":  # would be the current directory: a table there could take the user's files
             raise InvalidTableError("a table URI must not be empty (use '.' for the current directory)")
@@ -172,8 +164,19 @@ class Storage:
         root = root.rstrip("/") if root not in ("/", "") else root
         if isinstance(fs, LocalFileSystem):
             root = os.path.abspath(root)
+            if not _is_absolute_local(uri_s):  # relative or ~: the same table in every process and folder
+                uri_s = root
         return cls(fs=fs, root=root, uri=uri_s, storage_options=dict(storage_options or {}),
                    unsafe_single_writer=unsafe)
+
+    @property
+    def display_uri(self) -> str:
+        """:attr:`uri` as shown in messages and ``repr``: any ``user:password@`` masked (see
+        :func:`lakehouse.errors.redact_uri`). :attr:`uri` itself is what the filesystem is opened with."""
+        return redact_uri(self.uri)
+
+    def __repr__(self) -> str:  # never the credentials of the URI or of the storage options
+        return f"Storage(uri={self.display_uri!r}, fs={type(self.fs).__name__})"
 
     # -- paths ---------------------------------------------------------------------------------
     def full_path(self, rel: str) -> str:
@@ -306,7 +309,7 @@ class Storage:
             return
         if not self.is_conditional:
             raise UnsafeStorageError(
-                f"filesystem {type(self.fs).__name__} (protocol {self.fs.protocol!r}) at {self.uri!r} has no "
+                f"filesystem {type(self.fs).__name__} (protocol {self.fs.protocol!r}) at {self.display_uri!r} has no "
                 f"atomic create-if-absent, so concurrent commits could overwrite each other; pass "
                 f"storage_options={{{UNSAFE_SINGLE_WRITER!r}: True}} if only one writer ever writes this table"
             )
@@ -316,7 +319,7 @@ class Storage:
             raise UnsafeStorageError(
                 f"the {key[0]!r} store at endpoint {key[1]!r} ({type(self.fs).__name__}) does not enforce "
                 f"create-if-absent: {why}. Concurrent commits could overwrite each other, so lakehouse "
-                f"refuses to write to {self.uri!r}. If only one process ever writes this table, pass "
+                f"refuses to write to {self.display_uri!r}. If only one process ever writes this table, pass "
                 f"storage_options={{{UNSAFE_SINGLE_WRITER!r}: True}}; lh.check_storage(uri, "
                 f"storage_options=...) races several creators against a store to test it"
             )
@@ -380,6 +383,12 @@ class Storage:
                 self.fs.pipe_file(path, data)
         else:
             self.fs.pipe_file(path, data, mode="create")
+
+
+def _is_absolute_local(uri: str) -> bool:
+    """True if the local URI ``uri`` names its folder without the working directory or ``~``."""
+    path = uri.split("://", 1)[1] if "://" in uri else uri
+    return os.path.isabs(path) and not path.startswith("~")
 
 
 def _local_read(path: str) -> bytes:
