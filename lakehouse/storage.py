@@ -12,9 +12,10 @@ atomic (see ``docs/format.md``):
   storage option ``"lakehouse.unsafe_single_writer": True``.
 
 Some S3-compatible stores ignore ``If-None-Match``. So before the first conditional create on a
-(protocol, endpoint) in this process, a *capability probe* runs under the table root: it creates
+(protocol, endpoint, store) in this process, a *capability probe* runs under the table root: it creates
 ``_lakehouse_log/.probe-<uuid>`` conditionally, creates it again conditionally (which must fail
-with ``FileExistsError``), then deletes it. The verdict is cached per (protocol, endpoint); where
+with ``FileExistsError``), then deletes it. The verdict is cached per (protocol, endpoint, store:
+a digest of everything else that selects it, such as an AWS ``profile`` or region); where
 create-if-absent does not hold, every write is refused with ``UnsafeStorageError``. The
 single-writer opt-in skips the probe; local disk and memory never probe. A probe that fails for a
 transport reason (timeout, refused connection) caches nothing and raises that error.
@@ -29,6 +30,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import threading
 import uuid
@@ -60,14 +63,19 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
-# -- the capability probe: one verdict per (protocol, endpoint) and process ----------------------
-ProbeKey = tuple[str, str]
+# -- the capability probe: one verdict per (protocol, endpoint, store) and process ---------------
+ProbeKey = tuple[str, str, str]
+"""(protocol, endpoint, a digest of everything else that selects the store: profile, region, ...)."""
 _PROBE_GUARD = threading.Lock()  # guards the two dicts below; never held while probing
 _PROBE_LOCKS: dict[ProbeKey, threading.Lock] = {}
 _PROBE_VERDICTS: dict[ProbeKey, str | None] = {}
 """None: create-if-absent held on that key; a string: why it did not."""
 _ENDPOINT_OPTIONS = ("endpoint_url", "endpoint", "account_url", "account_name", "host")
 _ENDPOINT_ATTRIBUTES = ("endpoint_url", "account_url", "account_name", "_endpoint")
+# environment variables that choose the store (or its endpoint, through a profile) when no option does
+_STORE_ENVIRONMENT = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                      "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                      "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "STORAGE_EMULATOR_HOST")
 
 
 def _probe_verdict(key: ProbeKey, run: Callable[[], str | None]) -> str | None:
@@ -125,6 +133,21 @@ def _endpoint(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> str:
         if env:
             return _clean_endpoint(env)
     return "default"
+
+
+def _store_digest(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> str:
+    """A digest of everything that selects the store besides the endpoint text: the options the
+    filesystem was built with (a ``profile`` can name another endpoint in ``~/.aws/config``, a
+    region another service), the user's options, and the environment variables that choose a
+    profile, region or endpoint. A digest, so the key holds no credentials."""
+    selected = {
+        "fs": getattr(fs, "storage_options", None) or {},
+        "options": {k: v for k, v in options.items() if not str(k).startswith("lakehouse.")},
+        "env": {name: os.environ.get(name) for name in _STORE_ENVIRONMENT},
+        "class": f"{type(fs).__module__}.{type(fs).__qualname__}",
+    }
+    text = json.dumps(selected, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,14 +319,16 @@ class Storage:
 
     @property
     def probe_key(self) -> ProbeKey:
-        """What the capability probe's verdict is cached under: (protocol, endpoint)."""
-        return _protocols(self.fs)[0], _endpoint(self.fs, self.storage_options)
+        """What the capability probe's verdict is cached under: (protocol, endpoint, a digest of the
+        rest that selects the store: profile, region, client and config arguments, environment)."""
+        return (_protocols(self.fs)[0], _endpoint(self.fs, self.storage_options),
+                _store_digest(self.fs, self.storage_options))
 
     def check_atomic_create(self) -> None:
         """Raise :class:`UnsafeStorageError` if ``put_if_absent`` cannot be atomic here.
 
         On a conditional object store this runs the capability probe once per (protocol,
-        endpoint) and process (see the module docstring); transport errors of the probe propagate.
+        endpoint, store) and process (see the module docstring); transport errors of the probe propagate.
         """
         if self.is_local or self.is_memory or self.unsafe_single_writer:
             return
