@@ -183,6 +183,7 @@ def test_no_password_of_a_uri_is_shown(http_root: tuple[Path, int], user: str, p
     unsafe = {UNSAFE_SINGLE_WRITER: True}
     shown = [
         _shown(lambda: table), _shown(lambda: table.snapshot()), _shown(lambda: Storage.from_uri(uri)),
+        _shown(lambda: table.snapshot().plan_files()),
         _shown(lambda: lh.Table.open(f"{uri}-missing")),  # TableNotFoundError
         _shown(lambda: lh.write_table(uri, _data([3]), storage_options=unsafe)),  # TableExistsError
         _shown(lambda: table.append(_data([3]))),  # UnsafeStorageError
@@ -198,7 +199,7 @@ def test_no_password_of_a_uri_is_shown(http_root: tuple[Path, int], user: str, p
     assert json.loads(runner.invoke(cli, ["describe", uri, "--output", "json"]).output)["uri"] == redact_uri(uri)
     for text in shown:
         assert "pAsS" not in text and "uSeR" not in text, text
-    assert "***@127.0.0.1" in shown[3] and "***@127.0.0.1" in shown[0]
+    assert "***@127.0.0.1" in shown[4] and "***@127.0.0.1" in shown[0]  # TableNotFoundError, repr
     shutil.rmtree(folder / name)
 
 
