@@ -3,7 +3,8 @@
 A thin shell over the public API (``lakehouse.Table`` and ``Table.inspect``); it needs the ``cli``
 extra (``pip install 'lakehouse-format[cli]'``: click and rich). Every command takes a table URI,
 ``--output text|json`` (rich tables, or one plain JSON document) and repeatable
-``--storage-option key=value`` (the value parsed as JSON when it is JSON, else kept as text).
+``--storage-option key=value`` (text, unless the option is known to take a flag, a number or a JSON
+object; ``key:=JSON`` for any other typed value).
 Filters are SQL-like text (``"day = 3 and id < 100"``; the ``sql`` extra) or JSON DNF lists, e.g.
 ``'[["day", "=", 3]]'`` (AND of the tuples) or ``'[[["day", "=", 3]], [["day", "=", 4]]]'`` (OR of
 ANDs): a value starting with ``[`` is JSON. ``vacuum``, ``optimize`` and ``checkpoint`` show a
@@ -44,6 +45,8 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 import lakehouse as lh
+from lakehouse.errors import redact_uri
+from lakehouse.storage_options import option_from_text
 
 __all__ = ["cli", "main", "parse_filter", "parse_retention", "parse_size", "parse_storage_options"]
 
@@ -59,29 +62,39 @@ _SCAN_TABLE_ROWS = 100
 
 # -- parsing the command line --------------------------------------------------------------------
 def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` strings as storage options; a value that is JSON is parsed, any other stays text.
-    The values of deltalake-style keys (``AWS_SECRET_ACCESS_KEY``, ...: upper case or an ``aws_``,
-    ``azure_`` or ``google_`` prefix) always stay text, as deltalake takes them.
+    """``KEY=VALUE`` strings as storage options. A value stays text (numeric-looking secrets such as
+    ``1e5`` or ``NaN`` stay as written) unless the option is known to be typed
+    (:data:`lakehouse.storage_options.TYPED_OPTIONS`: a flag takes exactly ``true`` or ``false``, a
+    number its digits, ``client_kwargs`` and the like a JSON object). ``KEY:=JSON`` gives any option a
+    JSON value.
+
+    Raises:
+        click.BadParameter: a pair without ``=``, or a value that is not of its option's kind.
 
     Example:
         >>> parse_storage_options(["anon=true", "endpoint_url=http://127.0.0.1:9000", "retries=3"])
         {'anon': True, 'endpoint_url': 'http://127.0.0.1:9000', 'retries': 3}
-        >>> parse_storage_options(["AWS_SECRET_ACCESS_KEY=1e5", "AWS_ALLOW_HTTP=true"])
-        {'AWS_SECRET_ACCESS_KEY': '1e5', 'AWS_ALLOW_HTTP': 'true'}
+        >>> parse_storage_options(["AWS_SECRET_ACCESS_KEY=1e5", "key=NaN", "AWS_ALLOW_HTTP=true", "x:=[1]"])
+        {'AWS_SECRET_ACCESS_KEY': '1e5', 'key': 'NaN', 'AWS_ALLOW_HTTP': 'true', 'x': [1]}
     """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
+        as_json = key.endswith(":")
+        key = key.removesuffix(":").strip()
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--storage-option")
-        value: Any = raw
-        if key == key.lower() and not key.startswith(("aws_", "azure_", "google_")):
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                value = raw
-        out[key] = value
+            raise click.BadParameter(f"expected KEY=VALUE (or KEY:=JSON), got {pair!r}", param_hint="--storage-option")
+        try:
+            if as_json:
+                try:
+                    out[key] = json.loads(raw)
+                except ValueError as exc:
+                    raise click.BadParameter(f"{key}:= takes JSON ({exc})", param_hint="--storage-option") from None
+            else:
+                out[key] = option_from_text(key, raw)
+        except lh.InvalidArgumentError as exc:
+            raise click.BadParameter(str(exc), param_hint="--storage-option") from None
     return out
 
 
@@ -307,7 +320,8 @@ class _Failed(click.ClickException):
     exit_code = 1
 
     def __init__(self, exc: BaseException) -> None:
-        super().__init__(" ".join(f"{type(exc).__name__}: {exc}".split()))
+        # any URL's user info masked: errors of the filesystem libraries may quote the URI
+        super().__init__(redact_uri(" ".join(f"{type(exc).__name__}: {exc}".split())))
 
 
 class _Group(click.Group):
@@ -316,7 +330,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except _HANDLED as exc:
             if (ctx.obj or {}).get("verbose"):
-                traceback.print_exc(file=sys.stderr)
+                sys.stderr.write(redact_uri(traceback.format_exc()))
             raise _Failed(exc) from exc
 
 
@@ -403,7 +417,7 @@ def describe(uri: str, version: int | None, as_of: dt.datetime | None, output: s
     latest = table.version if version is None and as_of is None else _latest_version(uri, storage_options)
     files = table.inspect.files(version=snap.version)
     doc: dict[str, Any] = {
-        "uri": table.uri, "version": snap.version, "latest_version": latest,
+        "uri": redact_uri(table.uri), "version": snap.version, "latest_version": latest,
         "timestamp": snap.timestamp, "partition_by": snap.partition_by,
         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in snap.schema],
         "properties": snap.properties, "files": files.num_rows, "rows": _total(files, "num_rows"),
@@ -413,7 +427,7 @@ def describe(uri: str, version: int | None, as_of: dt.datetime | None, output: s
         doc["constraints"] = {name: str(expr) for name, expr in table.constraints.items()}
     if output == "json":
         return _echo_json(doc)
-    _print_pairs(f"{table.uri}", [
+    _print_pairs(redact_uri(table.uri), [
         ("version", f"{snap.version} (latest {'unreadable' if latest is None else latest})"),
         ("committed", snap.timestamp),
         ("partition_by", ", ".join(snap.partition_by) or "-"), ("files", doc["files"]), ("rows", doc["rows"]),

@@ -133,19 +133,20 @@ def to_lakehouse(ddf: Any, uri: str | os.PathLike[str], *, mode: Literal["append
     dask, _ = _dask_dataframe()
     table = _ensure_table(ddf, uri, partition_by, storage_options)
     read_version = table.version
-    parts = [dask.delayed(_write_partition)(p, os.fspath(uri), storage_options) for p in ddf.to_delayed()]
+    # the table's URI (absolute on local disk), not the one given: a relative path is another folder on a worker
+    parts = [dask.delayed(_write_partition)(p, table.uri, storage_options) for p in ddf.to_delayed()]
     outcomes = dask.compute(*parts)
     files: list[DataFile] = [f for kind, value in outcomes if kind == "ok" for f in value]
     errors = [value for kind, value in outcomes if kind == "error"]
     if errors:
-        _discard(uri, files, storage_options)
+        _discard(table.uri, files, storage_options)
         raise errors[0]
     try:
         return table.commit_files(files, read_version=read_version, operation=mode, filter=filter)
     except CommitStateUnknownError:
         raise  # the commit may have landed: its files must stay
     except BaseException:
-        _discard(uri, files, storage_options)  # commit_files already did; idempotent
+        _discard(table.uri, files, storage_options)  # commit_files already did; idempotent
         raise
 
 

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import reprlib
 
 __all__ = [
@@ -57,19 +58,49 @@ __all__ = [
     "UnsafeStorageError",
     "UnsupportedFormatError",
     "VersionNotFoundError",
-]
+]  # and redact_uri, a helper: __all__ holds the error tree only
+
+_USER_INFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]*@")
+"""``scheme://`` then user info up to its last ``@`` before the host: where a URL carries credentials."""
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with the user info (``user:password@``) of every URL in it replaced by ``***@``.
+
+    URLs such as ``ftp://user:password@host/t`` log in with their user info; lakehouse shows a URI
+    (in an error, a ``repr``, the command line's output) only through this function. It takes a URI
+    or any text holding URIs, and is idempotent.
+
+    Args:
+        text: a URI, or a message that may hold URIs.
+
+    Returns:
+        The text with every URL's user info masked.
+
+    Example:
+        >>> redact_uri("ftp://user:s3cr%40t@host:21/data/t")
+        'ftp://***@host:21/data/t'
+        >>> redact_uri("no table at 's3://bucket/t' (from http://u:p@proxy/)")
+        "no table at 's3://bucket/t' (from http://***@proxy/)"
+    """
+    return _USER_INFO.sub(r"\g<scheme>***@", text)
 
 
 class LakehouseError(Exception):
-    """Root of every error raised by lakehouse."""
+    """Root of every error raised by lakehouse. Its message never shows the user info
+    (``user:password@``) of a URL: see :func:`redact_uri`."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_uri(a) if isinstance(a, str) else a for a in args))
 
 
 class TableNotFoundError(LakehouseError, FileNotFoundError):
     """No table exists at ``uri``."""
 
     def __init__(self, uri: str) -> None:
-        super().__init__(f"no lakehouse table at {uri!r}")
-        self.uri = uri
+        super().__init__(f"no lakehouse table at {redact_uri(uri)!r}")
+        self.uri = redact_uri(uri)
+        """The URI, with any user info masked."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -79,8 +110,9 @@ class TableExistsError(LakehouseError, FileExistsError):
     """A table already exists at ``uri``."""
 
     def __init__(self, uri: str) -> None:
-        super().__init__(f"a lakehouse table already exists at {uri!r}")
-        self.uri = uri
+        super().__init__(f"a lakehouse table already exists at {redact_uri(uri)!r}")
+        self.uri = redact_uri(uri)
+        """The URI, with any user info masked."""
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -29,6 +29,7 @@ class StorageReport:
     """What :func:`check_storage` found."""
 
     uri: str
+    """The URI probed, with any ``user:password@`` masked."""
     backend: str
     rounds: int
     racers: int
@@ -83,7 +84,7 @@ def check_storage(uri: str | os.PathLike[str], *, storage_options: Mapping[str, 
     racers = check_int(racers, "racers", minimum=1, maximum=256)
     storage = Storage.from_uri(uri, storage_options)
     backend = type(storage.fs).__name__
-    base: dict[str, Any] = dict(uri=storage.uri, backend=backend, rounds=rounds, racers=racers)
+    base: dict[str, Any] = dict(uri=storage.display_uri, backend=backend, rounds=rounds, racers=racers)
     try:
         storage.check_atomic_create()
     except UnsafeStorageError as exc:

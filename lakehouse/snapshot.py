@@ -29,6 +29,7 @@ from .errors import (
     ColumnNotFoundError,
     CorruptLogError,
     InvalidArgumentError,
+    InvalidTableError,
     SchemaMismatchError,
     TableNotFoundError,
     UnsupportedFormatError,
@@ -51,7 +52,8 @@ from .tasks import ColumnMapping as _Mapping
 from .tasks import FileTask, build_tasks, scan_plan
 from .tasks import ScanPlan as _ScanPlan
 
-__all__ = ["Snapshot", "list_log", "load_state", "read_ahead", "read_entries", "read_entry", "version_as_of"]
+__all__ = ["Snapshot", "check_table_id", "list_log", "load_state", "read_ahead", "read_entries", "read_entry",
+           "version_as_of"]
 
 _PROBE_BATCH = 16
 
@@ -363,10 +365,11 @@ class Snapshot:
         return self._state.app_version(check_str(app_id, "app_id", empty=True))
 
     def __repr__(self) -> str:
-        return f"Snapshot(uri={self.uri!r}, version={self.version})"
+        return f"Snapshot(uri={self._storage.display_uri!r}, version={self.version})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self._storage.uri, self.version, dict(self._storage.storage_options)))
+        return (_reopen, (self._storage.uri, self.version, dict(self._storage.storage_options),
+                          self._state.metadata.table_id))
 
     # -- planning ------------------------------------------------------------------------------
     def _expression(self, filter: FilterLike | pc.Expression | None) -> pc.Expression | None:
@@ -728,9 +731,33 @@ def _projection(columns: Any, schema: pa.Schema) -> Callable[[pa.Table], pa.Tabl
     return lambda table: table.select(names)
 
 
-def _reopen(uri: str, version: int, storage_options: Mapping[str, Any]) -> Snapshot:
+def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], table_id: str | None = None) -> Snapshot:
     storage = Storage.from_uri(uri, storage_options)
-    return Snapshot(storage, load_state(storage, version))
+    return Snapshot(storage, check_table_id(storage, load_state(storage, version), table_id))
+
+
+def check_table_id(storage: Storage, state: TableState, table_id: str | None) -> TableState:
+    """``state`` if its table is the one with id ``table_id`` (None: any), for a handle reopened
+    from a pickle: the URI may now hold another table (deleted and created again, or another
+    folder reached through a changed working directory).
+
+    Args:
+        storage: where ``state`` was read.
+        state: the state read there.
+        table_id: the table id the pickled handle had.
+
+    Returns:
+        ``state``.
+
+    Raises:
+        InvalidTableError: the table there has another id.
+    """
+    found = state.metadata.table_id
+    if table_id is not None and found != table_id:
+        raise InvalidTableError(
+            f"the table at {storage.display_uri!r} (id {found!r}) is not the table this handle was "
+            f"pickled from (id {table_id!r}); open it again to use the table there")
+    return state
 
 
 def read_ahead(read: Callable[[Any], pa.Table], items: Sequence[Any]) -> Iterator[pa.RecordBatch]:

@@ -12,9 +12,10 @@ atomic (see ``docs/format.md``):
   storage option ``"lakehouse.unsafe_single_writer": True``.
 
 Some S3-compatible stores ignore ``If-None-Match``. So before the first conditional create on a
-(protocol, endpoint) in this process, a *capability probe* runs under the table root: it creates
+(protocol, endpoint, store) in this process, a *capability probe* runs under the table root: it creates
 ``_lakehouse_log/.probe-<uuid>`` conditionally, creates it again conditionally (which must fail
-with ``FileExistsError``), then deletes it. The verdict is cached per (protocol, endpoint); where
+with ``FileExistsError``), then deletes it. The verdict is cached per (protocol, endpoint, store:
+a digest of everything else that selects it, such as an AWS ``profile`` or region); where
 create-if-absent does not hold, every write is refused with ``UnsafeStorageError``. The
 single-writer opt-in skips the probe; local disk and memory never probe. A probe that fails for a
 transport reason (timeout, refused connection) caches nothing and raises that error.
@@ -29,9 +30,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import threading
-import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,14 +45,11 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from .arguments import check_mapping, check_uri
-from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError
-from .storage_options import backend_of
+from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError, redact_uri
+from .storage_options import UNSAFE_SINGLE_WRITER, backend_of, lakehouse_options
 from .storage_options import translate as translate_storage_options
 
 __all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
-
-UNSAFE_SINGLE_WRITER = "lakehouse.unsafe_single_writer"
-"""Storage option that allows writing where no atomic create-if-absent exists (one writer only)."""
 
 _MEMORY_LOCK = threading.Lock()
 _CONDITIONAL_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
@@ -65,14 +64,19 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
-# -- the capability probe: one verdict per (protocol, endpoint) and process ----------------------
-ProbeKey = tuple[str, str]
+# -- the capability probe: one verdict per (protocol, endpoint, store) and process ---------------
+ProbeKey = tuple[str, str, str]
+"""(protocol, endpoint, a digest of everything else that selects the store: profile, region, ...)."""
 _PROBE_GUARD = threading.Lock()  # guards the two dicts below; never held while probing
 _PROBE_LOCKS: dict[ProbeKey, threading.Lock] = {}
 _PROBE_VERDICTS: dict[ProbeKey, str | None] = {}
 """None: create-if-absent held on that key; a string: why it did not."""
 _ENDPOINT_OPTIONS = ("endpoint_url", "endpoint", "account_url", "account_name", "host")
 _ENDPOINT_ATTRIBUTES = ("endpoint_url", "account_url", "account_name", "_endpoint")
+# environment variables that choose the store (or its endpoint, through a profile) when no option does
+_STORE_ENVIRONMENT = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                      "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                      "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "STORAGE_EMULATOR_HOST")
 
 
 def _probe_verdict(key: ProbeKey, run: Callable[[], str | None]) -> str | None:
@@ -103,12 +107,8 @@ def forget_probe_verdicts() -> None:
 
 def _clean_endpoint(value: Any) -> str:
     """An endpoint as text, without any ``user:password@`` part."""
-    text = str(value).strip().rstrip("/")
-    if "://" in text:
-        parts = urllib.parse.urlsplit(text)
-        if parts.password is not None or parts.username is not None:
-            text = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-    return text
+    text = redact_uri(str(value).strip().rstrip("/"))
+    return text.replace("://***@", "://")
 
 
 def _endpoint(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> str:
@@ -134,6 +134,21 @@ def _endpoint(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> str:
         if env:
             return _clean_endpoint(env)
     return "default"
+
+
+def _store_digest(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> str:
+    """A digest of everything that selects the store besides the endpoint text: the options the
+    filesystem was built with (a ``profile`` can name another endpoint in ``~/.aws/config``, a
+    region another service), the user's options, and the environment variables that choose a
+    profile, region or endpoint. A digest, so the key holds no credentials."""
+    selected = {
+        "fs": getattr(fs, "storage_options", None) or {},
+        "options": {k: v for k, v in options.items() if not str(k).startswith("lakehouse.")},
+        "env": {name: os.environ.get(name) for name in _STORE_ENVIRONMENT},
+        "class": f"{type(fs).__module__}.{type(fs).__qualname__}",
+    }
+    text = json.dumps(selected, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,8 +179,8 @@ class Storage:
             '/doc-storage3'
         """
         uri_s = check_uri(uri)
-        opts = check_mapping(storage_options, "storage_options") or {}
-        unsafe = bool(opts.pop(UNSAFE_SINGLE_WRITER, False))
+        own, opts = lakehouse_options(check_mapping(storage_options, "storage_options") or {})
+        unsafe = own.get(UNSAFE_SINGLE_WRITER, False)
         # deltalake-style keys (AWS_ACCESS_KEY_ID, ...) become the backend's own arguments
         translated = translate_storage_options(backend_of(uri_s), opts)
         try:
@@ -176,8 +191,19 @@ class Storage:
         root = root.rstrip("/") if root not in ("/", "") else root
         if isinstance(fs, LocalFileSystem):
             root = os.path.abspath(root)
+            if not _is_absolute_local(uri_s):  # relative or ~: the same table in every process and folder
+                uri_s = root
         return cls(fs=fs, root=root, uri=uri_s, storage_options=dict(storage_options or {}),
                    unsafe_single_writer=unsafe)
+
+    @property
+    def display_uri(self) -> str:
+        """:attr:`uri` as shown in messages and ``repr``: any ``user:password@`` masked (see
+        :func:`lakehouse.errors.redact_uri`). :attr:`uri` itself is what the filesystem is opened with."""
+        return redact_uri(self.uri)
+
+    def __repr__(self) -> str:  # never the credentials of the URI or of the storage options
+        return f"Storage(uri={self.display_uri!r}, fs={type(self.fs).__name__})"
 
     # -- paths ---------------------------------------------------------------------------------
     def full_path(self, rel: str) -> str:
@@ -297,20 +323,22 @@ class Storage:
 
     @property
     def probe_key(self) -> ProbeKey:
-        """What the capability probe's verdict is cached under: (protocol, endpoint)."""
-        return _protocols(self.fs)[0], _endpoint(self.fs, self.storage_options)
+        """What the capability probe's verdict is cached under: (protocol, endpoint, a digest of the
+        rest that selects the store: profile, region, client and config arguments, environment)."""
+        return (_protocols(self.fs)[0], _endpoint(self.fs, self.storage_options),
+                _store_digest(self.fs, self.storage_options))
 
     def check_atomic_create(self) -> None:
         """Raise :class:`UnsafeStorageError` if ``put_if_absent`` cannot be atomic here.
 
         On a conditional object store this runs the capability probe once per (protocol,
-        endpoint) and process (see the module docstring); transport errors of the probe propagate.
+        endpoint, store) and process (see the module docstring); transport errors of the probe propagate.
         """
         if self.is_local or self.is_memory or self.unsafe_single_writer:
             return
         if not self.is_conditional:
             raise UnsafeStorageError(
-                f"filesystem {type(self.fs).__name__} (protocol {self.fs.protocol!r}) at {self.uri!r} has no "
+                f"filesystem {type(self.fs).__name__} (protocol {self.fs.protocol!r}) at {self.display_uri!r} has no "
                 f"atomic create-if-absent, so concurrent commits could overwrite each other; pass "
                 f"storage_options={{{UNSAFE_SINGLE_WRITER!r}: True}} if only one writer ever writes this table"
             )
@@ -320,7 +348,7 @@ class Storage:
             raise UnsafeStorageError(
                 f"the {key[0]!r} store at endpoint {key[1]!r} ({type(self.fs).__name__}) does not enforce "
                 f"create-if-absent: {why}. Concurrent commits could overwrite each other, so lakehouse "
-                f"refuses to write to {self.uri!r}. If only one process ever writes this table, pass "
+                f"refuses to write to {self.display_uri!r}. If only one process ever writes this table, pass "
                 f"storage_options={{{UNSAFE_SINGLE_WRITER!r}: True}}; lh.check_storage(uri, "
                 f"storage_options=...) races several creators against a store to test it"
             )
@@ -384,6 +412,12 @@ class Storage:
                 self.fs.pipe_file(path, data)
         else:
             self.fs.pipe_file(path, data, mode="create")
+
+
+def _is_absolute_local(uri: str) -> bool:
+    """True if the local URI ``uri`` names its folder without the working directory or ``~``."""
+    path = uri.split("://", 1)[1] if "://" in uri else uri
+    return os.path.isabs(path) and not path.startswith("~")
 
 
 def _local_read(path: str) -> bytes:

@@ -32,7 +32,39 @@ from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["AZURE_OPTIONS", "GCS_OPTIONS", "S3_OPTIONS", "backend_of", "is_deltalake_style", "translate"]
+__all__ = [
+    "AZURE_OPTIONS",
+    "GCS_OPTIONS",
+    "LAKEHOUSE_OPTIONS",
+    "S3_OPTIONS",
+    "TYPED_OPTIONS",
+    "UNSAFE_SINGLE_WRITER",
+    "backend_of",
+    "is_deltalake_style",
+    "lakehouse_options",
+    "option_from_text",
+    "translate",
+]
+
+UNSAFE_SINGLE_WRITER = "lakehouse.unsafe_single_writer"
+"""Storage option that allows writing where no atomic create-if-absent exists (one writer only)."""
+
+LAKEHOUSE_OPTIONS: dict[str, str] = {UNSAFE_SINGLE_WRITER: "bool"}
+"""The options lakehouse itself reads (every other ``lakehouse.*`` key is refused) -> their kind."""
+
+TYPED_OPTIONS: dict[str, str] = {
+    **LAKEHOUSE_OPTIONS,
+    # fsspec backends' own arguments whose value is not text: "bool", "int", "float" or "mapping"
+    **dict.fromkeys(("anon", "use_ssl", "requester_pays", "version_aware", "skip_instance_cache",
+                     "use_listings_cache", "auto_mkdir", "asynchronous", "cache_regions", "fixed_upload_size",
+                     "default_fill_cache"), "bool"),
+    **dict.fromkeys(("default_block_size", "blocksize", "max_concurrency", "retries", "max_paths", "port"), "int"),
+    **dict.fromkeys(("listings_expiry_time", "timeout"), "float"),
+    **dict.fromkeys(("client_kwargs", "config_kwargs", "s3_additional_kwargs", "headers"), "mapping"),
+}
+"""Storage options whose value is not text, by kind: what the command line converts its text
+values for (every other value stays text), and where a text value for a ``"bool"`` option is
+refused (``bool("false")`` is True)."""
 
 Target = tuple[str, ...]
 """Where a value goes in the backend's arguments: ``("key",)``, ``("client_kwargs", "region_name")``."""
@@ -165,6 +197,104 @@ def translate(protocol: str, options: Mapping[str, Any]) -> dict[str, Any]:
             _put(out, target, _text(key, value), key)
     _apply_special(out, special)
     return out
+
+
+def lakehouse_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``options`` into lakehouse's own (``lakehouse.*``, checked strictly) and the rest.
+
+    Args:
+        options: the user's storage options.
+
+    Returns:
+        ``(lakehouse options, the other options)``; a flag the user did not give is absent.
+
+    Raises:
+        InvalidArgumentError: an unknown ``lakehouse.*`` key, a flag that is not exactly ``True`` or
+            ``False`` (text such as ``"false"`` is refused: ``bool("false")`` is True), or a text
+            value for a backend option that takes a bool (``anon``, ``use_ssl``, ...). It names the key.
+
+    Example:
+        >>> lakehouse_options({"lakehouse.unsafe_single_writer": True, "anon": False})
+        ({'lakehouse.unsafe_single_writer': True}, {'anon': False})
+        >>> lakehouse_options({"lakehouse.unsafe_single_writer": "false"})
+        Traceback (most recent call last):
+        ...
+        lakehouse.errors.InvalidArgumentError: storage option 'lakehouse.unsafe_single_writer' must be ...
+    """
+    own: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in options.items():
+        if not isinstance(key, str):
+            raise InvalidArgumentError(f"storage option names must be strings, got {key!r}", argument="storage_options")
+        kind = TYPED_OPTIONS.get(key)
+        if key.lower().startswith("lakehouse."):
+            if key not in LAKEHOUSE_OPTIONS:
+                raise InvalidArgumentError(f"unknown lakehouse storage option {key!r}; the lakehouse options are "
+                                           f"{', '.join(sorted(LAKEHOUSE_OPTIONS))}", argument="storage_options")
+            own[key] = _strict_flag(key, value)
+        else:
+            if kind == "bool" and isinstance(value, str):
+                _strict_flag(key, value)  # raises: text would be truthy in the backend
+            rest[key] = value
+    return own, rest
+
+
+def _strict_flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidArgumentError(f"storage option {key!r} must be True or False, got {value!r} "
+                               f"({type(value).__name__}); on the command line write exactly true or false",
+                               argument="storage_options")
+
+
+def option_from_text(key: str, text: str) -> Any:
+    """The value of storage option ``key`` given as command-line text: text, unless ``key`` is a
+    known typed option (:data:`TYPED_OPTIONS`). Numeric-looking secrets stay as written.
+
+    Args:
+        key: the option's name.
+        text: its value as written.
+
+    Returns:
+        ``text`` itself, or for a typed option: a bool (exactly ``true``/``false``), an int, a float
+        or a JSON object.
+
+    Raises:
+        InvalidArgumentError: text that is not of the option's kind; the message names the key.
+
+    Example:
+        >>> option_from_text("AWS_SECRET_ACCESS_KEY", "1e5"), option_from_text("key", "NaN")
+        ('1e5', 'NaN')
+        >>> option_from_text("lakehouse.unsafe_single_writer", "true"), option_from_text("retries", "3")
+        (True, 3)
+        >>> option_from_text("anon", "False")
+        Traceback (most recent call last):
+        ...
+        lakehouse.errors.InvalidArgumentError: storage option 'anon' must be exactly true or false, not 'False'
+    """
+    kind = TYPED_OPTIONS.get(key)
+    if kind is None:
+        return text
+    if kind == "bool":
+        if text in ("true", "false"):
+            return text == "true"
+        raise InvalidArgumentError(f"storage option {key!r} must be exactly true or false, not {text!r}",
+                                   argument="storage_options")
+    try:
+        if kind == "int" and text.strip().lstrip("+-").isdigit():
+            return int(text)
+        if kind == "float":
+            value = float(text)
+            if value == value and value not in (float("inf"), float("-inf")):
+                return value
+        if kind == "mapping":
+            value = json.loads(text)
+            if isinstance(value, dict):
+                return value
+    except ValueError:
+        pass
+    expected = {"int": "an integer", "float": "a finite number", "mapping": "a JSON object"}[kind]
+    raise InvalidArgumentError(f"storage option {key!r} must be {expected}, not {text!r}", argument="storage_options")
 
 
 def _unknown(key: str, protocol: str, name: str, table: Mapping[str, Target]) -> str:

@@ -41,6 +41,7 @@ from .errors import (
     InvalidTableError,
     TableExistsError,
     TableNotFoundError,
+    redact_uri,
 )
 from .evolution import check_partition_name, new_metadata_schema
 from .expressions import FilterLike, to_expression
@@ -49,7 +50,7 @@ from .log import AddFile, AppTransaction, LogEntry, Metadata, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import check_properties, int_property
 from .schema import check_partition_columns, data_schema, logical_schema, to_reader
-from .snapshot import Snapshot, load_state, read_entry, version_as_of
+from .snapshot import Snapshot, check_table_id, load_state, read_entry, version_as_of
 from .state import TableState, adds_to_table, check_adds
 from .storage import Storage
 from .tasks import DataFile, FileTask
@@ -264,7 +265,8 @@ class Table:
     # -- identity --------------------------------------------------------------------------------
     @property
     def uri(self) -> str:
-        """Where the table lives, as given."""
+        """Where the table lives, as given (a relative local path or ``~`` made absolute). It may hold
+        credentials (``ftp://user:password@host/...``): ``repr`` and every message show it masked."""
         return self._storage.uri
 
     @property
@@ -326,12 +328,13 @@ class Table:
         return Inspect(self)
 
     def __repr__(self) -> str:
-        return f"Table(uri={self.uri!r}, version={self.version})"
+        return f"Table(uri={self._storage.display_uri!r}, version={self.version})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # (uri, version, storage options): the copy knows the same version; refresh() moves it on
+        # (uri, version, storage options, table id): the copy knows the same version (refresh() moves
+        # it on) and refuses another table found at the URI; a local URI is absolute (Storage.from_uri)
         return (_reopen, (self._storage.uri, self._state.version, dict(self._storage.storage_options),
-                          self._pinned))
+                          self._pinned, self._state.metadata.table_id))
 
     def refresh(self) -> int:
         """Re-read the log and return the latest version; a pinned handle (see :meth:`open`) moves there.
@@ -362,7 +365,7 @@ class Table:
                 write_checkpoint(self._storage, state)
         except Exception as exc:  # the commit stands; the next checkpoint will catch up
             # never raise (not even a warning turned into an error) once the commit has landed
-            _log.warning("automatic checkpoint at version %d failed: %s", state.version, exc)
+            _log.warning("automatic checkpoint at version %d failed: %s", state.version, redact_uri(str(exc)))
 
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self, version: int | None = None, as_of: dt.datetime | None = None) -> Snapshot:
@@ -843,7 +846,8 @@ def _check_empty(storage: Storage, allow_non_empty: bool) -> None:
     foreign = maintenance.foreign_files(storage)
     if foreign:
         raise InvalidTableError(
-            f"{storage.uri!r} already holds files that are not part of a lakehouse table (e.g. {foreign[0]!r}); "
+            f"{storage.display_uri!r} already holds files that are not part of a lakehouse table "
+            f"(e.g. {foreign[0]!r}); "
             f"create the table in an empty folder, or pass allow_non_empty=True (vacuum never deletes them)")
 
 
@@ -860,9 +864,10 @@ def _data_files(files: Any) -> list[DataFile]:
     return out
 
 
-def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False) -> Table:
+def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False,
+            table_id: str | None = None) -> Table:
     storage = Storage.from_uri(uri, storage_options)
-    return Table(storage, load_state(storage, version), pinned=pinned)
+    return Table(storage, check_table_id(storage, load_state(storage, version), table_id), pinned=pinned)
 
 
 def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",

@@ -57,8 +57,8 @@ class FileTask:
         (2, ('a',), {'a': 1})
     """
 
-    uri: str
-    """The data file's full URI (a plain path on local disk)."""
+    uri: str = field(repr=False)  # may hold a URL's user info (ftp://user:password@host/...): never shown
+    """The data file's full URI (a plain path on local disk; absolute, format §3)."""
     size_bytes: int
     num_rows: int
     partition_values: dict[str, Any] = field(default_factory=dict)

@@ -187,7 +187,7 @@ def test_concurrent_first_callers_wait_for_one_probe_per_key(fresh_verdicts):
         return run
 
     def caller(i: int) -> None:
-        key = ("fake", f"endpoint-{i % 2}")
+        key = ("fake", f"endpoint-{i % 2}", "")
         barrier.wait(timeout=10)
         assert storage_mod._probe_verdict(key, run_for(key[1])) is None
 
@@ -211,9 +211,9 @@ def test_a_probe_that_raises_caches_nothing(fresh_verdicts):
         return None
 
     with pytest.raises(ConnectionError):
-        storage_mod._probe_verdict(("fake", "flaky"), flaky)
-    assert storage_mod._probe_verdict(("fake", "flaky"), flaky) is None
-    assert storage_mod._probe_verdict(("fake", "flaky"), flaky) is None
+        storage_mod._probe_verdict(("fake", "flaky", ""), flaky)
+    assert storage_mod._probe_verdict(("fake", "flaky", ""), flaky) is None
+    assert storage_mod._probe_verdict(("fake", "flaky", ""), flaky) is None
     assert len(calls) == 2
 
 
@@ -252,13 +252,13 @@ def test_append_on_an_opened_table_is_refused_before_the_entry_is_written(fresh_
 
 def test_probe_key_names_protocol_and_endpoint_from_options_or_the_filesystem(monkeypatch):
     def key(uri: str, **opts: Any) -> tuple[str, str]:
-        return Storage.from_uri(uri, {"key": "k", "secret": "s", **opts}).probe_key
+        return Storage.from_uri(uri, {"key": "k", "secret": "s", **opts}).probe_key[:2]
 
     assert key("s3://b/t", endpoint_url="http://h:9000/") == ("s3", "http://h:9000")
     assert key("s3://b/t", client_kwargs={"endpoint_url": "https://h2"}) == ("s3", "https://h2")
     assert key("s3://b/t", endpoint_url="https://user:pw@h3:1") == ("s3", "https://h3:1"), "no credentials"
     monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": "http://from-config:1"})
-    assert Storage.from_uri("s3://b/t").probe_key == ("s3", "http://from-config:1")
+    assert Storage.from_uri("s3://b/t").probe_key[:2] == ("s3", "http://from-config:1")
     monkeypatch.delitem(fsspec.config.conf, "s3")
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://from-env:2")

@@ -277,14 +277,17 @@ def test_usage_errors_exit_2(table):
 
 def test_storage_options_reach_the_filesystem(tmp_path):
     lh.write_table(str(tmp_path / "t"), _data([1, 2], [1, 2]))
-    opts = ["--storage-option", f"path={json.dumps(str(tmp_path))}", "--storage-option", "target_protocol=file"]
+    opts = ["--storage-option", f"path={tmp_path}", "--storage-option", "target_protocol=file"]
     assert run_json("describe", "dir://t", *opts)["rows"] == 2  # the dir filesystem needs its root folder
     assert len(run_json("scan", "dir://t", *opts)) == 2
 
 
 def test_parsers():
-    assert parse_storage_options(["a=1", "b=true", "c=x=y", "d=", 'e={"k": [1]}', "f=null"]) == {
-        "a": 1, "b": True, "c": "x=y", "d": "", "e": {"k": [1]}, "f": None}
+    # values stay text unless the option is known to be typed; KEY:=JSON for any other typed value
+    assert parse_storage_options(["a=1", "b=true", "c=x=y", "d=", 'e={"k": [1]}', "f=null", "anon=true",
+                                  'client_kwargs={"region_name": "x"}', "g:=1", 'h:={"k": null}']) == {
+        "a": "1", "b": "true", "c": "x=y", "d": "", "e": '{"k": [1]}', "f": "null", "anon": True,
+        "client_kwargs": {"region_name": "x"}, "g": 1, "h": {"k": None}}
     assert parse_filter('[["a", "is null"]]') == [("a", "is null")]
     assert parse_filter('[[["a", "=", 1]], [["b", "in", ["x"]]]]') == [[("a", "=", 1)], [("b", "in", ["x"])]]
     assert parse_retention("7d") == dt.timedelta(days=7)
