@@ -488,7 +488,7 @@ def _decode_body(body: dict[str, Any], version: int) -> LogEntry:
         metadata=_decode_metadata(body["metadata"]) if "metadata" in body else None,
         add=tuple(_decode_add(a) for a in _get(body, "add", list, optional=True) or ()),
         remove=tuple(_decode_remove(r) for r in _get(body, "remove", list, optional=True) or ()),
-        txn=_decode_txns(_get(body, "txn", list, optional=True) or ()),
+        txn=_decode_txns(_get(body, "txn", list, optional=True) or []),
     )
 
 
