@@ -945,7 +945,7 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
     try:
         result = commit(storage, None, request)
     except TableExistsError:
-        if mode not in ("append", "ignore"):
+        if mode not in ("append", "ignore", "overwrite"):
             delete_files(storage, [a.path for a in adds])
             raise
         return _lost_create(storage, meta, adds, mode=mode, app_transaction=app_transaction,
@@ -962,8 +962,8 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
 
 def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode: WriteMode,
                  app_transaction: tuple[str, int] | None, schema_mode: SchemaMode) -> Table:
-    """Another writer created the table while we wrote ``adds`` (typed by ``meta``): append them, or
-    for ``"ignore"`` drop them."""
+    """Another writer created the table while we wrote ``adds`` (typed by ``meta``): append them (or
+    for ``"overwrite"`` replace the table's rows by them), or for ``"ignore"`` drop them."""
     table = Table(storage, load_state(storage))
     if mode == "ignore":
         delete_files(storage, [a.path for a in adds])
@@ -974,13 +974,14 @@ def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode:
         tx = Transaction(storage, table._state, on_commit=table._set_state, app_transaction=app_transaction,
                          options=table._write_options)
         with tx:
-            tx.add_files(adds)
+            tx.add_files(adds, overwrite=mode == "overwrite")
         return table
     # another definition: the rows are read back from our files and appended under the table's rules
     ours = TableState(version=0, timestamp=0, protocol=Protocol(), metadata=meta,
                       files_source=adds_to_table(adds, meta))
+    write = table.overwrite if mode == "overwrite" else table.append
     try:
-        table.append(Snapshot(storage, ours).to_batches(), app_transaction=app_transaction, schema_mode=schema_mode)
+        write(Snapshot(storage, ours).to_batches(), app_transaction=app_transaction, schema_mode=schema_mode)
     finally:
         delete_files(storage, [a.path for a in adds])
     return table
