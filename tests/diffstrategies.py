@@ -303,6 +303,8 @@ def _polars_literal(typ: pa.DataType, value: Any, python: bool = False) -> Any:
     if pa.types.is_date(typ):
         return pl.lit(literal(typ, value).as_py())
     if pa.types.is_timestamp(typ):
+        if typ.unit == "s":  # Polars has no second unit (a date widened to timestamp[s])
+            return None
         # typed as the column (Polars compares datetime[ns] with a datetime[us] literal in us), in the
         # column's zone (a UTC literal is not comparable with a New York column)
         if python and not (typ.unit == "ns" and value % 1000):  # a datetime literal, as users write
