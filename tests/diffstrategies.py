@@ -32,30 +32,9 @@ __all__ = [
     "values_for",
 ]
 
-# Defect classes of issue 13 that other branches are fixing. While a name is here, the harness steers
-# around that class (each use is marked with the name). The lead empties this set after the merge.
-KNOWN_BUGS: set[str] = {
-    "item1-partition-only-write-filter",  # delete/overwrite(filter) naming only partition columns drops whole files
-    "item3-restore-widened-partition",  # restore before a partition column was widened nulls it
-    "item11-timestamp-ns-literal",  # SQL TIMESTAMP '...' drops digits below microseconds
-    "item12-float-zero-nan",  # -0.0 in `in` pruning; NaN in `in` refused by plan_files; NaN pushdown in datasets
-    # to_polars() + a tz-aware filter on a non-UTC column; same path (Polars pushing into the pyarrow
-    # dataset), other symptom: a filter on a uint64 column holding values > 2**63-1 raises ArrowInvalid
-    "item13-polars-pushdown",
-    "item14-optimize-after-partition-rename",  # optimize() crashes after renaming a partition column
-    "item14-pandas-after-widen",  # to_pandas() fails after widening (stale pandas metadata)
-    "item15-vacuum-underscore-partition",  # vacuum skips folders of partition columns named `_x` / `.x`
-    "item16-string-flavours",  # string_view / dictionary / polars categorical input refused
-    "item19-dnf-iso-strings",  # DNF filters refuse ISO strings for date/timestamp columns
-    # NEW, not in issue 13's list (found by this harness, reported to the lead): once a column was
-    # renamed (or a dropped name re-added), filters using string matching (SQL LIKE/ILIKE,
-    # starts_with, ends_with, match_substring: MatchSubstringOptions) are refused with
-    # InvalidFilterError "cannot map the columns of expression ... to the data files"
-    "new-mapped-string-match-filter",
-    # item 21 (owned by the typed-error fuzz): an expression pyarrow cannot bind (int64 column vs a
-    # uint64 literal above 2**63-1) escapes as a raw ArrowInvalid instead of InvalidFilterError
-    "item21-untyped-filter-errors",
-}
+# Defect classes being fixed elsewhere: while a name is here, the harness steers around that class
+# (each use is marked with the name). Empty on main: every class the harness found is fixed.
+KNOWN_BUGS: set[str] = set()  # every class the harness found is fixed on main
 # LH_DIFF_KNOWN_BUGS="" (or a comma-separated subset) re-enables classes, to check a fix or hunt
 if "LH_DIFF_KNOWN_BUGS" in os.environ:
     KNOWN_BUGS &= set(filter(None, os.environ["LH_DIFF_KNOWN_BUGS"].split(",")))
