@@ -42,10 +42,11 @@ from .inspect import Inspect
 from .probe import StorageReport, check_storage
 from .properties import PropertyWarning
 from .snapshot import Snapshot
-from .table import Commit, Table, write_table
+from .table import Commit, Table
 from .tasks import DataFile, FileTask, read_task
 from .transaction import Transaction
 from .write import write_files
+from .writer import write_table
 
 __all__ = [
     "Alter",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,33 +30,32 @@ from .arguments import check_choice, check_int, check_names, check_optional_int,
 from .checkpoint import write_checkpoint
 from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
+from .creation import check_empty, new_metadata
 from .errors import (
     ArgumentTypeError,
     ColumnNotFoundError,
     CommitConflictError,
-    CommitStateUnknownError,
     InvalidArgumentError,
     InvalidDataFileError,
     InvalidTableError,
-    TableExistsError,
     TableNotFoundError,
     redact_uri,
 )
-from .evolution import check_partition_name, new_metadata_schema
 from .expressions import FilterLike, to_expression
 from .inspect import Inspect
-from .log import AddFile, AppTransaction, LogEntry, Metadata, Protocol
+from .log import LogEntry, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import check_properties, int_property
-from .schema import check_partition_columns, data_schema, logical_schema, to_reader
+from .properties import int_property
+from .records import checked_adds, data_files, live_paths
+from .schema import logical_schema
 from .snapshot import Snapshot, check_table_id, load_state, read_entry, version_as_of
-from .state import TableState, adds_to_table, check_adds
+from .state import TableState
 from .storage import Storage
 from .tasks import DataFile, FileTask
 from .transaction import SchemaMode, Transaction
-from .write import WriteOptions, delete_files, write_data_files
+from .write import WriteOptions, delete_files
 
-__all__ = ["Commit", "Table", "write_table"]
+__all__ = ["Commit", "Table"]
 
 _log = logging.getLogger("lakehouse")
 
@@ -90,25 +88,6 @@ class Commit:
             "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
         }
         return cls(version=e.version, timestamp=_ms_datetime(c.timestamp), operation=c.operation, info=info)
-
-
-def _check_properties(properties: Mapping[str, Any] | None) -> dict[str, str]:
-    # known ones validated (format §16); constraints only through Table.alter.add_constraint
-    return check_properties(properties, defaults=True)
-
-
-def _new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
-                  properties: Mapping[str, Any] | None) -> Metadata:
-    if not isinstance(schema, pa.Schema):
-        raise InvalidTableError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
-    if len(schema) == 0:
-        raise InvalidTableError("a table needs at least one column")
-    parts = check_partition_columns(schema, check_names(partition_by, "partition_by") or ())
-    for name in parts:
-        check_partition_name(name)  # its folder names must fit the filesystem (format §5.1)
-    meta = Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
-                    properties=_check_properties(properties), created_time=int(dt.datetime.now().timestamp() * 1000))
-    return new_metadata_schema(meta)  # every field gets a field id and a physical name (format §5.7)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -196,8 +175,8 @@ class Table:
         """
         storage = Storage.from_uri(uri, storage_options)
         storage.check_atomic_create()
-        meta = _new_metadata(schema, partition_by, properties)
-        _check_empty(storage, allow_non_empty)
+        meta = new_metadata(schema, partition_by, properties)
+        check_empty(storage, allow_non_empty)
         result = commit(storage, None, CommitRequest(operation="create", metadata=meta,
                                                      protocol=Protocol()))
         table = cls(storage, result.state)
@@ -594,7 +573,7 @@ class Table:
         """
         check_choice(operation, "operation", ("append", "overwrite"))
         check_int(read_version, "read_version", minimum=0)
-        files = _data_files(files)
+        files = data_files(files)
         removed = check_names(removed, "removed") or ()
         paths = [f.path for f in files]
         try:
@@ -602,7 +581,7 @@ class Table:
         except BaseException:
             delete_files(self._storage, paths)
             raise
-        live = _live_paths(files, base)
+        live = live_paths(files, base)
         if live:  # nothing is deleted: these files belong to the table
             raise InvalidDataFileError(f"data file {live[0]!r} is already live at version {base.version}",
                                        path=live[0])
@@ -617,7 +596,7 @@ class Table:
                 raise InvalidDataFileError(f"data file {bad.path!r}: version {bad.version!r} is not a table version",
                                            path=bad.path)
             self._check_written_schema(files, base)
-            adds = _checked_adds(files, base)
+            adds = checked_adds(files, base)
             tx = Transaction(self._storage, base, on_commit=self._set_state, options=self._write_options)
         except BaseException:
             delete_files(self._storage, paths)
@@ -806,182 +785,7 @@ class Table:
         return self.snapshot(version, as_of).to_duckdb(name, connection)
 
 
-def _checked_adds(files: Sequence[Any], base: TableState) -> list[AddFile]:
-    """The add actions of ``files`` for ``base``; ``InvalidDataFileError`` names the record and field
-    at fault (format §3, §5.3, §7) before anything is written."""
-    adds = []
-    for f in files:
-        if not isinstance(f, DataFile):
-            raise InvalidDataFileError(f"commit_files takes DataFile records, got {type(f).__name__}")
-        if isinstance(f.version, bool) or not isinstance(f.version, int) or f.version < 0:
-            raise InvalidDataFileError(f"data file {f.path!r}: version must be a version number, got {f.version!r}",
-                                       path=f.path)
-        if not isinstance(f.partition_values, Mapping) or not isinstance(f.stats, Mapping):
-            raise InvalidDataFileError(f"data file {f.path!r}: partition_values and stats must be mappings",
-                                       path=f.path)
-        try:
-            adds.append(f.to_add(base.metadata))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise InvalidDataFileError(str(exc), path=f.path) from None
-    fault = check_adds(adds, base.metadata)
-    if fault is not None:
-        raise InvalidDataFileError(f"data file {fault[0]!r}: {fault[1]}", path=fault[0])
-    return adds
-
-
-def _live_paths(files: Sequence[Any], base: TableState) -> list[str]:
-    """Paths of ``files`` that are live at ``base``: adding one again would write an entry every reader
-    refuses (format §10.2), and deleting it after a refusal would lose rows."""
-    given = [f.path for f in files if isinstance(f, DataFile) and isinstance(f.path, str)]
-    if not given:
-        return []
-    live = base.files.column("path")
-    return sorted(set(live.filter(pc.is_in(live, pa.array(given, pa.string()))).to_pylist()))
-
-
-def _check_empty(storage: Storage, allow_non_empty: bool) -> None:
-    """Refuse to create a table where files the format does not name as its own already are."""
-    if allow_non_empty:
-        return
-    foreign = maintenance.foreign_files(storage)
-    if foreign:
-        raise InvalidTableError(
-            f"{storage.display_uri!r} already holds files that are not part of a lakehouse table "
-            f"(e.g. {foreign[0]!r}); "
-            f"create the table in an empty folder, or pass allow_non_empty=True (vacuum never deletes them)")
-
-
-def _data_files(files: Any) -> list[DataFile]:
-    """``files`` as a list of :class:`DataFile` records; ``ArgumentTypeError`` for anything else."""
-    if isinstance(files, str | bytes | Mapping | DataFile) or not hasattr(files, "__iter__"):
-        raise ArgumentTypeError(f"files must be a list of DataFile records, got {type(files).__name__}",
-                                argument="files")
-    out = list(files)
-    for f in out:
-        if not isinstance(f, DataFile):
-            raise ArgumentTypeError(f"files must hold DataFile records (from lakehouse.write_files), got "
-                                    f"{type(f).__name__}", argument="files")
-    return out
-
-
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False,
             table_id: str | None = None) -> Table:
     storage = Storage.from_uri(uri, storage_options)
     return Table(storage, check_table_id(storage, load_state(storage, version), table_id), pinned=pinned)
-
-
-def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",
-                partition_by: Sequence[str] | None = None, properties: Mapping[str, Any] | None = None,
-                storage_options: Mapping[str, Any] | None = None,
-                app_transaction: tuple[str, int] | None = None, schema_mode: SchemaMode = "strict",
-                progress: ProgressLike = None, allow_non_empty: bool = False) -> Table:
-    """Write ``data`` to the table at ``uri``, creating it (with the data, as version 0) if missing.
-
-    ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
-    (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`;
-    ``allow_non_empty`` as for :meth:`Table.create`. With ``mode="overwrite"``,
-    ``schema_mode="overwrite"`` also replaces the table's schema and partitioning (``partition_by``,
-    None: the table's) by the data's in the same commit, as deltalake's ``write_deltalake`` does. On
-    an existing table no argument is ignored: a ``partition_by`` other than the table's raises
-    ``SchemaMismatchError`` unless the schema is replaced, and ``properties`` are set (validated) in
-    the same commit as the data. Several writers may race to create the table: with ``"append"`` the
-    losers append their rows to the winner's table, with ``"ignore"`` they do nothing
-    (create-or-append).
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-write-table", pa.table({"a": [1]}))
-        >>> lh.write_table("memory://doc-write-table", pa.table({"a": [2]}), mode="append").version
-        1
-        >>> t = lh.write_table("memory://doc-write-table", pa.table({"b": ["x"], "p": [1]}), mode="overwrite",
-        ...                    schema_mode="overwrite", partition_by=["p"])
-        >>> t.schema.names, t.partition_by, t.to_arrow(version=1).num_rows
-        (['b', 'p'], ['p'], 2)
-    """
-    check_choice(mode, "mode", ("error", "append", "overwrite", "ignore"))
-    if schema_mode not in ("strict", "merge", "overwrite"):  # checked even when the table is created
-        raise InvalidArgumentError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
-    if schema_mode == "overwrite" and mode == "append":
-        raise InvalidArgumentError("schema_mode='overwrite' replaces the table's schema: use it with mode='overwrite'")
-    storage = Storage.from_uri(uri, storage_options)
-    try:
-        table = Table(storage, load_state(storage))
-    except TableNotFoundError:
-        return _create_with_data(storage, data, partition_by, properties, app_transaction, progress,
-                                 mode=mode, schema_mode=schema_mode, allow_non_empty=allow_non_empty)
-    if mode == "error":
-        raise TableExistsError(storage.uri)
-    if mode == "ignore":
-        return table
-    with table.transaction(app_transaction=app_transaction) as tx:
-        if properties is not None:
-            tx.set_properties(properties)  # first: the write below checks the constraints they carry
-        if mode == "append":
-            tx.append(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
-        else:
-            tx.overwrite(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
-    return table
-
-
-def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] | None,
-                      properties: Mapping[str, Any] | None, app_transaction: tuple[str, int] | None,
-                      progress: ProgressLike = None, *, mode: WriteMode = "error",
-                      schema_mode: SchemaMode = "strict", allow_non_empty: bool = False) -> Table:
-    """Create the table with ``data`` as version 0. If another writer created it first, ``"append"``
-    commits the rows on top of it and ``"ignore"`` does nothing (create-or-append, §11.1)."""
-    storage.check_atomic_create()
-    reader = to_reader(data)
-    # a categorical's dictionary encoding is a storage detail: the column takes its value type (format §6)
-    meta = _new_metadata(data_schema(reader.schema), partition_by, properties)
-    _check_empty(storage, allow_non_empty)
-    options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
-    adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
-                            progress=progress)
-    txn: tuple[AppTransaction, ...] = ()
-    if app_transaction is not None:
-        txn = (AppTransaction(app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
-    request = CommitRequest(operation="write", parameters={"mode": "create"}, add=tuple(adds), metadata=meta,
-                            protocol=Protocol(), txn=txn)
-    try:
-        result = commit(storage, None, request)
-    except TableExistsError:
-        if mode not in ("append", "ignore", "overwrite"):
-            delete_files(storage, [a.path for a in adds])
-            raise
-        return _lost_create(storage, meta, adds, mode=mode, app_transaction=app_transaction,
-                            schema_mode=schema_mode)
-    except CommitStateUnknownError:
-        raise  # the entry may have landed: its data files must stay
-    except BaseException:
-        delete_files(storage, [a.path for a in adds])
-        raise
-    table = Table(storage, result.state)
-    table._last_outcome = result.outcome
-    return table
-
-
-def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode: WriteMode,
-                 app_transaction: tuple[str, int] | None, schema_mode: SchemaMode) -> Table:
-    """Another writer created the table while we wrote ``adds`` (typed by ``meta``): append them (or
-    for ``"overwrite"`` replace the table's rows by them), or for ``"ignore"`` drop them."""
-    table = Table(storage, load_state(storage))
-    if mode == "ignore":
-        delete_files(storage, [a.path for a in adds])
-        return table
-    current = table._state.metadata
-    if current.schema.equals(meta.schema, check_metadata=True) and current.partition_by == meta.partition_by:
-        # the same definition (column mapping included): the files fit as they are
-        tx = Transaction(storage, table._state, on_commit=table._set_state, app_transaction=app_transaction,
-                         options=table._write_options)
-        with tx:
-            tx.add_files(adds, overwrite=mode == "overwrite")
-        return table
-    # another definition: the rows are read back from our files and appended under the table's rules
-    ours = TableState(version=0, timestamp=0, protocol=Protocol(), metadata=meta,
-                      files_source=adds_to_table(adds, meta))
-    write = table.overwrite if mode == "overwrite" else table.append
-    try:
-        write(Snapshot(storage, ours).to_batches(), app_transaction=app_transaction, schema_mode=schema_mode)
-    finally:
-        delete_files(storage, [a.path for a in adds])
-    return table

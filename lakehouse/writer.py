@@ -1,0 +1,150 @@
+"""``write_table``: write data to a table at a URI, creating it (as version 0) if it is missing, with
+the create-or-append races of format §11.1 resolved.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> write_table("memory://doc-writer", pa.table({"a": [1]})).version
+    0
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from .arguments import check_choice
+from .commit import CommitRequest, commit
+from .creation import check_empty, new_metadata
+from .errors import CommitStateUnknownError, InvalidArgumentError, TableExistsError, TableNotFoundError
+from .log import AddFile, AppTransaction, Metadata, Protocol
+from .progress import ProgressLike
+from .schema import data_schema, to_reader
+from .snapshot import Snapshot, load_state
+from .state import TableState, adds_to_table
+from .storage import Storage
+from .table import Table
+from .transaction import SchemaMode, Transaction
+from .write import WriteOptions, delete_files, write_data_files
+
+__all__ = ["WriteMode", "write_table"]
+
+WriteMode = Literal["error", "append", "overwrite", "ignore"]
+"""What ``write_table`` does when a table exists: refuse, append, overwrite, or nothing."""
+
+
+def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "error",
+                partition_by: Sequence[str] | None = None, properties: Mapping[str, Any] | None = None,
+                storage_options: Mapping[str, Any] | None = None,
+                app_transaction: tuple[str, int] | None = None, schema_mode: SchemaMode = "strict",
+                progress: ProgressLike = None, allow_non_empty: bool = False) -> Table:
+    """Write ``data`` to the table at ``uri``, creating it (with the data, as version 0) if missing.
+
+    ``mode``: ``"error"`` (refuse if a table exists), ``"append"``, ``"overwrite"`` or ``"ignore"``
+    (do nothing if a table exists). ``schema_mode`` and ``progress`` as for :meth:`Table.append`;
+    ``allow_non_empty`` as for :meth:`Table.create`. With ``mode="overwrite"``,
+    ``schema_mode="overwrite"`` also replaces the table's schema and partitioning (``partition_by``,
+    None: the table's) by the data's in the same commit, as deltalake's ``write_deltalake`` does. On
+    an existing table no argument is ignored: a ``partition_by`` other than the table's raises
+    ``SchemaMismatchError`` unless the schema is replaced, and ``properties`` are set (validated) in
+    the same commit as the data. Several writers may race to create the table: with ``"append"`` the
+    losers append their rows to the winner's table, with ``"ignore"`` they do nothing
+    (create-or-append).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-write-table", pa.table({"a": [1]}))
+        >>> lh.write_table("memory://doc-write-table", pa.table({"a": [2]}), mode="append").version
+        1
+        >>> t = lh.write_table("memory://doc-write-table", pa.table({"b": ["x"], "p": [1]}), mode="overwrite",
+        ...                    schema_mode="overwrite", partition_by=["p"])
+        >>> t.schema.names, t.partition_by, t.to_arrow(version=1).num_rows
+        (['b', 'p'], ['p'], 2)
+    """
+    check_choice(mode, "mode", ("error", "append", "overwrite", "ignore"))
+    if schema_mode not in ("strict", "merge", "overwrite"):  # checked even when the table is created
+        raise InvalidArgumentError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
+    if schema_mode == "overwrite" and mode == "append":
+        raise InvalidArgumentError("schema_mode='overwrite' replaces the table's schema: use it with mode='overwrite'")
+    storage = Storage.from_uri(uri, storage_options)
+    try:
+        table = Table(storage, load_state(storage))
+    except TableNotFoundError:
+        return _create_with_data(storage, data, partition_by, properties, app_transaction, progress,
+                                 mode=mode, schema_mode=schema_mode, allow_non_empty=allow_non_empty)
+    if mode == "error":
+        raise TableExistsError(storage.uri)
+    if mode == "ignore":
+        return table
+    with table.transaction(app_transaction=app_transaction) as tx:
+        if properties is not None:
+            tx.set_properties(properties)  # first: the write below checks the constraints they carry
+        if mode == "append":
+            tx.append(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
+        else:
+            tx.overwrite(data, schema_mode=schema_mode, partition_by=partition_by, progress=progress)
+    return table
+
+
+def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] | None,
+                      properties: Mapping[str, Any] | None, app_transaction: tuple[str, int] | None,
+                      progress: ProgressLike = None, *, mode: WriteMode = "error",
+                      schema_mode: SchemaMode = "strict", allow_non_empty: bool = False) -> Table:
+    """Create the table with ``data`` as version 0. If another writer created it first, ``"append"``
+    commits the rows on top of it and ``"ignore"`` does nothing (create-or-append, §11.1)."""
+    storage.check_atomic_create()
+    reader = to_reader(data)
+    # a categorical's dictionary encoding is a storage detail: the column takes its value type (format §6)
+    meta = new_metadata(data_schema(reader.schema), partition_by, properties)
+    check_empty(storage, allow_non_empty)
+    options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
+    adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
+                            progress=progress)
+    txn: tuple[AppTransaction, ...] = ()
+    if app_transaction is not None:
+        txn = (AppTransaction(app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
+    request = CommitRequest(operation="write", parameters={"mode": "create"}, add=tuple(adds), metadata=meta,
+                            protocol=Protocol(), txn=txn)
+    try:
+        result = commit(storage, None, request)
+    except TableExistsError:
+        if mode not in ("append", "ignore", "overwrite"):
+            delete_files(storage, [a.path for a in adds])
+            raise
+        return _lost_create(storage, meta, adds, mode=mode, app_transaction=app_transaction,
+                            schema_mode=schema_mode)
+    except CommitStateUnknownError:
+        raise  # the entry may have landed: its data files must stay
+    except BaseException:
+        delete_files(storage, [a.path for a in adds])
+        raise
+    table = Table(storage, result.state)
+    table._last_outcome = result.outcome
+    return table
+
+
+def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode: WriteMode,
+                 app_transaction: tuple[str, int] | None, schema_mode: SchemaMode) -> Table:
+    """Another writer created the table while we wrote ``adds`` (typed by ``meta``): append them (or
+    for ``"overwrite"`` replace the table's rows by them), or for ``"ignore"`` drop them."""
+    table = Table(storage, load_state(storage))
+    if mode == "ignore":
+        delete_files(storage, [a.path for a in adds])
+        return table
+    current = table._state.metadata
+    if current.schema.equals(meta.schema, check_metadata=True) and current.partition_by == meta.partition_by:
+        # the same definition (column mapping included): the files fit as they are
+        tx = Transaction(storage, table._state, on_commit=table._set_state, app_transaction=app_transaction,
+                         options=table._write_options)
+        with tx:
+            tx.add_files(adds, overwrite=mode == "overwrite")
+        return table
+    # another definition: the rows are read back from our files and appended under the table's rules
+    ours = TableState(version=0, timestamp=0, protocol=Protocol(), metadata=meta,
+                      files_source=adds_to_table(adds, meta))
+    write = table.overwrite if mode == "overwrite" else table.append
+    try:
+        write(Snapshot(storage, ours).to_batches(), app_transaction=app_transaction, schema_mode=schema_mode)
+    finally:
+        delete_files(storage, [a.path for a in adds])
+    return table
