@@ -24,19 +24,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .arguments import check_names, check_str
-from .checkpoint import decode_checkpoint, read_pointer
 from .errors import (
     ColumnNotFoundError,
-    CorruptLogError,
     InvalidArgumentError,
     InvalidTableError,
     SchemaMismatchError,
-    TableNotFoundError,
-    UnsupportedFormatError,
     VersionNotFoundError,
 )
 from .expressions import FilterLike, files_mask, partition_verdicts, to_expression
-from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
+from .replay import as_datetime, list_log, load_state, read_entries, read_entry, version_as_of
 from .schema import (
     field_id,
     has_stats,
@@ -54,236 +50,6 @@ from .tasks import ScanPlan as _ScanPlan
 
 __all__ = ["Snapshot", "check_table_id", "list_log", "load_state", "read_ahead", "read_entries", "read_entry",
            "version_as_of"]
-
-_PROBE_BATCH = 16
-
-
-def read_entry(storage: Storage, version: int) -> LogEntry | None:
-    """The log entry at ``version``, or None if there is none."""
-    try:
-        data = storage.read(entry_name(version))
-    except FileNotFoundError:
-        return None
-    return decode_entry(data, path=storage.full_path(entry_name(version)), version=version)
-
-
-def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[LogEntry]:
-    """Entries ``start..stop`` (all must exist), or from ``start`` until the first missing one."""
-    out: list[LogEntry] = []
-    v = start
-    # local reads are cheap one by one; on object stores probe concurrently, doubling the batch
-    # while every probed entry exists (few requests when little is new, few rounds when much is)
-    batch = 1 if storage.is_local else (_PROBE_BATCH if stop is not None else 2)
-    while stop is None or v <= stop:
-        hi = v + batch if stop is None else min(v + batch, stop + 1)
-        datas = storage.read_many([entry_name(i) for i in range(v, hi)])
-        for i, data in enumerate(datas, start=v):
-            if data is None:
-                if stop is not None:
-                    if not storage.exists(entry_name(stop)):  # not a gap: the log ends before stop
-                        raise VersionNotFoundError(f"version {stop} does not exist (latest is {i - 1})",
-                                                   version=stop)
-                    raise VersionNotFoundError(f"log entry for version {i} is missing", version=i)
-                return out
-            out.append(decode_entry(data, path=storage.full_path(entry_name(i)), version=i))
-        v = hi
-        if not storage.is_local:
-            batch = min(batch * 2, 64)
-    return out
-
-
-def list_log(storage: Storage) -> tuple[list[int], list[int]]:
-    """The versions of the log entries and of the checkpoints in the log folder, ascending."""
-    entries: list[int] = []
-    checkpoints: list[int] = []
-    for name in storage.list(LOG_DIR):
-        parsed = parse_log_name(name)
-        if parsed is not None:
-            (entries if parsed[1] == "entry" else checkpoints).append(parsed[0])
-    return sorted(entries), sorted(checkpoints)
-
-
-def _checkpoint_start(storage: Storage, version: int | None, *,
-                      use_pointer: bool = True) -> tuple[int | None, list[int] | None]:
-    """The checkpoint version to start from, and the listed entry versions if we had to list."""
-    pointer = read_pointer(storage) if use_pointer else None
-    if pointer is not None and (version is None or pointer <= version):
-        return pointer, None
-    entries, checkpoints = list_log(storage)
-    if not entries and not checkpoints:
-        raise TableNotFoundError(storage.uri)
-    usable = [c for c in checkpoints if version is None or c <= version]
-    return (usable[-1] if usable else None), entries
-
-
-def _read_checkpoint(storage: Storage, version: int) -> TableState | None:
-    rel = checkpoint_name(version)
-    try:
-        data = storage.read(rel)
-    except FileNotFoundError:
-        return None
-    return decode_checkpoint(data, path=storage.full_path(rel), version=version)
-
-
-def _usable_checkpoint(storage: Storage, start: int, version: int | None) -> TableState | None:
-    """The state of checkpoint ``start``; if it is damaged, of the newest older one that is intact.
-
-    None means: replay from version 0. A checkpoint from a newer format is never skipped.
-    """
-    try:
-        return _read_checkpoint(storage, start)
-    except UnsupportedFormatError:
-        raise
-    except CorruptLogError as damaged:
-        _, checkpoints = list_log(storage)
-        for older in reversed([c for c in checkpoints if c < start]):
-            try:
-                return _read_checkpoint(storage, older)
-            except UnsupportedFormatError:
-                raise
-            except CorruptLogError:
-                continue
-        if read_entry(storage, 0) is None:
-            raise damaged from None
-        return None
-
-
-def load_state(storage: Storage, version: int | None = None) -> TableState:
-    """The table state at ``version`` (latest if None).
-
-    Raises ``TableNotFoundError`` if there is no table, ``VersionNotFoundError`` for a version
-    the log does not have, ``CorruptLogError`` for a damaged entry at or before ``version``.
-    """
-    if version is not None and version < 0:
-        raise VersionNotFoundError(f"version {version} does not exist: versions start at 0", version=version)
-    start, listed = _checkpoint_start(storage, version)
-    state = _usable_checkpoint(storage, start, version) if start is not None else None
-    if start is not None and state is None and listed is None:
-        # the pointer names a checkpoint that is not there: treat it as absent and list (§9)
-        start, listed = _checkpoint_start(storage, version, use_pointer=False)
-        state = _usable_checkpoint(storage, start, version) if start is not None else None
-    if start is None and listed and listed[0] > 0 and version is not None and version < listed[0]:
-        raise VersionNotFoundError(f"version {version} was cleaned up from the log (the oldest version kept is "
-                                   f"{listed[0]})", version=version)
-    first = state.version + 1 if state is not None else 0
-    if version is not None and listed is not None and listed and version > listed[-1]:
-        raise VersionNotFoundError(f"version {version} does not exist (latest is {listed[-1]})", version=version)
-    if version is None:
-        entries = read_entries(storage, first)
-    else:
-        entries = _entries_up_to(storage, first, version) if first <= version else []
-    if state is None:
-        if not entries:
-            if listed:  # entries exist but not from version 0: the early log was cleaned up
-                raise VersionNotFoundError(
-                    f"version {version if version is not None else 0} was cleaned up from the log", version=version
-                )
-            raise TableNotFoundError(storage.uri)
-        state = TableState.initial(entries)
-    else:
-        state = state.apply(entries)
-    if version is None and listed and listed[-1] > state.version:
-        missing = storage.full_path(entry_name(state.version + 1))
-        raise CorruptLogError(f"the log has a gap: entry {state.version + 1} is missing but {listed[-1]} exists",
-                              path=missing)
-    if version is not None and state.version != version:
-        raise VersionNotFoundError(f"version {version} does not exist (latest is {state.version})", version=version)
-    return state
-
-
-def _entries_up_to(storage: Storage, first: int, version: int) -> list[LogEntry]:
-    """Entries ``first..version``; if one is missing or damaged but ``version`` is past the last entry
-    in the log, ``VersionNotFoundError`` says that version does not exist (naming the latest)."""
-    try:
-        return read_entries(storage, first, version)
-    except (VersionNotFoundError, CorruptLogError) as failed:
-        # damage on the way to a version that does not exist: say that it does not exist
-        entries, checkpoints = list_log(storage)
-        latest = max(entries[-1] if entries else -1, checkpoints[-1] if checkpoints else -1)
-        if version > latest:
-            raise VersionNotFoundError(f"version {version} does not exist (latest is {latest})",
-                                       version=version) from None
-        raise failed from None
-
-
-def version_as_of(storage: Storage, ms: int) -> int:
-    """The newest version committed at or before ``ms`` (milliseconds since the epoch).
-
-    Commit timestamps strictly increase with the version (format §11.3), so this bisects the
-    entries the log folder lists, decoding only the ones it probes: a damaged entry is read only
-    when the answer depends on its timestamp (then ``CorruptLogError``). Nothing is replayed.
-
-    Raises:
-        TableNotFoundError: no table at the storage root.
-        VersionNotFoundError: no version committed at or before ``ms`` is left in the log.
-        CorruptLogError: an entry the answer depends on is damaged.
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-version-as-of", pa.table({"a": [1]}))
-        >>> version_as_of(t._storage, 2**62)
-        0
-    """
-    entries, checkpoints = list_log(storage)
-    if not entries:
-        if checkpoints:
-            raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
-                                       f"(only checkpoints are)")
-        raise TableNotFoundError(storage.uri)
-    # invariant: entries[lo] was committed at or before ms (lo == -1: none known), entries[hi:] after it
-    lo, hi = -1, len(entries)
-    while hi - lo > 1:
-        probe, stamp = _probe(storage, entries, lo, hi)
-        if stamp == ms:  # timestamps strictly increase (§11.3): no later entry is needed
-            return entries[probe]
-        if stamp < ms:
-            lo = probe
-        else:
-            hi = probe
-    if lo >= 0:
-        return entries[lo]
-    if entries[0] > 0:
-        raise VersionNotFoundError(f"no version committed at or before {_when(ms)} is left in the log "
-                                   f"(versions before {entries[0]} were cleaned up)")
-    raise VersionNotFoundError(f"no version of the table existed at {_when(ms)}")
-
-
-def _probe(storage: Storage, entries: list[int], lo: int, hi: int) -> tuple[int, int]:
-    """An index strictly between ``lo`` and ``hi`` (the middle, else the nearest intact entry to it)
-    and its entry's commit timestamp. Only if every entry between them is damaged does the answer
-    depend on a damaged timestamp: then the middle one's ``CorruptLogError``."""
-    mid = (lo + hi) // 2
-    first_error: CorruptLogError | None = None
-    for offset in range(hi - lo):
-        for i in (mid + offset, mid - offset) if offset else (mid,):
-            if lo < i < hi:
-                try:
-                    return i, _listed_entry(storage, entries[i]).commit.timestamp
-                except CorruptLogError as exc:
-                    first_error = first_error or exc
-    assert first_error is not None
-    raise first_error
-
-
-def _listed_entry(storage: Storage, version: int) -> LogEntry:
-    entry = read_entry(storage, version)
-    if entry is None:  # listed a moment ago: removed by a concurrent log clean-up
-        raise VersionNotFoundError(f"log entry {version} was removed while looking for a version by time "
-                                   f"(log clean-up ran); try again", version=version)
-    return entry
-
-
-def _when(ms: int) -> str:
-    """A commit time for a message (never fails, even for instants datetime cannot hold)."""
-    try:
-        return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)).isoformat()
-    except OverflowError:
-        return f"{ms} ms since the epoch"
-
-
-def _as_datetime(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-
 
 def _partition_expression(names: Sequence[str], values: Sequence[pa.Scalar]) -> pc.Expression:
     expr: pc.Expression | None = None
@@ -319,7 +85,7 @@ class Snapshot:
     @property
     def timestamp(self) -> dt.datetime:
         """When this version was committed (aware, UTC)."""
-        return _as_datetime(self._state.timestamp)
+        return as_datetime(self._state.timestamp)
 
     @property
     def schema(self) -> pa.Schema:

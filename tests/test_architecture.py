@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "sqlfilter": 3,
     "state": 4,
     "checkpoint": 4,
+    "replay": 4,
     "snapshot": 4,
     "tasks": 4,
     "scan": 5,
