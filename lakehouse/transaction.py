@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from .arguments import check_app_transaction
+from .arguments import check_app_transaction, check_choice
 from .commit import CommitRequest, commit
 from .constraints import combine_checks, constraint_checker
 from .errors import (
@@ -65,11 +65,10 @@ partitioning if asked, by the data's."""
 def _check_mode(schema_mode: str, *, replace: bool = False) -> bool:
     """True for ``"merge"``; ``InvalidArgumentError`` for anything but the modes (``"overwrite"`` only
     where ``replace`` allows it)."""
+    check_choice(schema_mode, "schema_mode", ("strict", "merge", "overwrite"))
     if schema_mode == "overwrite" and not replace:
         raise InvalidArgumentError("schema_mode='overwrite' replaces the whole table: use it with an overwrite "
-                                "without a filter")
-    if schema_mode not in ("strict", "merge", "overwrite"):
-        raise InvalidArgumentError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
+                                   "without a filter", argument="schema_mode")
     return schema_mode == "merge"
 
 

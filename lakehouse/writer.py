@@ -62,8 +62,7 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
         (['b', 'p'], ['p'], 2)
     """
     check_choice(mode, "mode", ("error", "append", "overwrite", "ignore"))
-    if schema_mode not in ("strict", "merge", "overwrite"):  # checked even when the table is created
-        raise InvalidArgumentError(f"schema_mode must be 'strict', 'merge' or 'overwrite', not {schema_mode!r}")
+    check_choice(schema_mode, "schema_mode", ("strict", "merge", "overwrite"))  # even when the table is created
     if schema_mode == "overwrite" and mode == "append":
         raise InvalidArgumentError("schema_mode='overwrite' replaces the table's schema: use it with mode='overwrite'")
     storage = Storage.from_uri(uri, storage_options)
