@@ -285,9 +285,14 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     ``lease`` seconds, and a file some version committed since then adds (a restore) is spared and
     left out of the result; a marker in the log folder tells restores a vacuum is running (§17.1).
 
+    Only regular files are deleted, never a path under which a referenced file lives; on local
+    disk the deletions never follow a symbolic link (format §3.1): a candidate whose folder became a
+    link after the listing is spared.
+
     Raises:
         RetentionError: ``retention`` is not a timedelta, is negative, or is below the table's
             minimum while ``enforce_retention``.
+        UnsafePathError: on local disk, the log folder resolves outside the table root (format §3.1).
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -406,6 +411,10 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
     """Delete log entries and checkpoints older than ``retention`` that a newer checkpoint (also
     older than ``retention``) covers; returns the number of entries removed. Temporary files that
     crashed writers left in the log folder (format §17.2) go too once they are older than ``retention``.
+
+    Raises:
+        UnsafePathError: on local disk, the log folder is a symbolic link (deletions never follow
+            links, format §3.1); nothing was deleted through it.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
