@@ -8,8 +8,8 @@ local disk:
   :class:`~lakehouse.errors.UnsafePathError`, a path whose resolved location leaves the table root's
   resolved location (a data file, partition folder or ``_lakehouse_log`` that is a symbolic link to
   another table), unless the storage option ``"lakehouse.allow_symlinks": True`` is set. A link that
-  stays inside the root is fine. The cost is one ``realpath`` per distinct folder and one ``lstat``
-  per file.
+  stays inside the root is fine. The cost is one ``lstat`` per distinct folder segment and per file
+  (one listing instead for many files of one folder), and a ``realpath`` only for a link.
 * **Deletions never go through a link.** :func:`delete_file` walks from the root to the file's
   folder one segment at a time, opening each folder with ``O_DIRECTORY | O_NOFOLLOW`` relative to the
   previous one, and unlinks the name relative to that folder's handle, after an ``lstat`` shows a
@@ -33,11 +33,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import UnsafePathError
 
-__all__ = ["HAS_DIR_FD", "check_contained", "delete_file", "is_under"]
+__all__ = ["HAS_DIR_FD", "LIST_FROM", "check_contained", "delete_file", "is_under"]
 
 HAS_DIR_FD = (hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
               and os.unlink in os.supports_dir_fd and os.stat in os.supports_dir_fd)
@@ -53,6 +53,10 @@ def check_contained(root: str, rels: Iterable[str], *, real_root: str | None = N
     """Raise :class:`UnsafePathError` if some ``rel`` (relative to the local folder ``root``)
     resolves outside ``root``'s resolved path. A missing file passes (its reader reports it).
 
+    Only what lies below ``root`` is examined (``root`` itself, and its ancestors, are the user's):
+    one ``lstat`` per distinct folder segment and per file, and a ``realpath`` only where one of
+    them is a symbolic link.
+
     Args:
         root: the table root, an absolute local path.
         rels: paths relative to ``root``, ``/``-separated.
@@ -61,23 +65,71 @@ def check_contained(root: str, rels: Iterable[str], *, real_root: str | None = N
     Raises:
         UnsafePathError: a folder on the way or the file itself is a link that leaves the root.
     """
-    real_root = real_root or os.path.realpath(root)
-    folders: dict[str, bool] = {}
+    resolved = [real_root]
+
+    def inside(rel: str) -> bool:  # ``rel`` is a link (or odd): does its target stay under the root?
+        if resolved[0] is None:
+            resolved[0] = os.path.realpath(root)
+        return is_under(os.path.realpath(os.path.join(root, *rel.split("/"))), resolved[0])
+
+    checked: dict[str, bool] = {"": True}  # folder (relative) -> inside the root
+    by_folder: dict[str, list[str]] = {}
     for rel in rels:
-        folder, _, name = rel.rpartition("/")
-        inside = folders.get(folder)
-        full_folder = os.path.join(root, *folder.split("/")) if folder else root
-        if inside is None:
-            inside = folders[folder] = is_under(os.path.realpath(full_folder), real_root)
-        if not inside:
-            raise _outside(root, rel, folder or ".")
-        full = os.path.join(full_folder, name)
+        by_folder.setdefault(rel.rpartition("/")[0], []).append(rel)
+    for folder, members in by_folder.items():
+        if not _folder_inside(root, folder, checked, inside):
+            raise _outside(root, members[0], folder)
+        for rel in _links(root, folder, members):
+            if not inside(rel):
+                raise _outside(root, rel, rel)
+
+
+def _links(root: str, folder: str, rels: list[str]) -> list[str]:
+    """Those of ``rels`` (files of ``folder``) that are symbolic links: one ``lstat`` each, or one
+    listing of the folder when many of its files are asked about (a scan of a partition)."""
+    full = os.path.join(root, *folder.split("/")) if folder else root
+    if len(rels) >= LIST_FROM:
         try:
-            mode = os.lstat(full).st_mode
+            with os.scandir(full) as entries:
+                links = {e.name for e in entries if e.is_symlink()}
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [rel for rel in rels if rel.rpartition("/")[2] in links]
+    out = []
+    for rel in rels:
+        try:
+            mode = os.lstat(os.path.join(full, rel.rpartition("/")[2])).st_mode
         except (FileNotFoundError, NotADirectoryError):
             continue
-        if stat.S_ISLNK(mode) and not is_under(os.path.realpath(full), real_root):
-            raise _outside(root, rel, rel)
+        if stat.S_ISLNK(mode):
+            out.append(rel)
+    return out
+
+
+LIST_FROM = 16
+"""From this many files of one folder on, :func:`check_contained` lists the folder instead of one
+``lstat`` per file."""
+
+
+def _folder_inside(root: str, folder: str, checked: dict[str, bool], inside: Callable[[str], bool]) -> bool:
+    """True if the folder ``folder`` (relative to ``root``) resolves under the root; memoised in ``checked``."""
+    known = checked.get(folder)
+    if known is not None:
+        return known
+    parent, _, seg = folder.rpartition("/")
+    if not _folder_inside(root, parent, checked, inside):
+        checked[folder] = False
+        return False
+    if seg in ("", ".", ".."):
+        verdict = inside(folder)
+    else:
+        try:
+            mode = os.lstat(os.path.join(root, *folder.split("/"))).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = 0  # nothing there: nothing to follow
+        verdict = inside(folder) if stat.S_ISLNK(mode) else True
+    checked[folder] = verdict
+    return verdict
 
 
 def _outside(root: str, rel: str, link: str) -> UnsafePathError:
