@@ -127,6 +127,8 @@ def _folder_inside(root: str, folder: str, checked: dict[str, bool], inside: Cal
             mode = os.lstat(os.path.join(root, *folder.split("/"))).st_mode
         except (FileNotFoundError, NotADirectoryError):
             mode = 0  # nothing there: nothing to follow
+        except OSError:  # a loop of links on the way, say: let the resolved path decide
+            mode = stat.S_IFLNK
         verdict = inside(folder) if stat.S_ISLNK(mode) else True
     checked[folder] = verdict
     return verdict
