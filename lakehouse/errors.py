@@ -23,7 +23,9 @@ inherits it too, so ``except FileNotFoundError`` keeps working::
     │   └── CommitTooLargeError   (also ValueError)  - a log entry larger than one storage request
     ├── CorruptLogError
     │   └── UnsupportedFormatError
-    └── UnsafeStorageError
+    ├── UnsafeStorageError
+    └── UnsafePathError           (also PermissionError) - a local path that leaves the table root
+                                                           through a symbolic link, or is not a regular file
 
 Example:
     >>> import lakehouse as lh
@@ -55,6 +57,7 @@ __all__ = [
     "SchemaMismatchError",
     "TableExistsError",
     "TableNotFoundError",
+    "UnsafePathError",
     "UnsafeStorageError",
     "UnsupportedFormatError",
     "VersionNotFoundError",
@@ -258,3 +261,14 @@ class UnsupportedFormatError(CorruptLogError):
 
 class UnsafeStorageError(LakehouseError):
     """The filesystem cannot create a file atomically only-if-absent, so commits are unsafe."""
+
+
+class UnsafePathError(LakehouseError, PermissionError):
+    """A path under a table root on local disk was refused: its resolved path leaves the table
+    root's (a symbolic link to another table or folder) and the storage option
+    ``"lakehouse.allow_symlinks"`` is not set, or a deletion would go through a symbolic link or
+    remove something that is not a regular file. ``.path`` names the path."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

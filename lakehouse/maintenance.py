@@ -45,7 +45,14 @@ import pyarrow.compute as pc
 from .checkpoint import decode_checkpoint, read_pointer, write_pointer
 from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
-from .errors import CommitConflictError, CorruptLogError, LakehouseError, RetentionError, VersionNotFoundError
+from .errors import (
+    CommitConflictError,
+    CorruptLogError,
+    LakehouseError,
+    RetentionError,
+    UnsafePathError,
+    VersionNotFoundError,
+)
 from .evolution import narrowing_protocol, raised_protocol
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
@@ -181,7 +188,8 @@ def _own_file(rel: str) -> bool:
 
 
 def _listed_files(storage: Storage) -> list[tuple[str, int | None]]:
-    """(relative path, mtime ms) of every data file (format §7 names) in the table folder, outside the log."""
+    """(relative path, mtime ms) of every data file (format §7 names) in the table folder, outside the log:
+    regular files only (never a symbolic link, a folder, a FIFO, ...: format §17.1)."""
     root = storage.full_path("").rstrip("/")
     try:
         found = storage.fs.find(root, detail=True, withdirs=False)
@@ -189,7 +197,7 @@ def _listed_files(storage: Storage) -> list[tuple[str, int | None]]:
         storage.fs.invalidate_cache()
     out = []
     for path, info in found.items():
-        if info.get("type") == "directory":
+        if info.get("type") != "file" or info.get("islink"):
             continue
         rel = posixpath.relpath(storage.fs._strip_protocol(path), root) if root else path
         if rel.startswith("..") or rel.startswith(f"{LOG_DIR}/") or not _own_file(rel):
@@ -277,9 +285,14 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     ``lease`` seconds, and a file some version committed since then adds (a restore) is spared and
     left out of the result; a marker in the log folder tells restores a vacuum is running (§17.1).
 
+    Only regular files are deleted, never a path under which a referenced file lives; on local
+    disk the deletions never follow a symbolic link (format §3.1): a candidate whose folder became a
+    link after the listing is spared.
+
     Raises:
         RetentionError: ``retention`` is not a timedelta, is negative, or is below the table's
             minimum while ``enforce_retention``.
+        UnsafePathError: on local disk, the log folder resolves outside the table root (format §3.1).
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
@@ -294,8 +307,9 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     # a file no retained version references is deletable once it is older than the window: a file
     # removed at or before the oldest retained version was written before that version, and a
     # younger unreferenced file may belong to a writer that has not committed yet
+    live_folders = _folders(referenced)  # never delete a path under which a live file lives (§17.1)
     doomed = sorted(rel for rel, mtime in _listed_files(storage)
-                    if rel not in referenced and mtime is not None and mtime < cutoff)
+                    if rel not in referenced and rel not in live_folders and mtime is not None and mtime < cutoff)
     with contextlib.closing(progress_callback(progress)) as report:
         total = 0 if dry_run else len(doomed)
         report(ProgressEvent("vacuum", "delete", 0, total, "files"))
@@ -311,9 +325,22 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     return [rel for rel in doomed if rel not in spared]
 
 
+def _folders(paths: set[str]) -> set[str]:
+    """Every folder (relative path) that holds one of ``paths``, at any depth."""
+    out: set[str] = set()
+    for path in paths:
+        folder = path.rpartition("/")[0]
+        while folder and folder not in out:
+            out.add(folder)
+            folder = folder.rpartition("/")[0]
+    return out
+
+
 def _delete_all(storage: Storage, doomed: list[str], report: Callable[[ProgressEvent], None],
                 recheck: _Recheck) -> set[str]:
-    """Delete ``doomed`` (each only if ``recheck`` allows it); the files spared."""
+    """Delete ``doomed`` (each only if ``recheck`` allows it); the files spared. A deletion the storage
+    refuses as unsafe (on local disk: a folder on the way became a symbolic link, or the file is no
+    longer a regular file) deletes nothing and spares that file."""
     spared: set[str] = set()
 
     def remove(rel: str) -> BaseException | None:
@@ -322,6 +349,9 @@ def _delete_all(storage: Storage, doomed: list[str], report: Callable[[ProgressE
                 spared.add(rel)
                 return None
             storage.delete(rel)
+            return None
+        except UnsafePathError:
+            spared.add(rel)  # swapped for a link since the listing: nothing outside the root goes
             return None
         except FileNotFoundError:
             return None  # gone already (a concurrent vacuum): the goal holds
@@ -381,6 +411,10 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
     """Delete log entries and checkpoints older than ``retention`` that a newer checkpoint (also
     older than ``retention``) covers; returns the number of entries removed. Temporary files that
     crashed writers left in the log folder (format §17.2) go too once they are older than ``retention``.
+
+    Raises:
+        UnsafePathError: on local disk, the log folder is a symbolic link (deletions never follow
+            links, format §3.1); nothing was deleted through it.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa

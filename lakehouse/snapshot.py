@@ -226,6 +226,7 @@ class Snapshot:
         meta = self._state.metadata
         parts = partition_columns(meta.schema, meta.partition_by)
         paths = files.column("path").to_pylist()
+        self._storage.check_contained(paths)  # local disk: no link out of the root (format §3.1)
         sizes = files.column("size_bytes").to_pylist()
         part_cols = [files.column(f"partition.{c}") for c in parts]
         fragments = []

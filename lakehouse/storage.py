@@ -35,7 +35,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from .arguments import check_mapping, check_uri
 from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError, redact_uri
-from .storage_options import UNSAFE_SINGLE_WRITER, backend_of, lakehouse_options
+from .localfs import check_contained, delete_file
+from .storage_options import ALLOW_SYMLINKS, UNSAFE_SINGLE_WRITER, backend_of, lakehouse_options
 from .storage_options import translate as translate_storage_options
 
 __all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
@@ -166,6 +167,10 @@ class Storage:
     uri: str
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     unsafe_single_writer: bool = False
+    allow_symlinks: bool = False
+    """``"lakehouse.allow_symlinks"``: on local disk, follow links out of the root (format §3.1)."""
+    real_root: str = ""
+    """On local disk, the root with every symbolic link resolved (once, at open); else empty."""
 
     @classmethod
     def from_uri(cls, uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Storage:
@@ -181,6 +186,7 @@ class Storage:
         uri_s = check_uri(uri)
         own, opts = lakehouse_options(check_mapping(storage_options, "storage_options") or {})
         unsafe = own.get(UNSAFE_SINGLE_WRITER, False)
+        allow_symlinks = own.get(ALLOW_SYMLINKS, False)
         # deltalake-style keys (AWS_ACCESS_KEY_ID, ...) become the backend's own arguments
         translated = translate_storage_options(backend_of(uri_s), opts)
         try:
@@ -189,12 +195,14 @@ class Storage:
             raise InvalidArgumentError(f"cannot open {uri_s!r} with storage_options {sorted(opts)}: {exc}",
                                        argument="storage_options" if opts else "uri") from exc
         root = root.rstrip("/") if root not in ("/", "") else root
+        real_root = ""
         if isinstance(fs, LocalFileSystem):
             root = os.path.abspath(root)
+            real_root = os.path.realpath(root)
             if not _is_absolute_local(uri_s):  # relative or ~: the same table in every process and folder
                 uri_s = root
         return cls(fs=fs, root=root, uri=uri_s, storage_options=dict(storage_options or {}),
-                   unsafe_single_writer=unsafe)
+                   unsafe_single_writer=unsafe, allow_symlinks=allow_symlinks, real_root=real_root)
 
     @property
     def display_uri(self) -> str:
@@ -226,10 +234,25 @@ class Storage:
             return pafs.LocalFileSystem()
         return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
 
+    def check_contained(self, rels: Iterable[str]) -> None:
+        """On local disk, raise :class:`~lakehouse.errors.UnsafePathError` if some path of ``rels``
+        resolves outside the table root (through a symbolic link), unless ``"lakehouse.allow_symlinks"``
+        is set; elsewhere (object stores have no links) do nothing. See :mod:`lakehouse.localfs`.
+
+        Args:
+            rels: paths relative to the root.
+
+        Raises:
+            UnsafePathError: a path leaves the root; it names the path.
+        """
+        if self.is_local and not self.allow_symlinks:
+            check_contained(self.root, rels, real_root=self.real_root or None)
+
     # -- plain I/O -----------------------------------------------------------------------------
     def read(self, rel: str) -> bytes:
         """Read a whole file; ``FileNotFoundError`` if absent."""
         if self.is_local:
+            self.check_contained((rel,))
             return _local_read(self.full_path(rel))
         self._forget(rel)
         data = self.fs.cat_file(self.full_path(rel))
@@ -287,14 +310,28 @@ class Storage:
         return [str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries]
 
     def delete(self, rel: str) -> None:
-        """Delete a file; missing files are ignored."""
+        """Delete a file; missing files are ignored.
+
+        On local disk the deletion never follows a symbolic link below the root, whatever
+        ``"lakehouse.allow_symlinks"`` says: it is made relative to folder handles opened one segment
+        at a time without following links, and only a regular file is removed
+        (:func:`lakehouse.localfs.delete_file`).
+
+        Raises:
+            UnsafePathError: on local disk, a folder on the way is a symbolic link or ``rel`` is not a
+                regular file; nothing was deleted.
+        """
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self.full_path(rel))
+            if self.is_local:
+                delete_file(self.root, rel)
+            else:
+                self.fs.rm_file(self.full_path(rel))
 
     def overwrite(self, rel: str, data: bytes) -> None:
         """Write ``data`` to ``rel``, replacing any file there (used only for hints)."""
         path = self.full_path(rel)
         if self.is_local:
+            self.check_contained((rel,))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
             try:
@@ -396,6 +433,7 @@ class Storage:
         self.check_atomic_create()
         path = self.full_path(rel)
         if self.is_local:
+            self.check_contained((rel,))
             _local_put_if_absent(path, data)
         elif self.is_memory:
             with _MEMORY_LOCK:

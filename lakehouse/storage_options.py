@@ -33,6 +33,7 @@ from typing import Any
 from .errors import InvalidArgumentError
 
 __all__ = [
+    "ALLOW_SYMLINKS",
     "AZURE_OPTIONS",
     "GCS_OPTIONS",
     "LAKEHOUSE_OPTIONS",
@@ -49,7 +50,11 @@ __all__ = [
 UNSAFE_SINGLE_WRITER = "lakehouse.unsafe_single_writer"
 """Storage option that allows writing where no atomic create-if-absent exists (one writer only)."""
 
-LAKEHOUSE_OPTIONS: dict[str, str] = {UNSAFE_SINGLE_WRITER: "bool"}
+ALLOW_SYMLINKS = "lakehouse.allow_symlinks"
+"""Storage option that lets readers and writers on local disk follow symbolic links out of the table
+root (a partition tiered onto another disk); without it such paths are refused (format §3.1)."""
+
+LAKEHOUSE_OPTIONS: dict[str, str] = {UNSAFE_SINGLE_WRITER: "bool", ALLOW_SYMLINKS: "bool"}
 """The options lakehouse itself reads (every other ``lakehouse.*`` key is refused) -> their kind."""
 
 TYPED_OPTIONS: dict[str, str] = {

@@ -645,7 +645,9 @@ class Table:
         ``vacuum_min_retention_seconds``, default 7 days) raises ``RetentionError`` unless
         ``enforce_retention=False``. ``progress`` as for :meth:`append` (one event per file deleted).
         Only files named as the table's data files are deleted (format §17.1): other files in the
-        folder stay, and so does a file a restore committed while the vacuum ran.
+        folder stay, and so does a file a restore committed while the vacuum ran. Only regular files
+        are deleted, and on local disk never through a symbolic link (format §3.1): a partition
+        folder linked onto another disk stays, with everything under it.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa, datetime as dt

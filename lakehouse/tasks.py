@@ -262,6 +262,7 @@ def build_tasks(files: pa.Table, *, storage: Storage, metadata: Metadata, versio
     cols = tuple(columns) if columns is not None else None
     names = _logical_names(metadata.schema)
     tasks = []
+    storage.check_contained(files.column("path").to_pylist())  # local disk: no link out of the root (§3.1)
     for add in files_to_adds(files, metadata):
         full = storage.full_path(add.path)
         tasks.append(FileTask(

@@ -203,6 +203,7 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, data_columns
     parent = posixpath.dirname(full)
     if storage.is_local:
         os.makedirs(parent, exist_ok=True)
+        storage.check_contained((rel,))  # never write through a link out of the root (format §3.1)
     else:
         storage.fs.makedirs(parent, exist_ok=True)
     afs = storage.arrow_filesystem()

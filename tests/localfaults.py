@@ -5,8 +5,8 @@ On local disk lakehouse does not go through one fsspec object: it calls the OS i
 data files to pyarrow's native filesystem. :func:`installed` wraps each route at the narrowest point
 that still sees every call (the calls still really happen on disk, or really don't):
 
-* ``os`` as seen from ``lakehouse.storage`` and ``lakehouse.write`` (a proxy module replaces the
-  module attribute; ``os`` itself is untouched): ``open``, ``read``, ``fstat``, ``fsync``,
+* ``os`` as seen from ``lakehouse.storage``, ``lakehouse.localfs`` (deletions) and ``lakehouse.write``
+  (a proxy module replaces the module attribute; ``os`` itself is untouched): ``open``, ``read``, ``fstat``, ``fsync``,
   ``close``, ``link``, ``unlink``/``remove``, ``replace``/``rename``, ``makedirs``/``mkdir``, and
   the ``write`` of the file objects ``os.fdopen`` returns. That is the put-if-absent protocol
   (temp file, write, fsync, close, link, unlink, directory fsync), log reads and
@@ -68,6 +68,7 @@ import pyarrow.fs as pafs
 from faultfs import PLAN
 from fsspec.implementations.local import LocalFileSystem
 
+import lakehouse.localfs
 import lakehouse.storage
 import lakehouse.write
 
@@ -403,6 +404,7 @@ def installed() -> Iterator[None]:
     try:
         patch(lakehouse.storage, "os", proxy)
         patch(lakehouse.write, "os", proxy)
+        patch(lakehouse.localfs, "os", proxy)
         patch(lakehouse.storage, "open", _builtin_open)
         storage_cls = lakehouse.storage.Storage
         patch(storage_cls, "arrow_filesystem", _arrow_filesystem(storage_cls.arrow_filesystem))

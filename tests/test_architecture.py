@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "progress": 0,
     "storage": 1,
     "storage_options": 1,
+    "localfs": 1,
     "log": 2,
     "schema": 2,
     "partitioning": 3,

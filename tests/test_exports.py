@@ -25,6 +25,7 @@ ERRORS = {
     "CorruptLogError",
     "UnsupportedFormatError",
     "UnsafeStorageError",
+    "UnsafePathError",
     "InvalidArgumentError",
     "ArgumentTypeError",
     "CommitTooLargeError",
