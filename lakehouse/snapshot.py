@@ -35,7 +35,7 @@ from .errors import (
     UnsupportedFormatError,
     VersionNotFoundError,
 )
-from .expressions import FilterLike, files_mask, partition_verdicts, to_expression
+from .expressions import FilterLike, exact_integer_literals, files_mask, partition_verdicts, to_expression
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .schema import (
     field_id,
@@ -682,6 +682,8 @@ class _NanSafeDataset(ds.FileSystemDataset):
         """As :meth:`pyarrow.dataset.Dataset.scanner`, with terms on floating-point columns evaluated on rows."""
         if self._lh_filter is not None:
             filter = self._lh_filter if filter is None else self._lh_filter & filter
+        if filter is not None:  # Polars pushes `u < 5` with an int64 literal: compare integers exactly
+            filter = exact_integer_literals(filter, self.schema)
         named = list(columns) if isinstance(columns, list | tuple) else None
         plan = scan_plan(self.schema, named, filter) if filter is not None else None
         if plan is None or plan.residual is None:
