@@ -282,8 +282,7 @@ def _integer_type(node: Node, schema: pa.Schema) -> pa.DataType | None:
 
 
 def _exact_call(node: Call, schema: pa.Schema) -> pc.Expression | None:
-    """``node`` compared exactly when it compares an integer column with an integer literal of
-    another type (None when it does not)."""
+    """``node`` made exact if it compares an integer column with an integer literal of another type."""
     if node.name in _SWAP and len(node.args) == 2 and node.options is None:
         column, literal, op = node.args[0], node.args[1], node.name
         if isinstance(column, Literal):
@@ -324,13 +323,10 @@ def _exact_node(node: Node, schema: pa.Schema) -> pc.Expression:
 
 def exact_integer_literals(expr: pc.Expression, schema: pa.Schema) -> pc.Expression:
     """``expr`` with every comparison (and ``is_in``) of an integer column with an integer literal
-    of another type made exact.
-
-    Arrow compares such a pair in a common type, which fails on the rows (``uint64`` against a
-    signed literal: ``Integer value ... not in range``) or for the whole filter. A literal the
-    column's type holds is cast to it; one it cannot hold decides the comparison by mathematics
-    for every non-null row (``u != -1`` is true, ``u < -1`` false), and a null row stays null, as
-    for any comparison. An ``is_in`` value the column cannot hold is dropped (it matches nothing).
+    of another type made exact (Arrow compares in a common type: ``uint64`` against a signed literal
+    fails on the rows). A literal the column's type holds is cast to it; one it cannot hold decides
+    the comparison for every non-null row (``u != -1`` is true, ``u < -1`` false; a null row stays
+    null), and an ``is_in`` value the column cannot hold is dropped (it matches nothing).
 
     Args:
         expr: the filter.
