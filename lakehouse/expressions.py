@@ -281,6 +281,12 @@ def _integer_type(node: Node, schema: pa.Schema) -> pa.DataType | None:
     return typ if pa.types.is_integer(typ) else None
 
 
+def _integral(value: pa.Scalar) -> bool:
+    """``value`` is a non-null integer, or a decimal with no fraction digits (SQL's huge integers)."""
+    return value.is_valid and (pa.types.is_integer(value.type) or (
+        pa.types.is_decimal(value.type) and value.type.scale == 0))
+
+
 def _exact_call(node: Call, schema: pa.Schema) -> pc.Expression | None:
     """``node`` made exact if it compares an integer column with an integer literal of another type."""
     if node.name in _SWAP and len(node.args) == 2 and node.options is None:
@@ -288,11 +294,11 @@ def _exact_call(node: Call, schema: pa.Schema) -> pc.Expression | None:
         if isinstance(column, Literal):
             column, literal, op = literal, column, _SWAP[op]
         typ = _integer_type(column, schema)
-        if typ is None or not isinstance(literal, Literal) or not pa.types.is_integer(literal.value.type) \
-                or literal.value.type == typ or not literal.value.is_valid:
+        if typ is None or not isinstance(literal, Literal) or not _integral(literal.value) \
+                or literal.value.type == typ:
             return None
         field = build_expression(column)
-        verdict = integer_comparison(op, typ, literal.value.as_py())
+        verdict = integer_comparison(op, typ, int(literal.value.as_py()))
         if isinstance(verdict, pa.Scalar):
             return pc.Expression._call(op, [field, pc.scalar(verdict)])
         valid = pc.Expression._call("true_unless_null", [field])  # true, or null on a null row

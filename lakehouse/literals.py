@@ -179,6 +179,8 @@ def literal_for(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
                 return pa.scalar(value)  # out of range for the column type: compare as is
             except (pa.ArrowException, TypeError, ValueError, OverflowError):
                 pass
+            if pa.types.is_integer(typ) and isinstance(value, int) and abs(value) < 10 ** 76:
+                return pa.scalar(decimal.Decimal(value), pa.decimal256(76, 0))  # beyond every integer type
         raise bad from exc
 
 

@@ -169,3 +169,22 @@ def test_a_damaged_data_file_is_not_blamed_on_the_filter(tmp_path) -> None:
     with pytest.raises(Exception) as info:
         t.to_arrow(filter=pc.field("a") > 0)
     assert not isinstance(info.value, lh.InvalidFilterError)
+
+
+@PROFILE
+@given(case=tables(), values=st.lists(st.one_of(st.sampled_from(EDGES), st.integers(-(10 ** 30), 10 ** 30)),
+                                      min_size=1, max_size=3))
+def test_dnf_and_sql_integers_beyond_every_arrow_type_compare_exactly(
+        case: tuple[pa.DataType, list[list[int | None]]], values: list[int]) -> None:
+    typ, files = case
+    rows = [v for f in files for v in f]
+    t = _write(typ, files, partitioned=False)
+    for value in values:
+        for op in OPS:
+            expected = _model(rows, op, value)
+            assert _ids(t.to_arrow(filter=[("c", op, value)])) == expected, (typ, rows, op, value)
+            assert _ids(t.to_arrow(filter=f"c {op} {value}")) == expected, (typ, rows, op, value)
+    assert _ids(t.to_arrow(filter=[("c", "in", values)])) == _model_in(rows, values)
+    assert _ids(t.to_arrow(filter=f"c in ({', '.join(map(str, values))})")) == _model_in(rows, values)
+    not_in = [k for k, v in enumerate(rows) if v is not None and v not in values]
+    assert _ids(t.to_arrow(filter=[("c", "not in", values)])) == not_in
