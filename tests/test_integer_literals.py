@@ -144,6 +144,9 @@ def test_the_issue_examples() -> None:
     assert t.to_polars().filter(pl.col("f") < 5).collect()["i"].to_list() == [1]
     assert t.to_arrow(filter=pc.field("i") > pa.scalar(2 ** 63, pa.uint64())).num_rows == 0
     assert t.to_arrow(filter=pc.field("i") < pa.scalar(2 ** 63, pa.uint64())).num_rows == 2
+    con = t.to_duckdb("v")
+    for where, ids in [("f < 5", [1]), ("f != -1", [1, 2]), ("f > -1", [1, 2]), ("f in (1, -1)", [1])]:
+        assert sorted(r[0] for r in con.sql(f"select i from v where {where}").fetchall()) == ids, where
     t.delete(pc.field("f") == -1)
     assert t.to_arrow().num_rows == 2
     t.delete(pc.field("f") > -1)
