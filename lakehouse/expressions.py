@@ -29,10 +29,11 @@ import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
-from lakehouse.literals import literal_for
+from lakehouse.literals import integer_comparison, literal_for
 
 __all__ = [
-    "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "files_mask",
+    "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "exact_integer_literals",
+    "files_mask",
     "parse_expression", "partition_verdicts", "set_lookup",
     "prune_expression", "referenced_columns", "rename_fields", "to_expression",
 ]
@@ -267,6 +268,94 @@ def referenced_columns(expr: pc.Expression) -> frozenset[str]:
     return frozenset(f.name for f in _fields(parse_expression(expr)))
 
 
+# ----------------------------------------------------------------------------------- integer literals
+def _integer_type(node: Node, schema: pa.Schema) -> pa.DataType | None:
+    """The type of the column ``node`` names when it is a plain integer column of ``schema``."""
+    if not isinstance(node, Field) or node.name not in schema.names:
+        return None
+    typ = schema.field(node.name).type
+    for name in node.path[1:]:
+        if not pa.types.is_struct(typ) or typ.get_field_index(name) < 0:
+            return None
+        typ = typ.field(name).type
+    return typ if pa.types.is_integer(typ) else None
+
+
+def _integral(value: pa.Scalar) -> bool:
+    """``value`` is a non-null integer, or a decimal with no fraction digits (SQL's huge integers)."""
+    return value.is_valid and (pa.types.is_integer(value.type) or (
+        pa.types.is_decimal(value.type) and value.type.scale == 0))
+
+
+def _exact_call(node: Call, schema: pa.Schema) -> pc.Expression | None:
+    """``node`` made exact if it compares an integer column with an integer literal of another type."""
+    if node.name in _SWAP and len(node.args) == 2 and node.options is None:
+        column, literal, op = node.args[0], node.args[1], node.name
+        if isinstance(column, Literal):
+            column, literal, op = literal, column, _SWAP[op]
+        typ = _integer_type(column, schema)
+        if typ is None or not isinstance(literal, Literal) or not _integral(literal.value) \
+                or literal.value.type == typ:
+            return None
+        field = build_expression(column)
+        verdict = integer_comparison(op, typ, int(literal.value.as_py()))
+        if isinstance(verdict, pa.Scalar):
+            return pc.Expression._call(op, [field, pc.scalar(verdict)])
+        valid = pc.Expression._call("true_unless_null", [field])  # true, or null on a null row
+        return valid if verdict else ~valid
+    if node.name == "is_in" and len(node.args) == 1 and node.options is not None \
+            and node.options["_type_name"].as_py() == b"SetLookupOptions":
+        typ = _integer_type(node.args[0], schema)
+        value_set = node.options["value_set"].values
+        behaviour = node.options["null_matching_behavior"].as_py()
+        if typ is None or not pa.types.is_integer(value_set.type) or value_set.type == typ or behaviour not in (0, 1):
+            return None
+        kept = [v for v in value_set.to_pylist()  # a value the column cannot hold matches no row
+                if v is None or isinstance(integer_comparison("equal", typ, v), pa.Scalar)]
+        return pc.Expression._call("is_in", [build_expression(node.args[0])],
+                                   pc.SetLookupOptions(pa.array(kept, typ), skip_nulls=behaviour == 1))
+    return None
+
+
+def _exact_node(node: Node, schema: pa.Schema) -> pc.Expression:
+    if not isinstance(node, Call):
+        return build_expression(node)
+    exact = _exact_call(node, schema)
+    if exact is not None:
+        return exact
+    args = [_exact_node(a, schema) for a in node.args]
+    return pc.Expression._call(node.name, args, _rebuild_options(node.options))
+
+
+def exact_integer_literals(expr: pc.Expression, schema: pa.Schema) -> pc.Expression:
+    """``expr`` with every comparison (and ``is_in``) of an integer column with an integer literal
+    of another type made exact (Arrow compares in a common type: ``uint64`` against a signed literal
+    fails on the rows). A literal the column's type holds is cast to it; one it cannot hold decides
+    the comparison for every non-null row (``u != -1`` is true, ``u < -1`` false; a null row stays
+    null), and an ``is_in`` value the column cannot hold is dropped (it matches nothing).
+
+    Args:
+        expr: the filter.
+        schema: the columns' types (names as ``expr`` uses them).
+
+    Returns:
+        The rewritten filter; ``expr`` itself when nothing needs rewriting or it cannot be analysed.
+
+    Example:
+        >>> exact_integer_literals(pc.field("u") < -1, pa.schema([("u", pa.uint8())]))
+        <pyarrow.compute.Expression invert(true_unless_null(u))>
+        >>> exact_integer_literals(pc.field("u") < 5, pa.schema([("u", pa.uint8())]))
+        <pyarrow.compute.Expression (u < 5)>
+    """
+    try:
+        root = parse_expression(expr)
+        if not any(isinstance(n, Call) and _exact_call(n, schema) is not None for n in _nodes(root)):
+            return expr
+        return _exact_node(root, schema)
+    except (InvalidFilterError, _Unsupported, pa.ArrowException, KeyError, TypeError, ValueError, RecursionError):
+        return expr
+
+
 # ----------------------------------------------------------------------------------- DNF
 def set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
     """``column`` is one of ``value_set`` (never null); as with ``=``, -0.0 and 0.0 are the same value.
@@ -445,6 +534,7 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
         expr = _conjunction(filter, schema)
     else:
         expr = reduce(operator.or_, (_conjunction(c, schema) for c in filter))
+    expr = exact_integer_literals(expr, schema)
     _check_condition(expr, schema)
     return expr
 

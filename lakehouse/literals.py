@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from lakehouse.errors import InvalidFilterError
 
-__all__ = ["literal_for", "timestamp_scalar"]
+__all__ = ["integer_bounds", "integer_comparison", "literal_for", "timestamp_scalar"]
 
 _ISO_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?)?"
                             r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\Z")
@@ -179,4 +179,51 @@ def literal_for(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
                 return pa.scalar(value)  # out of range for the column type: compare as is
             except (pa.ArrowException, TypeError, ValueError, OverflowError):
                 pass
+            if pa.types.is_integer(typ) and isinstance(value, int) and abs(value) < 10 ** 76:
+                return pa.scalar(decimal.Decimal(value), pa.decimal256(76, 0))  # beyond every integer type
         raise bad from exc
+
+
+def integer_bounds(typ: pa.DataType) -> tuple[int, int]:
+    """The smallest and largest value of the integer type ``typ``.
+
+    Example:
+        >>> integer_bounds(pa.uint8())
+        (0, 255)
+    """
+    bits = typ.bit_width
+    if pa.types.is_signed_integer(typ):
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def integer_comparison(op: str, typ: pa.DataType, value: int) -> pa.Scalar | bool:
+    """How ``column <op> value`` reads for an integer column of type ``typ`` and a Python int ``value``.
+
+    Arrow compares integers of different types in a common type (int64 for uint64 with a signed
+    type), which fails or wraps for values outside it. Here the comparison is exact: a ``value``
+    that ``typ`` holds becomes a scalar of ``typ``; one that it cannot hold decides the comparison
+    for every non-null row (True or False), as mathematics does.
+
+    Args:
+        op: ``equal``, ``not_equal``, ``less``, ``less_equal``, ``greater`` or ``greater_equal``
+            (the column on the left).
+        typ: the column's integer type.
+        value: the literal.
+
+    Returns:
+        A scalar of ``typ``, or the verdict for every non-null row when ``value`` is out of range.
+
+    Example:
+        >>> integer_comparison("not_equal", pa.uint64(), -1)
+        True
+        >>> integer_comparison("less", pa.int8(), 5)
+        <pyarrow.Int8Scalar: 5>
+    """
+    low, high = integer_bounds(typ)
+    if low <= value <= high:
+        return pa.scalar(value, typ)
+    above = value > high  # the literal is above every value of the column (else below every one)
+    verdicts = {"equal": False, "not_equal": True, "less": above, "less_equal": above,
+                "greater": not above, "greater_equal": not above}
+    return verdicts[op]

@@ -27,11 +27,19 @@ from .arguments import check_names, check_str
 from .errors import (
     ColumnNotFoundError,
     InvalidArgumentError,
+    InvalidFilterError,
     InvalidTableError,
     SchemaMismatchError,
     VersionNotFoundError,
 )
-from .expressions import FilterLike, files_mask, partition_verdicts, to_expression
+from .expressions import (
+    FilterLike,
+    exact_integer_literals,
+    files_mask,
+    partition_verdicts,
+    referenced_columns,
+    to_expression,
+)
 from .replay import as_datetime, list_log, load_state, read_entries, read_entry, version_as_of
 from .schema import (
     field_id,
@@ -304,12 +312,35 @@ class Snapshot:
         cols = self._check_columns(columns)
         expr = self._expression(filter)
         plan = self._scan_plan(cols, expr)
+        files = self._pruned(expr)
         try:
-            table = self._dataset(self._pruned(expr)).to_table(columns=self._physical_columns(plan.read),
-                                                               filter=self._physical(plan.pushed))
+            table = self._dataset(files).to_table(columns=self._physical_columns(plan.read),
+                                                  filter=self._physical(plan.pushed))
+            return plan.finish(self._logical(table))
         except FileNotFoundError as exc:
             raise self._missing_file(exc) from None
-        return plan.finish(self._logical(table))
+        except pa.ArrowInvalid as exc:
+            raise self._filter_error(exc, expr, files) from exc
+
+    def _filter_error(self, exc: pa.ArrowInvalid, expr: pc.Expression | None, files: pa.Table) -> Exception:
+        """``InvalidFilterError`` naming ``expr`` when ``exc`` came from evaluating it on the rows of
+        ``files`` (e.g. ``add_checked`` overflowing), else ``exc`` itself (a read error)."""
+        if expr is None:
+            return exc
+        try:  # read only the filter's columns, unfiltered, and evaluate the filter on them
+            names = [n for n in self.schema.names if n in referenced_columns(expr)]
+            scan = self._dataset(files).scanner(columns=self._physical_columns(names))
+            batches = iter(scan.to_batches())
+            while (batch := next(batches, None)) is not None:
+                rows = self._logical(pa.Table.from_batches([batch], schema=scan.projected_schema))
+                try:
+                    rows.filter(expr)
+                except pa.ArrowInvalid as error:
+                    return InvalidFilterError(f"the filter {str(expr)[:200]} cannot be evaluated on the rows of "
+                                              f"version {self.version}: {str(error).splitlines()[0]}")
+        except Exception:
+            return exc
+        return exc
 
     def _missing_file(self, exc: OSError) -> VersionNotFoundError:
         return VersionNotFoundError(f"a data file of version {self.version} is gone (removed by vacuum, or lost): "
@@ -329,14 +360,20 @@ class Snapshot:
         cols = self._check_columns(columns)
         expr = self._expression(filter)
         plan = self._scan_plan(cols, expr)
-        reader = self._dataset(self._pruned(expr)).scanner(columns=self._physical_columns(plan.read),
-                                                           filter=self._physical(plan.pushed)).to_reader()
-        if plan.residual is None and not self._mapped:
+        files = self._pruned(expr)
+        reader = self._dataset(files).scanner(columns=self._physical_columns(plan.read),
+                                              filter=self._physical(plan.pushed)).to_reader()
+        if expr is None and not self._mapped:
             return reader
         first = plan.finish(self._logical(reader.schema.empty_table()))
-        batches = (b for batch in reader for b in plan.finish(self._logical(pa.Table.from_batches([batch])))
-                   .to_batches())
-        return pa.RecordBatchReader.from_batches(first.schema, batches)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in reader:
+                    yield from plan.finish(self._logical(pa.Table.from_batches([batch]))).to_batches()
+            except pa.ArrowInvalid as exc:
+                raise self._filter_error(exc, expr, files) from exc
+        return pa.RecordBatchReader.from_batches(first.schema, batches())
 
     def to_pandas(self, **kwargs: Any) -> Any:
         """Read into a pandas DataFrame (needs the ``pandas`` extra); arguments as :meth:`to_arrow`.
@@ -449,6 +486,8 @@ class _NanSafeDataset(ds.FileSystemDataset):
         """As :meth:`pyarrow.dataset.Dataset.scanner`, with terms on floating-point columns evaluated on rows."""
         if self._lh_filter is not None:
             filter = self._lh_filter if filter is None else self._lh_filter & filter
+        if filter is not None:  # Polars pushes `u < 5` with an int64 literal: compare integers exactly
+            filter = exact_integer_literals(filter, self.schema)
         named = list(columns) if isinstance(columns, list | tuple) else None
         plan = scan_plan(self.schema, named, filter) if filter is not None else None
         if plan is None or plan.residual is None:
