@@ -29,7 +29,7 @@ import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
-from lakehouse.literals import integer_comparison, literal_for
+from lakehouse.literals import integer_comparison, literal_for, set_lookup
 
 __all__ = [
     "Call", "Field", "FilterLike", "Literal", "Node", "build_expression", "conjuncts", "exact_integer_literals",
@@ -357,27 +357,6 @@ def exact_integer_literals(expr: pc.Expression, schema: pa.Schema) -> pc.Express
 
 
 # ----------------------------------------------------------------------------------- DNF
-def set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
-    """``column`` is one of ``value_set`` (never null); as with ``=``, -0.0 and 0.0 are the same value.
-
-    pyarrow's ``is_in`` hashes floats by their bits, so ``-0.0`` would miss ``0.0``: add the twin zero.
-
-    Args:
-        column: the column name.
-        value_set: the values, typed as the column.
-
-    Returns:
-        The ``is_in`` expression (nulls in ``value_set`` are skipped).
-
-    Example:
-        >>> pa.table({"f": [-0.0, 1.0]}).filter(set_lookup("f", pa.array([0.0]))).num_rows
-        1
-    """
-    if pa.types.is_floating(value_set.type) and pc.any(pc.equal(value_set, 0)).as_py():
-        value_set = pa.concat_arrays([value_set, pa.array([0.0, -0.0]).cast(value_set.type)])
-    return pc.Expression._call("is_in", [pc.field(column)], pc.SetLookupOptions(value_set, skip_nulls=True))
-
-
 def _is_in(column: str, typ: pa.DataType, values: Any, negate: bool) -> pc.Expression:
     """``column in values`` (None in ``values`` matches nulls); ``not in`` is null for null rows."""
     if isinstance(values, str | bytes | dict) or not isinstance(values, Iterable):

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.errors import InvalidFilterError
 
-__all__ = ["integer_bounds", "integer_comparison", "literal_for", "timestamp_scalar"]
+__all__ = ["integer_bounds", "integer_comparison", "literal_for", "set_lookup", "timestamp_scalar"]
 
 _ISO_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d{1,9}))?)?"
                             r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?\Z")
@@ -227,3 +228,24 @@ def integer_comparison(op: str, typ: pa.DataType, value: int) -> pa.Scalar | boo
     verdicts = {"equal": False, "not_equal": True, "less": above, "less_equal": above,
                 "greater": not above, "greater_equal": not above}
     return verdicts[op]
+
+
+def set_lookup(column: str, value_set: pa.Array) -> pc.Expression:
+    """``column`` is one of ``value_set`` (never null); as with ``=``, -0.0 and 0.0 are the same value.
+
+    pyarrow's ``is_in`` hashes floats by their bits, so ``-0.0`` would miss ``0.0``: add the twin zero.
+
+    Args:
+        column: the column name.
+        value_set: the values, typed as the column.
+
+    Returns:
+        The ``is_in`` expression (nulls in ``value_set`` are skipped).
+
+    Example:
+        >>> pa.table({"f": [-0.0, 1.0]}).filter(set_lookup("f", pa.array([0.0]))).num_rows
+        1
+    """
+    if pa.types.is_floating(value_set.type) and pc.any(pc.equal(value_set, 0)).as_py():
+        value_set = pa.concat_arrays([value_set, pa.array([0.0, -0.0]).cast(value_set.type)])
+    return pc.Expression._call("is_in", [pc.field(column)], pc.SetLookupOptions(value_set, skip_nulls=True))

@@ -36,8 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import ColumnNotFoundError, InvalidFilterError
-from .expressions import set_lookup
-from .literals import literal_for, timestamp_scalar
+from .literals import literal_for, set_lookup, timestamp_scalar
 
 __all__ = ["parse_sql_filter"]
 
