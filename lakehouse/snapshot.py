@@ -47,7 +47,7 @@ from .schema import (
 )
 from .state import TableState
 from .stats import partition_columns, stats_columns
-from .storage import Storage
+from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
 from .tasks import ColumnMapping as _Mapping
 from .tasks import FileTask, build_tasks, scan_plan
 from .tasks import ScanPlan as _ScanPlan
@@ -119,7 +119,7 @@ def _checkpoint_start(storage: Storage, version: int | None, *,
 def _read_checkpoint(storage: Storage, version: int) -> TableState | None:
     rel = checkpoint_name(version)
     try:
-        data = storage.read(rel)
+        data = storage.read(rel, max_bytes=MAX_READ_CHECKPOINT_BYTES)
     except FileNotFoundError:
         return None
     return decode_checkpoint(data, path=storage.full_path(rel), version=version)
