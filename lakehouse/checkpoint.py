@@ -87,7 +87,7 @@ def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> 
         raise CorruptLogError("checksum mismatch", path=path)
     try:  # before Arrow allocates anything: what the record batches decode to, from their metadata
         decoded = decoded_size(payload)
-    except ValueError as exc:
+    except CorruptLogError as exc:
         raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
     limit = max(MAX_DECODED_BYTES_FLOOR, MAX_DECODED_RATIO * len(data))
     if decoded > limit:
@@ -141,7 +141,7 @@ def decoded_size(payload: bytes | memoryview) -> int:
     allocates before it decompresses; so this bounds the memory a reader needs (format §9).
 
     Raises:
-        ValueError: the footer or a batch's metadata is malformed.
+        CorruptLogError: the footer or a batch's metadata is malformed (without ``.path``).
 
     Example:
         >>> sink = pa.BufferOutputStream()
@@ -154,10 +154,10 @@ def decoded_size(payload: bytes | memoryview) -> int:
     buf = memoryview(payload)
     n = len(buf)
     if n < 18 or bytes(buf[:6]) != b"ARROW1" or bytes(buf[-6:]) != b"ARROW1":
-        raise ValueError("not an Arrow IPC file")
+        raise CorruptLogError("not an Arrow IPC file")
     (footer_len,) = struct.unpack_from("<i", buf, n - 10)
     if footer_len <= 0 or footer_len > n - 18:
-        raise ValueError("bad footer length")
+        raise CorruptLogError("bad footer length")
     footer = _Flat(buf[n - 10 - footer_len:n - 10])
     root = footer.root()
     total = 0
@@ -175,7 +175,7 @@ def decoded_size(payload: bytes | memoryview) -> int:
 def _message_size(buf: memoryview, offset: int, meta_len: int, body_len: int) -> int:
     """The decoded size of the buffers of the batch message at ``offset`` (see :func:`decoded_size`)."""
     if offset < 0 or meta_len < 8 or body_len < 0 or offset + meta_len + body_len > len(buf):
-        raise ValueError("a batch lies outside the file")
+        raise CorruptLogError("a batch lies outside the file")
     (first,) = struct.unpack_from("<I", buf, offset)
     skip = 8 if first == 0xFFFFFFFF else 4  # continuation marker, then the flatbuffer's length
     message = _Flat(buf[offset + skip:offset + meta_len])
@@ -183,11 +183,11 @@ def _message_size(buf: memoryview, offset: int, meta_len: int, body_len: int) ->
     header_type = message.scalar(root, 1, "<B", 0)
     header = message.table(root, 2)
     if header is None or header_type not in (2, 3):  # DictionaryBatch, RecordBatch
-        raise ValueError(f"message type {header_type} where a batch belongs")
+        raise CorruptLogError(f"message type {header_type} where a batch belongs")
     if header_type == 2:  # DictionaryBatch {id, data: RecordBatch, isDelta}
         header = message.table(header, 1)
         if header is None:
-            raise ValueError("dictionary batch without data")
+            raise CorruptLogError("dictionary batch without data")
     body = offset + meta_len
     compressed = message.table(header, 3) is not None  # RecordBatch.compression
     vec = message.vector(header, 2, 16)  # RecordBatch.buffers: [Buffer {offset: long, length: long}]
@@ -198,15 +198,15 @@ def _message_size(buf: memoryview, offset: int, meta_len: int, body_len: int) ->
     for i in range(count):
         b_off, b_len = struct.unpack_from("<qq", message.buf, start + 16 * i)
         if b_off < 0 or b_len < 0 or b_off + b_len > body_len:
-            raise ValueError("a buffer lies outside its batch")
+            raise CorruptLogError("a buffer lies outside its batch")
         if not compressed or b_len == 0:
             total += b_len
             continue
         if b_len < 8:
-            raise ValueError("a compressed buffer without its length")
+            raise CorruptLogError("a compressed buffer without its length")
         (size,) = struct.unpack_from("<q", buf, body + b_off)
         if size < -1:
-            raise ValueError("negative uncompressed length")
+            raise CorruptLogError("negative uncompressed length")
         total += b_len - 8 if size == -1 else size  # -1: stored uncompressed
     return total
 
@@ -221,7 +221,7 @@ class _Flat:
 
     def _u(self, fmt: str, pos: int) -> int:
         if pos < 0 or pos + struct.calcsize(fmt) > len(self.buf):
-            raise ValueError("flatbuffer offset out of range")
+            raise CorruptLogError("flatbuffer offset out of range")
         return int(struct.unpack_from(fmt, self.buf, pos)[0])
 
     def root(self) -> int:
@@ -251,7 +251,7 @@ class _Flat:
             return None
         count = self._u("<I", pos)
         if pos + 4 + count * item_size > len(self.buf):
-            raise ValueError("flatbuffer vector out of range")
+            raise CorruptLogError("flatbuffer vector out of range")
         return pos + 4, count
 
 

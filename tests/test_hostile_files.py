@@ -198,7 +198,7 @@ def test_damaged_checkpoints_with_valid_checksums_are_typed_never_a_crash(local_
                 payload[rng.randrange(len(payload))] = rng.randrange(256)
             try:
                 decoded_size(bytes(payload))
-            except ValueError:
+            except lh.CorruptLogError:
                 pass
             try:
                 files = decode_checkpoint(MAGIC + struct.pack("<I", zlib.crc32(payload)) + bytes(payload),
