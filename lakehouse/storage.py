@@ -245,6 +245,14 @@ class Storage:
         Never more than ``max_bytes + 1`` bytes are read, and on local disk a FIFO, device or
         directory is refused without blocking (format.md §15).
 
+        Args:
+            rel: the file, relative to the root.
+            max_bytes: the cap: ``MAX_READ_ENTRY_BYTES`` (log entries), ``MAX_READ_POINTER_BYTES``
+                (``_last_checkpoint``) or ``MAX_READ_CHECKPOINT_BYTES`` (checkpoints).
+
+        Returns:
+            The file's bytes.
+
         Raises:
             FileNotFoundError: nothing is at ``rel``.
             CorruptLogError: the file is larger than ``max_bytes`` or not a regular file (``.path`` names it).
