@@ -229,6 +229,8 @@ def test_special_or_huge_last_checkpoint_is_ignored_without_blocking(local_uri, 
     pointer = f"{local_uri}/{CHECKPOINT_POINTER}"
     os.unlink(pointer)
     if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
         os.mkfifo(pointer)
     elif kind == "folder":
         os.mkdir(pointer)
@@ -262,6 +264,8 @@ def test_special_or_huge_entry_or_checkpoint_is_corrupt_not_a_hang(local_uri, ki
     path = f"{local_uri}/{rel}"
     os.unlink(path)
     if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
         os.mkfifo(path)
     elif kind == "folder":
         os.mkdir(path)
