@@ -36,14 +36,19 @@ from .log import (
     validate_data_paths,
 )
 from .state import DeferredFiles, TableState, files_schema
-from .storage import Storage
+from .storage import MAX_READ_POINTER_BYTES, Storage
 
 __all__ = [
-    "decode_checkpoint", "decode_pointer", "encode_checkpoint", "read_pointer", "write_checkpoint", "write_pointer",
+    "MAX_DECODED_BYTES_FLOOR", "MAX_DECODED_RATIO", "decode_checkpoint", "decode_pointer", "decoded_size",
+    "encode_checkpoint", "read_pointer", "write_checkpoint", "write_pointer",
 ]
 
 MAGIC = b"LHCKPT1\n"
 _STATE_KEY = b"lakehouse.state"
+#: format §9: the record batches of a checkpoint decode to at most max(floor, ratio x file size) bytes.
+#: LZ4 frames cannot expand more than ~255x, so no checkpoint lakehouse writes is ever refused.
+MAX_DECODED_BYTES_FLOOR = 64 * 1024 * 1024
+MAX_DECODED_RATIO = 256
 
 
 def encode_checkpoint(state: TableState) -> bytes:
@@ -80,6 +85,14 @@ def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> 
     payload = memoryview(data)[12:]
     if zlib.crc32(payload) != crc:
         raise CorruptLogError("checksum mismatch", path=path)
+    try:  # before Arrow allocates anything: what the record batches decode to, from their metadata
+        decoded = decoded_size(payload)
+    except CorruptLogError as exc:
+        raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
+    limit = max(MAX_DECODED_BYTES_FLOOR, MAX_DECODED_RATIO * len(data))
+    if decoded > limit:
+        raise CorruptLogError(f"invalid checkpoint: its record batches decode to {decoded} bytes, more than the "
+                              f"{limit} allowed for a {len(data)}-byte file (format §9)", path=path)
     try:
         # the footer, schema and state are read now; the record batches (the files) on first use
         reader = pa.ipc.open_file(pa.py_buffer(payload), options=pa.ipc.IpcReadOptions(use_threads=True))
@@ -108,13 +121,138 @@ def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> 
 def _read_files(reader: pa.ipc.RecordBatchFileReader, path: str) -> pa.Table:
     try:
         files = reader.read_all().replace_schema_metadata(None)
-    except (pa.ArrowException, OSError) as exc:  # the checksum matched, so only a writer's bug gets here
+        # a crafted file can carry a valid checksum: offsets that point outside their buffers pass
+        # Arrow's cheap checks and crash the first kernel that reads them, so check every value first
+        files.validate(full=True)
+    except (pa.ArrowException, OSError) as exc:
         raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
     try:  # the same rule as for paths in log entries (format.md §3)
         validate_data_paths(files.column("path"))
     except ValueError as exc:
         raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
     return files
+
+
+def decoded_size(payload: bytes | memoryview) -> int:
+    """The bytes the record batches (and dictionary batches) of the Arrow IPC file ``payload`` take once
+    decoded, read from the file's footer and message metadata without decompressing anything.
+
+    A compressed buffer starts with its uncompressed length (Arrow IPC format), which is what Arrow
+    allocates before it decompresses; so this bounds the memory a reader needs (format §9).
+
+    Raises:
+        CorruptLogError: the footer or a batch's metadata is malformed (without ``.path``).
+
+    Example:
+        >>> sink = pa.BufferOutputStream()
+        >>> t = pa.table({"a": pa.array([1, 2, 3], pa.int64())})
+        >>> with pa.ipc.new_file(sink, t.schema) as w:
+        ...     w.write_table(t)
+        >>> decoded_size(sink.getvalue().to_pybytes())
+        24
+    """
+    buf = memoryview(payload)
+    n = len(buf)
+    if n < 18 or bytes(buf[:6]) != b"ARROW1" or bytes(buf[-6:]) != b"ARROW1":
+        raise CorruptLogError("not an Arrow IPC file")
+    (footer_len,) = struct.unpack_from("<i", buf, n - 10)
+    if footer_len <= 0 or footer_len > n - 18:
+        raise CorruptLogError("bad footer length")
+    footer = _Flat(buf[n - 10 - footer_len:n - 10])
+    root = footer.root()
+    total = 0
+    for field in (2, 3):  # dictionaries, recordBatches: [Block {offset: long, metaDataLength: int, body: long}]
+        vec = footer.vector(root, field, 24)
+        if vec is None:
+            continue
+        start, count = vec
+        for i in range(count):
+            offset, meta_len, body_len = struct.unpack_from("<qi4xq", footer.buf, start + 24 * i)
+            total += _message_size(buf, offset, meta_len, body_len)
+    return total
+
+
+def _message_size(buf: memoryview, offset: int, meta_len: int, body_len: int) -> int:
+    """The decoded size of the buffers of the batch message at ``offset`` (see :func:`decoded_size`)."""
+    if offset < 0 or meta_len < 8 or body_len < 0 or offset + meta_len + body_len > len(buf):
+        raise CorruptLogError("a batch lies outside the file")
+    (first,) = struct.unpack_from("<I", buf, offset)
+    skip = 8 if first == 0xFFFFFFFF else 4  # continuation marker, then the flatbuffer's length
+    message = _Flat(buf[offset + skip:offset + meta_len])
+    root = message.root()
+    header_type = message.scalar(root, 1, "<B", 0)
+    header = message.table(root, 2)
+    if header is None or header_type not in (2, 3):  # DictionaryBatch, RecordBatch
+        raise CorruptLogError(f"message type {header_type} where a batch belongs")
+    if header_type == 2:  # DictionaryBatch {id, data: RecordBatch, isDelta}
+        header = message.table(header, 1)
+        if header is None:
+            raise CorruptLogError("dictionary batch without data")
+    body = offset + meta_len
+    compressed = message.table(header, 3) is not None  # RecordBatch.compression
+    vec = message.vector(header, 2, 16)  # RecordBatch.buffers: [Buffer {offset: long, length: long}]
+    if vec is None:
+        return 0
+    start, count = vec
+    total = 0
+    for i in range(count):
+        b_off, b_len = struct.unpack_from("<qq", message.buf, start + 16 * i)
+        if b_off < 0 or b_len < 0 or b_off + b_len > body_len:
+            raise CorruptLogError("a buffer lies outside its batch")
+        if not compressed or b_len == 0:
+            total += b_len
+            continue
+        if b_len < 8:
+            raise CorruptLogError("a compressed buffer without its length")
+        (size,) = struct.unpack_from("<q", buf, body + b_off)
+        if size < -1:
+            raise CorruptLogError("negative uncompressed length")
+        total += b_len - 8 if size == -1 else size  # -1: stored uncompressed
+    return total
+
+
+class _Flat:
+    """Just enough of a bounds-checked FlatBuffers reader for Arrow's footer and message headers."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self, buf: memoryview) -> None:
+        self.buf = buf
+
+    def _u(self, fmt: str, pos: int) -> int:
+        if pos < 0 or pos + struct.calcsize(fmt) > len(self.buf):
+            raise CorruptLogError("flatbuffer offset out of range")
+        return int(struct.unpack_from(fmt, self.buf, pos)[0])
+
+    def root(self) -> int:
+        return self._u("<I", 0)
+
+    def _field(self, table: int, index: int) -> int | None:
+        vtable = table - self._u("<i", table)
+        vt_size = self._u("<H", vtable)
+        slot = 4 + 2 * index
+        if slot + 2 > vt_size:
+            return None
+        rel = self._u("<H", vtable + slot)
+        return table + rel if rel else None
+
+    def scalar(self, table: int, index: int, fmt: str, default: int) -> int:
+        pos = self._field(table, index)
+        return default if pos is None else self._u(fmt, pos)
+
+    def table(self, table: int, index: int) -> int | None:
+        pos = self._field(table, index)
+        return None if pos is None else pos + self._u("<I", pos)
+
+    def vector(self, table: int, index: int, item_size: int) -> tuple[int, int] | None:
+        """(position of the first item, count) of a vector of structs, checked to lie in the buffer."""
+        pos = self.table(table, index)
+        if pos is None:
+            return None
+        count = self._u("<I", pos)
+        if pos + 4 + count * item_size > len(self.buf):
+            raise CorruptLogError("flatbuffer vector out of range")
+        return pos + 4, count
 
 
 def write_checkpoint(storage: Storage, state: TableState) -> int:
@@ -139,15 +277,18 @@ def write_pointer(storage: Storage, version: int, *, size_bytes: int, num_files:
 
 
 def read_pointer(storage: Storage) -> int | None:
-    """The version ``_last_checkpoint`` points at, or None if it is missing or unreadable (format §9).
+    """The version ``_last_checkpoint`` points at, or None if it is missing, unreadable, damaged, larger
+    than ``MAX_READ_POINTER_BYTES`` or not a regular file (format §9).
 
     Raises:
         UnsupportedFormatError: the pointer is sealed in a newer envelope format (format §14): it is
             refused, never guessed at or treated as absent.
     """
     try:
-        data = storage.read(CHECKPOINT_POINTER)
-    except FileNotFoundError:
+        data = storage.read(CHECKPOINT_POINTER, max_bytes=MAX_READ_POINTER_BYTES)
+    except (FileNotFoundError, PermissionError):
+        return None
+    except CorruptLogError:  # oversized, or not a regular file (a FIFO, a folder): a hint we cannot use
         return None
     return decode_pointer(data, path=storage.full_path(CHECKPOINT_POINTER))
 

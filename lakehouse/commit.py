@@ -63,7 +63,13 @@ from .log import (
 from .snapshot import list_log, load_state, read_entries, read_entry
 from .state import TableState, adds_to_table
 from .stats import partition_columns, stats_columns
-from .storage import MAX_ENTRY_BYTES, Storage
+from .storage import (
+    MAX_ENTRY_BYTES,
+    MAX_READ_CHECKPOINT_BYTES,
+    MAX_READ_ENTRY_BYTES,
+    MAX_READ_POINTER_BYTES,
+    Storage,
+)
 
 __all__ = ["CommitOutcome", "CommitRequest", "CommitResult", "catch_up", "commit"]
 
@@ -196,6 +202,9 @@ def _encoded(storage: Storage, entry: LogEntry) -> bytes:
     """The bytes of ``entry``; ``CommitError`` (nothing is written) if they cannot go out in one
     storage request (format §11.1)."""
     data = encode_entry(entry)
+    if len(data) > MAX_READ_ENTRY_BYTES:  # readers would refuse it (format §15)
+        raise CommitError(f"the log entry for version {entry.version} is {len(data)} bytes, more than the "
+                          f"{MAX_READ_ENTRY_BYTES} bytes readers read of a log entry; commit fewer files at once")
     if len(data) > MAX_ENTRY_BYTES and not (storage.is_local or storage.is_memory):
         raise CommitError(f"the log entry for version {entry.version} is {len(data)} bytes, more than the "
                           f"{MAX_ENTRY_BYTES} bytes one conditional write may carry; commit fewer files at once")
@@ -259,6 +268,14 @@ class _Stale(Exception):
     """Internal: log clean-up may have removed entries after the base (format §11.5)."""
 
 
+_POINTER = frozenset({CHECKPOINT_POINTER})
+
+
+def _caps(rels: list[str]) -> list[int]:
+    """The read caps of ``rels``: the pointer's, then log entries' (format §15)."""
+    return [MAX_READ_POINTER_BYTES if r == CHECKPOINT_POINTER else MAX_READ_ENTRY_BYTES for r in rels]
+
+
 def _check_base(storage: Storage, base: TableState) -> None:
     """Before publishing ``base + 1``: raise ``_Stale`` if that name may be one log clean-up freed
     (format §11.5). Clean-up points ``_last_checkpoint`` at a checkpoint ``C`` before it deletes the
@@ -267,7 +284,7 @@ def _check_base(storage: Storage, base: TableState) -> None:
     """
     rels = [CHECKPOINT_POINTER, entry_name(base.version)]
     try:
-        pointer_data, base_data = storage.read_many(rels)
+        pointer_data, base_data = storage.read_many(rels, max_bytes=_caps(rels), hints=_POINTER)
     except OSError as exc:  # nothing has been sent yet: a definite failure
         raise CommitError(f"checking the log before writing version {base.version + 1} failed ({exc!r}); "
                           f"nothing was committed") from exc
@@ -291,7 +308,7 @@ def _confirm(storage: Storage, entry: LogEntry) -> None:
     n = entry.version
     rels = [CHECKPOINT_POINTER] + ([entry_name(n - 1)] if n else [])
     try:
-        datas = storage.read_many(rels)
+        datas = storage.read_many(rels, max_bytes=_caps(rels), hints=_POINTER)
     except OSError as exc:  # the entry landed: the check before publishing stands for this one
         _log.warning("could not re-check the log after committing version %d: %s", n, exc)
         return
@@ -319,7 +336,8 @@ def _same_table(storage: Storage, pointer: int, entry: LogEntry) -> bool:
     """
     rel = checkpoint_name(pointer)
     try:
-        meta = decode_checkpoint(storage.read(rel), path=storage.full_path(rel), version=pointer).metadata
+        data = storage.read(rel, max_bytes=MAX_READ_CHECKPOINT_BYTES)
+        meta = decode_checkpoint(data, path=storage.full_path(rel), version=pointer).metadata
     except (OSError, CorruptLogError) as exc:
         raise CommitStateUnknownError(
             f"version 0 was written, but a checkpoint at version {pointer} appeared and cannot be read ({exc}) to "

@@ -60,7 +60,7 @@ from .properties import int_property
 from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
 from .state import TableState, files_to_adds
 from .stats import partition_columns
-from .storage import Storage
+from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
 from .write import WriteOptions, delete_files, write_data_files
 
 __all__ = [
@@ -439,7 +439,7 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
     # the checkpoint that will be the oldest start must be intact before anything goes
     rel = checkpoint_name(keep_from)
     try:
-        data = storage.read(rel)
+        data = storage.read(rel, max_bytes=MAX_READ_CHECKPOINT_BYTES)
         kept = decode_checkpoint(data, path=storage.full_path(rel), version=keep_from)
         num_files = kept.files.num_rows
     except (CorruptLogError, FileNotFoundError):

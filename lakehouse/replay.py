@@ -18,7 +18,7 @@ from .checkpoint import decode_checkpoint, read_pointer
 from .errors import CorruptLogError, TableNotFoundError, UnsupportedFormatError, VersionNotFoundError
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .state import TableState
-from .storage import Storage
+from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
 
 __all__ = ["as_datetime", "list_log", "load_state", "read_entries", "read_entry", "version_as_of"]
 
@@ -87,7 +87,7 @@ def _checkpoint_start(storage: Storage, version: int | None, *,
 def _read_checkpoint(storage: Storage, version: int) -> TableState | None:
     rel = checkpoint_name(version)
     try:
-        data = storage.read(rel)
+        data = storage.read(rel, max_bytes=MAX_READ_CHECKPOINT_BYTES)
     except FileNotFoundError:
         return None
     return decode_checkpoint(data, path=storage.full_path(rel), version=version)

@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -45,17 +46,28 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from .arguments import check_mapping, check_uri
-from .errors import CommitTooLargeError, InvalidArgumentError, UnsafeStorageError, redact_uri
+from .errors import CommitTooLargeError, CorruptLogError, InvalidArgumentError, UnsafeStorageError, redact_uri
 from .localfs import check_contained, delete_file
 from .storage_options import ALLOW_SYMLINKS, UNSAFE_SINGLE_WRITER, backend_of, lakehouse_options
 from .storage_options import translate as translate_storage_options
 
-__all__ = ["PROBE_PREFIX", "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts"]
+__all__ = [
+    "MAX_READ_CHECKPOINT_BYTES", "MAX_READ_ENTRY_BYTES", "MAX_READ_POINTER_BYTES", "PROBE_PREFIX",
+    "UNSAFE_SINGLE_WRITER", "Storage", "forget_probe_verdicts",
+]
 
 _MEMORY_LOCK = threading.Lock()
 _CONDITIONAL_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
 # Log entries must go out as a single request: far below every store's multipart threshold.
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
+# The most a reader reads of one metadata object (format.md §15): beyond it the file is refused
+# unread, so a huge (or sparse) file in the log folder cannot exhaust a reader's memory.
+MAX_READ_ENTRY_BYTES = 256 * 1024 * 1024
+"""A log entry (writers refuse to write a larger one); also the default cap of :meth:`Storage.read`."""
+MAX_READ_POINTER_BYTES = 64 * 1024
+"""``_last_checkpoint`` (its body is three integers)."""
+MAX_READ_CHECKPOINT_BYTES = 4 * 1024 * 1024 * 1024
+"""A checkpoint file."""
 PROBE_PREFIX = "_lakehouse_log/.probe-"
 """Where the capability probe creates its scratch key (a name every reader ignores, format.md §3)."""
 
@@ -249,38 +261,92 @@ class Storage:
             check_contained(self.root, rels, real_root=self.real_root or None)
 
     # -- plain I/O -----------------------------------------------------------------------------
-    def read(self, rel: str) -> bytes:
-        """Read a whole file; ``FileNotFoundError`` if absent."""
+    def read(self, rel: str, *, max_bytes: int = MAX_READ_ENTRY_BYTES) -> bytes:
+        """Read a whole regular file of at most ``max_bytes`` bytes.
+
+        Never more than ``max_bytes + 1`` bytes are read, and on local disk a FIFO, device or
+        directory is refused without blocking (format.md §15).
+
+        Args:
+            rel: the file, relative to the root.
+            max_bytes: the cap: ``MAX_READ_ENTRY_BYTES`` (log entries), ``MAX_READ_POINTER_BYTES``
+                (``_last_checkpoint``) or ``MAX_READ_CHECKPOINT_BYTES`` (checkpoints).
+
+        Returns:
+            The file's bytes.
+
+        Raises:
+            FileNotFoundError: nothing is at ``rel``.
+            CorruptLogError: the file is larger than ``max_bytes`` or not a regular file (``.path`` names it).
+        """
+        path = self.full_path(rel)
         if self.is_local:
             self.check_contained((rel,))
-            return _local_read(self.full_path(rel))
+            return _local_read(path, max_bytes)
         self._forget(rel)
-        data = self.fs.cat_file(self.full_path(rel))
-        return bytes(data)
+        if max_bytes > MAX_READ_ENTRY_BYTES:  # a checkpoint: ask its size, then let the store read it in parallel
+            size = self.fs.size(path)
+            if size is not None:
+                _within(b"", max_bytes, path, size)
+            return _within(bytes(self.fs.cat_file(path)), max_bytes, path)
+        try:
+            data = bytes(self.fs.cat_file(path, start=0, end=max_bytes + 1))
+        except FileNotFoundError:
+            raise
+        except Exception:
+            if self.fs.size(path) != 0:  # some stores refuse a range of an empty object
+                raise
+            data = b""
+        return _within(data, max_bytes, path)
 
-    def read_many(self, rels: list[str]) -> list[bytes | None]:
-        """Read several files (concurrently where the filesystem can); None for a missing file."""
+    def read_many(self, rels: list[str], *, max_bytes: int | list[int] = MAX_READ_ENTRY_BYTES,
+                  hints: frozenset[str] = frozenset()) -> list[bytes | None]:
+        """Read several files (concurrently where the filesystem can); None for a missing file.
+
+        Args:
+            rels: the files, relative to the root.
+            max_bytes: the size cap of every file, or one per file (see :meth:`read`).
+            hints: files that are only hints (``_last_checkpoint``): an oversized or special one
+                comes back as None, like a missing one, instead of raising.
+
+        Raises:
+            CorruptLogError: a file not in ``hints`` is oversized or not a regular file.
+        """
+        caps = max_bytes if isinstance(max_bytes, list) else [max_bytes] * len(rels)
         if self.is_local or len(rels) == 1:
             out: list[bytes | None] = []
-            for rel in rels:
+            for rel, cap in zip(rels, caps, strict=True):
                 try:
-                    out.append(self.read(rel))
+                    out.append(self.read(rel, max_bytes=cap))
                 except FileNotFoundError:
+                    out.append(None)
+                except CorruptLogError:
+                    if rel not in hints:
+                        raise
                     out.append(None)
             return out
         paths = [self.full_path(r) for r in rels]
         for r in rels:
             self._forget(r)
-        got = self.fs.cat(paths, on_error="return")
+        got = self.fs.cat(paths, on_error="return", start=0, end=max(caps) + 1)
         result: list[bytes | None] = []
-        for p in paths:
+        for rel, p, cap in zip(rels, paths, caps, strict=True):
             value = got.get(p)
             if isinstance(value, FileNotFoundError) or value is None:
                 result.append(None)
             elif isinstance(value, BaseException):
-                raise value
+                try:  # a range of an empty object is refused by some stores: read it alone
+                    result.append(self.read(rel, max_bytes=cap))
+                except FileNotFoundError:
+                    result.append(None)
+                except CorruptLogError:
+                    if rel not in hints:
+                        raise
+                    result.append(None)
+            elif len(value) > cap and rel in hints:
+                result.append(None)
             else:
-                result.append(bytes(value))
+                result.append(_within(bytes(value), cap, p))
         return result
 
     def _forget(self, rel: str) -> None:
@@ -458,21 +524,37 @@ def _is_absolute_local(uri: str) -> bool:
     return os.path.isabs(path) and not path.startswith("~")
 
 
-def _local_read(path: str) -> bytes:
+def _within(data: bytes, max_bytes: int, path: str, size: int | None = None) -> bytes:
+    """``data`` if it holds at most ``max_bytes`` bytes (and ``size``, if given, is within too)."""
+    size = len(data) if size is None else size
+    if size > max_bytes or len(data) > max_bytes:
+        raise CorruptLogError(f"larger than the {max(max_bytes, 0)} bytes a reader reads of this kind of file; "
+                              f"not read", path=path)
+    return data
+
+
+def _local_read(path: str, max_bytes: int) -> bytes:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses anything not regular
     # os-level: one fstat and (almost always) one read into one buffer; no file object, no joins
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptLogError("not a regular file; not read", path=path)
+        size = st.st_size
+        _within(b"", max_bytes, path, size)
         data = os.read(fd, size) if size else b""
-        if len(data) < size:  # a short read: finish it
+        if len(data) < size:  # a short read: finish it (never past the cap: the file may be growing)
             rest = [data]
-            while True:
-                chunk = os.read(fd, size)
+            got = len(data)
+            while got <= max_bytes:
+                chunk = os.read(fd, max_bytes + 1 - got)
                 if not chunk:
                     break
                 rest.append(chunk)
+                got += len(chunk)
             data = b"".join(rest)
-        return data
+        return _within(data, max_bytes, path)
     finally:
         os.close(fd)
 
