@@ -14,7 +14,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 help:
 	@echo "make demo       run examples/demo.py (creates ./demo-table)"
 	@echo "make test       run the test suite and ruff"
-	@echo "make fuzz       the long differential harness and typed-error fuzz (LH_FUZZ=1: hundreds of examples)"
+	@echo "make fuzz       the long profiles (LH_FUZZ=1) of every property test: differential harness, typed-error fuzz, ..."
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      run benchmarks/bench_core.py (lakehouse vs raw pyarrow, ~5 min)"
 	@echo "make bench-suite  the full suite vs pyarrow, deltalake, pyiceberg (10M rows, ~9 min; QUICK=1 for ~2 min)"
@@ -50,7 +50,8 @@ test: $(STAMP)
 	$(BIN)/ruff check lakehouse tests
 
 # the long profiles of the hypothesis harnesses (CI runs their bounded profiles within `make test`)
-FUZZ_TESTS := $(wildcard tests/test_differential.py tests/test_typed_error_fuzz.py)
+# every test module with a long profile behind LH_FUZZ=1 (CI runs their bounded profiles)
+FUZZ_TESTS := $(shell grep -l LH_FUZZ tests/test_*.py)
 fuzz: $(STAMP)
 	LH_FUZZ=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(FUZZ_TESTS)
 
