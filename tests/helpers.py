@@ -106,3 +106,19 @@ def parquet_files(uri: str) -> list[str]:
         if rel.endswith(".parquet") and not rel.startswith(LOG_DIR):
             out.append(rel)
     return sorted(out)
+
+
+class ScratchTable:
+    """A context manager handing out ``self.table`` (set by a subclass's ``__init__``, at ``self.uri``)
+    and removing the table's folder on exit: for property tests that build a table per example."""
+
+    uri: str
+    table: Any
+
+    def __enter__(self) -> Any:
+        return self.table
+
+    def __exit__(self, *exc: object) -> None:
+        fs, root = fsspec.core.url_to_fs(self.uri)
+        if fs.exists(root):
+            fs.rm(root, recursive=True)

@@ -18,7 +18,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from helpers import rows
+from helpers import ScratchTable, rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -182,20 +182,12 @@ def _not(data: pa.Table, subset: pa.Table) -> pa.Table:
     return data.filter(pa.array([i not in ids for i in data.column("id").to_pylist()], pa.bool_()))
 
 
-class _Table:
+class _Table(ScratchTable):
     def __init__(self, chunks, partition_by):
         self.uri = f"memory://fw-{uuid.uuid4().hex}"
         self.table = lh.Table.create(self.uri, SCHEMA, partition_by=partition_by)
         for chunk in chunks:
             self.table.append(chunk)
-
-    def __enter__(self):
-        return self.table
-
-    def __exit__(self, *exc):
-        fs, root = fsspec.core.url_to_fs(self.uri)
-        if fs.exists(root):
-            fs.rm(root, recursive=True)
 
 
 FILTERS = st.one_of(EXPRESSIONS, SQL, DNF)

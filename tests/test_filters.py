@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from helpers import rows
+from helpers import ScratchTable, rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,21 +143,13 @@ def as_expression(flt) -> pc.Expression:
     return out
 
 
-class _MemTable:
+class _MemTable(ScratchTable):
     def __init__(self, chunks, partition_by=PARTITION_BY):
         self.uri = f"memory://filters-{uuid.uuid4().hex}"
         self.table = lh.Table.create(self.uri, SCHEMA, partition_by=partition_by)
         for chunk in chunks:
             self.table.append(chunk)
         self.data = pa.concat_tables(chunks) if chunks else SCHEMA.empty_table()
-
-    def __enter__(self):
-        return self.table
-
-    def __exit__(self, *exc):
-        fs, root = fsspec.core.url_to_fs(self.uri)
-        if fs.exists(root):
-            fs.rm(root, recursive=True)
 
 
 def _check_filtered_read(t: lh.Table, data: pa.Table, flt) -> None:

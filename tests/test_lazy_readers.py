@@ -14,11 +14,10 @@ import datetime as dt
 import os
 import uuid
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from helpers import rows
+from helpers import ScratchTable, rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,20 +131,12 @@ def to_sql(tree) -> str:
     return f"({to_sql(tree[1])} {kind.upper()} {to_sql(tree[2])})"
 
 
-class _Table:
+class _Table(ScratchTable):
     def __init__(self, parts, partition_by):
         self.uri = f"memory://lazy-{uuid.uuid4().hex}"
         self.table = lh.write_table(self.uri, parts[0], partition_by=partition_by)
         for part in parts[1:]:
             self.table.append(part)
-
-    def __enter__(self):
-        return self.table
-
-    def __exit__(self, *exc):
-        fs, root = fsspec.core.url_to_fs(self.uri)
-        if fs.exists(root):
-            fs.rm(root, recursive=True)
 
 
 def _polars_rows(frame) -> list[tuple]:
