@@ -763,7 +763,8 @@ def test_a_column_that_is_not_a_name_or_path_is_a_typed_error(bad):
     t = lh.write_table(f"memory://bad-col-{uuid.uuid4().hex}", pa.table({"a": [1], "b": [2]}))
     for call in (lambda: t.alter.rename_column(bad, "c"), lambda: t.alter.drop_column(bad),
                  lambda: t.alter.widen_column(bad, pa.int64())):
-        with pytest.raises(lh.ColumnNotFoundError):
+        # not a name at all: ArgumentTypeError; a sequence naming no column: ColumnNotFoundError
+        with pytest.raises((lh.ArgumentTypeError, lh.ColumnNotFoundError)):
             call()
     with pytest.raises(lh.LakehouseError):
         t.alter.add_column("c")  # a name, not a pyarrow.Field
