@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._version import __version__
@@ -338,6 +339,8 @@ def _same_table(storage: Storage, pointer: int, entry: LogEntry) -> bool:
     try:
         data = storage.read(rel, max_bytes=MAX_READ_CHECKPOINT_BYTES)
         meta = decode_checkpoint(data, path=storage.full_path(rel), version=pointer).metadata
+    except FileNotFoundError:  # a stale pointer left in the folder names no checkpoint: absent (§9)
+        return True
     except (OSError, CorruptLogError) as exc:
         raise CommitStateUnknownError(
             f"version 0 was written, but a checkpoint at version {pointer} appeared and cannot be read ({exc}) to "
@@ -365,6 +368,12 @@ def _across_cleanup(storage: Storage, request: CommitRequest, state: TableState)
     if latest.has_applied(request.txn):
         return latest
     if request.blind_append and latest.metadata == state.metadata and latest.protocol == state.protocol:
+        adding = pa.array([a.path for a in request.add], pa.string())
+        live = latest.files.column("path")
+        if len(adding) and pc.any(pc.is_in(live, adding)).as_py():  # e.g. a retried commit_files that landed
+            raise CommitConflictError(
+                f"a data file this commit adds is already live at version {latest.version}", version=latest.version,
+                live_paths=frozenset(live.filter(pc.is_in(live, adding)).to_pylist()))  # never deleted
         return latest
     raise CommitConflictError(
         f"this commit read version {state.version}, but log clean-up has removed the entries after it (the "

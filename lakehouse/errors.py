@@ -222,11 +222,14 @@ class CommitError(LakehouseError):
 
 
 class CommitConflictError(CommitError):
-    """A concurrent commit conflicts with this one; ``.version`` is the winning version."""
+    """A concurrent commit conflicts with this one; ``.version`` is the winning version;
+    ``.live_paths`` the data files this commit adds that the table already holds (never deleted)."""
 
-    def __init__(self, message: str, *, version: int | None = None) -> None:
+    def __init__(self, message: str, *, version: int | None = None,
+                 live_paths: frozenset[str] = frozenset()) -> None:
         super().__init__(message)
         self.version = version
+        self.live_paths = live_paths
 
 
 class CommitStateUnknownError(CommitError):

@@ -68,9 +68,10 @@ def check_contained(root: str, rels: Iterable[str], *, real_root: str | None = N
     resolved = [real_root]
 
     def inside(rel: str) -> bool:  # ``rel`` is a link (or odd): does its target stay under the root?
-        if resolved[0] is None:
-            resolved[0] = os.path.realpath(root)
-        return is_under(os.path.realpath(os.path.join(root, *rel.split("/"))), resolved[0])
+        real = resolved[0]
+        if real is None:
+            real = resolved[0] = os.path.realpath(root)
+        return is_under(os.path.realpath(os.path.join(root, *rel.split("/"))), real)
 
     checked: dict[str, bool] = {"": True}  # folder (relative) -> inside the root
     by_folder: dict[str, list[str]] = {}

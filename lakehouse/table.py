@@ -576,11 +576,9 @@ class Table:
         files = data_files(files)
         removed = check_names(removed, "removed") or ()
         paths = [f.path for f in files]
-        try:
-            base = self._state if read_version == self._state.version else load_state(self._storage, read_version)
-        except BaseException:
-            delete_files(self._storage, paths)
-            raise
+        # a version that cannot be loaded deletes nothing: the files may be live already (a retry of a
+        # commit that landed); orphans are vacuum's
+        base = self._state if read_version == self._state.version else load_state(self._storage, read_version)
         live = live_paths(files, base)
         if live:  # nothing is deleted: these files belong to the table
             raise InvalidDataFileError(f"data file {live[0]!r} is already live at version {base.version}",

@@ -436,11 +436,14 @@ class Transaction:
         version = getattr(exc, "version", None)
         if not isinstance(exc, CommitConflictError) or version is None:
             return set()
+        if exc.live_paths:  # the conflict found them live (after a log clean-up)
+            return set(exc.live_paths)
         try:
             entry = read_entry(self._storage, version)
         except Exception:  # cannot tell: keep every file (an orphan is vacuum's, a lost file is not)
             return set(self._added)
-        return set() if entry is None else {a.path for a in entry.add}
+        # a winner the log no longer holds (cleaned up) cannot tell which files it added: keep them all
+        return set(self._added) if entry is None else {a.path for a in entry.add}
 
     def abort(self) -> None:
         """Discard the transaction and delete the files it wrote."""

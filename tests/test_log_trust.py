@@ -193,3 +193,53 @@ def test_counts_outside_int64_or_negative_are_corrupt(two_versions, field, value
     finally:
         body["add"][0][field] = original
         _put(storage, 1, body)
+
+
+# ------------------------------------------------------------- review findings (session 5)
+def test_a_retried_commit_files_whose_read_version_is_gone_keeps_the_live_files(table_uri):
+    """A retry of a commit_files that landed, with a read_version that cannot be loaded, must not
+    delete the files: they are live (the first try committed them)."""
+    t = lh.write_table(table_uri, pa.table({"a": [1]}))
+    files = lh.write_files(t.uri, pa.table({"a": [7]}))
+    assert t.commit_files(files, read_version=0) == 1
+    with pytest.raises(lh.VersionNotFoundError):
+        lh.Table.open(table_uri).commit_files(files, read_version=7)
+    assert sorted(lh.Table.open(table_uri).to_arrow().column("a").to_pylist()) == [1, 7]
+
+
+def test_a_stale_blind_append_across_a_cleanup_never_re_adds_a_live_path(table_uri):
+    """A handle older than a log clean-up retrying commit_files of files that landed meanwhile gets a
+    conflict; it never publishes an entry that re-adds a live path (every reader would refuse it)."""
+    lh.write_table(table_uri, pa.table({"a": [0]}))
+    files = lh.write_files(table_uri, pa.table({"a": [7]}))
+    stale, other = lh.Table.open(table_uri), lh.Table.open(table_uri)
+    other.commit_files(files, read_version=0)
+    for i in range(3):
+        other.append(pa.table({"a": [i + 10]}))
+    other.checkpoint()
+    other.cleanup_log(retention=dt.timedelta(0), enforce_retention=False)
+    with pytest.raises(lh.CommitConflictError):
+        stale.commit_files(files, read_version=0)
+    got = lh.Table.open(table_uri).to_arrow().column("a").to_pylist()
+    assert sorted(got) == [0, 7, 10, 11, 12]
+
+
+def test_creating_over_a_stale_pointer_to_a_missing_checkpoint_succeeds(local_uri):
+    """A `_last_checkpoint` left behind in an otherwise emptied folder names no checkpoint: it is
+    absent (§9), and creating the table there reports success, not an unknown outcome."""
+    import os
+    import shutil
+
+    t = lh.write_table(local_uri, pa.table({"a": [1]}))
+    t.append(pa.table({"a": [2]}))
+    t.checkpoint()
+    log = os.path.join(local_uri, "_lakehouse_log")
+    for name in os.listdir(log):
+        if name != "_last_checkpoint":
+            os.remove(os.path.join(log, name))
+    for name in os.listdir(local_uri):
+        if name != "_lakehouse_log":
+            path = os.path.join(local_uri, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    t = lh.write_table(local_uri, pa.table({"a": [5]}))
+    assert t.version == 0 and lh.Table.open(local_uri).to_arrow().column("a").to_pylist() == [5]
