@@ -299,6 +299,17 @@ class Storage:
             data = b""
         return _within(data, max_bytes, path)
 
+    def _read_or_none(self, rel: str, cap: int, hints: frozenset[str]) -> bytes | None:
+        """:meth:`read`, with None for a missing file and for an oversized or special hint file."""
+        try:
+            return self.read(rel, max_bytes=cap)
+        except FileNotFoundError:
+            return None
+        except CorruptLogError:
+            if rel not in hints:
+                raise
+            return None
+
     def read_many(self, rels: list[str], *, max_bytes: int | list[int] = MAX_READ_ENTRY_BYTES,
                   hints: frozenset[str] = frozenset()) -> list[bytes | None]:
         """Read several files (concurrently where the filesystem can); None for a missing file.
@@ -314,17 +325,7 @@ class Storage:
         """
         caps = max_bytes if isinstance(max_bytes, list) else [max_bytes] * len(rels)
         if self.is_local or len(rels) == 1:
-            out: list[bytes | None] = []
-            for rel, cap in zip(rels, caps, strict=True):
-                try:
-                    out.append(self.read(rel, max_bytes=cap))
-                except FileNotFoundError:
-                    out.append(None)
-                except CorruptLogError:
-                    if rel not in hints:
-                        raise
-                    out.append(None)
-            return out
+            return [self._read_or_none(rel, cap, hints) for rel, cap in zip(rels, caps, strict=True)]
         paths = [self.full_path(r) for r in rels]
         for r in rels:
             self._forget(r)
@@ -334,15 +335,8 @@ class Storage:
             value = got.get(p)
             if isinstance(value, FileNotFoundError) or value is None:
                 result.append(None)
-            elif isinstance(value, BaseException):
-                try:  # a range of an empty object is refused by some stores: read it alone
-                    result.append(self.read(rel, max_bytes=cap))
-                except FileNotFoundError:
-                    result.append(None)
-                except CorruptLogError:
-                    if rel not in hints:
-                        raise
-                    result.append(None)
+            elif isinstance(value, BaseException):  # a range of an empty object is refused by some stores
+                result.append(self._read_or_none(rel, cap, hints))
             elif len(value) > cap and rel in hints:
                 result.append(None)
             else:

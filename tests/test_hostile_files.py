@@ -227,21 +227,15 @@ def test_special_or_huge_last_checkpoint_is_ignored_without_blocking(local_uri, 
     t.checkpoint()
     t.append(pa.table({"id": [3]}))
     pointer = f"{local_uri}/{CHECKPOINT_POINTER}"
-    os.unlink(pointer)
-    if kind == "fifo":
-        if not hasattr(os, "mkfifo"):
-            pytest.skip("no FIFOs on this platform")
-        os.mkfifo(pointer)
-    elif kind == "folder":
-        os.mkdir(pointer)
-    elif kind == "unreadable":
+    if kind == "unreadable":
         if os.geteuid() == 0:
             pytest.skip("root reads any file")
+        os.unlink(pointer)
         Path(pointer).write_bytes(b"x")
         os.chmod(pointer, 0)
     else:
-        with open(pointer, "wb") as f:  # sparse: no real disk used
-            f.truncate((1 if kind == "sparse-1GiB" else 8) << 30)
+        _plant(pointer, kind if kind in ("fifo", "folder") else "sparse",
+               (1 if kind == "sparse-1GiB" else 8) << 30)
     out = _run(_OPEN, local_uri, timeout=60)
     assert out[0] == "4 [0, 1, 2, 3]"
     assert int(out[1]) < 500, f"peak RSS {out[1]} MiB"
@@ -249,6 +243,21 @@ def test_special_or_huge_last_checkpoint_is_ignored_without_blocking(local_uri, 
     t2 = lh.Table.open(local_uri)
     t2.append(pa.table({"id": [4]}))
     assert sorted(lh.Table.open(local_uri).to_arrow().column("id").to_pylist()) == [0, 1, 2, 3, 4]
+
+
+def _plant(path: str, kind: str, size: int) -> None:
+    """Replace the file at ``path`` by a FIFO, a folder, or a sparse file of ``size`` bytes (no real
+    disk used)."""
+    os.unlink(path)
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        os.mkfifo(path)
+    elif kind == "folder":
+        os.mkdir(path)
+    else:
+        with open(path, "wb") as f:
+            f.truncate(size)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "sparse", "folder"])
@@ -262,16 +271,7 @@ def test_special_or_huge_entry_or_checkpoint_is_corrupt_not_a_hang(local_uri, ki
     else:
         rel = entry_name(3)
     path = f"{local_uri}/{rel}"
-    os.unlink(path)
-    if kind == "fifo":
-        if not hasattr(os, "mkfifo"):
-            pytest.skip("no FIFOs on this platform")
-        os.mkfifo(path)
-    elif kind == "folder":
-        os.mkdir(path)
-    else:
-        with open(path, "wb") as f:
-            f.truncate((MAX_READ_ENTRY_BYTES if what == "entry" else 4 << 30) + 1)
+    _plant(path, kind, (MAX_READ_ENTRY_BYTES if what == "entry" else 4 << 30) + 1)
     out = _run("""
         print(typed(lambda: print(lh.Table.open(sys.argv[1]).version)))
         print(peak_mib())
