@@ -41,12 +41,13 @@ from .constraints import (
     Constraint,
     check_constraint_name,
     check_expression,
-    encode_expression,
     violation_error,
 )
 from .errors import ArgumentTypeError, CommitConflictError, InvalidTableError
 from .evolution import ColumnPath, add_column, drop_column, raised_protocol, rename_column, widen_column
-from .expressions import FilterLike, referenced_columns
+from .expr.bridge import referenced_columns
+from .expr.codec import encode_expression
+from .expr.dnf import FilterLike
 from .log import Metadata
 from .properties import CONSTRAINT_PREFIX, check_property
 from .snapshot import Snapshot

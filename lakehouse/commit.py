@@ -46,7 +46,7 @@ from .errors import (
     UnsafeStorageError,
     UnsupportedFormatError,
 )
-from .expressions import files_mask
+from .expr.prune import files_mask
 from .log import (
     CHECKPOINT_POINTER,
     WRITER_VERSION,

@@ -32,7 +32,7 @@ import pyarrow.types as pat
 
 from .constraints import table_constraints
 from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidTableError, SchemaMismatchError
-from .expressions import Call, Field, Node, parse_expression
+from .expr.bridge import Call, Field, Node, parse_expression
 from .log import Metadata, Protocol
 from .schema import (
     FIELD_ID_KEY,

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from .arguments import check_int
 from .errors import VersionNotFoundError
-from .expressions import FilterLike
+from .expr.dnf import FilterLike
 from .log import entry_name, unseal
 from .snapshot import Snapshot
 

@@ -32,14 +32,9 @@ from .errors import (
     SchemaMismatchError,
     VersionNotFoundError,
 )
-from .expressions import (
-    FilterLike,
-    exact_integer_literals,
-    files_mask,
-    partition_verdicts,
-    referenced_columns,
-    to_expression,
-)
+from .expr.bridge import exact_integer_literals, referenced_columns
+from .expr.dnf import FilterLike, to_expression
+from .expr.prune import files_mask, partition_verdicts
 from .replay import as_datetime, list_log, load_state, read_entries, read_entry, version_as_of
 from .schema import (
     field_id,

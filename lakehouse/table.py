@@ -41,7 +41,7 @@ from .errors import (
     TableNotFoundError,
     redact_uri,
 )
-from .expressions import FilterLike, to_expression
+from .expr.dnf import FilterLike, to_expression
 from .inspect import Inspect
 from .log import LogEntry, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback

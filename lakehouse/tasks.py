@@ -33,9 +33,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .arguments import check_names, check_str
-from .constraints import decode_expression, encode_expression
 from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidArgumentError, VersionNotFoundError
-from .expressions import conjuncts, referenced_columns, rename_fields
+from .expr.bridge import referenced_columns, rename_fields
+from .expr.codec import decode_expression, encode_expression
+from .expr.prune import conjuncts
 from .log import AddFile, Metadata
 from .schema import decode_values, is_identity, logical_schema, physical_name, physical_path, read_schema, relabel
 from .state import files_to_adds

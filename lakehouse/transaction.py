@@ -40,7 +40,8 @@ from .errors import (
     SchemaMismatchError,
 )
 from .evolution import merge_schema, raised_protocol, replace_schema
-from .expressions import FilterLike, referenced_columns, to_expression
+from .expr.bridge import referenced_columns
+from .expr.dnf import FilterLike, to_expression
 from .log import AddFile, AppTransaction, Metadata, RemoveFile
 from .progress import ProgressLike
 from .properties import check_property

@@ -22,7 +22,7 @@ from strategies import DEFAULT_TYPES, row_filters
 import lakehouse as lh
 from lakehouse import alter as alter_module
 from lakehouse.commit import CommitRequest, commit
-from lakehouse.constraints import decode_expression, encode_expression
+from lakehouse.expr.codec import decode_expression, encode_expression
 from lakehouse.properties import KNOWN_PROPERTIES
 from lakehouse.snapshot import load_state
 from lakehouse.storage import Storage

@@ -255,7 +255,7 @@ def test_projection_of_unknown_column(three_versions):
         [("id", "~~", 1)],
         [("id",)],
         [("id", "=", 1, 2)],
-        "id = = 1",  # a string is SQL-like text (lakehouse.sqlfilter), but not this one
+        "id = = 1",  # a string is SQL-like text (lakehouse.expr.sql), but not this one
         42,
     ],
 )

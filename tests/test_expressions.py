@@ -1,4 +1,4 @@
-"""lakehouse.expressions: DNF conversion, expression analysis, and conservative file pruning."""
+"""lakehouse.expr (bridge, dnf, prune): DNF conversion, expression analysis, and conservative file pruning."""
 
 from __future__ import annotations
 
@@ -15,17 +15,9 @@ from hypothesis import strategies as st
 from strategies import arrow_schemas, arrow_tables, dnf_filters, row_filters, values_for
 
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
-from lakehouse.expressions import (
-    Call,
-    Field,
-    Literal,
-    build_expression,
-    files_mask,
-    parse_expression,
-    prune_expression,
-    referenced_columns,
-    to_expression,
-)
+from lakehouse.expr.bridge import Call, Field, Literal, build_expression, parse_expression, referenced_columns
+from lakehouse.expr.dnf import to_expression
+from lakehouse.expr.prune import files_mask, prune_expression
 
 SCHEMA = pa.schema([
     ("i", pa.int64()), ("i32", pa.int32()), ("f", pa.float64()), ("s", pa.string()), ("d", pa.date32()),

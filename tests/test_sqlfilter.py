@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import lakehouse as lh
 from lakehouse.cli import cli
+from lakehouse.expr.dnf import to_expression
 
 pytest.importorskip("sqlglot")
 
@@ -89,7 +90,7 @@ def small():
 def test_sql_filter_keeps_the_expected_rows(small, text):
     assert _ids(small.to_arrow(filter=text)) == CASES[text]
     # pruning never loses a file the filter needs, and an in-memory evaluation agrees
-    expr = lh.expressions.to_expression(text, small.schema)
+    expr = to_expression(text, small.schema)
     assert _ids(SMALL.filter(expr)) == CASES[text]
 
 
@@ -279,7 +280,7 @@ def test_sql_text_equals_the_reference_expression(chunks, tree):
     data = pa.concat_tables(chunks)
     assert _rows(t.to_arrow(filter=text)) == _rows(data.filter(reference)), text
     # FALSE rows too (what a CHECK constraint refuses): NOT keeps exactly the rows where it is FALSE
-    got = lh.expressions.to_expression(text, SCHEMA)
+    got = to_expression(text, SCHEMA)
     assert _rows(data.filter(~got)) == _rows(data.filter(~reference)), text
 
 

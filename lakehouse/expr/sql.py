@@ -35,15 +35,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import ColumnNotFoundError, InvalidFilterError
+from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
+
+from .bridge import SWAP
 from .literals import literal_for, set_lookup, timestamp_scalar
 
 __all__ = ["parse_sql_filter"]
 
 _COMPARE = {"EQ": "equal", "NEQ": "not_equal", "LT": "less", "LTE": "less_equal", "GT": "greater",
             "GTE": "greater_equal"}
-_SWAP = {"equal": "equal", "not_equal": "not_equal", "less": "greater", "less_equal": "greater_equal",
-         "greater": "less", "greater_equal": "less_equal"}
 _ARITHMETIC = {"Add", "Sub", "Mul", "Div", "IntDiv", "Mod", "Neg", "DPipe", "BitwiseAnd", "BitwiseOr",
                "BitwiseXor", "BitwiseNot", "BitwiseLeftShift", "BitwiseRightShift"}
 _TYPED_LITERALS = {"DATE", "TIME", "TIMESTAMP", "TIMESTAMPTZ", "DATETIME"}
@@ -167,7 +167,7 @@ class _Translator:
         if lcol is not None and rcol is not None:
             return pc.Expression._call(op, [pc.field(lcol), pc.field(rcol)])
         if lcol is None and rcol is not None:
-            left, right, lcol, op = right, left, rcol, _SWAP[op]
+            left, right, lcol, op = right, left, rcol, SWAP[op]
         if lcol is None:  # no column on either side
             for side in (left, right):
                 if not self.is_literal(side):

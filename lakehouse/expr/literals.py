@@ -1,7 +1,7 @@
 """Filter values: converting a value a caller wrote in a filter to a scalar of its column's type.
 
-Shared by the DNF tuples of :mod:`lakehouse.expressions` and the SQL text of
-:mod:`lakehouse.sqlfilter`, so both read values the same way: numbers outside the column's type
+Shared by the DNF tuples of :mod:`lakehouse.expr.dnf` and the SQL text of
+:mod:`lakehouse.expr.sql`, so both read values the same way: numbers outside the column's type
 keep their own type, dates and timestamps also take ISO 8601 text, timestamps keep nanoseconds,
 and a naive value on a column with a time zone (or an aware one on a naive column) is refused.
 """
