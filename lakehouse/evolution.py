@@ -32,7 +32,7 @@ import pyarrow.types as pat
 
 from .constraints import table_constraints
 from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidTableError, SchemaMismatchError
-from .expr.bridge import Call, Field, Node, parse_expression
+from .expr.bridge import fields, parse_expression
 from .log import Metadata, Protocol
 from .schema import (
     FIELD_ID_KEY,
@@ -272,21 +272,10 @@ def add_column(meta: Metadata, field: pa.Field, *, parent: ColumnPath | None = N
 
 
 # -- renaming and dropping ---------------------------------------------------------------------
-def _field_refs(node: Node) -> list[Field]:
-    out, stack = [], [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Field):
-            out.append(item)
-        elif isinstance(item, Call):
-            stack.extend(item.args)
-    return out
-
-
 def _check_constraints(meta: Metadata, path: tuple[str, ...], action: str) -> None:
     """Refuse to rename or drop a column a CHECK constraint reads (its text names the column)."""
     for constraint in table_constraints(meta.properties):
-        for ref in _field_refs(parse_expression(constraint.expression)):
+        for ref in fields(parse_expression(constraint.expression)):
             n = min(len(ref.path), len(path))
             if ref.path[:n] == path[:n]:
                 raise SchemaMismatchError(f"cannot {action} column {_dotted(path)!r}: CHECK constraint "
@@ -487,7 +476,7 @@ def replace_schema(meta: Metadata, data: pa.Schema, partition_by: Sequence[str] 
     if parts == meta.partition_by and _same_columns(schema, logical_schema(meta.schema)):
         return meta
     for constraint in table_constraints(meta.properties):
-        for ref in _field_refs(parse_expression(constraint.expression)):
+        for ref in fields(parse_expression(constraint.expression)):
             if not _has_path(schema, ref.path):
                 raise SchemaMismatchError(f"cannot replace the schema: CHECK constraint {constraint.name!r} uses "
                                           f"column {_dotted(ref.path)!r}, which the data lacks; drop the constraint "

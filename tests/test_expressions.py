@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import arrow_schemas, arrow_tables, dnf_filters, row_filters, values_for
 
+import lakehouse as lh
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
 from lakehouse.expr.bridge import Call, Field, Literal, build_expression, parse_expression, referenced_columns
 from lakehouse.expr.dnf import to_expression
@@ -173,6 +174,27 @@ ROUND_TRIP = [
 @pytest.mark.parametrize("expr", ROUND_TRIP, ids=str)
 def test_parse_and_build_round_trip(expr) -> None:
     assert build_expression(parse_expression(expr)).equals(expr)
+
+
+def _with_null_matching(node: Call, behaviour: int) -> Call:
+    """``node`` (an is_in call) with its options' ``null_matching_behavior`` set to ``behaviour``."""
+    options = node.options
+    values = {f.name: options[f.name] for f in options.type}
+    values["null_matching_behavior"] = pa.scalar(behaviour, pa.uint32())
+    struct = pa.StructArray.from_arrays([pa.array([v.as_py()], v.type) for v in values.values()],
+                                        fields=list(options.type))
+    return Call(node.name, node.args, struct[0])
+
+
+@pytest.mark.parametrize("behaviour", [2, 3])  # EMIT_NULL, INCONCLUSIVE: Python cannot build them
+def test_build_expression_refuses_options_it_cannot_rebuild_with_a_typed_error(behaviour) -> None:
+    """A shape the bridge cannot rebuild is an InvalidFilterError (it was a private bare Exception)."""
+    node = _with_null_matching(parse_expression(pc.field("i").isin([1, None])), behaviour)
+    with pytest.raises(InvalidFilterError, match="null_matching_behavior") as caught:
+        build_expression(node)
+    assert isinstance(caught.value, lh.LakehouseError)
+    with pytest.raises(InvalidFilterError):  # also through the renaming every FileTask filter takes
+        build_expression(Call("invert", (node,)), rename=lambda path: ("j",))
 
 
 def test_parse_tree_shape() -> None:
