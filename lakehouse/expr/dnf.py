@@ -168,6 +168,13 @@ def to_expression(filter: FilterLike | None, schema: pa.Schema) -> pc.Expression
     0.0 are one value, as with ``=``, and NaN matches NaN). A string
     is a SQL-like filter (:func:`lakehouse.expr.sql.parse_sql_filter`), typed the same way.
 
+    Args:
+        filter: an expression, DNF tuples, SQL-like text, or None.
+        schema: the columns the filter may name (as the caller sees them).
+
+    Returns:
+        The bound, checked expression (integer comparisons made exact); None for None.
+
     Raises:
         ColumnNotFoundError: the filter names a column ``schema`` does not have.
         InvalidFilterError: bad shape, operator, or a value that does not fit its column; or the

@@ -188,6 +188,12 @@ def literal_for(column: str, typ: pa.DataType, value: Any) -> pa.Scalar:
 def integer_bounds(typ: pa.DataType) -> tuple[int, int]:
     """The smallest and largest value of the integer type ``typ``.
 
+    Args:
+        typ: an integer type.
+
+    Returns:
+        ``(lowest, highest)``, both included.
+
     Example:
         >>> integer_bounds(pa.uint8())
         (0, 255)

@@ -202,6 +202,11 @@ def prune_expression(expr: pc.Expression, *, partition_columns: Sequence[str], s
         schema: the columns' types, if known; without it every stats column may be floating
             point, so ``!=`` and negated comparisons on it (true for NaN) are not pruned.
 
+    Returns:
+        An expression over the files table, true (or null) for every file that may hold a row
+        where ``expr`` is TRUE; ``true`` itself when nothing can be pruned. It never raises: a
+        filter it cannot read keeps every file.
+
     Example:
         >>> prune_expression(pc.field("p") == 1, partition_columns=["p"], stats_columns=[])
         <pyarrow.compute.Expression coalesce((partition.p == 1), false)>
@@ -219,6 +224,17 @@ def files_mask(expr: pc.Expression | None, files: pa.Table, *, partition_columns
     """Return a boolean mask over ``files`` (no nulls): True where the file may hold matching rows.
 
     Columns missing from ``files`` are treated as unknown; if anything fails, every file is kept.
+    A filter over partition columns alone is decided exactly (:func:`partition_verdicts`).
+
+    Args:
+        expr: the row filter, over the names the files table uses (physical names); None keeps all.
+        files: the files table (``num_rows``, ``partition.<c>``, ``min.<c>``, ``max.<c>``,
+            ``null_count.<c>`` columns).
+        partition_columns: the partition columns.
+        stats_columns: the columns with statistics.
+
+    Returns:
+        One boolean per file, no nulls. It never raises.
 
     Example:
         >>> files = pa.table({"num_rows": [2, 2], "partition.p": [1, 2]})
@@ -296,6 +312,12 @@ def partition_verdicts(expr: pc.Expression, files: pa.Table, *,
 
 def conjuncts(expr: pc.Expression) -> list[pc.Expression]:
     """Split a conjunction into its terms (``[expr]`` when it is not one or cannot be read).
+
+    Args:
+        expr: the expression.
+
+    Returns:
+        The terms, left to right; their AND is ``expr``. It never raises.
 
     Example:
         >>> [str(e) for e in conjuncts((pc.field("a") < 3) & (pc.field("b") == 1))]

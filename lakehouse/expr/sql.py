@@ -252,6 +252,13 @@ def parse_sql_filter(text: str, schema: pa.Schema) -> pc.Expression:
 
     Needs sqlglot (``pip install 'lakehouse-format[sql]'``).
 
+    Args:
+        text: the condition, e.g. ``"day = 7 and id < 100"``.
+        schema: the columns it may name; literals are converted to their column's type.
+
+    Returns:
+        The expression (SQL's three-valued logic kept: a read keeps the rows where it is TRUE).
+
     Raises:
         InvalidFilterError: the text does not parse, or uses something unsupported (named in the message).
         ColumnNotFoundError: it names a column ``schema`` does not have.
