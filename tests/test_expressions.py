@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import itertools
+import os
 from functools import reduce
 
 import pyarrow as pa
@@ -16,7 +17,16 @@ from strategies import arrow_schemas, arrow_tables, dnf_filters, row_filters, va
 
 import lakehouse as lh
 from lakehouse.errors import ColumnNotFoundError, InvalidFilterError
-from lakehouse.expr.bridge import Call, Field, Literal, build_expression, parse_expression, referenced_columns
+from lakehouse.expr.bridge import (
+    SWAP,
+    Call,
+    Field,
+    Literal,
+    build_expression,
+    evaluate,
+    parse_expression,
+    referenced_columns,
+)
 from lakehouse.expr.dnf import to_expression
 from lakehouse.expr.prune import files_mask, prune_expression
 
@@ -195,6 +205,20 @@ def test_build_expression_refuses_options_it_cannot_rebuild_with_a_typed_error(b
     assert isinstance(caught.value, lh.LakehouseError)
     with pytest.raises(InvalidFilterError):  # also through the renaming every FileTask filter takes
         build_expression(Call("invert", (node,)), rename=lambda path: ("j",))
+
+
+@settings(max_examples=200 if os.environ.get("LH_FUZZ") else 30, deadline=None)
+@given(left=st.lists(st.one_of(st.none(), st.integers(-3, 3)), min_size=1, max_size=8), data=st.data())
+def test_swap_is_the_comparison_seen_from_the_other_side(left, data) -> None:
+    """The one comparison mirror (shared by the bridge, pruning and SQL): ``a op b`` is ``b SWAP[op] a``,
+    on nulls too, and mirroring twice is the identity."""
+    right = data.draw(st.lists(st.one_of(st.none(), st.integers(-3, 3)), min_size=len(left), max_size=len(left)))
+    table = pa.table({"a": pa.array(left, pa.int64()), "b": pa.array(right, pa.int64())})
+    for op, mirrored in SWAP.items():
+        forward = evaluate(pc.Expression._call(op, [pc.field("a"), pc.field("b")]), table)
+        backward = evaluate(pc.Expression._call(mirrored, [pc.field("b"), pc.field("a")]), table)
+        assert forward.to_pylist() == backward.to_pylist(), op
+        assert SWAP[mirrored] == op
 
 
 def test_parse_tree_shape() -> None:
