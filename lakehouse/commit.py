@@ -147,9 +147,11 @@ class CommitResult:
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-commit-result", pa.table({"a": [1]}))
-        >>> CommitResult(version=0, state=t.snapshot()._state).outcome
-        CommitOutcome(version=0, skipped=False)
+        >>> from lakehouse.storage import Storage
+        >>> _ = lh.write_table("memory://doc-commit-result", pa.table({"a": [1]}))
+        >>> state = load_state(Storage.from_uri("memory://doc-commit-result"))
+        >>> CommitResult(version=0, state=state, skipped=True).outcome
+        CommitOutcome(version=0, skipped=True)
     """
 
     version: int
@@ -186,11 +188,13 @@ def catch_up(storage: Storage, state: TableState) -> TableState:
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
+        >>> from lakehouse.storage import Storage
         >>> t = lh.write_table("memory://doc-catch-up", pa.table({"a": [1]}))
-        >>> old = t._state
+        >>> storage = Storage.from_uri(t.uri)
+        >>> old = load_state(storage)
         >>> _ = t.append(pa.table({"a": [2]}))
-        >>> catch_up(t._storage, old).version
-        1
+        >>> old.version, catch_up(storage, old).version
+        (0, 1)
     """
     newer = state.apply(read_entries(storage, state.version + 1))
     pointer = read_pointer(storage)
