@@ -67,7 +67,20 @@ Change = Callable[[TableState], dict[str, str]]
 
 
 class Alter:
-    """Table definition changes, bound to one table. Get one from ``Table.alter``."""
+    """Table definition changes, bound to one table. Get one from ``Table.alter``.
+
+    Each method is one metadata commit on the latest version (the handle is refreshed first) and
+    returns the new version. Properties and CHECK constraints, and the schema changes that need no
+    data rewritten: adding a nullable column, renaming, dropping, widening.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-alter-class", pa.table({"a": [1]}))
+        >>> t.alter.set_properties({"owner": "ops"}), t.alter.rename_column("a", "id")
+        (1, 2)
+        >>> t.schema.names, t.properties["owner"]
+        (['id'], 'ops')
+    """
 
     def __init__(self, table: Table) -> None:
         self._table = table
@@ -80,7 +93,17 @@ class Alter:
         """Set table properties (values are stored as strings); returns the new version.
 
         Known properties (``docs/format.md`` §16) are validated; ``constraint.*`` names are refused
-        (use :meth:`add_constraint`). Raises ``InvalidTableError`` naming the property at fault.
+        (use :meth:`add_constraint`).
+
+        Args:
+            properties: property name -> value; values are stored as text (``10`` -> ``"10"``).
+
+        Returns:
+            The new version.
+
+        Raises:
+            InvalidTableError: a known property with a bad value, or a ``constraint.*`` name (the
+                message names the property).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -99,8 +122,16 @@ class Alter:
     def unset_properties(self, names: Iterable[str]) -> int:
         """Remove table properties; returns the new version. A known property falls back to its default.
 
-        Raises ``InvalidTableError`` naming a property the table does not have, or a ``constraint.*``
-        name (use :meth:`drop_constraint`).
+        A ``constraint.*`` name is refused: use :meth:`drop_constraint`.
+
+        Args:
+            names: the properties to remove.
+
+        Returns:
+            The new version.
+
+        Raises:
+            InvalidTableError: the table has no such property, or a ``constraint.*`` name.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -137,6 +168,13 @@ class Alter:
         from now on every write (append, overwrite, and the rewrites of delete and optimize) refuses
         rows where it is FALSE (NULL passes, as in SQL) with ``ConstraintViolationError``.
 
+        Args:
+            name: the constraint's name (stored as the property ``constraint.<name>``).
+            expression: a boolean ``pyarrow.compute`` expression, or DNF filter tuples.
+
+        Returns:
+            The new version.
+
         Raises:
             ConstraintViolationError: rows already in the table violate it (a sample is in ``.rows``).
             InvalidTableError: a bad name, or a constraint of that name exists.
@@ -171,7 +209,14 @@ class Alter:
     def drop_constraint(self, name: str) -> int:
         """Remove the CHECK constraint ``name``; returns the new version.
 
-        Raises ``InvalidTableError`` if the table has no constraint of that name.
+        Args:
+            name: the constraint's name.
+
+        Returns:
+            The new version.
+
+        Raises:
+            InvalidTableError: the table has no constraint of that name.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa, pyarrow.compute as pc
@@ -197,6 +242,13 @@ class Alter:
     def add_column(self, field: pa.Field, *, parent: ColumnPath | None = None) -> int:
         """Add the nullable column ``field`` at the end of the table (or of the struct column ``parent``,
         a name or a path of names); returns the new version. Rows already in the table read it as null.
+
+        Args:
+            field: the new column: a nullable ``pyarrow.Field``.
+            parent: the struct column to add it to: a name or a path of names (top level if None).
+
+        Returns:
+            The new version.
 
         Raises:
             SchemaMismatchError: the field is not nullable, has type null, or its name is taken.
@@ -224,6 +276,13 @@ class Alter:
         No data file is rewritten: files keep the column under its physical name. Older versions keep
         reading the old name. A CHECK constraint that uses the column must be dropped first.
 
+        Args:
+            column: the column's name, or the path of names of a struct child (``["s", "x"]``).
+            new_name: its new name.
+
+        Returns:
+            The new version.
+
         Raises:
             ColumnNotFoundError: no such column.
             SchemaMismatchError: ``new_name`` is taken, or a constraint uses the column.
@@ -240,6 +299,12 @@ class Alter:
     def drop_column(self, column: ColumnPath) -> int:
         """Remove a column (or a struct child); returns the new version. No data file is rewritten,
         older versions still read the column, and a column added later under the same name starts empty.
+
+        Args:
+            column: the column's name, or the path of names of a struct child (``["s", "x"]``).
+
+        Returns:
+            The new version.
 
         Raises:
             ColumnNotFoundError: no such column.
@@ -258,6 +323,13 @@ class Alter:
         """Widen a column's type (int8 -> int16 -> int32 -> int64, float32 -> float64, date ->
         timestamp without time zone, a decimal with more digits); returns the new version, or the
         current one if the column already has ``type``. Old files are cast when read.
+
+        Args:
+            column: the column's name, or the path of names of a struct child (``["s", "x"]``).
+            type: the wider ``pyarrow.DataType``.
+
+        Returns:
+            The new version, or the current one if the column already has ``type``.
 
         Raises:
             ColumnNotFoundError: no such column.

@@ -68,6 +68,12 @@ def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     number its digits, ``client_kwargs`` and the like a JSON object). ``KEY:=JSON`` gives any option a
     JSON value.
 
+    Args:
+        pairs: the ``--storage-option`` values, ``KEY=VALUE`` or ``KEY:=JSON``.
+
+    Returns:
+        The storage options, option name -> value.
+
     Raises:
         click.BadParameter: a pair without ``=``, or a value that is not of its option's kind.
 
@@ -110,6 +116,15 @@ def _predicates(value: Any) -> Any:
 def parse_filter(text: str | None) -> Any:
     """A filter given as a JSON DNF list, as the DNF tuples the library takes (None for None); text
     not starting with ``[`` (or ``{``) is a SQL-like filter, passed on as the string.
+
+    Args:
+        text: the ``--filter`` value, or None.
+
+    Returns:
+        DNF tuples, the SQL-like text as given, or None.
+
+    Raises:
+        click.BadParameter: empty text, text that is not JSON, or JSON that is not a non-empty list.
 
     Example:
         >>> parse_filter('[["day", "=", 3], ["id", "in", [1, 2]]]')
@@ -167,6 +182,15 @@ _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds
 def parse_retention(text: str) -> dt.timedelta:
     """A duration like ``7d``, ``12h``, ``1d12h``, ``30m``, ``90s``, ``2w`` or ``0``.
 
+    Args:
+        text: the ``--retention`` value.
+
+    Returns:
+        The duration.
+
+    Raises:
+        click.BadParameter: text that is not a duration, or one longer than a ``timedelta`` can be.
+
     Example:
         >>> parse_retention("1d12h"), parse_retention("0")
         (datetime.timedelta(days=1, seconds=43200), datetime.timedelta(0))
@@ -192,6 +216,16 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, 
 
 def parse_size(text: str) -> int:
     """A byte count: ``134217728``, ``128MiB``, ``100MB``, ``1.5GB``.
+
+    Args:
+        text: the ``--target-file-size`` value: digits, then an optional unit (``kb``, ``MB``,
+            ``GiB``, ...; case does not matter).
+
+    Returns:
+        The size in bytes.
+
+    Raises:
+        click.BadParameter: text that is not a positive size, or one of ``2**63`` bytes or more.
 
     Example:
         >>> parse_size("128MiB"), parse_size("1kb"), parse_size("42")
@@ -688,6 +722,13 @@ def restore(uri: str, version: int | None, as_of: dt.datetime | None, output: st
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console script ``lakehouse``.
+
+    Args:
+        argv: the arguments (``sys.argv[1:]`` if None).
+
+    Raises:
+        SystemExit: always, with the command's exit code (0 on success, 1 on a handled error, 2 on a
+            usage error).
 
     Example:
         >>> try:

@@ -79,7 +79,24 @@ _log = logging.getLogger("lakehouse")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommitRequest:
-    """What a writer wants to commit, and what it read to decide it."""
+    """What a writer wants to commit, and what it read to decide it.
+
+    Attributes:
+        operation: the operation name recorded in the entry (``"append"``, ``"delete"``, ...).
+        parameters: the operation's parameters, recorded as given.
+        add: the data files the commit adds.
+        remove: the data files it removes.
+        metadata: new table metadata (a schema or property change), or None.
+        protocol: a new protocol (the features the metadata needs), or None.
+        txn: idempotent writers' ``(app_id, version)`` records; the commit is skipped if the table
+            already holds one of them at that version or later.
+        read_predicates: filters whose matching rows the commit depends on (see below).
+        read_files: paths of the files the commit read (see below).
+
+    Example:
+        >>> CommitRequest(operation="append").blind_append
+        True
+    """
 
     operation: str
     parameters: Mapping[str, Any] = field(default_factory=dict)
@@ -106,6 +123,10 @@ class CommitOutcome:
     nothing written because an idempotent writer's ``(app_id, version)`` was already applied; then
     ``version`` is the version of the table state that already records it.
 
+    Attributes:
+        version: the version committed, or (``skipped``) the version that already records the write.
+        skipped: True if nothing was written.
+
     Example:
         >>> CommitOutcome(version=3, skipped=True)
         CommitOutcome(version=3, skipped=True)
@@ -117,7 +138,21 @@ class CommitOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommitResult:
-    """The outcome of :func:`commit`: the new version and the state after it."""
+    """The outcome of :func:`commit`: the new version and the state after it.
+
+    Attributes:
+        version: the committed version (or, ``skipped``, the version that already records it).
+        state: the table state at ``version``.
+        skipped: see below.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> from lakehouse.storage import Storage
+        >>> _ = lh.write_table("memory://doc-commit-result", pa.table({"a": [1]}))
+        >>> state = load_state(Storage.from_uri("memory://doc-commit-result"))
+        >>> CommitResult(version=0, state=state, skipped=True).outcome
+        CommitOutcome(version=0, skipped=True)
+    """
 
     version: int
     state: TableState
@@ -141,13 +176,25 @@ def catch_up(storage: Storage, state: TableState) -> TableState:
     points past the last entry found, or past ``state`` itself), the state is reloaded from the
     checkpoint instead, so a gap is never mistaken for the end of the log.
 
+    Args:
+        storage: the table's storage.
+        state: a state of the table at some version.
+
+    Returns:
+        The state at the latest version.
+
+    Raises:
+        CorruptLogError: an entry after ``state`` is damaged.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
+        >>> from lakehouse.storage import Storage
         >>> t = lh.write_table("memory://doc-catch-up", pa.table({"a": [1]}))
-        >>> old = t._state
+        >>> storage = Storage.from_uri(t.uri)
+        >>> old = load_state(storage)
         >>> _ = t.append(pa.table({"a": [2]}))
-        >>> catch_up(t._storage, old).version
-        1
+        >>> old.version, catch_up(storage, old).version
+        (0, 1)
     """
     newer = state.apply(read_entries(storage, state.version + 1))
     pointer = read_pointer(storage)
@@ -392,8 +439,38 @@ def commit(
 ) -> CommitResult:
     """Commit ``request`` on top of ``base`` (None creates the table at version 0).
 
-    Raises ``CommitConflictError`` on a real conflict, ``TableExistsError`` if ``base`` is None and
-    a table already exists, ``CommitStateUnknownError`` if the outcome cannot be known.
+    Conflicting winners are checked against what ``request`` read (format §11); a blind append
+    is rebased onto them. A retry after an ambiguous failure reads the log back to learn whether
+    its own entry landed.
+
+    Args:
+        storage: the table's storage.
+        base: the state the request was decided on, or None to create the table.
+        request: what to commit.
+        max_attempts: how many versions to try before giving up with ``CommitConflictError``.
+        timeout: seconds to keep retrying before giving up with ``CommitConflictError``.
+
+    Returns:
+        The version committed and the state after it (``skipped`` if an idempotent writer's
+        transaction was already applied).
+
+    Raises:
+        CommitConflictError: a concurrent commit conflicts with ``request``.
+        TableExistsError: ``base`` is None and a table already exists.
+        CommitStateUnknownError: the storage failed so that the outcome cannot be known.
+        UnsupportedFormatError: the table needs a newer writer.
+        UnsafeStorageError: the storage cannot create a file only if it is absent.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from lakehouse.creation import new_metadata
+        >>> from lakehouse.log import Protocol
+        >>> from lakehouse.storage import Storage
+        >>> storage = Storage.from_uri("memory://doc-commit-fn")
+        >>> meta = new_metadata(pa.schema([("a", pa.int64())]), None, None)
+        >>> result = commit(storage, None, CommitRequest(operation="create", metadata=meta, protocol=Protocol()))
+        >>> result.version, result.skipped
+        (0, False)
     """
     if base is not None and base.protocol.min_writer_version > WRITER_VERSION:
         raise UnsupportedFormatError(f"the table needs writer version {base.protocol.min_writer_version}; this "

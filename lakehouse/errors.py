@@ -98,7 +98,19 @@ class LakehouseError(Exception):
 
 
 class TableNotFoundError(LakehouseError, FileNotFoundError):
-    """No table exists at ``uri``."""
+    """No table exists at ``uri``.
+
+    Attributes:
+        uri: the URI, with any user info masked.
+
+    Example:
+        >>> import lakehouse as lh
+        >>> try:
+        ...     lh.Table.open("memory://doc-err-missing")
+        ... except lh.TableNotFoundError as e:
+        ...     print(e.uri, isinstance(e, FileNotFoundError))
+        memory://doc-err-missing True
+    """
 
     def __init__(self, uri: str) -> None:
         super().__init__(f"no lakehouse table at {redact_uri(uri)!r}")
@@ -110,7 +122,20 @@ class TableNotFoundError(LakehouseError, FileNotFoundError):
 
 
 class TableExistsError(LakehouseError, FileExistsError):
-    """A table already exists at ``uri``."""
+    """A table already exists at ``uri``.
+
+    Attributes:
+        uri: the URI, with any user info masked.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> _ = lh.write_table("memory://doc-err-exists", pa.table({"a": [1]}))
+        >>> try:
+        ...     lh.write_table("memory://doc-err-exists", pa.table({"a": [2]}))
+        ... except lh.TableExistsError as e:
+        ...     print(e.uri)
+        memory://doc-err-exists
+    """
 
     def __init__(self, uri: str) -> None:
         super().__init__(f"a lakehouse table already exists at {redact_uri(uri)!r}")
@@ -122,7 +147,20 @@ class TableExistsError(LakehouseError, FileExistsError):
 
 
 class VersionNotFoundError(LakehouseError, LookupError):
-    """The requested version (or point in time) is not in the table's log."""
+    """The requested version (or point in time) is not in the table's log.
+
+    Attributes:
+        version: the version asked for, where one was.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-err-version", pa.table({"a": [1]}))
+        >>> try:
+        ...     t.snapshot(version=7)
+        ... except lh.VersionNotFoundError as e:
+        ...     print(e.version)
+        7
+    """
 
     def __init__(self, message: str, *, version: int | None = None) -> None:
         super().__init__(message)
@@ -130,7 +168,20 @@ class VersionNotFoundError(LakehouseError, LookupError):
 
 
 class SchemaMismatchError(LakehouseError, ValueError):
-    """Data does not match the table schema; ``.column`` names the column at fault."""
+    """Data does not match the table schema; ``.column`` names the column at fault.
+
+    Attributes:
+        column: the column at fault, where there is one.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-err-schema", pa.table({"a": [1]}))
+        >>> try:
+        ...     t.append(pa.table({"a": ["x"]}))
+        ... except lh.SchemaMismatchError as e:
+        ...     print(e.column)
+        a
+    """
 
     def __init__(self, message: str, *, column: str | None = None) -> None:
         super().__init__(message)
@@ -138,7 +189,20 @@ class SchemaMismatchError(LakehouseError, ValueError):
 
 
 class ColumnNotFoundError(LakehouseError, KeyError):
-    """A filter or projection names a column the table does not have."""
+    """A filter or projection names a column the table does not have.
+
+    Attributes:
+        column: the unknown column.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-err-column", pa.table({"a": [1]}))
+        >>> try:
+        ...     t.to_arrow(columns=["b"])
+        ... except lh.ColumnNotFoundError as e:
+        ...     print(e.column, "|", e)
+        b | unknown column 'b'; the table has ['a']
+    """
 
     def __init__(self, column: str, *, available: list[str] | None = None) -> None:
         msg = f"unknown column {column!r}"
@@ -161,6 +225,23 @@ class ConstraintViolationError(LakehouseError, ValueError):
     ``.constraint`` names the constraint (``"NOT NULL"`` for a non-nullable column), ``.expression``
     is a CHECK constraint's expression text, ``.column`` the non-nullable column, and ``.rows`` a
     sample (at most 5) of the offending rows as dicts; the message shows the sample too.
+
+    Attributes:
+        constraint: the constraint's name (``"NOT NULL"`` for a non-nullable column), where one is
+            at fault.
+        expression: a CHECK constraint's expression, as text.
+        column: the non-nullable column a null was written to.
+        rows: up to 5 offending rows, as dicts.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa, pyarrow.compute as pc
+        >>> t = lh.write_table("memory://doc-err-check", pa.table({"a": [1]}))
+        >>> _ = t.alter.add_constraint("a_positive", pc.field("a") > 0)
+        >>> try:
+        ...     t.append(pa.table({"a": [5, -1]}))
+        ... except lh.ConstraintViolationError as e:
+        ...     print(e.constraint, e.rows)
+        a_positive [{'a': -1}]
     """
 
     def __init__(self, message: str, *, constraint: str | None = None, expression: str | None = None,
@@ -192,7 +273,11 @@ class InvalidDataError(LakehouseError, TypeError):
 class InvalidDataFileError(LakehouseError, ValueError):
     """A :class:`~lakehouse.DataFile` record given to ``Table.commit_files`` that the log cannot hold
     (a path outside the table root, a value of the wrong type, a count out of range); ``.path`` is
-    the record's path."""
+    the record's path.
+
+    Attributes:
+        path: the record's ``path``.
+    """
 
     def __init__(self, message: str, *, path: object = None) -> None:
         super().__init__(message)
@@ -206,7 +291,20 @@ class RetentionError(LakehouseError, ValueError):
 class InvalidArgumentError(LakehouseError, ValueError):
     """An argument has a value the function does not take (an unknown mode, a naive ``as_of``,
     ``version`` together with ``as_of``, ...); the message names the argument, ``.argument`` too
-    where it is known."""
+    where it is known.
+
+    Attributes:
+        argument: the argument's name, where it is known.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-err-argument", pa.table({"a": [1]}))
+        >>> try:
+        ...     t.history(limit="3")
+        ... except lh.ArgumentTypeError as e:
+        ...     print(e.argument, isinstance(e, TypeError), isinstance(e, lh.InvalidArgumentError))
+        limit True True
+    """
 
     def __init__(self, message: str, *, argument: str | None = None) -> None:
         super().__init__(message)
@@ -223,7 +321,12 @@ class CommitError(LakehouseError):
 
 class CommitConflictError(CommitError):
     """A concurrent commit conflicts with this one; ``.version`` is the winning version;
-    ``.live_paths`` the data files this commit adds that the table already holds (never deleted)."""
+    ``.live_paths`` the data files this commit adds that the table already holds (never deleted).
+
+    Attributes:
+        version: the winning version, where known.
+        live_paths: data files this commit adds that the table already holds (never deleted).
+    """
 
     def __init__(self, message: str, *, version: int | None = None,
                  live_paths: frozenset[str] = frozenset()) -> None:
@@ -237,6 +340,11 @@ class CommitStateUnknownError(CommitError):
 
     The data files are kept; re-open the table to see whether ``.version`` holds the commit
     with id ``.commit_id``.
+
+    Attributes:
+        version: the version the commit tried to create.
+        commit_id: the commit's id: the entry at ``version`` is this commit's if its
+            ``commit.id`` is this.
     """
 
     def __init__(self, message: str, *, version: int | None = None, commit_id: str | None = None) -> None:
@@ -251,7 +359,11 @@ class CommitTooLargeError(CommitError, ValueError):
 
 
 class CorruptLogError(LakehouseError):
-    """A log entry or checkpoint is damaged or invalid; ``.path`` names the file."""
+    """A log entry or checkpoint is damaged or invalid; ``.path`` names the file.
+
+    Attributes:
+        path: the damaged file, relative to the table root, where known.
+    """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(f"{path}: {message}" if path else message)
@@ -270,7 +382,11 @@ class UnsafePathError(LakehouseError, PermissionError):
     """A path under a table root on local disk was refused: its resolved path leaves the table
     root's (a symbolic link to another table or folder) and the storage option
     ``"lakehouse.allow_symlinks"`` is not set, or a deletion would go through a symbolic link or
-    remove something that is not a regular file. ``.path`` names the path."""
+    remove something that is not a regular file. ``.path`` names the path.
+
+    Attributes:
+        path: the refused path.
+    """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)

@@ -91,6 +91,13 @@ HISTORY_SCHEMA = pa.schema([
 def jsonable(value: Any) -> Any:
     """``value`` with every part JSON can hold as is; others as text (dates ISO 8601, bytes base64).
 
+    Args:
+        value: a value built of dicts, lists, tuples, scalars, dates, decimals and bytes.
+
+    Returns:
+        The same shape with JSON-ready leaves: dicts (keys as text) and lists of str, int, float,
+        bool and None.
+
     Example:
         >>> import datetime as dt
         >>> jsonable({"when": dt.date(2024, 5, 1), "raw": b"\\x00", "n": [1, None]})
@@ -190,6 +197,22 @@ class Inspect:
         column, empty for an unpartitioned table) and ``stats`` (struct: per column with statistics a
         struct ``min``, ``max``, ``null_count``). With ``filter``, only the files pruning keeps.
 
+        Args:
+            filter: keep only the files that may hold matching rows (DNF tuples, SQL-like text or a
+                ``pyarrow.compute.Expression``), as pruning by partition values and statistics decides.
+            version: inspect this version instead of the handle's.
+            as_of: an aware datetime: inspect the newest version committed at or before it.
+
+        Returns:
+            The files table described above.
+
+        Raises:
+            ColumnNotFoundError: ``filter`` names a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-inspect-files", pa.table({"a": [1, 2], "p": [1, 2]}),
@@ -206,6 +229,22 @@ class Inspect:
         Columns: ``partition`` (struct as in :meth:`files`), ``file_count``, ``row_count``,
         ``size_bytes`` and ``last_modified`` (the newest file's modification time). An unpartitioned
         table with files has one row with an empty ``partition``; a table without files has none.
+
+        Args:
+            filter: keep only the files that may hold matching rows (DNF tuples, SQL-like text or a
+                ``pyarrow.compute.Expression``), as pruning by partition values and statistics decides.
+            version: inspect this version instead of the handle's.
+            as_of: an aware datetime: inspect the newest version committed at or before it.
+
+        Returns:
+            The partitions table described above.
+
+        Raises:
+            ColumnNotFoundError: ``filter`` names a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -237,6 +276,15 @@ class Inspect:
         ``timestamp`` is timestamp[ms, UTC]; ``parameters`` the operation's parameters as a JSON object
         (text); ``read_version`` the version the writer read (null for the first commit).
 
+        Args:
+            limit: the most commits to return (all if None).
+
+        Returns:
+            The history table; entries removed by log clean-up are not listed.
+
+        Raises:
+            InvalidArgumentError: ``limit`` is negative (``ArgumentTypeError`` if not an int).
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-inspect-hist", pa.table({"a": [1]}))
@@ -266,6 +314,16 @@ class Inspect:
         One row per file: ``change`` (``"added"`` or ``"removed"``), then the columns of
         :meth:`files` without ``stats``. Added files come first, each group sorted by path.
 
+        Args:
+            from_version: the older version.
+            to_version: the newer version (the latest if None).
+
+        Returns:
+            The changed files, as described above.
+
+        Raises:
+            VersionNotFoundError: either version does not exist (any more).
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-inspect-diff", pa.table({"a": [1]}))
@@ -293,6 +351,16 @@ class Inspect:
         The envelope's checksum is checked (``CorruptLogError`` if damaged); ``VersionNotFoundError`` if
         there is no entry (never written, or removed by log clean-up). Bytes show as
         ``{"$base64": ...}``, except the metadata's Arrow schema, shown as ``{"$arrow_schema": text}``.
+
+        Args:
+            version: the version whose entry to show.
+
+        Returns:
+            The entry as a dict of JSON-ready values (see :func:`jsonable`).
+
+        Raises:
+            VersionNotFoundError: there is no entry for ``version``.
+            CorruptLogError: the entry is damaged.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa

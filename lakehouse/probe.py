@@ -26,21 +26,33 @@ PROBE_DIR = "_lakehouse_probe"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StorageReport:
-    """What :func:`check_storage` found."""
+    """What :func:`check_storage` found.
+
+    Attributes:
+        uri: the URI probed, with any ``user:password@`` masked.
+        backend: the fsspec filesystem class (``"LocalFileSystem"``, ``"S3FileSystem"``, ...).
+        rounds: how many rounds were raced.
+        racers: how many creators raced in each round.
+        double_winners: rounds in which more than one creator was told it won.
+        no_winner: rounds in which every creator was refused.
+        torn: rounds whose stored bytes were not exactly one creator's.
+        error: why the probe could not run (e.g. the backend has no conditional create at all),
+            or None.
+
+    Example:
+        >>> report = check_storage("memory://doc-probe-report", rounds=1, racers=2)
+        >>> report.backend, report.rounds, report.racers, report.error
+        ('MemoryFileSystem', 1, 2, None)
+    """
 
     uri: str
-    """The URI probed, with any ``user:password@`` masked."""
     backend: str
     rounds: int
     racers: int
     double_winners: int
-    """Rounds in which more than one creator was told it won."""
     no_winner: int
-    """Rounds in which every creator was refused."""
     torn: int
-    """Rounds whose stored bytes were not exactly one creator's."""
     error: str | None = None
-    """Why the probe could not run (e.g. the backend has no conditional create at all)."""
 
     @property
     def safe(self) -> bool:
@@ -75,6 +87,20 @@ def check_storage(uri: str | os.PathLike[str], *, storage_options: Mapping[str, 
     """Race ``racers`` creators on a fresh scratch key, ``rounds`` times, under ``uri``; report.
 
     Scratch keys live in ``<uri>/_lakehouse_probe/`` and are deleted afterwards.
+
+    Args:
+        uri: a path or any fsspec URL (a table's, or the folder tables will go in).
+        storage_options: options for the filesystem (see ``docs/howto-storage.md``).
+        rounds: how many rounds to race (1 to 10000).
+        racers: how many creators race in each round, one thread each (1 to 256).
+
+    Returns:
+        The report; ``report.safe`` is True if create-if-absent held in every round. A backend
+        lakehouse refuses to commit on is reported (``error``), not raised.
+
+    Raises:
+        InvalidArgumentError: ``rounds`` or ``racers`` out of range (``ArgumentTypeError`` if not
+            an int).
 
     Example:
         >>> check_storage("memory://doc-probe2", rounds=2).safe

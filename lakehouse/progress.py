@@ -37,6 +37,13 @@ __all__ = ["ProgressEvent", "ProgressLike", "Reporter", "progress_callback"]
 class ProgressEvent:
     """One step of a long operation: ``done`` of ``total`` (None: not known yet) ``unit`` in ``stage``.
 
+    Attributes:
+        operation: the operation reporting (``"append"``, ``"vacuum"``, ...).
+        stage: its stage (``"files"``, ``"bytes"``, ``"delete"``, ...; see the module docstring).
+        done: how many units are done; never decreases within a stage.
+        total: how many there will be, or None while not known.
+        unit: what is counted (``"files"``, ``"bytes"``, ``"bins"``, ``"checkpoints"``).
+
     Example:
         >>> ProgressEvent("optimize", "rewrite", 3, 4, "bins").total
         4
@@ -55,9 +62,17 @@ ProgressLike: TypeAlias = "bool | Callable[[ProgressEvent], Any] | None"
 class Reporter(Protocol):
     """What :func:`progress_callback` returns: call it with events, close it when the operation ends."""
 
-    def __call__(self, event: ProgressEvent) -> None: ...
+    def __call__(self, event: ProgressEvent) -> None:
+        """Report one event."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """End the report (a progress bar is finished); called once, when the operation ends.
+
+        Example:
+            >>> report = progress_callback(lambda e: print(e.done, e.total))
+            >>> report(ProgressEvent("vacuum", "delete", 0, 0, "files")); report.close()
+            0 0
+        """
 
 
 class _Silent:
@@ -147,8 +162,15 @@ def _bar() -> Reporter:
 def progress_callback(progress: ProgressLike) -> Reporter:
     """Turn a ``progress=`` argument into a :class:`Reporter` (call it with events; ``close()`` at the end).
 
+    Args:
+        progress: None or False (silent), True (a progress bar on stderr) or a callable taking
+            :class:`ProgressEvent` values.
+
+    Returns:
+        A reporter: call it with each event, and ``close()`` it when the operation ends.
+
     Raises:
-        TypeError: ``progress`` is neither None, a bool nor a callable.
+        ArgumentTypeError: ``progress`` is neither None, a bool nor a callable (also a ``TypeError``).
 
     Example:
         >>> progress_callback(None)(ProgressEvent("checkpoint", "write", 1, 1, "checkpoints"))  # silent

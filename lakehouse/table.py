@@ -66,6 +66,15 @@ WriteMode = Literal["error", "append", "overwrite", "ignore"]
 class Commit:
     """One entry of a table's history.
 
+    Attributes:
+        version: the version this commit created.
+        timestamp: when it was committed (an aware UTC datetime, from the writer's clock).
+        operation: ``"create"``, ``"write"``, ``"append"``, ``"overwrite"``, ``"delete"``,
+            ``"restore"``, ``"optimize"``, ``"set_properties"``, ...
+        info: the commit's details: ``commit_id``, ``parameters``, ``read_version``,
+            ``blind_append``, ``lakehouse_version``, ``files_added``/``files_removed`` and
+            ``rows_added``/``rows_removed``.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> lh.write_table("memory://doc-commit-h", pa.table({"a": [1]})).history()[0].operation
@@ -79,7 +88,23 @@ class Commit:
 
     @classmethod
     def from_entry(cls, e: LogEntry) -> Commit:
-        """The history record of one log entry."""
+        """The history record of one log entry.
+
+        Args:
+            e: a decoded log entry (``lakehouse.log.LogEntry``).
+
+        Returns:
+            The entry's version, timestamp, operation and details.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> from lakehouse.replay import read_entry
+            >>> from lakehouse.storage import Storage
+            >>> _ = lh.write_table("memory://doc-from-entry", pa.table({"a": [1, 2]}))
+            >>> c = Commit.from_entry(read_entry(Storage.from_uri("memory://doc-from-entry"), 0))
+            >>> c.version, c.operation, c.info["rows_added"]
+            (0, 'write', 2)
+        """
         c = e.commit
         info = {
             "commit_id": c.id, "parameters": dict(c.parameters), "read_version": c.read_version,
@@ -168,6 +193,23 @@ class Table:
         The folder must hold no other files (``InvalidTableError`` names one) unless
         ``allow_non_empty=True``: vacuum deletes only files named as data files (format §17.1).
 
+        Args:
+            uri: a path or any fsspec URL; the folder need not exist.
+            schema: the table schema.
+            partition_by: the partition columns (each a top-level column of ``schema``).
+            properties: table properties (see docs/format.md §16), e.g. ``{"checkpoint_interval": "10"}``.
+            storage_options: options for the filesystem (see ``docs/howto-storage.md``).
+            allow_non_empty: create the table in a folder that already holds other files.
+
+        Returns:
+            The new table, at version 0.
+
+        Raises:
+            TableExistsError: a table is already at ``uri``.
+            InvalidTableError: a bad schema, partition column or property, or a folder holding other
+                files without ``allow_non_empty``.
+            UnsafeStorageError: the filesystem cannot create a file only if it is absent, atomically.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> lh.Table.create("memory://doc-create", pa.schema([("a", pa.int64())])).version
@@ -230,6 +272,16 @@ class Table:
     @staticmethod
     def exists(uri: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> bool:
         """True if a table is at ``uri``.
+
+        Args:
+            uri: a path or any fsspec URL.
+            storage_options: options for the filesystem (see ``docs/howto-storage.md``).
+
+        Returns:
+            Whether a table is at ``uri`` (False for a plain file or an empty folder).
+
+        Raises:
+            CorruptLogError: the table's log is damaged.
 
         Example:
             >>> Table.exists("memory://doc-nothing-here")
@@ -318,6 +370,12 @@ class Table:
     def refresh(self) -> int:
         """Re-read the log and return the latest version; a pinned handle (see :meth:`open`) moves there.
 
+        Returns:
+            The latest version, now this handle's version.
+
+        Raises:
+            CorruptLogError: a new log entry is damaged.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> lh.write_table("memory://doc-refresh", pa.table({"a": [1]})).refresh()
@@ -354,6 +412,18 @@ class Table:
         the answer is the newest version whose commit timestamp is at or before it, whatever the time
         zone; before the first commit raises ``VersionNotFoundError``.
 
+        Args:
+            version: the version to view (this handle's if None).
+            as_of: an aware datetime: view the newest version committed at or before it.
+
+        Returns:
+            A :class:`~lakehouse.Snapshot` pinned to that version.
+
+        Raises:
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-snapshot-m", pa.table({"a": [1]}))
@@ -370,6 +440,24 @@ class Table:
                  version: int | None = None, as_of: dt.datetime | None = None) -> pa.Table:
         """Read rows of this handle's version (or of ``version`` / ``as_of``) into a ``pyarrow.Table``.
 
+        Args:
+            columns: the columns to read (all if None), in this order.
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            The rows, with the partition columns, in the table schema.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-to-arrow", pa.table({"a": [1, 2]}))
@@ -381,6 +469,24 @@ class Table:
     def to_batches(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
                    version: int | None = None, as_of: dt.datetime | None = None) -> pa.RecordBatchReader:
         """Stream this handle's version (or ``version`` / ``as_of``); see :meth:`Snapshot.to_batches`.
+
+        Args:
+            columns: the columns to read (all if None), in this order.
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            A ``pyarrow.RecordBatchReader`` reading one file at a time.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -396,6 +502,23 @@ class Table:
         """A lazy ``pyarrow.dataset.Dataset`` of this handle's version (or ``version`` / ``as_of``);
         see :meth:`Snapshot.to_pyarrow_dataset`.
 
+        Args:
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            A ``pyarrow.dataset.Dataset`` over the live files, with the partition columns.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-table-ds", pa.table({"a": [1, 2]}))
@@ -408,6 +531,24 @@ class Table:
     def files(self, *, filter: FilterLike | pc.Expression | None = None, version: int | None = None,
               as_of: dt.datetime | None = None) -> pa.Table:
         """The live data files of this handle's version (or ``version`` / ``as_of``); see :meth:`Snapshot.files`.
+
+        Args:
+            filter: keep only the files that may hold matching rows (by partition values and
+                statistics); same forms as for :meth:`to_arrow`.
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            One row per live data file: ``path`` (relative to the table root), size, row count,
+            partition values and statistics.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -423,6 +564,24 @@ class Table:
         """One picklable read task per data file of this handle's version (or ``version`` / ``as_of``)
         that may hold matching rows; see :meth:`Snapshot.plan_files` and :func:`lakehouse.read_task`.
 
+        Args:
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+            columns: the columns to read (all if None), in this order.
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            One :class:`~lakehouse.FileTask` per data file that may hold matching rows.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-table-plan", pa.table({"a": [1, 2]}))
@@ -435,6 +594,15 @@ class Table:
     def app_version(self, app_id: str) -> int | None:
         """The highest version recorded for the idempotent writer ``app_id``, or None.
 
+        Args:
+            app_id: the idempotent writer's id (the first item of ``app_transaction``).
+
+        Returns:
+            The highest version that writer recorded at this handle's version, or None if none.
+
+        Raises:
+            ArgumentTypeError: ``app_id`` is not a string.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-app", pa.table({"a": [1]}))
@@ -446,6 +614,16 @@ class Table:
 
     def history(self, limit: int | None = None) -> list[Commit]:
         """Commits, newest first (at most ``limit``).
+
+        Args:
+            limit: the most commits to return (all if None).
+
+        Returns:
+            :class:`Commit` records, newest first; a pinned handle's start at its version. Entries
+            removed by :meth:`cleanup_log` are not listed.
+
+        Raises:
+            InvalidArgumentError: ``limit`` is negative (``ArgumentTypeError`` if not an int).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -468,6 +646,14 @@ class Table:
     def transaction(self, *, app_transaction: tuple[str, int] | None = None) -> Transaction:
         """Start a transaction on the latest version (a pinned handle's: on its version; see
         :meth:`open`): several writes, one atomic commit.
+
+        Args:
+            app_transaction: ``(app_id, version)`` of an idempotent writer: the write is skipped if that
+                application already recorded this version or a later one (see :attr:`last_outcome`).
+
+        Returns:
+            A :class:`~lakehouse.Transaction`; use it as a context manager, which commits on a clean
+            exit and aborts (deleting the files it wrote) on an exception.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -493,6 +679,25 @@ class Table:
         refuses any difference with ``SchemaMismatchError``. ``progress``: None (silent), True (a
         progress bar) or a callback taking :class:`~lakehouse.progress.ProgressEvent` values.
 
+        Args:
+            data: Arrow-shaped data: a ``pyarrow.Table``, ``RecordBatch``, ``RecordBatchReader`` or any
+                object with ``__arrow_c_stream__`` (a polars or pandas frame through pyarrow).
+            schema_mode: ``"strict"`` or ``"merge"`` (see above).
+            app_transaction: ``(app_id, version)`` of an idempotent writer: the write is skipped if that
+                application already recorded this version or a later one (see :attr:`last_outcome`).
+            progress: None (silent), True (a progress bar) or a callable taking
+                :class:`~lakehouse.progress.ProgressEvent` values.
+
+        Returns:
+            The new version (the recorded one if ``app_transaction`` was already applied).
+
+        Raises:
+            SchemaMismatchError: the data does not fit the table schema under ``schema_mode``.
+            ConstraintViolationError: a row breaks a CHECK or NOT NULL constraint; nothing was committed.
+            InvalidDataError: ``data`` is not Arrow-shaped.
+            CommitConflictError: a concurrent commit conflicts with this one; nothing was committed.
+            CommitStateUnknownError: the storage failed so that the commit may or may not have landed.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-append", pa.table({"a": [1]}))
@@ -516,6 +721,26 @@ class Table:
         a filter) also replaces the schema by the data's, keeping the partitioning (to change it too,
         see :func:`write_table`).
 
+        Args:
+            data: Arrow-shaped data, as for :meth:`append`.
+            filter: replace only the rows matching it (DNF tuples, SQL-like text or an expression);
+                every row of ``data`` must match it too.
+            schema_mode: ``"strict"``, ``"merge"`` or ``"overwrite"`` (see above).
+            app_transaction: ``(app_id, version)`` of an idempotent writer: the write is skipped if that
+                application already recorded this version or a later one (see :attr:`last_outcome`).
+            progress: None (silent), True (a progress bar) or a callable taking
+                :class:`~lakehouse.progress.ProgressEvent` values.
+
+        Returns:
+            The new version.
+
+        Raises:
+            SchemaMismatchError: the data does not fit the table schema under ``schema_mode``.
+            ConstraintViolationError: a row breaks a constraint, or does not match ``filter``.
+            InvalidFilterError: ``filter`` cannot be understood.
+            CommitConflictError: a concurrent commit conflicts with this one; nothing was committed.
+            CommitStateUnknownError: the storage failed so that the commit may or may not have landed.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-overwrite", pa.table({"a": [1, 2]}))
@@ -531,6 +756,21 @@ class Table:
     def delete(self, filter: FilterLike | pc.Expression | None = None, *,
                app_transaction: tuple[str, int] | None = None) -> int:
         """Delete the rows matching ``filter``; whole files are dropped, partly matched ones rewritten.
+
+        Args:
+            filter: the rows to delete (DNF tuples, SQL-like text or an expression); None deletes
+                every row.
+            app_transaction: ``(app_id, version)`` of an idempotent writer: the write is skipped if that
+                application already recorded this version or a later one (see :attr:`last_outcome`).
+
+        Returns:
+            The new version.
+
+        Raises:
+            InvalidFilterError: ``filter`` cannot be understood.
+            ColumnNotFoundError: ``filter`` names a column the table does not have.
+            CommitConflictError: a concurrent commit conflicts with this one; nothing was committed.
+            CommitStateUnknownError: the storage failed so that the commit may or may not have landed.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -561,6 +801,23 @@ class Table:
         (naming the record's ``path`` and the field at fault) for a path outside the table root or
         not named as format §7 says, partition values or statistics not of the column types, sizes
         or counts that are not integers in ``0..2**63-1``, or a path that is already live.
+
+        Args:
+            files: the :class:`~lakehouse.DataFile` records :func:`~lakehouse.write_files` returned.
+            read_version: the version the write was decided on.
+            operation: ``"append"`` or ``"overwrite"``.
+            filter: with ``"overwrite"``: replace only the rows matching it.
+            removed: paths of live files the caller read and replaces.
+
+        Returns:
+            The new version.
+
+        Raises:
+            InvalidDataFileError: a record the log cannot hold, or a path that is already live.
+            CommitConflictError: a concurrent commit conflicts (the files were deleted), or the files
+                were written under another schema than ``read_version``'s.
+            CommitStateUnknownError: the commit's fate is unknown (the files are kept).
+            VersionNotFoundError: ``read_version`` cannot be loaded.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -617,6 +874,13 @@ class Table:
         """Write a checkpoint at the latest version; returns that version. ``progress`` as for
         :meth:`append` (one ``("checkpoint", "write")`` step).
 
+        Args:
+            progress: None (silent), True (a progress bar) or a callable taking
+                :class:`~lakehouse.progress.ProgressEvent` values.
+
+        Returns:
+            The version the checkpoint holds (the latest).
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> lh.write_table("memory://doc-checkpoint", pa.table({"a": [1]})).checkpoint()
@@ -647,6 +911,19 @@ class Table:
         are deleted, and on local disk never through a symbolic link (format §3.1): a partition
         folder linked onto another disk stays, with everything under it.
 
+        Args:
+            retention: how far back versions stay readable.
+            dry_run: only list what would be deleted.
+            enforce_retention: refuse a retention below the table's minimum.
+            progress: None (silent), True (a progress bar) or a callable taking
+                :class:`~lakehouse.progress.ProgressEvent` values.
+
+        Returns:
+            The paths, relative to the table root, deleted (or that would be).
+
+        Raises:
+            RetentionError: ``retention`` is below the table's minimum and ``enforce_retention`` is set.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa, datetime as dt
             >>> t = lh.write_table("memory://doc-vacuum-m", pa.table({"a": [1]}))
@@ -666,6 +943,16 @@ class Table:
         Time travel to a removed version then raises ``VersionNotFoundError``. A retention below
         the property ``log_min_retention_seconds`` (default 7 days) needs ``enforce_retention=False``.
 
+        Args:
+            retention: how long log entries are kept.
+            enforce_retention: refuse a retention below the table's minimum.
+
+        Returns:
+            How many log entries were removed.
+
+        Raises:
+            RetentionError: ``retention`` is below the table's minimum and ``enforce_retention`` is set.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa, datetime as dt
             >>> t = lh.write_table("memory://doc-cleanup-m", pa.table({"a": [1]}))
@@ -683,6 +970,18 @@ class Table:
 
         Raises ``VersionNotFoundError`` if that version's files were vacuumed (before the restore,
         or by a vacuum running at the same time: the restore is then undone, format §17.1).
+
+        Args:
+            version: the version to restore.
+            as_of: an aware datetime: restore the newest version committed at or before it.
+
+        Returns:
+            The new version.
+
+        Raises:
+            InvalidArgumentError: neither or both of ``version`` and ``as_of``.
+            VersionNotFoundError: that version does not exist, or its files were vacuumed.
+            CommitConflictError: a concurrent commit conflicts with the restore.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -709,6 +1008,21 @@ class Table:
         ``filter`` limits the work to the files it may match (e.g. some partitions). With
         ``sort_by`` every partition of more than one file is rewritten as a whole, sorted.
         ``progress`` as for :meth:`append` (one event per group of files rewritten).
+
+        Args:
+            target_file_size: the size in bytes to aim for (the table property if None).
+            filter: compact only the files it may match (DNF tuples, SQL-like text or an expression).
+            sort_by: columns to sort each rewritten partition by.
+            progress: None (silent), True (a progress bar) or a callable taking
+                :class:`~lakehouse.progress.ProgressEvent` values.
+
+        Returns:
+            The new version, or None if no file needed rewriting.
+
+        Raises:
+            InvalidTableError: ``target_file_size`` is not a positive integer below ``2**63``.
+            ColumnNotFoundError: ``sort_by`` or ``filter`` name a column the table does not have.
+            CommitConflictError: a concurrent delete or overwrite removed files being rewritten.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -751,6 +1065,24 @@ class Table:
                   version: int | None = None, as_of: dt.datetime | None = None) -> Any:
         """This handle's version (or ``version`` / ``as_of``) as a pandas DataFrame (needs the ``pandas`` extra).
 
+        Args:
+            columns: the columns to read (all if None), in this order.
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            A ``pandas.DataFrame``.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-table-pandas", pa.table({"a": [1, 2]}))
@@ -762,6 +1094,19 @@ class Table:
     def to_polars(self, *, version: int | None = None, as_of: dt.datetime | None = None) -> Any:
         """A lazy ``polars.LazyFrame`` of this handle's version (or ``version`` / ``as_of``); see
         :meth:`Snapshot.to_polars`.
+
+        Args:
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            A ``polars.LazyFrame`` (the ``polars`` extra); nothing is read until it is collected.
+
+        Raises:
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
@@ -775,6 +1120,21 @@ class Table:
                   as_of: dt.datetime | None = None) -> Any:
         """Register this handle's version (or ``version`` / ``as_of``), lazily, as ``name`` in a DuckDB
         connection and return it; see :meth:`Snapshot.to_duckdb`.
+
+        Args:
+            name: the view name in DuckDB.
+            connection: a ``duckdb.DuckDBPyConnection`` (a new in-memory one if None).
+            version: read this version instead of the handle's.
+            as_of: an aware datetime: read the newest version committed at or before it (not with
+                ``version``).
+
+        Returns:
+            The connection, with ``name`` registered (the ``duckdb`` extra).
+
+        Raises:
+            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
+                before ``as_of``.
+            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP

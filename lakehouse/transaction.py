@@ -83,7 +83,19 @@ def _parts_in(files: pa.Table, paths: list[str]) -> pa.Table:
 
 
 class Transaction:
-    """A set of writes committed together. Get one from ``Table.transaction()``."""
+    """A set of writes committed together. Get one from ``Table.transaction()``.
+
+    Use it as a context manager: a clean exit commits (see :meth:`commit`), an exception aborts
+    (see :meth:`abort`). Operations see the effects of the earlier ones in the same transaction.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-tx-class", pa.table({"a": [1, 2]}))
+        >>> with t.transaction() as tx:
+        ...     tx.delete([("a", "=", 1)]); tx.append(pa.table({"a": [3]}))
+        >>> tx.version, sorted(t.to_arrow().column("a").to_pylist())
+        (1, [2, 3])
+    """
 
     def __init__(self, storage: Storage, base: TableState, *, on_commit: Callable[[TableState, bool], None],
                  app_transaction: tuple[str, int] | None = None, options: WriteOptions | None = None) -> None:
@@ -197,7 +209,32 @@ class Transaction:
         """Add the rows of ``data`` (any Arrow-shaped data matching the table schema; with
         ``schema_mode="merge"`` its new nullable columns and widened types join the schema, and the
         nullable columns it lacks are null). ``partition_by``, if given, must be the table's
-        (else ``SchemaMismatchError``). ``progress``: see :mod:`lakehouse.progress`."""
+        (else ``SchemaMismatchError``). ``progress``: see :mod:`lakehouse.progress`.
+
+        Args:
+            data: Arrow-shaped data: a ``pyarrow.Table``, ``RecordBatch``, ``RecordBatchReader`` or any
+                object with ``__arrow_c_stream__``.
+            schema_mode: ``"strict"`` (the data must match the schema) or ``"merge"``.
+            partition_by: the table's partition columns, or None.
+            progress: None (silent), True (a progress bar) or a callable taking
+                :class:`~lakehouse.progress.ProgressEvent` values.
+
+        Raises:
+            SchemaMismatchError: the data does not fit the schema under ``schema_mode``, or
+                ``partition_by`` is not the table's.
+            ConstraintViolationError: a row breaks a CHECK or NOT NULL constraint.
+            InvalidDataError: ``data`` is not Arrow-shaped.
+            LakehouseError: the transaction is already committed or aborted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-append", pa.table({"a": [1]}))
+            >>> with t.transaction() as tx:
+            ...     tx.append(pa.table({"a": [2]}))
+            ...     tx.append(pa.table({"a": [3], "b": ["x"]}), schema_mode="merge")
+            >>> t.version, t.schema.names, t.to_arrow().num_rows
+            (1, ['a', 'b'], 3)
+        """
         self._check_open()
         merge = _check_mode(schema_mode)
         if partition_by is not None:
@@ -208,7 +245,25 @@ class Transaction:
         self._operations.append(("append", {"schema_mode": "merge"} if merge else {}))
 
     def delete(self, filter: FilterLike | pc.Expression | None = None) -> None:
-        """Delete the rows where ``filter`` is true (all rows if ``filter`` is None)."""
+        """Delete the rows where ``filter`` is true (all rows if ``filter`` is None).
+
+        Args:
+            filter: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression``; None deletes every
+                row.
+
+        Raises:
+            InvalidFilterError: ``filter`` cannot be understood.
+            ColumnNotFoundError: ``filter`` names a column the table does not have.
+            LakehouseError: the transaction is already committed or aborted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-delete", pa.table({"a": [1, 2, 3]}))
+            >>> with t.transaction() as tx:
+            ...     tx.delete([("a", ">=", 2)])
+            >>> t.to_arrow().column("a").to_pylist()
+            [1]
+        """
         self._check_open()
         if self._skip:
             return
@@ -226,6 +281,29 @@ class Transaction:
         With ``schema_mode="overwrite"`` (no filter) the data's schema and ``partition_by`` (None:
         the table's partition columns) replace the table's in the same commit. Without it, a
         ``partition_by`` other than the table's raises ``SchemaMismatchError``.
+
+        Args:
+            data: Arrow-shaped data, as for :meth:`append`.
+            filter: replace only the rows matching it (DNF tuples, SQL-like text or an expression).
+            schema_mode: ``"strict"``, ``"merge"`` or ``"overwrite"``.
+            partition_by: the partition columns (with ``schema_mode="overwrite"``: the new ones).
+            progress: None (silent), True (a progress bar) or a callable taking
+                :class:`~lakehouse.progress.ProgressEvent` values.
+
+        Raises:
+            SchemaMismatchError: the data does not fit the schema under ``schema_mode``, or
+                ``partition_by`` is not the table's.
+            ConstraintViolationError: a row breaks a constraint, or does not match ``filter``.
+            InvalidFilterError: ``filter`` cannot be understood.
+            LakehouseError: the transaction is already committed or aborted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-overwrite", pa.table({"a": [1, 2]}))
+            >>> with t.transaction() as tx:
+            ...     tx.overwrite(pa.table({"a": [5]}), filter=[("a", ">=", 2)])
+            >>> sorted(t.to_arrow().column("a").to_pylist())
+            [1, 5]
         """
         self._check_open()
         merge = _check_mode(schema_mode, replace=filter is None)
@@ -277,6 +355,13 @@ class Transaction:
         """Set table properties in this transaction's commit (validated as ``Table.alter.set_properties``
         does: ``InvalidTableError`` naming the property at fault). Values equal to the table's change nothing.
 
+        Args:
+            properties: property name -> value (stored as text).
+
+        Raises:
+            InvalidTableError: a property with a bad value, or a ``constraint.*`` name.
+            LakehouseError: the transaction is already committed or aborted.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-tx-props", pa.table({"a": [1]}))
@@ -307,6 +392,29 @@ class Transaction:
 
         The files belong to the transaction from here on: they are deleted if it aborts or conflicts.
         With a filter every row of the files must match it, else ``ConstraintViolationError``.
+
+        Args:
+            adds: the add actions of the files (``DataFile.to_add`` gives them).
+            overwrite: replace rows instead of appending.
+            filter: with ``overwrite``: replace only the rows matching it.
+            removed: paths of live files the caller read and replaces.
+
+        Raises:
+            ConstraintViolationError: with a filter, a row of the files does not match it.
+            InvalidFilterError: ``filter`` cannot be understood.
+            LakehouseError: the transaction is already committed or aborted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> from lakehouse.replay import load_state
+            >>> from lakehouse.storage import Storage
+            >>> t = lh.write_table("memory://doc-tx-add-files", pa.table({"a": [1]}))
+            >>> files = lh.write_files(t.uri, pa.table({"a": [2]}))
+            >>> meta = load_state(Storage.from_uri(t.uri)).metadata
+            >>> with t.transaction() as tx:
+            ...     tx.add_files([f.to_add(meta) for f in files])
+            >>> t.to_arrow().num_rows
+            2
         """
         self._check_open()
         self._added.update((a.path, a) for a in adds)
@@ -411,7 +519,29 @@ class Transaction:
         )
 
     def commit(self) -> int:
-        """Commit all operations as one new version and return it."""
+        """Commit all operations as one new version and return it.
+
+        A clean exit from the ``with`` block calls it. If the transaction's ``app_transaction`` was
+        already applied, nothing is committed and the version that records it is returned. On a
+        conflict (or a commit that certainly did not land) the files it wrote are deleted; when the
+        outcome is unknown they are kept.
+
+        Returns:
+            The new version.
+
+        Raises:
+            CommitConflictError: a concurrent commit conflicts with this one.
+            CommitStateUnknownError: the storage failed so that the commit may or may not have landed.
+            LakehouseError: the transaction is already committed or aborted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-commit", pa.table({"a": [1]}))
+            >>> tx = t.transaction()
+            >>> tx.append(pa.table({"a": [2]}))
+            >>> tx.commit(), t.version
+            (1, 1)
+        """
         self._check_open()
         self._closed = True
         if self._skip:  # nothing was written but files given to add_files: they are not needed
@@ -447,7 +577,19 @@ class Transaction:
         return set(self._added) if entry is None else {a.path for a in entry.add}
 
     def abort(self) -> None:
-        """Discard the transaction and delete the files it wrote."""
+        """Discard the transaction and delete the files it wrote.
+
+        An exception in the ``with`` block calls it; after a commit it does nothing.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-abort", pa.table({"a": [1]}))
+            >>> tx = t.transaction()
+            >>> tx.append(pa.table({"a": [2]}))
+            >>> tx.abort()
+            >>> tx.version, t.refresh(), len(t.files())
+            (None, 0, 1)
+        """
         if not self._closed:
             self._closed = True
             delete_files(self._storage, list(self._added))

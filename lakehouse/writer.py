@@ -51,6 +51,37 @@ def write_table(uri: str | os.PathLike[str], data: Any, *, mode: WriteMode = "er
     losers append their rows to the winner's table, with ``"ignore"`` they do nothing
     (create-or-append).
 
+    Args:
+        uri: a path or any fsspec URL.
+        data: Arrow-shaped data: a ``pyarrow.Table``, ``RecordBatch``, ``RecordBatchReader`` or any
+            object with ``__arrow_c_stream__``.
+        mode: ``"error"``, ``"append"``, ``"overwrite"`` or ``"ignore"`` (see above).
+        partition_by: the partition columns of a new table (on an existing one: must be its own,
+            unless ``schema_mode="overwrite"`` replaces them).
+        properties: table properties (docs/format.md §16), set in the same commit as the data.
+        storage_options: options for the filesystem (see ``docs/howto-storage.md``).
+        app_transaction: ``(app_id, version)`` of an idempotent writer: the write is skipped if that
+            application already recorded this version or a later one.
+        schema_mode: ``"strict"``, ``"merge"`` or ``"overwrite"``.
+        progress: None (silent), True (a progress bar) or a callable taking
+            :class:`~lakehouse.progress.ProgressEvent` values.
+        allow_non_empty: create the table in a folder that already holds other files.
+
+    Returns:
+        The table, at the version this write committed (or at the latest, with ``"ignore"`` on an
+        existing table).
+
+    Raises:
+        TableExistsError: ``mode="error"`` and a table is at ``uri``.
+        SchemaMismatchError: the data does not fit the table under ``schema_mode``, or
+            ``partition_by`` differs from the table's.
+        InvalidTableError: a bad partition column or property, or a non-empty folder without
+            ``allow_non_empty``.
+        InvalidArgumentError: an unknown ``mode`` or ``schema_mode``.
+        ConstraintViolationError: a row breaks a CHECK or NOT NULL constraint.
+        CommitConflictError: a concurrent commit conflicts with this one.
+        CommitStateUnknownError: the commit's fate is unknown.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-write-table", pa.table({"a": [1]}))
