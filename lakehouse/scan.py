@@ -206,6 +206,14 @@ def scan_plan(schema: pa.Schema, columns: list[str] | None, expr: pc.Expression 
     min == max == 1.5 is dropped for ``f != 1.5`` although its NaN rows match. Terms on
     floating-point columns are therefore evaluated after reading, on the rows themselves.
 
+    Args:
+        schema: the table's (logical) schema.
+        columns: the columns to return (None: all).
+        expr: the bound filter (None: every row).
+
+    Returns:
+        The :class:`ScanPlan`: columns to read, filter to push, residual filter, columns to return.
+
     Example:
         >>> p = scan_plan(pa.schema([("f", pa.float64()), ("i", pa.int64())]), ["i"], pc.field("f") > 1)
         >>> p.read, p.pushed, p.residual is not None
@@ -653,8 +661,27 @@ def build_tasks(files: pa.Table, *, storage: Storage, metadata: Metadata, versio
     """One task per row of the files table ``files`` (already pruned), for a read with ``filter``
     (over the table's column names) and ``columns``.
 
+    Args:
+        files: rows of a files table (physical column names), e.g. :meth:`Scan.pruned`.
+        storage: where the table lives (the tasks carry full URIs).
+        metadata: the table metadata at ``version`` (its schema is encoded into every task).
+        version: the version planned.
+        filter: the bound filter, or None.
+        columns: the checked columns to return, or None (all).
+
+    Returns:
+        One :class:`FileTask` per row of ``files``, in order.
+
     Raises:
         InvalidFilterError: the filter cannot be written as expression JSON.
+        UnsafePathError: on local disk, a path leads out of the table root.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-build-tasks", pa.table({"a": [1, 2]}))
+        >>> [task.num_rows for task in build_tasks(t._state.files, storage=t._storage,
+        ...     metadata=t._state.metadata, version=0, filter=None, columns=None)]
+        [2]
     """
     schema_text = _encode_schema(metadata.schema)
     filter_text = encode_expression(filter) if filter is not None else None
@@ -676,8 +703,20 @@ def read_task(task: FileTask, *, storage_options: Mapping[str, Any] | None = Non
     """Read one planned file: its rows matching the task's filter, the task's columns, under the
     table's column names and types; exactly that file's share of ``Snapshot.to_arrow(columns=, filter=)``.
 
-    Needs nothing but the task (no log read), so it runs on a worker or in a subprocess;
-    ``storage_options`` are those of the table's filesystem.
+    Needs nothing but the task (no log read), so it runs on a worker or in a subprocess.
+
+    Args:
+        task: a task from :meth:`lakehouse.Snapshot.plan_files` (possibly unpickled elsewhere).
+        storage_options: those of the table's filesystem (credentials, endpoint), or None.
+
+    Returns:
+        The file's rows matching the task's filter, as a ``pyarrow.Table``.
+
+    Raises:
+        ArgumentTypeError: ``task`` is not a :class:`FileTask`, or a field has the wrong type.
+        InvalidArgumentError: ``task.schema`` is not an encoded Arrow schema.
+        ColumnNotFoundError: ``task.columns`` names a column the schema does not have.
+        VersionNotFoundError: the data file is gone (removed by vacuum, or lost).
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
