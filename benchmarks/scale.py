@@ -61,7 +61,7 @@ class LakehouseBuilder:
         from lakehouse.checkpoint import write_checkpoint
         from lakehouse.commit import CommitRequest, commit
         from lakehouse.log import AddFile
-        from lakehouse.snapshot import load_state
+        from lakehouse.replay import load_state
         from lakehouse.storage import Storage
 
         self.lh, self.uri = lh, uri

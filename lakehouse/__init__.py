@@ -15,6 +15,7 @@ Example:
 from ._version import __version__
 from .alter import Alter
 from .commit import CommitOutcome
+from .datafile import DataFile
 from .errors import (
     ArgumentTypeError,
     ColumnNotFoundError,
@@ -42,9 +43,9 @@ from .errors import (
 from .inspect import Inspect
 from .probe import StorageReport, check_storage
 from .properties import PropertyWarning
+from .scan import FileTask, read_task
 from .snapshot import Snapshot
 from .table import Commit, Table
-from .tasks import DataFile, FileTask, read_task
 from .transaction import Transaction
 from .write import write_files
 from .writer import write_table

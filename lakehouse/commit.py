@@ -61,7 +61,7 @@ from .log import (
     encode_entry,
     entry_name,
 )
-from .snapshot import list_log, load_state, read_entries, read_entry
+from .replay import list_log, load_state, read_entries, read_entry
 from .state import TableState, adds_to_table
 from .stats import partition_columns, stats_columns
 from .storage import (

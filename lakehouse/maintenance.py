@@ -57,7 +57,8 @@ from .evolution import narrowing_protocol, raised_protocol
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import int_property
-from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
+from .replay import list_log, load_state, read_entries, read_entry
+from .scan import Scan, read_ahead
 from .state import TableState, files_to_adds
 from .stats import partition_columns
 from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
@@ -587,34 +588,34 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
         >>> optimize(t._storage, t._state, target_file_size=1 << 20, sort_by=["a"]).version
         2
     """
-    snap = Snapshot(storage, state)
+    scan = Scan(storage, state)
     meta = state.metadata
-    candidates = snap._pruned(filter)
+    candidates = scan.pruned(filter)
     # the files table names partition columns by physical name (a renamed column keeps its own)
     bins = _bins(candidates, partition_columns(meta.schema, meta.partition_by), target_file_size, sort_by)
     with contextlib.closing(progress_callback(progress)) as report:
         report(ProgressEvent("optimize", "rewrite", 0, len(bins), "bins"))
         if not bins:
             return None
-        return _rewrite(storage, state, snap, bins, target_file_size=target_file_size, filter=filter,
+        return _rewrite(storage, state, scan, bins, target_file_size=target_file_size, filter=filter,
                         sort_by=sort_by, options=options, report=report)
 
 
-def _rewrite(storage: Storage, state: TableState, snap: Snapshot, bins: list[pa.Table], *, target_file_size: int,
+def _rewrite(storage: Storage, state: TableState, scan: Scan, bins: list[pa.Table], *, target_file_size: int,
              filter: pc.Expression | None, sort_by: Sequence[str], options: WriteOptions | None,
              report: Callable[[ProgressEvent], None]) -> CommitResult:
     meta = state.metadata
     base = options or WriteOptions()
     check = constraint_checker(meta.properties)  # rewrites are writes: constraints hold (format §16.1)
     sort_keys = list(sort_by)
-    schema = snap.schema
+    schema = scan.schema
     added: list[Any] = []
     try:
         for done, group in enumerate(bins, 1):
-            dataset = snap._dataset(group)
+            dataset = scan.dataset(group)
             disk = max(1, sum(group.column("size_bytes").to_pylist()))
             if sort_keys:
-                rows = _sorted(snap._logical(dataset.to_table()), sort_by)  # the files use physical names
+                rows = _sorted(scan.logical(dataset.to_table()), sort_by)  # the files use physical names
                 # the writer cuts files by Arrow bytes: scale the on-storage target by this data's ratio
                 per_file = max(1, int(target_file_size * rows.nbytes / disk))
                 opts = WriteOptions(target_file_bytes=per_file, max_buffer_bytes=max(per_file, rows.nbytes) + 1,
@@ -623,7 +624,7 @@ def _rewrite(storage: Storage, state: TableState, snap: Snapshot, bins: list[pa.
                 added += write_data_files(storage, rows, schema=meta.schema, partition_by=meta.partition_by,
                                           options=opts, check=check)
             else:  # a bin is at most the target on storage: one output file, streamed in file order
-                batches = read_ahead(snap._scan_fragment, list(dataset.get_fragments()))
+                batches = read_ahead(scan.scan_fragment, list(dataset.get_fragments()))
                 opts = WriteOptions(target_file_bytes=1 << 62, max_buffer_bytes=1 << 62,
                                     row_group_rows=base.row_group_rows, compression=base.compression,
                                     max_workers=base.max_workers)

@@ -14,10 +14,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .datafile import DataFile
 from .errors import ArgumentTypeError, InvalidDataFileError
 from .log import AddFile
 from .state import TableState, check_adds
-from .tasks import DataFile
 
 __all__ = ["checked_adds", "data_files", "live_paths"]
 

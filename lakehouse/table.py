@@ -31,6 +31,7 @@ from .checkpoint import write_checkpoint
 from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
 from .creation import check_empty, new_metadata
+from .datafile import DataFile
 from .errors import (
     ArgumentTypeError,
     ColumnNotFoundError,
@@ -47,11 +48,12 @@ from .log import LogEntry, Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import int_property
 from .records import checked_adds, data_files, live_paths
+from .replay import load_state, read_entry, version_as_of
+from .scan import FileTask
 from .schema import logical_schema
-from .snapshot import Snapshot, check_table_id, load_state, read_entry, version_as_of
+from .snapshot import Snapshot, check_table_id
 from .state import TableState
 from .storage import Storage
-from .tasks import DataFile, FileTask
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files
 

@@ -45,8 +45,10 @@ from .expr.dnf import FilterLike, to_expression
 from .log import AddFile, AppTransaction, Metadata, RemoveFile
 from .progress import ProgressLike
 from .properties import check_property
+from .replay import read_entry
+from .scan import Scan, read_ahead
 from .schema import logical_schema, to_reader
-from .snapshot import Snapshot, read_ahead, read_entry
+from .snapshot import Snapshot
 from .state import TableState, adds_to_table, retype_adds
 from .write import WriteOptions, delete_files, write_data_files
 
@@ -200,8 +202,8 @@ class Transaction:
         files = self._files
         self._working = files.filter(pc.invert(pc.is_in(files.column("path"), pa.array(paths, pa.string()))))
 
-    def _snapshot(self, files: pa.Table) -> Snapshot:
-        return Snapshot(self._storage, self._base.with_files(files))
+    def _scan(self, files: pa.Table) -> Scan:
+        return Scan(self._storage, self._base.with_files(files))
 
     # -- operations ------------------------------------------------------------------------------
     def append(self, data: Any, *, schema_mode: SchemaMode = "strict", partition_by: Sequence[str] | None = None,
@@ -458,36 +460,36 @@ class Transaction:
             self._read_files.update(p for p in self._files.column("path").to_pylist() if p not in self._added)
             self._drop(self._files)
             return
-        snap = self._snapshot(self._files)
-        candidates = snap._pruned(expr)
+        scan = self._scan(self._files)
+        candidates = scan.pruned(expr)
         self._read_files.update(p for p in candidates.column("path").to_pylist() if p not in self._added)
         if candidates.num_rows == 0:
             return
         # a file goes whole only where the filter is proven TRUE for all its rows (decided on its
         # partition values); pruning only keeps files that MAY match, so the rest is read
-        whole = snap._whole_file_verdicts(expr, candidates)
+        whole = scan.whole_file_verdicts(expr, candidates)
         if whole is not None:
             self._drop(candidates.filter(whole))
             return
-        self._delete_rows(snap, candidates, expr)
+        self._delete_rows(scan, candidates, expr)
 
-    def _delete_rows(self, snap: Snapshot, candidates: pa.Table, expr: pc.Expression) -> None:
-        dataset = snap._dataset(candidates)
+    def _delete_rows(self, scan: Scan, candidates: pa.Table, expr: pc.Expression) -> None:
+        dataset = scan.dataset(candidates)
         schema = self.schema
         fragments = list(dataset.get_fragments())
 
-        plan = snap._scan_plan(None, expr)  # float terms are evaluated on rows, not on Parquet stats
+        plan = scan.plan(None, expr)  # float terms are evaluated on rows, not on Parquet stats
         needed = sorted(referenced_columns(expr))
 
         def matched(fragment: ds.Fragment) -> int:
             if plan.residual is None:
-                return snap._count_fragment(fragment, expr)
-            return snap._scan_fragment(fragment, filter=plan.pushed, columns=needed).filter(plan.residual).num_rows
+                return scan.count_fragment(fragment, expr)
+            return scan.scan_fragment(fragment, filter=plan.pushed, columns=needed).filter(plan.residual).num_rows
 
         def kept_rows(fragment: ds.Fragment) -> pa.Table:
             if plan.residual is None:
-                return snap._scan_fragment(fragment, filter=_keep(expr))
-            return snap._scan_fragment(fragment).filter(_keep(expr))
+                return scan.scan_fragment(fragment, filter=_keep(expr))
+            return scan.scan_fragment(fragment).filter(_keep(expr))
 
         with ThreadPoolExecutor(4) as pool:
             counts = list(pool.map(matched, fragments))
@@ -509,13 +511,13 @@ class Transaction:
         ops = self._operations
         name = ops[0][0] if len(ops) == 1 else "transaction"
         params: dict[str, Any] = dict(ops[0][1]) if len(ops) == 1 else {"operations": [o for o, _ in ops]}
-        snap = Snapshot(self._storage, self._base)  # conflict checks prune by physical names
+        scan = Scan(self._storage, self._base)  # conflict checks prune by physical names
         meta = self._new_metadata
         return CommitRequest(
             operation=name, parameters=params, add=tuple(self._added.values()),
             remove=tuple(self._removed.values()), txn=self._txn, metadata=meta,
             protocol=None if meta is None else raised_protocol(meta, self._base.protocol, self._read_metadata),
-            read_predicates=tuple(snap._physical(p) for p in self._predicates), read_files=frozenset(self._read_files),
+            read_predicates=tuple(scan.physical(p) for p in self._predicates), read_files=frozenset(self._read_files),
         )
 
     def commit(self) -> int:

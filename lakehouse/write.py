@@ -34,15 +34,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .constraints import constraint_checker
+from .datafile import DataFile
 from .log import AddFile, validate_data_path
 from .partitioning import partition_dir, split_by_partition
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import int_property
+from .replay import load_state
 from .schema import conformed_batches, file_schema, relabel, to_reader
-from .snapshot import load_state
 from .stats import file_stats
 from .storage import Storage
-from .tasks import DataFile
 
 __all__ = ["WriteOptions", "delete_files", "write_data_files", "write_files"]
 

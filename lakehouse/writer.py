@@ -19,8 +19,9 @@ from .creation import check_empty, new_metadata
 from .errors import CommitStateUnknownError, InvalidArgumentError, TableExistsError, TableNotFoundError
 from .log import AddFile, AppTransaction, Metadata, Protocol
 from .progress import ProgressLike
+from .replay import load_state
 from .schema import data_schema, to_reader
-from .snapshot import Snapshot, load_state
+from .snapshot import Snapshot
 from .state import TableState, adds_to_table
 from .storage import Storage
 from .table import Table

@@ -55,17 +55,6 @@ PRIVATE_MEMBERS_BEING_REMOVED: frozenset[tuple[str, str]] = frozenset(
         ("lakehouse.alter", "_state"),
         ("lakehouse.alter", "_storage"),
         ("lakehouse.inspect", "_storage"),
-        ("lakehouse.maintenance", "_dataset"),
-        ("lakehouse.maintenance", "_logical"),
-        ("lakehouse.maintenance", "_pruned"),
-        ("lakehouse.maintenance", "_scan_fragment"),
-        ("lakehouse.transaction", "_count_fragment"),
-        ("lakehouse.transaction", "_dataset"),
-        ("lakehouse.transaction", "_physical"),
-        ("lakehouse.transaction", "_pruned"),
-        ("lakehouse.transaction", "_scan_fragment"),
-        ("lakehouse.transaction", "_scan_plan"),
-        ("lakehouse.transaction", "_whole_file_verdicts"),
         ("lakehouse.writer", "_last_outcome"),
         ("lakehouse.writer", "_set_state"),
         ("lakehouse.writer", "_state"),
@@ -135,6 +124,7 @@ class Import:
     target: str
     name: str | None
     type_checking: bool
+    in_function: bool = False
 
 
 @functools.lru_cache(maxsize=256)
@@ -183,6 +173,18 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
+def _function_lines(tree: ast.AST) -> set[int]:
+    """Line numbers of the imports inside a function body (they run when called, not on import)."""
+    return {node.lineno for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+            for node in ast.walk(fn) if isinstance(node, ast.Import | ast.ImportFrom)}
+
+
+# Layer keys a lower layer may import inside a function body (never at module level): the optional
+# engine adapters, which ``Snapshot.to_pandas``/``to_polars``/``to_duckdb`` load when called. The
+# adapters themselves import nothing from the layers that call them, so no cycle arises.
+LAZY_UPWARD = frozenset({"integrations"})
+
+
 def imports_of(path: Path, package_dir: Path, source: str | None = None) -> list[Import]:
     """Every import of a module of the package in ``path`` (or ``source``), at any depth."""
     package_name = package_dir.name
@@ -191,12 +193,13 @@ def imports_of(path: Path, package_dir: Path, source: str | None = None) -> list
     text = path.read_text(encoding="utf-8") if source is None else source
     tree = parse(text)
     guarded = _type_checking_lines(tree)
+    lazy = _function_lines(tree)
     found: list[Import] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == package_name:
-                    found.append(Import(node.lineno, alias.name, None, node.lineno in guarded))
+                    found.append(Import(node.lineno, alias.name, None, node.lineno in guarded, node.lineno in lazy))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
@@ -211,10 +214,10 @@ def imports_of(path: Path, package_dir: Path, source: str | None = None) -> list
                 # ``from . import log`` imports the module ``lakehouse.log``; ``from . import X`` with X
                 # a name defined in the package's ``__init__.py`` imports the package itself.
                 if alias.name != "*" and _is_module(sub, package_dir):
-                    found.append(Import(node.lineno, sub, None, node.lineno in guarded))
+                    found.append(Import(node.lineno, sub, None, node.lineno in guarded, node.lineno in lazy))
                 else:
                     name = None if alias.name == "*" else alias.name
-                    found.append(Import(node.lineno, base, name, node.lineno in guarded))
+                    found.append(Import(node.lineno, base, name, node.lineno in guarded, node.lineno in lazy))
     return found
 
 
@@ -304,6 +307,8 @@ def check_layers(table: LayerTable, package_dir: Path) -> list[str]:
             continue  # reported by check_table_matches_package
         for target, found in sorted(edges.items()):
             target_layer = table.layers.get(layer_key(target))
+            if layer_key(target) in LAZY_UPWARD and all(f.in_function for f in found):
+                continue
             if target_layer is not None and target_layer > source_layer:
                 lines = ", ".join(str(f.line) + (" (TYPE_CHECKING)" if f.type_checking else "") for f in found)
                 problems.append(
@@ -600,6 +605,16 @@ def test_checker_finds_an_import_from_a_higher_layer(tmp_path: Path) -> None:
         package_dir = _package(tmp_path / str(abs(hash(planted))), {**CLEAN, "log.py": planted})
         problems = check_layers(parse_layer_table(TABLE), package_dir)
         assert len(problems) == 1 and problems[0].startswith("lakehouse.log (layer 1) imports"), (planted, problems)
+
+
+def test_checker_lets_only_function_level_imports_of_the_adapters_go_upward(tmp_path: Path) -> None:
+    table = TABLE.replace("| 3 | `__init__.py` | the names |", "| 3 | `__init__.py` | the names |\n| 9 | `integrations/` | adapters |")
+    adapters = {"integrations/__init__.py": "", "integrations/pandas.py": "import pyarrow\n"}
+    lazy = {**CLEAN, **adapters, "log.py": "def f():\n    from .integrations.pandas import g\n"}
+    assert check_layers(parse_layer_table(table), _package(tmp_path / "lazy", lazy)) == []
+    eager = {**CLEAN, **adapters, "log.py": "from .integrations.pandas import g\n"}
+    problems = check_layers(parse_layer_table(table), _package(tmp_path / "eager", eager))
+    assert len(problems) == 1 and "lakehouse.integrations.pandas (layer 9)" in problems[0], problems
 
 
 def test_checker_finds_cycles_same_layer_type_checking_and_in_functions(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import lakehouse as lh
 from lakehouse.checkpoint import MAGIC, read_pointer
 from lakehouse.log import checkpoint_name
-from lakehouse.snapshot import load_state
+from lakehouse.replay import load_state
 from lakehouse.storage import Storage
 
 

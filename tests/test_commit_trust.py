@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 import lakehouse as lh
 from lakehouse.commit import CommitRequest, commit
 from lakehouse.log import CHECKPOINT_POINTER, FORMAT_VERSION, entry_name, unseal
-from lakehouse.snapshot import load_state
+from lakehouse.replay import load_state
 from lakehouse.storage import Storage
 
 FUZZ = os.environ.get("LH_FUZZ") == "1"

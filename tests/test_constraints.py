@@ -24,7 +24,7 @@ from lakehouse import alter as alter_module
 from lakehouse.commit import CommitRequest, commit
 from lakehouse.expr.codec import decode_expression, encode_expression
 from lakehouse.properties import KNOWN_PROPERTIES
-from lakehouse.snapshot import load_state
+from lakehouse.replay import load_state
 from lakehouse.storage import Storage
 
 FORMAT_MD = Path(__file__).resolve().parents[1] / "docs" / "format.md"

@@ -200,7 +200,7 @@ def test_dataset_filter_equals_a_filter_of_all_rows(chunks, partitioned, data):
     """``to_pyarrow_dataset().to_table(filter=f) == to_arrow().filter(f)`` on random data with nulls.
 
     NaN is left out: pyarrow's own row-group pruning by Parquet statistics ignores NaN (see
-    ``Snapshot._scan_plan``), which no fragment guarantee can undo.
+    ``Scan.plan``), which no fragment guarantee can undo.
     """
     uri = f"memory://eco-{uuid.uuid4().hex}"
     try:

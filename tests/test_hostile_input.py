@@ -36,7 +36,7 @@ from recordfs import RECORDER
 import lakehouse as lh
 from lakehouse.checkpoint import decode_checkpoint, encode_checkpoint
 from lakehouse.log import CHECKPOINT_POINTER, decode_entry, entry_name, seal, unseal
-from lakehouse.snapshot import load_state
+from lakehouse.replay import load_state
 from lakehouse.storage import Storage
 
 

@@ -49,7 +49,7 @@ from s3proxy import FAULT_KINDS, FaultEvent, FaultKind, FaultProxy
 
 import lakehouse as lh
 from lakehouse.log import decode_entry
-from lakehouse.snapshot import read_entries
+from lakehouse.replay import read_entries
 from lakehouse.storage import Storage
 
 pytestmark = pytest.mark.s3

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import lakehouse as lh
 from lakehouse.commit import CommitRequest, commit
 from lakehouse.log import Metadata, Protocol
-from lakehouse.snapshot import read_entry
+from lakehouse.replay import read_entry
 from lakehouse.storage import Storage
 
 

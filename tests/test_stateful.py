@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import lakehouse as lh
 from lakehouse import maintenance
-from lakehouse.snapshot import list_log, read_entry
+from lakehouse.replay import list_log, read_entry
 
 SCHEMA = pa.schema([("id", pa.int64()), ("part", pa.int8()), ("x", pa.float64()), ("s", pa.string())])
 
