@@ -608,7 +608,8 @@ def test_checker_finds_an_import_from_a_higher_layer(tmp_path: Path) -> None:
 
 
 def test_checker_lets_only_function_level_imports_of_the_adapters_go_upward(tmp_path: Path) -> None:
-    table = TABLE.replace("| 3 | `__init__.py` | the names |", "| 3 | `__init__.py` | the names |\n| 9 | `integrations/` | adapters |")
+    names = "| 3 | `__init__.py` | the names |"
+    table = TABLE.replace(names, names + "\n| 9 | `integrations/` | adapters |")
     adapters = {"integrations/__init__.py": "", "integrations/pandas.py": "import pyarrow\n"}
     lazy = {**CLEAN, **adapters, "log.py": "def f():\n    from .integrations.pandas import g\n"}
     assert check_layers(parse_layer_table(table), _package(tmp_path / "lazy", lazy)) == []

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lakehouse.errors import InvalidArgumentError
 from lakehouse.arguments import check_str
+from lakehouse.errors import InvalidArgumentError
 
 from . import ArrowSource, require
 
