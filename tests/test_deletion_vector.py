@@ -441,44 +441,70 @@ def test_malformed_z85(text, size, fragment):
         z85_decode(text, size)
 
 
+def _frame(payload: bytes) -> bytes:
+    """A blob around ``payload`` with the right length and CRC, so the bitmap decoder sees any damage."""
+    return len(payload).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+
+
+def _check_decoded(vector: DeletionVector) -> None:
+    assert isinstance(vector, DeletionVector)
+    assert vector.positions.size < 2 or bool(np.all(vector.positions[1:] > vector.positions[:-1]))
+    assert DeletionVector.from_bytes(vector.to_bytes()) == vector
+
+
 def _decode_all(data: bytes) -> None:
-    """Every decoder on ``data``: each returns a canonical vector or raises CorruptDeletionVectorError."""
-    for decode in (lambda d: DeletionVector.from_bytes(d, num_rows=2**40), from_delta_bytes, from_iceberg_blob,
-                   lambda d: from_delta_file(d, offset=1, size_in_bytes=max(0, len(d) - 9), num_rows=2**40)):
+    """Every decoder on ``data`` (framings built around it with valid CRCs): each returns a canonical
+    vector or raises CorruptDeletionVectorError, nothing else."""
+    payload = ICEBERG_MAGIC + data
+    attempts = [
+        lambda: DeletionVector.from_bytes(data, num_rows=2**40),
+        lambda: DeletionVector.from_bytes(data),
+        lambda: from_delta_bytes(data),
+        lambda: from_iceberg_blob(data),
+        lambda: from_delta_bytes(payload, num_rows=2**40),
+        lambda: from_iceberg_blob(_frame(payload)),
+        lambda: from_delta_file(b"\x01" + _frame(payload), offset=1, size_in_bytes=len(payload), num_rows=2**40),
+    ]
+    for attempt in attempts:
         try:
-            vector = decode(data)
+            vector = attempt()
         except CorruptDeletionVectorError:
             continue
-        assert isinstance(vector, DeletionVector)
-        assert vector.positions.size < 2 or bool(np.all(vector.positions[1:] > vector.positions[:-1]))
+        _check_decoded(vector)
+
+
+def _mutate(raw: bytes, data: st.DataObject) -> bytes:
+    mutation = data.draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "delete", "splice"]))
+    at = data.draw(st.integers(0, max(0, len(raw) - 1)))
+    if mutation == "truncate":
+        return raw[:at]
+    if mutation == "flip":
+        return raw[:at] + bytes([raw[at] ^ (1 << data.draw(st.integers(0, 7)))]) + raw[at + 1:] if raw else raw
+    if mutation == "overwrite":  # values that hit counts, cookies (0x3a30, 0x3b30) and run bits
+        value = data.draw(st.sampled_from([0, 1, 0xFF, 0x7F, 0x80, 0x10, 0x3A, 0x3B, 0x30]))
+        width = data.draw(st.sampled_from([1, 2, 4, 8]))
+        return raw[:at] + bytes([value]) * width + raw[at + width:]
+    if mutation == "insert":
+        return raw[:at] + data.draw(st.binary(min_size=1, max_size=8)) + raw[at:]
+    if mutation == "delete":
+        return raw[:at] + raw[at + data.draw(st.integers(1, 8)):]
+    return raw[:at] + data.draw(st.binary(max_size=64))
 
 
 @FUZZ_PROFILE
 @given(position_sets(max_pieces=2), st.data())
 def test_mutated_bytes_raise_only_typed_errors(positions, data):
     vector = DeletionVector.from_positions(positions)
-    raw = data.draw(st.sampled_from([vector.to_bytes(), to_delta_bytes(vector), to_iceberg_blob(vector),
-                                     to_delta_file([vector])[0]]))
-    mutation = data.draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "delete", "splice"]))
-    at = data.draw(st.integers(0, max(0, len(raw) - 1)))
-    if mutation == "truncate":
-        mutated = raw[:at]
-    elif mutation == "flip":
-        mutated = raw[:at] + bytes([raw[at] ^ (1 << data.draw(st.integers(0, 7)))]) + raw[at + 1:] if raw else raw
-    elif mutation == "overwrite":
-        value = data.draw(st.sampled_from([0, 1, 0xFF, 0x7F, 0x80, 0x10, 0x3A, 0x3B, 0x30]))
-        width = data.draw(st.sampled_from([1, 2, 4, 8]))
-        mutated = raw[:at] + bytes([value]) * width + raw[at + width:]
-    elif mutation == "insert":
-        mutated = raw[:at] + data.draw(st.binary(min_size=1, max_size=8)) + raw[at:]
-    elif mutation == "delete":
-        mutated = raw[:at] + raw[at + data.draw(st.integers(1, 8)):]
-    else:
-        mutated = raw[:at] + data.draw(st.binary(max_size=64))
+    mutated = vector.to_bytes()
+    for _ in range(data.draw(st.integers(1, 3))):  # one to three mutations of the bitmap
+        mutated = _mutate(mutated, data)
     _decode_all(mutated)
-    # the raw decoder also sees the bitmap with its CRC-protected framing fixed up
-    if raw is not vector.to_bytes():
-        _decode_all(to_iceberg_blob(vector)[:8] + mutated[8:])
+    framed = data.draw(st.sampled_from([to_delta_bytes(vector), to_iceberg_blob(vector), to_delta_file([vector])[0]]))
+    damaged = _mutate(framed, data)  # damage to a framing: its length, magic or CRC catches it
+    for decode in (from_delta_bytes, from_iceberg_blob,
+                   lambda d: from_delta_file(d, offset=1, size_in_bytes=len(framed) - 9)):
+        with contextlib.suppress(CorruptDeletionVectorError):
+            _check_decoded(decode(damaged))
 
 
 @FUZZ_PROFILE
