@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import time
 import zlib
 from dataclasses import FrozenInstanceError
@@ -229,10 +230,31 @@ def test_keep_mask_of_a_ten_million_row_file_is_fast():
     assert best < 0.1, f"keep-mask took {best * 1e3:.1f} ms"
 
 
+def test_pickled_vectors_stay_read_only():
+    """numpy unpickles arrays writable; a vector sent to a worker (a file task) must stay immutable."""
+    vector = dv(1, 2**40)
+    back = pickle.loads(pickle.dumps(vector))
+    assert back == vector and not back.positions.flags.writeable
+    with pytest.raises(ValueError):
+        back.positions[0] = 5
+
+
+def test_ranges():
+    assert DeletionVector.from_positions(range(5, 12, 3)) == dv(5, 8, 11)
+    assert DeletionVector.from_positions(range(10**7)).cardinality == 10**7
+    assert DeletionVector.from_positions(range(2**63 - 2, 2**63)).positions.tolist() == [2**63 - 2, 2**63 - 1]
+    assert DeletionVector.from_positions(range(3, 0, -1)) == dv(1, 2, 3)
+    with pytest.raises(InvalidArgumentError):
+        DeletionVector.from_positions(range(-1, 2))
+    with pytest.raises(InvalidArgumentError):
+        DeletionVector.from_positions(range(2**63 - 1, 2**63 + 1))
+
+
 def test_union_and_intersects():
     a, b = dv(1, 2, 70000), dv(2, 3)
     assert a.union(b) == dv(1, 2, 3, 70000) and a.union(dv()) is a and dv().union(b) is b
     assert a.intersects(b) and not a.intersects(dv(3)) and not dv().intersects(a)
+    assert a.difference(b) == dv(1, 70000) and a.difference(dv()) is a and dv().difference(a) == dv()
     with pytest.raises(ArgumentTypeError):
         a.union([1])  # type: ignore[arg-type]
 
@@ -287,6 +309,7 @@ def test_round_trips_through_every_framing(positions, data):
     assert from_delta_file(file, offset=slots[1][0], size_in_bytes=slots[1][1]) == vector
     assert np.array_equal(vector.union(other).positions, np.union1d(expected, other.positions))
     assert vector.intersects(other) == bool(np.intersect1d(expected, other.positions).size)
+    assert np.array_equal(vector.difference(other).positions, np.setdiff1d(expected, other.positions))
     if expected.size:
         assert vector.contains(int(expected[0])) and vector.contains(int(expected[-1]))
         with pytest.raises(CorruptDeletionVectorError):
