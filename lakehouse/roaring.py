@@ -204,12 +204,12 @@ class _Budget:
     """How many more positions a decode may produce."""
 
     def __init__(self, max_cardinality: int) -> None:
-        self.left = max_cardinality
+        self.cap = self.left = max_cardinality
 
     def take(self, count: int) -> None:
         if count > self.left:
-            raise _corrupt(f"holds more positions than the {self.left} allowed here "
-                           "(the file's row count, or the cap for vectors read without one)")
+            raise _corrupt(f"holds more positions than the {self.cap} allowed here "
+                           "(the data file's row count, or the cap for vectors read without one)")
         self.left -= count
 
 
@@ -245,7 +245,7 @@ def decode_portable(data: bytes, *, limit: int = LIMIT, max_cardinality: int) ->
         previous = key
         if key << 32 >= limit:
             raise _corrupt(f"bucket {key} holds positions at or beyond {limit}")
-        bitmap = _parse32(reader, at + 4, budget, min(limit - (key << 32), 2**32), f"bucket {key}")
+        bitmap = _parse32(reader, at + 4, budget, key << 32, min(limit - (key << 32), 2**32), f"bucket {key}")
         parsed.append((key, bitmap))
         at = bitmap.end
     if at != len(data):
@@ -287,7 +287,8 @@ def decode_native(data: bytes, *, limit: int = LIMIT, max_cardinality: int) -> n
     for key in range(count):
         size = reader.uint(at, 4, "a bitmap size", "big")
         reader.need(at + 4 + size, f"bitmap {key}")
-        bitmap = _parse32(reader, at + 4, budget, max(0, min(limit - (key << 32), 2**32)), f"bitmap {key}")
+        bitmap = _parse32(reader, at + 4, budget, key << 32, max(0, min(limit - (key << 32), 2**32)),
+                          f"bitmap {key}")
         if bitmap.end != at + 4 + size:
             raise _corrupt(f"bitmap {key} is {bitmap.end - at - 4} bytes, its header says {size}")
         parsed.append((key, bitmap))
@@ -300,23 +301,24 @@ def decode_native(data: bytes, *, limit: int = LIMIT, max_cardinality: int) -> n
 class _Bitmap32:
     """The parsed headers of one 32-bit bitmap: container keys, cardinalities, kinds and data offsets."""
 
-    __slots__ = ("bound", "card", "data_at", "end", "is_run", "keys", "what")
+    __slots__ = ("base", "bound", "card", "data_at", "end", "is_run", "keys", "what")
 
     def __init__(self, keys: np.ndarray, card: np.ndarray, is_run: np.ndarray, data_at: np.ndarray, end: int,
-                 bound: int, what: str) -> None:
+                 base: int, bound: int, what: str) -> None:
         self.keys, self.card, self.is_run, self.data_at = keys, card, is_run, data_at
-        self.end, self.bound, self.what = end, bound, what
+        self.end, self.base, self.bound, self.what = end, base, bound, what
 
 
 def _expand32(reader: _Reader, bitmap: _Bitmap32) -> np.ndarray:
     """The low 32 bits of the positions of a parsed bitmap, checked against its headers and bound."""
     low = _values(reader, bitmap.keys, bitmap.card, bitmap.is_run, bitmap.data_at, bitmap.what)
     if low.size and int(low[-1]) >= bitmap.bound:
-        raise _corrupt(f"{bitmap.what}: position {int(low[-1])} lies beyond the allowed positions")
+        raise _corrupt(f"{bitmap.what}: position {bitmap.base + int(low[-1])} is at or beyond "
+                       f"{bitmap.base + bitmap.bound} (the data file's row count)")
     return low
 
 
-def _parse32(reader: _Reader, start: int, budget: _Budget, bound: int, what: str) -> _Bitmap32:
+def _parse32(reader: _Reader, start: int, budget: _Budget, base: int, bound: int, what: str) -> _Bitmap32:
     """The headers of the 32-bit bitmap at ``start`` (its cardinality taken from ``budget``)."""
     cookie = reader.uint(start, 4, f"{what}: the cookie")
     if cookie == COOKIE_NO_RUN:
@@ -339,14 +341,15 @@ def _parse32(reader: _Reader, start: int, budget: _Budget, bound: int, what: str
     if size > 1 and np.any(keys[1:] <= keys[:-1]):
         raise _corrupt(f"{what}: container keys are not strictly increasing")
     if size and (int(keys[-1]) << 16) >= bound:
-        raise _corrupt(f"{what}: container {int(keys[-1])} lies beyond the allowed positions")
+        raise _corrupt(f"{what}: container {int(keys[-1])} holds positions at or beyond {base + bound} "
+                       "(the data file's row count)")
     budget.take(int(card.sum()))
     offsets = None
     if with_offsets:
         offsets = reader.array(_U32, size, at, f"{what}: the offset header").astype(np.int64)
         at += 4 * size
     data_at, end = _container_offsets(reader, start, at, is_run, card, offsets, what)
-    return _Bitmap32(keys, card, is_run, data_at, end, bound, what)
+    return _Bitmap32(keys, card, is_run, data_at, end, base, bound, what)
 
 
 def _container_offsets(reader: _Reader, start: int, at: int, is_run: np.ndarray, card: np.ndarray,
