@@ -114,7 +114,7 @@ class DeletionVector:
                                        "use DeletionVector.from_positions")
         if p.size and int(p[-1]) > _MAX_POSITION:
             raise InvalidArgumentError(f"DeletionVector position {int(p[-1])} is beyond 2**63 - 1")
-        if p.flags.writeable:
+        if p.flags.writeable or p.base is not None:  # a read-only view may have a writable base
             p = p.copy()
             p.flags.writeable = False
             object.__setattr__(self, "positions", p)

@@ -158,6 +158,12 @@ def test_constructor_takes_only_the_canonical_array_and_copies_writable_ones():
     vector = DeletionVector(positions=source)
     source[0] = 7
     assert vector.positions.tolist() == [1, 2]
+    source = np.array([1, 2], dtype=np.uint64)
+    view = source.view()
+    view.flags.writeable = False  # read-only, but its base is not
+    vector = DeletionVector(positions=view)
+    source[0] = 0
+    assert vector.positions.tolist() == [1, 2]
     with pytest.raises(ArgumentTypeError):
         DeletionVector(positions=[1, 2])  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="sorted and distinct"):
