@@ -254,7 +254,14 @@ def decode_portable(data: bytes, *, limit: int = LIMIT, max_cardinality: int) ->
 
 
 def _expand_all(reader: _Reader, parsed: list[tuple[int, _Bitmap32]]) -> np.ndarray:
-    chunks = [_expand32(reader, bitmap).astype(np.uint64) | np.uint64(key << 32) for key, bitmap in parsed]
+    chunks = []
+    for key, bitmap in parsed:
+        chunk = _expand32(reader, bitmap).astype(np.uint64)
+        if key:
+            chunk |= np.uint64(key << 32)
+        chunks.append(chunk)
+    if len(chunks) == 1:
+        return chunks[0]
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint64)
 
 
@@ -376,61 +383,76 @@ def _container_offsets(reader: _Reader, start: int, at: int, is_run: np.ndarray,
 def _values(reader: _Reader, keys: np.ndarray, card: np.ndarray, is_run: np.ndarray, data_at: np.ndarray,
             what: str) -> np.ndarray:
     """The sorted low 32 bits of every position of the containers, validated against their headers."""
-    total = int(card.sum())
-    out = np.empty(total, dtype=np.uint32)
-    out_at = np.cumsum(card) - card
-    buf = reader.buf
+    parts = []
     arrays = np.flatnonzero(~is_run & (card <= ARRAY_MAX))
-    bitmaps = np.flatnonzero(~is_run & (card > ARRAY_MAX))
-    runs = np.flatnonzero(is_run)
     if arrays.size:
-        c = np.repeat(arrays, card[arrays])
-        rank = np.arange(c.size) - np.repeat(np.cumsum(card[arrays]) - card[arrays], card[arrays])
-        at = data_at[c] + 2 * rank
-        low = buf[at].astype(np.uint32) | (buf[at + 1].astype(np.uint32) << 8)
-        if np.any((low[1:] <= low[:-1]) & (rank[1:] > 0)):
-            raise _corrupt(f"{what}: an array container is not strictly increasing")
-        out[out_at[c] + rank] = low | (keys[c].astype(np.uint32) << 16)
+        parts.append((arrays, _array_values(reader.buf, keys, card, arrays, data_at, what)))
+    bitmaps = np.flatnonzero(~is_run & (card > ARRAY_MAX))
     if bitmaps.size:
-        blocks = np.empty((bitmaps.size, BITMAP_BYTES), dtype=np.uint8)
-        for k, at in enumerate(data_at[bitmaps].tolist()):
-            blocks[k] = buf[at:at + BITMAP_BYTES]
-        bits = np.unpackbits(blocks, axis=1, bitorder="little")
-        if not np.array_equal(bits.sum(axis=1, dtype=np.int64), card[bitmaps]):
-            raise _corrupt(f"{what}: a bitmap container's bit count disagrees with its cardinality")
-        flat = np.flatnonzero(bits.view(bool))  # row-major: container by container, ascending within each
-        row, low = flat >> 16, flat & 0xFFFF
-        c = bitmaps[row]
-        rank = np.arange(c.size) - np.repeat(np.cumsum(card[bitmaps]) - card[bitmaps], card[bitmaps])
-        out[out_at[c] + rank] = low.astype(np.uint32) | (keys[c].astype(np.uint32) << 16)
+        parts.append((bitmaps, _bitmap_values(reader.buf, keys, card, bitmaps, data_at, what)))
+    runs = np.flatnonzero(is_run)
     if runs.size:
-        _run_values(reader, keys, card, runs, data_at, out, out_at, what)
+        parts.append((runs, _run_values(reader.buf, keys, card, runs, data_at, what)))
+    if len(parts) == 1:  # one kind of container: its values are already in container order
+        return parts[0][1]
+    out = np.empty(int(card.sum()), dtype=np.uint32)
+    out_at = np.cumsum(card) - card
+    for containers, values in parts:
+        counts = card[containers]
+        out[np.arange(values.size) + np.repeat(out_at[containers] - (np.cumsum(counts) - counts), counts)] = values
     return out
 
 
-def _run_values(reader: _Reader, keys: np.ndarray, card: np.ndarray, runs: np.ndarray, data_at: np.ndarray,
-                out: np.ndarray, out_at: np.ndarray, what: str) -> None:
-    """Expand the run containers ``runs`` into ``out`` (their total length was checked against the budget)."""
-    buf = reader.buf
+def _high(keys: np.ndarray, containers: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each value's container key in bits 16..31."""
+    return np.repeat(keys[containers].astype(np.uint32) << 16, counts)
+
+
+def _array_values(buf: np.ndarray, keys: np.ndarray, card: np.ndarray, arrays: np.ndarray, data_at: np.ndarray,
+                  what: str) -> np.ndarray:
+    counts = card[arrays]
+    first = np.cumsum(counts) - counts
+    at = 2 * np.arange(int(counts.sum())) + np.repeat(data_at[arrays] - 2 * first, counts)
+    low = buf[at].astype(np.uint32) | (buf[at + 1].astype(np.uint32) << 8)
+    unordered = low[1:] <= low[:-1]
+    unordered[first[1:] - 1] = False  # a new container may start lower
+    if np.any(unordered):
+        raise _corrupt(f"{what}: an array container is not strictly increasing")
+    return low | _high(keys, arrays, counts)
+
+
+def _bitmap_values(buf: np.ndarray, keys: np.ndarray, card: np.ndarray, bitmaps: np.ndarray, data_at: np.ndarray,
+                   what: str) -> np.ndarray:
+    blocks = np.empty((bitmaps.size, BITMAP_BYTES), dtype=np.uint8)
+    for k, at in enumerate(data_at[bitmaps].tolist()):
+        blocks[k] = buf[at:at + BITMAP_BYTES]
+    flat = np.flatnonzero(np.unpackbits(blocks, bitorder="little").view(bool))  # container by container
+    counts = card[bitmaps]
+    if not np.array_equal(np.bincount(flat >> 16, minlength=bitmaps.size), counts):
+        raise _corrupt(f"{what}: a bitmap container's bit count disagrees with its cardinality")
+    return (flat & 0xFFFF).astype(np.uint32) | _high(keys, bitmaps, counts)
+
+
+def _run_values(buf: np.ndarray, keys: np.ndarray, card: np.ndarray, runs: np.ndarray, data_at: np.ndarray,
+                what: str) -> np.ndarray:
+    """The values of the run containers ``runs`` (their total was checked against the budget)."""
     first = data_at[runs]
     nruns = buf[first].astype(np.int64) | (buf[first + 1].astype(np.int64) << 8)
-    c = np.repeat(runs, nruns)
-    rank = np.arange(c.size) - np.repeat(np.cumsum(nruns) - nruns, nruns)
-    at = data_at[c] + 2 + 4 * rank
+    if np.any(nruns == 0):
+        raise _corrupt(f"{what}: a run container without runs")
+    run_first = np.cumsum(nruns) - nruns
+    at = 4 * np.arange(int(nruns.sum())) + np.repeat(first + 2 - 4 * run_first, nruns)
     begin = buf[at].astype(np.int64) | (buf[at + 1].astype(np.int64) << 8)
     length = (buf[at + 2].astype(np.int64) | (buf[at + 3].astype(np.int64) << 8)) + 1
     stop = begin + length
     if np.any(stop > 65536):
         raise _corrupt(f"{what}: a run container overflows its 65536 values")
-    if np.any((begin[1:] <= stop[:-1] - 1) & (rank[1:] > 0)):
+    unordered = begin[1:] < stop[:-1]
+    unordered[run_first[1:] - 1] = False
+    if np.any(unordered):
         raise _corrupt(f"{what}: a run container's runs overlap or are out of order")
-    per_container = np.zeros(card.size, dtype=np.int64)
-    np.add.at(per_container, c, length)
-    if not np.array_equal(per_container[runs], card[runs]):
+    if not np.array_equal(np.add.reduceat(length, run_first), card[runs]):
         raise _corrupt(f"{what}: a run container's runs disagree with its cardinality")
-    # each value: its run's begin plus its rank within the run
-    run_first_out = out_at[c] + np.cumsum(length) - length - np.repeat(np.cumsum(card[runs]) - card[runs], nruns)
-    value_run = np.repeat(np.arange(c.size), length)
-    within = np.arange(value_run.size) - np.repeat(np.cumsum(length) - length, length)
-    low = (begin[value_run] + within).astype(np.uint32) | (keys[c[value_run]].astype(np.uint32) << 16)
-    out[run_first_out[value_run] + within] = low
+    value_first = np.cumsum(length) - length
+    start = (np.repeat(keys[runs], nruns) << 16) + begin - value_first
+    return (np.arange(int(length.sum()), dtype=np.int64) + np.repeat(start, length)).astype(np.uint32)
