@@ -56,20 +56,21 @@ _U16 = np.dtype("<u2")
 _U32 = np.dtype("<u4")
 
 
-def _put_u16(out: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> None:
-    """Write ``values`` as little-endian ``uint16`` at byte ``offsets`` of the ``uint8`` array ``out``."""
-    values = values.astype(np.uint32, copy=False)
-    out[offsets] = values & 0xFF
-    out[offsets + 1] = values >> 8
+def _spread(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indexes ``first[i], first[i] + 1, ..., first[i] + counts[i] - 1`` for every ``i``, concatenated."""
+    return np.arange(int(counts.sum())) + np.repeat(first - (np.cumsum(counts) - counts), counts)
 
 
 class _Layout:
-    """The containers of a position set and the encoded bytes of their data (all containers, in order)."""
+    """The containers of a position set and the encoded data of all containers, in order.
+
+    Every container's data has an even size, so the data is built as little-endian ``uint16`` words.
+    """
 
     def __init__(self, positions: np.ndarray) -> None:
         n = positions.size
         high = positions >> np.uint64(16)
-        self.low = (positions & np.uint64(0xFFFF)).astype(np.uint16)
+        self.low = (positions & np.uint64(0xFFFF)).astype(_U16)
         new_container = np.empty(n, dtype=bool)
         new_container[0] = True
         np.not_equal(high[1:], high[:-1], out=new_container[1:])
@@ -78,54 +79,54 @@ class _Layout:
         self.key48 = high[self.start]
         run_start = new_container.copy()
         run_start[1:] |= positions[1:] != positions[:-1] + np.uint64(1)
-        self.run_start = run_start
-        self.nruns = np.add.reduceat(run_start.astype(np.int64), self.start)
+        self.run_start = np.flatnonzero(run_start)
+        self.nruns = np.diff(np.searchsorted(self.run_start, np.append(self.start, n)))
         plain = np.where(self.card <= ARRAY_MAX, 2 * self.card, BITMAP_BYTES)
         as_run = 2 + 4 * self.nruns
         self.is_run = as_run < plain
-        self.size = np.where(self.is_run, as_run, plain)
         self.offset = np.zeros(self.start.size + 1, dtype=np.int64)
-        np.cumsum(self.size, out=self.offset[1:])
-        self.container_of = np.repeat(np.arange(self.start.size), self.card)
-        self.data = np.zeros(int(self.offset[-1]), dtype=np.uint8)
+        np.cumsum(np.where(self.is_run, as_run, plain), out=self.offset[1:])
+        self.words = np.zeros(int(self.offset[-1]) // 2, dtype=_U16)
         self._arrays()
         self._bitmaps()
         self._runs(n)
 
     def _arrays(self) -> None:
         is_array = ~self.is_run & (self.card <= ARRAY_MAX)
-        idx = np.flatnonzero(is_array[self.container_of])
-        if idx.size:
-            c = self.container_of[idx]
-            _put_u16(self.data, self.offset[c] + 2 * (idx - self.start[c]), self.low[idx])
+        if is_array.all():  # the usual case: the data is the low 16 bits of every position
+            self.words[:] = self.low
+            return
+        containers = np.flatnonzero(is_array)
+        if containers.size:
+            counts = self.card[containers]
+            source = _spread(self.start[containers], counts)
+            self.words[_spread(self.offset[containers] // 2, counts)] = self.low[source]
 
     def _bitmaps(self) -> None:
         containers = np.flatnonzero(~self.is_run & (self.card > ARRAY_MAX))
         if not containers.size:
             return
-        ordinal = np.zeros(self.start.size, dtype=np.int64)
-        ordinal[containers] = np.arange(containers.size)
-        idx = np.flatnonzero(~self.is_run[self.container_of] & (self.card > ARRAY_MAX)[self.container_of])
+        counts = self.card[containers]
         bits = np.zeros(containers.size * 65536, dtype=bool)
-        bits[ordinal[self.container_of[idx]] * 65536 + self.low[idx]] = True
-        blocks = np.packbits(bits, bitorder="little").reshape(containers.size, BITMAP_BYTES)
-        for k, at in enumerate(self.offset[containers].tolist()):
-            self.data[at:at + BITMAP_BYTES] = blocks[k]
+        ordinal = np.repeat(np.arange(containers.size) * 65536, counts)
+        bits[ordinal + self.low[_spread(self.start[containers], counts)]] = True
+        blocks = np.packbits(bits, bitorder="little").view(_U16).reshape(containers.size, BITMAP_BYTES // 2)
+        for k, at in enumerate((self.offset[containers] // 2).tolist()):
+            self.words[at:at + BITMAP_BYTES // 2] = blocks[k]
 
     def _runs(self, n: int) -> None:
         containers = np.flatnonzero(self.is_run)
         if not containers.size:
             return
-        _put_u16(self.data, self.offset[containers], self.nruns[containers])
-        starts = np.flatnonzero(self.run_start)
-        lengths = np.diff(np.append(starts, n))
-        keep = self.is_run[self.container_of[starts]]
-        starts, lengths = starts[keep], lengths[keep]
         counts = self.nruns[containers]
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        at = self.offset[self.container_of[starts]] + 2 + 4 * (np.arange(starts.size) - first)
-        _put_u16(self.data, at, self.low[starts])
-        _put_u16(self.data, at + 2, lengths - 1)
+        self.words[self.offset[containers] // 2] = counts
+        first_run = np.searchsorted(self.run_start, self.start[containers])
+        runs = _spread(first_run, counts)  # indexes into run_start of the runs of run containers
+        starts = self.run_start[runs]
+        lengths = np.append(self.run_start, n)[runs + 1] - starts
+        at = _spread(self.offset[containers] // 2 + 1, 2 * counts)
+        self.words[at[0::2]] = self.low[starts]
+        self.words[at[1::2]] = lengths - 1
 
 
 def encode_portable(positions: np.ndarray) -> bytes:
@@ -147,7 +148,7 @@ def encode_portable(positions: np.ndarray) -> bytes:
     for s, e in zip(first.tolist(), ends.tolist()):
         pieces.append(int(bucket[s]).to_bytes(4, "little"))
         pieces.append(_header32(layout, s, e))
-        pieces.append(layout.data[layout.offset[s]:layout.offset[e]].tobytes())
+        pieces.append(layout.words[layout.offset[s] // 2:layout.offset[e] // 2].tobytes())
     return b"".join(pieces)
 
 
