@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import time
 import zlib
 from dataclasses import FrozenInstanceError
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -133,6 +135,15 @@ def test_golden_framings():
     assert data[:1] == b"\x01" and data[1:1 + len(blob)] == blob and slots[0] == (1, len(payload))
     assert from_delta_file(data, offset=slots[1][0], size_in_bytes=slots[1][1]) == dv(9)
     assert from_iceberg_blob(blob) == vector == from_delta_bytes(payload)
+
+
+def test_format_md_example_is_what_the_encoder_writes():
+    """docs/format.md §18.1 spells out the bytes of {3, 4, 7}; they stay the encoder's."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "format.md").read_text()
+    example = re.search(r"Example: the positions \{3, 4, 7\} are (.*?)\.\n", text, flags=re.S)
+    assert example, "format.md §18.1 lost its example"
+    spelled = re.sub(r"\([^)]*\)", " ", example.group(1)).replace("`", " ").split()
+    assert bytes.fromhex("".join(spelled)) == dv(3, 4, 7).to_bytes()
 
 
 # -------------------------------------------------------------------------------------- the value
