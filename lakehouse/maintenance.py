@@ -43,6 +43,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .checkpoint import decode_checkpoint, read_pointer, write_pointer
+from .clock import ms_from_seconds, to_ms
+from .clock import now_ms as wall_clock_ms
 from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
 from .errors import (
@@ -78,10 +80,6 @@ VACUUM_MIN_RETENTION = "vacuum_min_retention_seconds"
 """Table property: the shortest retention ``vacuum`` accepts without ``enforce_retention=False``."""
 LOG_MIN_RETENTION = "log_min_retention_seconds"
 """Table property: the shortest retention ``cleanup_log`` accepts without ``enforce_retention=False``."""
-
-
-def _now_ms() -> int:
-    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
 
 
 def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, prop: str, what: str) -> int:
@@ -160,14 +158,18 @@ def _mtime_ms(info: dict[str, Any]) -> int | None:
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
-            return int(value.timestamp() * 1000)
+            return to_ms(value)
         if isinstance(value, str):
             try:
-                return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 continue
+            # text without an offset is local time (as datetime.timestamp() reads it)
+            return to_ms(parsed if parsed.tzinfo is not None else parsed.astimezone(dt.timezone.utc))
+        if isinstance(value, int) and key == "mtime_ns":
+            return value // 1_000_000
         if isinstance(value, (int, float)):
-            return int(value / 1e6) if key == "mtime_ns" else int(value * 1000)
+            return ms_from_seconds(value / 1e9 if key == "mtime_ns" else value)
     return None
 
 
@@ -302,7 +304,7 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
         1
     """
     window = _retention_ms(state, retention, enforce_retention, VACUUM_MIN_RETENTION, "vacuum")
-    cutoff = (now_ms if now_ms is not None else _now_ms()) - window
+    cutoff = (now_ms if now_ms is not None else wall_clock_ms()) - window
     referenced = _referenced(storage, state, cutoff)
     # a file no retained version references is deletable once it is older than the window: a file
     # removed at or before the oldest retained version was written before that version, and a
@@ -424,7 +426,7 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
         1
     """
     window = _retention_ms(state, retention, enforce_retention, LOG_MIN_RETENTION, "log")
-    cutoff = (now_ms if now_ms is not None else _now_ms()) - window
+    cutoff = (now_ms if now_ms is not None else wall_clock_ms()) - window
     for rel in _stale_temp_files(storage, cutoff):
         with contextlib.suppress(OSError):  # hygiene: what stays is retried next time
             storage.delete(rel)
@@ -511,7 +513,7 @@ def _commit_restore(storage: Storage, state: TableState, target: TableState) -> 
     if gone:
         raise VersionNotFoundError(f"cannot restore version {target.version}: {len(gone)} of its files were "
                                    f"deleted (vacuumed), e.g. {gone[0]}", version=target.version)
-    now = _now_ms()
+    now = wall_clock_ms()
     removed = current.filter(pc.invert(pc.is_in(current.column("path"), pa.array(list(want_paths), pa.string()))))
     remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
         removed.column("path").to_pylist(), removed.column("size_bytes").to_pylist(),
@@ -635,7 +637,7 @@ def _rewrite(storage: Storage, state: TableState, snap: Snapshot, bins: list[pa.
         delete_files(storage, [a.path for a in added])
         raise
     inputs = pa.concat_tables(bins)
-    now = _now_ms()
+    now = wall_clock_ms()
     remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
         inputs.column("path").to_pylist(), inputs.column("size_bytes").to_pylist(),
         inputs.column("num_rows").to_pylist()))

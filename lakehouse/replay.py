@@ -12,15 +12,14 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
-
 from .checkpoint import decode_checkpoint, read_pointer
+from .clock import from_ms
 from .errors import CorruptLogError, TableNotFoundError, UnsupportedFormatError, VersionNotFoundError
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .state import TableState
 from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
 
-__all__ = ["as_datetime", "list_log", "load_state", "read_entries", "read_entry", "version_as_of"]
+__all__ = ["list_log", "load_state", "read_entries", "read_entry", "version_as_of"]
 
 
 _PROBE_BATCH = 16
@@ -244,10 +243,6 @@ def _listed_entry(storage: Storage, version: int) -> LogEntry:
 def _when(ms: int) -> str:
     """A commit time for a message (never fails, even for instants datetime cannot hold)."""
     try:
-        return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)).isoformat()
+        return from_ms(ms).isoformat()
     except OverflowError:
         return f"{ms} ms since the epoch"
-
-
-def as_datetime(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .arguments import check_names, check_str
+from .clock import from_ms
 from .errors import (
     ColumnNotFoundError,
     InvalidArgumentError,
@@ -40,7 +41,7 @@ from .expressions import (
     referenced_columns,
     to_expression,
 )
-from .replay import as_datetime, list_log, load_state, read_entries, read_entry, version_as_of
+from .replay import list_log, load_state, read_entries, read_entry, version_as_of
 from .schema import (
     field_id,
     has_stats,
@@ -93,7 +94,7 @@ class Snapshot:
     @property
     def timestamp(self) -> dt.datetime:
         """When this version was committed (aware, UTC)."""
-        return as_datetime(self._state.timestamp)
+        return from_ms(self._state.timestamp)
 
     @property
     def schema(self) -> pa.Schema:

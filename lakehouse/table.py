@@ -28,6 +28,7 @@ from . import maintenance
 from .alter import Alter
 from .arguments import check_choice, check_int, check_names, check_optional_int, check_str
 from .checkpoint import write_checkpoint
+from .clock import from_ms, to_ms
 from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
 from .creation import check_empty, new_metadata
@@ -87,11 +88,7 @@ class Commit:
             "files_added": len(e.add), "files_removed": len(e.remove),
             "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
         }
-        return cls(version=e.version, timestamp=_ms_datetime(c.timestamp), operation=c.operation, info=info)
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_ONE_MS = dt.timedelta(milliseconds=1)
+        return cls(version=e.version, timestamp=from_ms(c.timestamp), operation=c.operation, info=info)
 
 
 def _as_of_ms(as_of: dt.datetime) -> int:
@@ -101,13 +98,7 @@ def _as_of_ms(as_of: dt.datetime) -> int:
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise InvalidArgumentError("as_of must be an aware datetime (with a time zone), e.g. "
                                    "datetime.now(timezone.utc)", argument="as_of")
-    # exact integer arithmetic: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
-    return (as_of - _EPOCH) // _ONE_MS
-
-
-def _ms_datetime(ms: int) -> dt.datetime:
-    """The UTC datetime of a commit timestamp, exactly."""
-    return _EPOCH + ms * _ONE_MS
+    return to_ms(as_of)  # exact: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
 
 
 def _target_version(storage: Storage, version: int | None, as_of: dt.datetime | None) -> int | None:

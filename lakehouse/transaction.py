@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -28,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .arguments import check_app_transaction, check_choice
+from .clock import now_ms
 from .commit import CommitRequest, commit
 from .constraints import combine_checks, constraint_checker
 from .errors import (
@@ -174,7 +174,7 @@ class Transaction:
     def _drop(self, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
-        now = int(time.time() * 1000)
+        now = now_ms()
         paths = rows.column("path").to_pylist()
         ours = {p for p in paths if p in self._added}
         for p in ours:

@@ -21,7 +21,6 @@ import functools
 import itertools
 import os
 import posixpath
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -33,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .clock import now_ms
 from .constraints import constraint_checker
 from .log import AddFile, validate_data_path
 from .partitioning import partition_dir, split_by_partition
@@ -223,7 +223,7 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, data_columns
         raise
     md = writer.writer.metadata
     mins, maxs, nulls = file_stats(md, physical)
-    return AddFile(path=rel, size_bytes=size, num_rows=md.num_rows, modification_time=int(time.time() * 1000),
+    return AddFile(path=rel, size_bytes=size, num_rows=md.num_rows, modification_time=now_ms(),
                    partition=buf.encoded, min=mins, max=maxs, null_count=nulls)
 
 

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "arguments": 0,
     "_version": 0,
     "progress": 0,
+    "clock": 0,
     "storage": 1,
     "storage_options": 1,
     "localfs": 1,
