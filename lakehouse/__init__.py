@@ -42,8 +42,9 @@ from .errors import (
 from .inspect import Inspect
 from .probe import StorageReport, check_storage
 from .properties import PropertyWarning
+from .replay import Commit
 from .snapshot import Snapshot
-from .table import Commit, Table
+from .table import Table
 from .tasks import DataFile, FileTask, read_task
 from .transaction import Transaction
 from .write import write_files

@@ -59,7 +59,8 @@ from .evolution import narrowing_protocol, raised_protocol
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import int_property
-from .snapshot import Snapshot, list_log, load_state, read_ahead, read_entries, read_entry
+from .replay import list_log, load_state, read_entries, version_at
+from .snapshot import Snapshot, read_ahead
 from .state import TableState, files_to_adds
 from .stats import partition_columns
 from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
@@ -69,11 +70,9 @@ __all__ = [
     "LOG_MIN_RETENTION",
     "VACUUM_MIN_RETENTION",
     "cleanup_log",
-    "oldest_version",
     "optimize",
     "restore",
     "vacuum",
-    "version_at",
 ]
 
 VACUUM_MIN_RETENTION = "vacuum_min_retention_seconds"
@@ -101,51 +100,6 @@ def _minimum(state: TableState, prop: str) -> dt.timedelta:
     """The table's minimum retention: the property's seconds; a value another writer set out of range
     means the default, with a ``PropertyWarning`` (format §16)."""
     return dt.timedelta(seconds=int_property(state.metadata.properties, prop))
-
-
-def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
-    """The newest version committed at or before ``ms`` (stored commit timestamps increase with
-    the version), or None if the oldest version still in the log is newer.
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-version-at", pa.table({"a": [1]}))
-        >>> version_at(t._storage, t._state, 2**62), version_at(t._storage, t._state, 0)
-        (0, None)
-    """
-    if state.timestamp <= ms:
-        return state.version
-    lo = oldest_version(storage, state)
-    first = read_entry(storage, lo)
-    if first is None or first.commit.timestamp > ms:
-        return None
-    hi = state.version  # invariant: entry lo is at or before ms, entry hi after it
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        e = read_entry(storage, mid)
-        if e is None:
-            raise VersionNotFoundError(f"log entry {mid} is missing", version=mid)
-        if e.commit.timestamp <= ms:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def oldest_version(storage: Storage, state: TableState) -> int:
-    """The oldest version whose entry is still in the log: 0, unless log clean-up removed entries
-    (then found by one listing).
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-oldest", pa.table({"a": [1]}))
-        >>> oldest_version(t._storage, t._state)
-        0
-    """
-    if read_entry(storage, 0) is not None:
-        return 0
-    kept = [v for v in list_log(storage)[0] if v <= state.version]
-    return kept[0] if kept else state.version
 
 
 # -- vacuum ------------------------------------------------------------------------------------

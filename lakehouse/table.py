@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -26,14 +25,12 @@ import pyarrow.compute as pc
 
 from . import maintenance
 from .alter import Alter
-from .arguments import check_choice, check_int, check_names, check_optional_int, check_str
+from .arguments import check_choice, check_int, check_names, check_str
 from .checkpoint import write_checkpoint
-from .clock import from_ms, to_ms
 from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
 from .creation import check_empty, new_metadata
 from .errors import (
-    ArgumentTypeError,
     ColumnNotFoundError,
     CommitConflictError,
     InvalidArgumentError,
@@ -43,73 +40,26 @@ from .errors import (
     redact_uri,
 )
 from .expressions import FilterLike, to_expression
+from .handle import TableHandle
 from .inspect import Inspect
-from .log import LogEntry, Protocol
+from .log import Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import int_property
 from .records import checked_adds, data_files, live_paths
+from .replay import Commit, load_state, target_version
 from .schema import logical_schema
-from .snapshot import Snapshot, check_table_id, load_state, read_entry, version_as_of
+from .snapshot import Snapshot, check_table_id
 from .state import TableState
 from .storage import Storage
 from .tasks import DataFile, FileTask
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files
 
-__all__ = ["Commit", "Table"]
+__all__ = ["Table"]
 
 _log = logging.getLogger("lakehouse")
 
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Commit:
-    """One entry of a table's history.
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> lh.write_table("memory://doc-commit-h", pa.table({"a": [1]})).history()[0].operation
-        'write'
-    """
-
-    version: int
-    timestamp: dt.datetime
-    operation: str
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_entry(cls, e: LogEntry) -> Commit:
-        """The history record of one log entry."""
-        c = e.commit
-        info = {
-            "commit_id": c.id, "parameters": dict(c.parameters), "read_version": c.read_version,
-            "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
-            "files_added": len(e.add), "files_removed": len(e.remove),
-            "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
-        }
-        return cls(version=e.version, timestamp=from_ms(c.timestamp), operation=c.operation, info=info)
-
-
-def _as_of_ms(as_of: dt.datetime) -> int:
-    """Milliseconds since the epoch, rounded down. A naive datetime names no instant: refused, not guessed."""
-    if not isinstance(as_of, dt.datetime):
-        raise ArgumentTypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
-    if as_of.tzinfo is None or as_of.utcoffset() is None:
-        raise InvalidArgumentError("as_of must be an aware datetime (with a time zone), e.g. "
-                                   "datetime.now(timezone.utc)", argument="as_of")
-    return to_ms(as_of)  # exact: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
-
-
-def _target_version(storage: Storage, version: int | None, as_of: dt.datetime | None) -> int | None:
-    """The version ``version`` / ``as_of`` name (None if neither), found without replaying the log."""
-    if version is not None and as_of is not None:
-        raise InvalidArgumentError("pass version or as_of, not both", argument="as_of")
-    if as_of is not None:
-        return version_as_of(storage, _as_of_ms(as_of))
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}", argument="version")
-    return version
 
 
 class Table:
@@ -125,6 +75,9 @@ class Table:
         self._explicit_write_options = write_options
         self._last_outcome: CommitOutcome | None = None
         self._pinned = pinned  # opened at a version: nothing moves it but refresh() and its own writes
+        # what Alter, Inspect and Transaction see of this table (lakehouse.handle)
+        self._handle = TableHandle(storage=storage, state=self._current, refresh=self._latest, head=self._head,
+                                   on_commit=self._set_state, write_options=self._options, label=self.__repr__)
 
     @property
     def _write_options(self) -> WriteOptions:
@@ -213,7 +166,7 @@ class Table:
             (1, 0)
         """
         storage = Storage.from_uri(uri, storage_options)
-        target = _target_version(storage, version, as_of)
+        target = target_version(storage, version, as_of)
         if target is None:
             return cls(storage, load_state(storage))
         return cls(storage, load_state(storage, target), pinned=True)
@@ -283,7 +236,7 @@ class Table:
             >>> t.alter.set_properties({"owner": "ops"}), t.history(1)[0].operation
             (2, 'set_properties')
         """
-        return Alter(self)
+        return Alter(self._handle)
 
     @property
     def inspect(self) -> Inspect:
@@ -295,7 +248,7 @@ class Table:
             >>> t.inspect.files().column("num_rows").to_pylist(), t.inspect.history().num_rows
             ([2], 1)
         """
-        return Inspect(self)
+        return Inspect(self._handle)
 
     def __repr__(self) -> str:
         return f"Table(uri={self._storage.display_uri!r}, version={self.version})"
@@ -319,6 +272,20 @@ class Table:
         self._state = catch_up(self._storage, self._state)
         self._pinned = False
         return self._state.version
+
+    def _current(self) -> TableState:
+        return self._state
+
+    def _latest(self) -> TableState:
+        self.refresh()
+        return self._state
+
+    def _head(self) -> TableState:
+        """The newest state history reads: a pinned handle's own version, else the latest."""
+        return self._state if self._pinned else self._latest()
+
+    def _options(self) -> WriteOptions:
+        return self._write_options
 
     def _set_state(self, state: TableState, skipped: bool = False) -> None:
         """Called once a write landed (or was skipped): nothing here may raise (format §9, §11.1)."""
@@ -352,10 +319,7 @@ class Table:
             >>> t.snapshot(version=0).to_arrow().num_rows
             1
         """
-        target = _target_version(self._storage, version, as_of)
-        if target is None or target == self._state.version:
-            return Snapshot(self._storage, self._state)
-        return Snapshot(self._storage, load_state(self._storage, target))
+        return Snapshot(self._storage, self._handle.state_at(version, as_of))
 
     def to_arrow(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
                  version: int | None = None, as_of: dt.datetime | None = None) -> pa.Table:
@@ -444,16 +408,7 @@ class Table:
             >>> [c.operation for c in t.history()]
             ['write']
         """
-        limit = check_optional_int(limit, "limit", minimum=0)
-        out: list[Commit] = []
-        v = self._state.version if self._pinned else self.refresh()  # a pinned handle: its version and older
-        while v >= 0 and (limit is None or len(out) < limit):
-            e = read_entry(self._storage, v)
-            if e is None:
-                break  # older entries were cleaned up
-            out.append(Commit.from_entry(e))
-            v -= 1
-        return out
+        return self._handle.history(limit)
 
     # -- writing ---------------------------------------------------------------------------------
     def transaction(self, *, app_transaction: tuple[str, int] | None = None) -> Transaction:
@@ -470,8 +425,11 @@ class Table:
         """
         if not self._pinned:  # a pinned handle decides on its own version (see open)
             self.refresh()
-        return Transaction(self._storage, self._state, on_commit=self._set_state,
-                           app_transaction=app_transaction, options=self._write_options)
+        return self._begin(self._state, app_transaction)
+
+    def _begin(self, base: TableState, app_transaction: tuple[str, int] | None = None) -> Transaction:
+        """A transaction deciding on ``base``, reporting to this table: the one place one is built."""
+        return Transaction(self._handle, base, app_transaction=app_transaction)
 
     def append(self, data: Any, *, schema_mode: SchemaMode = "strict",
                app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> int:
@@ -492,8 +450,7 @@ class Table:
             >>> t.append(pa.table({"a": [3], "b": ["x"]}), schema_mode="merge"), t.schema.names
             (2, ['a', 'b'])
         """
-        tx = Transaction(self._storage, self._state, on_commit=self._set_state,
-                         app_transaction=app_transaction, options=self._write_options)
+        tx = self._begin(self._state, app_transaction)  # no refresh: an append rebases onto what landed
         with tx:
             tx.append(data, schema_mode=schema_mode, progress=progress)
         return tx.version  # type: ignore[return-value]
@@ -586,7 +543,7 @@ class Table:
                                            path=bad.path)
             self._check_written_schema(files, base)
             adds = checked_adds(files, base)
-            tx = Transaction(self._storage, base, on_commit=self._set_state, options=self._write_options)
+            tx = self._begin(base)
         except BaseException:
             delete_files(self._storage, paths)
             raise

@@ -17,14 +17,14 @@ from .arguments import check_choice
 from .commit import CommitRequest, commit
 from .creation import check_empty, new_metadata
 from .errors import CommitStateUnknownError, InvalidArgumentError, TableExistsError, TableNotFoundError
-from .log import AddFile, AppTransaction, Metadata, Protocol
+from .log import AddFile, Metadata, Protocol
 from .progress import ProgressLike
 from .schema import data_schema, to_reader
 from .snapshot import Snapshot, load_state
 from .state import TableState, adds_to_table
 from .storage import Storage
 from .table import Table
-from .transaction import SchemaMode, Transaction
+from .transaction import SchemaMode, app_transactions
 from .write import WriteOptions, delete_files, write_data_files
 
 __all__ = ["WriteMode", "write_table"]
@@ -91,6 +91,7 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
                       schema_mode: SchemaMode = "strict", allow_non_empty: bool = False) -> Table:
     """Create the table with ``data`` as version 0. If another writer created it first, ``"append"``
     commits the rows on top of it and ``"ignore"`` does nothing (create-or-append, §11.1)."""
+    txn = app_transactions(app_transaction)  # checked before anything is written
     storage.check_atomic_create()
     reader = to_reader(data)
     # a categorical's dictionary encoding is a storage detail: the column takes its value type (format §6)
@@ -99,9 +100,6 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
     options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
     adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
                             progress=progress)
-    txn: tuple[AppTransaction, ...] = ()
-    if app_transaction is not None:
-        txn = (AppTransaction(app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
     request = CommitRequest(operation="write", parameters={"mode": "create"}, add=tuple(adds), metadata=meta,
                             protocol=Protocol(), txn=txn)
     try:
@@ -133,9 +131,7 @@ def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode:
     current = table._state.metadata
     if current.schema.equals(meta.schema, check_metadata=True) and current.partition_by == meta.partition_by:
         # the same definition (column mapping included): the files fit as they are
-        tx = Transaction(storage, table._state, on_commit=table._set_state, app_transaction=app_transaction,
-                         options=table._write_options)
-        with tx:
+        with table.transaction(app_transaction=app_transaction) as tx:
             tx.add_files(adds, overwrite=mode == "overwrite")
         return table
     # another definition: the rows are read back from our files and appended under the table's rules

@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "commit": 5,
     "creation": 5,
     "records": 5,
+    "handle": 5,
     "transaction": 6,
     "alter": 6,
     "table": 6,
