@@ -58,7 +58,7 @@ from .errors import (
 from .evolution import narrowing_protocol, raised_protocol
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import int_property
+from .properties import log_min_retention, vacuum_min_retention
 from .replay import list_log, load_state, read_entries, version_at
 from .snapshot import Snapshot, read_ahead
 from .state import TableState, files_to_adds
@@ -99,7 +99,8 @@ def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, pro
 def _minimum(state: TableState, prop: str) -> dt.timedelta:
     """The table's minimum retention: the property's seconds; a value another writer set out of range
     means the default, with a ``PropertyWarning`` (format §16)."""
-    return dt.timedelta(seconds=int_property(state.metadata.properties, prop))
+    getter = vacuum_min_retention if prop == VACUUM_MIN_RETENTION else log_min_retention
+    return getter(state.metadata.properties)
 
 
 # -- vacuum ------------------------------------------------------------------------------------

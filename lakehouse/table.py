@@ -44,7 +44,8 @@ from .handle import TableHandle
 from .inspect import Inspect
 from .log import Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import int_property
+from .properties import checkpoint_interval
+from .properties import target_file_size as target_file_size_property
 from .records import checked_adds, data_files, live_paths
 from .replay import Commit, load_state, target_version
 from .schema import logical_schema
@@ -84,7 +85,7 @@ class Table:
         if self._explicit_write_options is not None:
             return self._explicit_write_options
         # a bad value another writer set is replaced by the default, with a warning (format §16)
-        return WriteOptions(target_file_bytes=int_property(self._state.metadata.properties, "target_file_size"))
+        return WriteOptions(target_file_bytes=target_file_size_property(self._state.metadata.properties))
 
     @property
     def last_outcome(self) -> CommitOutcome | None:
@@ -297,7 +298,7 @@ class Table:
 
     def _maybe_checkpoint(self, state: TableState) -> None:
         try:
-            interval = int_property(state.metadata.properties, "checkpoint_interval")
+            interval = checkpoint_interval(state.metadata.properties)
             if state.version > 0 and state.version % interval == 0:
                 write_checkpoint(self._storage, state)
         except Exception as exc:  # the commit stands; the next checkpoint will catch up
@@ -667,7 +668,7 @@ class Table:
         """
         self.refresh()
         size = target_file_size if target_file_size is not None else \
-            int_property(self._state.metadata.properties, "target_file_size")
+            target_file_size_property(self._state.metadata.properties)
         if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 1 << 63:
             raise InvalidTableError(f"target_file_size must be a positive integer below 2**63, got {size!r}")
         columns = check_names(sort_by, "sort_by") or []

@@ -37,7 +37,7 @@ from .constraints import constraint_checker
 from .log import AddFile, validate_data_path
 from .partitioning import partition_dir, split_by_partition
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import int_property
+from .properties import target_file_size
 from .schema import conformed_batches, file_schema, relabel, to_reader
 from .snapshot import load_state
 from .stats import file_stats
@@ -356,7 +356,7 @@ def write_files(uri: str | os.PathLike[str], data: Any, *,
     state = load_state(storage)
     meta = state.metadata
     storage.check_atomic_create()  # an unsafe store is refused before any data file is written
-    options = WriteOptions(target_file_bytes=int_property(meta.properties, "target_file_size"))
+    options = WriteOptions(target_file_bytes=target_file_size(meta.properties))
     adds = write_data_files(storage, data, schema=meta.schema, partition_by=meta.partition_by, options=options,
                             check=constraint_checker(meta.properties))
     return [DataFile.from_add(a, meta, version=state.version) for a in adds]

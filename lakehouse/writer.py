@@ -19,6 +19,7 @@ from .creation import check_empty, new_metadata
 from .errors import CommitStateUnknownError, InvalidArgumentError, TableExistsError, TableNotFoundError
 from .log import AddFile, Metadata, Protocol
 from .progress import ProgressLike
+from .properties import target_file_size
 from .schema import data_schema, to_reader
 from .snapshot import Snapshot, load_state
 from .state import TableState, adds_to_table
@@ -97,7 +98,7 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
     # a categorical's dictionary encoding is a storage detail: the column takes its value type (format §6)
     meta = new_metadata(data_schema(reader.schema), partition_by, properties)
     check_empty(storage, allow_non_empty)
-    options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
+    options = WriteOptions(target_file_bytes=target_file_size(meta.properties))
     adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
                             progress=progress)
     request = CommitRequest(operation="write", parameters={"mode": "create"}, add=tuple(adds), metadata=meta,
