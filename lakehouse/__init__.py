@@ -47,8 +47,7 @@ from .snapshot import Snapshot
 from .table import Table
 from .tasks import DataFile, FileTask, read_task
 from .transaction import Transaction
-from .write import write_files
-from .writer import write_table
+from .writer import write_files, write_table
 
 __all__ = [
     "Alter",

@@ -22,7 +22,7 @@ import itertools
 import os
 import posixpath
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,18 +33,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .clock import now_ms
-from .constraints import constraint_checker
 from .log import AddFile, validate_data_path
 from .partitioning import partition_dir, split_by_partition
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import target_file_size
 from .schema import conformed_batches, file_schema, relabel, to_reader
-from .snapshot import load_state
 from .stats import file_stats
 from .storage import Storage
-from .tasks import DataFile
 
-__all__ = ["WriteOptions", "delete_files", "write_data_files", "write_files"]
+__all__ = ["WriteOptions", "delete_files", "write_data_files"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -334,29 +330,3 @@ def write_data_files(
                 p.shutdown(wait=True)
         report.close()
     return done
-
-
-def write_files(uri: str | os.PathLike[str], data: Any, *,
-                storage_options: Mapping[str, Any] | None = None) -> list[DataFile]:
-    """Write Arrow-shaped ``data`` as data files of the table at ``uri``; never commits.
-
-    The data is conformed to the latest schema, split by the partition columns and checked against
-    NOT NULL and CHECK constraints, as :meth:`lakehouse.Table.append` does. The files stay invisible
-    until a driver passes the returned records to :meth:`lakehouse.Table.commit_files`; on an error
-    the files already written are deleted. Runs anywhere (a worker, a subprocess).
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-write-files", pa.table({"a": [1]}))
-        >>> files = lh.write_files("memory://doc-write-files", pa.table({"a": [2, 3]}))
-        >>> t.commit_files(files, read_version=t.version), t.to_arrow().num_rows
-        (1, 3)
-    """
-    storage = Storage.from_uri(uri, storage_options)
-    state = load_state(storage)
-    meta = state.metadata
-    storage.check_atomic_create()  # an unsafe store is refused before any data file is written
-    options = WriteOptions(target_file_bytes=target_file_size(meta.properties))
-    adds = write_data_files(storage, data, schema=meta.schema, partition_by=meta.partition_by, options=options,
-                            check=constraint_checker(meta.properties))
-    return [DataFile.from_add(a, meta, version=state.version) for a in adds]

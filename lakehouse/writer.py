@@ -1,5 +1,6 @@
 """``write_table``: write data to a table at a URI, creating it (as version 0) if it is missing, with
-the create-or-append races of format §11.1 resolved.
+the create-or-append races of format §11.1 resolved; ``write_files``: write data files for the latest
+version of the table at a URI without committing them (for distributed engines).
 
 Example:
     >>> import lakehouse as lh, pyarrow as pa
@@ -15,20 +16,23 @@ from typing import Any, Literal
 
 from .arguments import check_choice
 from .commit import CommitRequest, commit
+from .constraints import constraint_checker
 from .creation import check_empty, new_metadata
 from .errors import CommitStateUnknownError, InvalidArgumentError, TableExistsError, TableNotFoundError
 from .log import AddFile, Metadata, Protocol
 from .progress import ProgressLike
 from .properties import target_file_size
+from .replay import load_state
 from .schema import data_schema, to_reader
-from .snapshot import Snapshot, load_state
+from .snapshot import Snapshot
 from .state import TableState, adds_to_table
 from .storage import Storage
 from .table import Table
+from .tasks import DataFile
 from .transaction import SchemaMode, app_transactions
 from .write import WriteOptions, delete_files, write_data_files
 
-__all__ = ["WriteMode", "write_table"]
+__all__ = ["WriteMode", "write_files", "write_table"]
 
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
 """What ``write_table`` does when a table exists: refuse, append, overwrite, or nothing."""
@@ -144,3 +148,29 @@ def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode:
     finally:
         delete_files(storage, [a.path for a in adds])
     return table
+
+
+def write_files(uri: str | os.PathLike[str], data: Any, *,
+                storage_options: Mapping[str, Any] | None = None) -> list[DataFile]:
+    """Write Arrow-shaped ``data`` as data files of the table at ``uri``; never commits.
+
+    The data is conformed to the latest schema, split by the partition columns and checked against
+    NOT NULL and CHECK constraints, as :meth:`lakehouse.Table.append` does. The files stay invisible
+    until a driver passes the returned records to :meth:`lakehouse.Table.commit_files`; on an error
+    the files already written are deleted. Runs anywhere (a worker, a subprocess).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-write-files", pa.table({"a": [1]}))
+        >>> files = lh.write_files("memory://doc-write-files", pa.table({"a": [2, 3]}))
+        >>> t.commit_files(files, read_version=t.version), t.to_arrow().num_rows
+        (1, 3)
+    """
+    storage = Storage.from_uri(uri, storage_options)
+    state = load_state(storage)
+    meta = state.metadata
+    storage.check_atomic_create()  # an unsafe store is refused before any data file is written
+    options = WriteOptions(target_file_bytes=target_file_size(meta.properties))
+    adds = write_data_files(storage, data, schema=meta.schema, partition_by=meta.partition_by, options=options,
+                            check=constraint_checker(meta.properties))
+    return [DataFile.from_add(a, meta, version=state.version) for a in adds]
