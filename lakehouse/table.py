@@ -76,9 +76,6 @@ class Table:
         self._explicit_write_options = write_options
         self._last_outcome: CommitOutcome | None = None
         self._pinned = pinned  # opened at a version: nothing moves it but refresh() and its own writes
-        # what Alter, Inspect and Transaction see of this table (lakehouse.handle)
-        self._handle = TableHandle(storage=storage, state=self._current, refresh=self._latest, head=self._head,
-                                   on_commit=self._set_state, write_options=self._options, label=self.__repr__)
 
     @property
     def _write_options(self) -> WriteOptions:
@@ -273,6 +270,14 @@ class Table:
         self._state = catch_up(self._storage, self._state)
         self._pinned = False
         return self._state.version
+
+    @property
+    def _handle(self) -> TableHandle:
+        """What Alter, Inspect and Transaction see of this table (lakehouse.handle). Built for each use,
+        not kept: a table holding its own bound methods would be a reference cycle, freed only by the
+        garbage collector (with its files table)."""
+        return TableHandle(storage=self._storage, state=self._current, refresh=self._latest, head=self._head,
+                           on_commit=self._set_state, write_options=self._options, label=self.__repr__)
 
     def _current(self) -> TableState:
         return self._state
