@@ -43,12 +43,12 @@ from .errors import (
 from .inspect import Inspect
 from .probe import StorageReport, check_storage
 from .properties import PropertyWarning
+from .replay import Commit
 from .scan import FileTask, read_task
 from .snapshot import Snapshot
-from .table import Commit, Table
+from .table import Table
 from .transaction import Transaction
-from .write import write_files
-from .writer import write_table
+from .writer import write_files, write_table
 
 __all__ = [
     "Alter",

@@ -29,7 +29,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,14 +48,13 @@ from .evolution import ColumnPath, add_column, drop_column, raised_protocol, ren
 from .expr.bridge import referenced_columns
 from .expr.codec import encode_expression
 from .expr.dnf import FilterLike
+from .handle import TableHandle
 from .log import Metadata
 from .properties import CONSTRAINT_PREFIX, check_property
+from .schema import logical_schema
 from .snapshot import Snapshot
 from .state import TableState
 from .storage import Storage
-
-if TYPE_CHECKING:
-    from .table import Table
 
 __all__ = ["Alter"]
 
@@ -82,11 +81,11 @@ class Alter:
         (['id'], 'ops')
     """
 
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    def __init__(self, handle: TableHandle) -> None:
+        self._handle = handle
 
     def __repr__(self) -> str:
-        return f"Alter({self._table!r})"
+        return f"Alter({self._handle!r})"
 
     # -- properties --------------------------------------------------------------------------------
     def set_properties(self, properties: Mapping[str, Any]) -> int:
@@ -190,10 +189,10 @@ class Alter:
             {'a_positive': <pyarrow.compute.Expression (a > 0)>}
         """
         check_constraint_name(name)
-        self._table.refresh()  # the columns it may name are those of the latest version
-        expr = check_expression(expression, self._table.schema)
+        latest = self._handle.refresh()  # the columns it may name are those of the latest version
+        expr = check_expression(expression, logical_schema(latest.metadata.schema))
         key = CONSTRAINT_PREFIX + name
-        storage = self._table._storage
+        storage = self._handle.storage
         checked: set[str] = set()  # data files already verified (files never change)
 
         def change(state: TableState) -> dict[str, str]:
@@ -361,23 +360,22 @@ class Alter:
     def _commit_metadata(self, operation: str, parameters: dict[str, Any],
                          build: Callable[[TableState], Metadata], *, skip_unchanged: bool) -> int:
         """One metadata commit on the latest version, rebuilt from the newer version after a lost race."""
-        table = self._table
+        handle = self._handle
         for attempt in range(_ATTEMPTS):
-            table.refresh()
-            state = table._state
+            state = handle.refresh()
             metadata = build(state)
             if skip_unchanged and metadata == state.metadata:
                 return state.version
             request = CommitRequest(operation=operation, parameters=parameters, metadata=metadata,
                                     protocol=raised_protocol(metadata, state.protocol, state.metadata))
             try:
-                result = commit(table._storage, state, request)
+                result = commit(handle.storage, state, request)
             except CommitConflictError:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0, min(0.1, 0.002 * 2 ** attempt)))
                 continue
-            table._set_state(result.state)
+            handle.on_commit(result.state, False)
             return result.version
         raise AssertionError("unreachable")  # pragma: no cover
 

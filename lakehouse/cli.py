@@ -23,11 +23,9 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import io
 import json
-import math
 import os
 import re
 import sys
@@ -46,6 +44,7 @@ from rich.text import Text
 
 import lakehouse as lh
 from lakehouse.errors import redact_uri
+from lakehouse.inspect import jsonable
 from lakehouse.storage_options import option_from_text
 
 __all__ = ["cli", "main", "parse_filter", "parse_retention", "parse_size", "parse_storage_options"]
@@ -263,31 +262,12 @@ def _split_names(values: Sequence[str]) -> list[str] | None:
 
 
 # -- output ----------------------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
-    """``value`` as plain JSON values (times ISO 8601, bytes base64, NaN and infinities as text)."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        return {"$base64": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return str(value)
-
-
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    return [_plain(r) for r in table.to_pylist()]
+    return [jsonable(r) for r in table.to_pylist()]
 
 
 def _echo_json(doc: Any) -> None:
-    click.echo(json.dumps(_plain(doc), indent=2, ensure_ascii=False))
+    click.echo(json.dumps(jsonable(doc), indent=2, ensure_ascii=False))
 
 
 def _console() -> Console:
@@ -305,8 +285,8 @@ def _text(value: Any) -> Text:
     if isinstance(value, bytes):
         return Text("0x" + value.hex())
     if isinstance(value, Mapping):
-        return Text(", ".join(f"{k}={_plain(v)}" for k, v in value.items()))
-    return Text(str(_plain(value)))
+        return Text(", ".join(f"{k}={jsonable(v)}" for k, v in value.items()))
+    return Text(str(jsonable(value)))
 
 
 def _size(n: int | None) -> str:
@@ -541,7 +521,7 @@ def log_show(uri: str, version: int, output: str, storage_options: dict[str, Any
     entry = _open(uri, storage_options).inspect.log_entry(version)
     if output == "json":
         return _echo_json(entry)
-    _console().print(JSON.from_data(_plain(entry)))
+    _console().print(JSON.from_data(jsonable(entry)))
 
 
 def _take(reader: pa.RecordBatchReader, limit: int | None) -> tuple[pa.Table, bool]:

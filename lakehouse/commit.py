@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from ._version import __version__
 from .checkpoint import decode_checkpoint, decode_pointer, read_pointer
+from .clock import now_ms
 from .errors import (
     CommitConflictError,
     CommitError,
@@ -165,10 +166,6 @@ class CommitResult:
         return CommitOutcome(version=self.version, skipped=self.skipped)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def catch_up(storage: Storage, state: TableState) -> TableState:
     """``state`` moved to the latest version of the log (format §10.1, §11.5).
 
@@ -238,7 +235,7 @@ def _check_conflicts(request: CommitRequest, state: TableState, winners: list[Lo
 
 def _entry(request: CommitRequest, state: TableState | None, version: int, commit_id: str,
            read_version: int | None) -> LogEntry:
-    timestamp = max(_now_ms(), state.timestamp + 1) if state is not None else _now_ms()
+    timestamp = max(now_ms(), state.timestamp + 1) if state is not None else now_ms()
     info = CommitInfo(id=commit_id, timestamp=timestamp, operation=request.operation,
                       parameters=dict(request.parameters), read_version=read_version,
                       blind_append=request.blind_append, lakehouse_version=__version__)

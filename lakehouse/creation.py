@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ import pyarrow as pa
 
 from . import maintenance
 from .arguments import check_names
+from .clock import now_ms
 from .errors import InvalidTableError
 from .evolution import check_partition_name, new_metadata_schema
 from .log import Metadata
@@ -59,7 +59,7 @@ def new_metadata(schema: pa.Schema, partition_by: Sequence[str] | None,
         check_partition_name(name)  # its folder names must fit the filesystem (format §5.1)
     meta = Metadata(table_id=str(uuid.uuid4()), schema=schema, partition_by=parts,
                     properties=check_properties(properties, defaults=True),
-                    created_time=int(dt.datetime.now().timestamp() * 1000))
+                    created_time=now_ms())
     return new_metadata_schema(meta)  # every field gets a field id and a physical name (format §5.7)
 
 

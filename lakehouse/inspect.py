@@ -30,7 +30,7 @@ import base64
 import datetime as dt
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 import pyarrow as pa
@@ -39,11 +39,9 @@ import pyarrow.compute as pc
 from .arguments import check_int
 from .errors import VersionNotFoundError
 from .expr.dnf import FilterLike
+from .handle import TableHandle
 from .log import entry_name, unseal
 from .snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from .table import Table
 
 __all__ = ["DIFF_FIELDS", "FILES_FIELDS", "HISTORY_SCHEMA", "PARTITIONS_FIELDS", "Inspect", "jsonable"]
 
@@ -177,16 +175,16 @@ class Inspect:
         [{'num_rows': 2, 'stats': {'a': {'min': 1, 'max': 2, 'null_count': 0}}}]
     """
 
-    __slots__ = ("_table",)
+    __slots__ = ("_handle",)
 
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    def __init__(self, handle: TableHandle) -> None:
+        self._handle = handle
 
     def __repr__(self) -> str:
-        return f"Inspect({self._table!r})"
+        return f"Inspect({self._handle!r})"
 
     def _snapshot(self, version: int | None, as_of: dt.datetime | None) -> Snapshot:
-        return self._table.snapshot(version=version, as_of=as_of)
+        return Snapshot(self._handle.storage, self._handle.state_at(version, as_of))
 
     def files(self, *, filter: FilterLike | pc.Expression | None = None, version: int | None = None,
               as_of: dt.datetime | None = None) -> pa.Table:
@@ -292,7 +290,7 @@ class Inspect:
             >>> t.inspect.history().select(["version", "operation", "rows_added"]).to_pylist()[0]
             {'version': 1, 'operation': 'append', 'rows_added': 1}
         """
-        commits = self._table.history(limit)
+        commits = self._handle.history(limit)
         info = [c.info for c in commits]
         columns: dict[str, list[Any]] = {
             "version": [c.version for c in commits],
@@ -331,8 +329,8 @@ class Inspect:
             >>> t.inspect.diff(0, 1).select(["change", "num_rows"]).to_pylist()
             [{'change': 'added', 'num_rows': 2}, {'change': 'removed', 'num_rows': 1}]
         """
-        old = _files_view(self._table.snapshot(version=from_version).files()).drop_columns(["stats"])
-        new = _files_view(self._table.snapshot(version=to_version).files()).drop_columns(["stats"])
+        old = _files_view(self._snapshot(from_version, None).files()).drop_columns(["stats"])
+        new = _files_view(self._snapshot(to_version, None).files()).drop_columns(["stats"])
         added = new.filter(pc.invert(pc.is_in(new.column("path"), value_set=_array(old.column("path")))))
         removed = old.filter(pc.invert(pc.is_in(old.column("path"), value_set=_array(new.column("path")))))
         if added.schema.field("partition").type != removed.schema.field("partition").type:
@@ -369,7 +367,7 @@ class Inspect:
             >>> e["version"], e["commit"]["operation"], e["add"][0]["num_rows"]
             (0, 'write', 1)
         """
-        storage = self._table._storage
+        storage = self._handle.storage
         rel = entry_name(check_int(version, "version"))
         try:
             data = storage.read(rel)

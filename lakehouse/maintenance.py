@@ -43,6 +43,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .checkpoint import decode_checkpoint, read_pointer, write_pointer
+from .clock import ms_from_seconds, to_ms
+from .clock import now_ms as wall_clock_ms
 from .commit import CommitRequest, CommitResult, commit
 from .constraints import constraint_checker
 from .errors import (
@@ -56,8 +58,8 @@ from .errors import (
 from .evolution import narrowing_protocol, raised_protocol
 from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import int_property
-from .replay import list_log, load_state, read_entries, read_entry
+from .properties import log_min_retention, vacuum_min_retention
+from .replay import list_log, load_state, read_entries, version_at
 from .scan import Scan, read_ahead
 from .state import TableState, files_to_adds
 from .stats import partition_columns
@@ -68,21 +70,15 @@ __all__ = [
     "LOG_MIN_RETENTION",
     "VACUUM_MIN_RETENTION",
     "cleanup_log",
-    "oldest_version",
     "optimize",
     "restore",
     "vacuum",
-    "version_at",
 ]
 
 VACUUM_MIN_RETENTION = "vacuum_min_retention_seconds"
 """Table property: the shortest retention ``vacuum`` accepts without ``enforce_retention=False``."""
 LOG_MIN_RETENTION = "log_min_retention_seconds"
 """Table property: the shortest retention ``cleanup_log`` accepts without ``enforce_retention=False``."""
-
-
-def _now_ms() -> int:
-    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
 
 
 def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, prop: str, what: str) -> int:
@@ -103,52 +99,8 @@ def _retention_ms(state: TableState, retention: dt.timedelta, enforce: bool, pro
 def _minimum(state: TableState, prop: str) -> dt.timedelta:
     """The table's minimum retention: the property's seconds; a value another writer set out of range
     means the default, with a ``PropertyWarning`` (format §16)."""
-    return dt.timedelta(seconds=int_property(state.metadata.properties, prop))
-
-
-def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
-    """The newest version committed at or before ``ms`` (stored commit timestamps increase with
-    the version), or None if the oldest version still in the log is newer.
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-version-at", pa.table({"a": [1]}))
-        >>> version_at(t._storage, t._state, 2**62), version_at(t._storage, t._state, 0)
-        (0, None)
-    """
-    if state.timestamp <= ms:
-        return state.version
-    lo = oldest_version(storage, state)
-    first = read_entry(storage, lo)
-    if first is None or first.commit.timestamp > ms:
-        return None
-    hi = state.version  # invariant: entry lo is at or before ms, entry hi after it
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        e = read_entry(storage, mid)
-        if e is None:
-            raise VersionNotFoundError(f"log entry {mid} is missing", version=mid)
-        if e.commit.timestamp <= ms:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def oldest_version(storage: Storage, state: TableState) -> int:
-    """The oldest version whose entry is still in the log: 0, unless log clean-up removed entries
-    (then found by one listing).
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-oldest", pa.table({"a": [1]}))
-        >>> oldest_version(t._storage, t._state)
-        0
-    """
-    if read_entry(storage, 0) is not None:
-        return 0
-    kept = [v for v in list_log(storage)[0] if v <= state.version]
-    return kept[0] if kept else state.version
+    getter = vacuum_min_retention if prop == VACUUM_MIN_RETENTION else log_min_retention
+    return getter(state.metadata.properties)
 
 
 # -- vacuum ------------------------------------------------------------------------------------
@@ -161,14 +113,18 @@ def _mtime_ms(info: dict[str, Any]) -> int | None:
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
-            return int(value.timestamp() * 1000)
+            return to_ms(value)
         if isinstance(value, str):
             try:
-                return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 continue
+            # text without an offset is local time (as datetime.timestamp() reads it)
+            return to_ms(parsed if parsed.tzinfo is not None else parsed.astimezone(dt.timezone.utc))
+        if isinstance(value, int) and key == "mtime_ns":
+            return value // 1_000_000
         if isinstance(value, (int, float)):
-            return int(value / 1e6) if key == "mtime_ns" else int(value * 1000)
+            return ms_from_seconds(value / 1e9 if key == "mtime_ns" else value)
     return None
 
 
@@ -303,7 +259,7 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
         1
     """
     window = _retention_ms(state, retention, enforce_retention, VACUUM_MIN_RETENTION, "vacuum")
-    cutoff = (now_ms if now_ms is not None else _now_ms()) - window
+    cutoff = (now_ms if now_ms is not None else wall_clock_ms()) - window
     referenced = _referenced(storage, state, cutoff)
     # a file no retained version references is deletable once it is older than the window: a file
     # removed at or before the oldest retained version was written before that version, and a
@@ -425,7 +381,7 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
         1
     """
     window = _retention_ms(state, retention, enforce_retention, LOG_MIN_RETENTION, "log")
-    cutoff = (now_ms if now_ms is not None else _now_ms()) - window
+    cutoff = (now_ms if now_ms is not None else wall_clock_ms()) - window
     for rel in _stale_temp_files(storage, cutoff):
         with contextlib.suppress(OSError):  # hygiene: what stays is retried next time
             storage.delete(rel)
@@ -512,7 +468,7 @@ def _commit_restore(storage: Storage, state: TableState, target: TableState) -> 
     if gone:
         raise VersionNotFoundError(f"cannot restore version {target.version}: {len(gone)} of its files were "
                                    f"deleted (vacuumed), e.g. {gone[0]}", version=target.version)
-    now = _now_ms()
+    now = wall_clock_ms()
     removed = current.filter(pc.invert(pc.is_in(current.column("path"), pa.array(list(want_paths), pa.string()))))
     remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
         removed.column("path").to_pylist(), removed.column("size_bytes").to_pylist(),
@@ -636,7 +592,7 @@ def _rewrite(storage: Storage, state: TableState, scan: Scan, bins: list[pa.Tabl
         delete_files(storage, [a.path for a in added])
         raise
     inputs = pa.concat_tables(bins)
-    now = _now_ms()
+    now = wall_clock_ms()
     remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
         inputs.column("path").to_pylist(), inputs.column("size_bytes").to_pylist(),
         inputs.column("num_rows").to_pylist()))

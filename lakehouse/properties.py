@@ -3,8 +3,10 @@
 Properties are strings (``docs/format.md`` §16). Unknown names are kept as they are; the known
 ones (:data:`PROPERTY_SPECS`: kind, default and largest value) are checked when they are set: when a
 table is created and by ``Table.alter.set_properties``. A value another writer set that breaks those
-rules (written by an older or foreign writer) is never trusted when read: :func:`int_property`
-returns the default and warns with :class:`PropertyWarning`. Names starting
+rules (written by an older or foreign writer) is never trusted when read: the typed getters
+(:func:`target_file_size`, :func:`checkpoint_interval`, :func:`vacuum_min_retention`,
+:func:`log_min_retention`, and :func:`int_property` under them) return the default and warn with
+:class:`PropertyWarning`. Names starting
 with ``constraint.`` hold CHECK constraints (§16.1) and are written only by
 ``Table.alter.add_constraint``.
 
@@ -19,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import warnings
 from collections.abc import Mapping
@@ -36,7 +39,11 @@ __all__ = [
     "PropertyWarning",
     "check_properties",
     "check_property",
+    "checkpoint_interval",
     "int_property",
+    "log_min_retention",
+    "target_file_size",
+    "vacuum_min_retention",
 ]
 
 CONSTRAINT_PREFIX = "constraint."
@@ -77,7 +84,9 @@ PROPERTY_SPECS: Mapping[str, PropertySpec] = {
 KNOWN_PROPERTIES: Mapping[str, str] = {name: spec.kind for name, spec in PROPERTY_SPECS.items()}
 """Every plain property lakehouse reads, with the kind of integer it must hold."""
 
-DEFAULT_PROPERTIES: Mapping[str, str] = {"checkpoint_interval": "100", "target_file_size": str(128 << 20)}
+DEFAULT_PROPERTIES: Mapping[str, str] = {
+    name: str(PROPERTY_SPECS[name].default) for name in ("checkpoint_interval", "target_file_size")
+}
 """Written into the metadata of every new table (unless given)."""
 
 _DIGITS = re.compile(r"[0-9]+\Z")
@@ -172,6 +181,11 @@ def int_property(properties: Mapping[str, str], name: str) -> int:
         >>> int_property({}, "log_min_retention_seconds")
         604800
     """
+    return _read(properties, name)
+
+
+def _read(properties: Mapping[str, str], name: str) -> int:
+    """:func:`int_property`; its warning names the caller of the public getter that called this."""
     spec = PROPERTY_SPECS[name]
     raw = properties.get(name)
     if raw is None:
@@ -179,6 +193,72 @@ def int_property(properties: Mapping[str, str], name: str) -> int:
     value = _parse(spec, raw) if isinstance(raw, str) else None
     if value is None:
         warnings.warn(f"table property {name!r} holds {raw!r}, not a {spec.kind} integer of at most "
-                      f"{spec.maximum}: using the default {spec.default}", PropertyWarning, stacklevel=3)
+                      f"{spec.maximum}: using the default {spec.default}", PropertyWarning, stacklevel=4)
         return spec.default
     return value
+
+
+def target_file_size(properties: Mapping[str, str]) -> int:
+    """The bytes a data file is cut at (property ``target_file_size``, default 128 MiB).
+
+    Args:
+        properties: the table's properties.
+
+    Returns:
+        The value to use (the default, with a :class:`PropertyWarning`, if another writer set a bad one).
+
+    Example:
+        >>> target_file_size({}), target_file_size({"target_file_size": "1024"})
+        (134217728, 1024)
+    """
+    return _read(properties, "target_file_size")
+
+
+def checkpoint_interval(properties: Mapping[str, str]) -> int:
+    """Every how many versions a writer also writes a checkpoint (property ``checkpoint_interval``, default 100).
+
+    Args:
+        properties: the table's properties.
+
+    Returns:
+        The value to use (the default, with a :class:`PropertyWarning`, if another writer set a bad one).
+
+    Example:
+        >>> checkpoint_interval({"checkpoint_interval": "10"})
+        10
+    """
+    return _read(properties, "checkpoint_interval")
+
+
+def vacuum_min_retention(properties: Mapping[str, str]) -> dt.timedelta:
+    """The shortest retention vacuum accepts while enforcing it (property ``vacuum_min_retention_seconds``,
+    default 7 days).
+
+    Args:
+        properties: the table's properties.
+
+    Returns:
+        The value to use (the default, with a :class:`PropertyWarning`, if another writer set a bad one).
+
+    Example:
+        >>> vacuum_min_retention({"vacuum_min_retention_seconds": "60"})
+        datetime.timedelta(seconds=60)
+    """
+    return dt.timedelta(seconds=_read(properties, "vacuum_min_retention_seconds"))
+
+
+def log_min_retention(properties: Mapping[str, str]) -> dt.timedelta:
+    """The shortest retention log clean-up accepts while enforcing it (property
+    ``log_min_retention_seconds``, default 7 days).
+
+    Args:
+        properties: the table's properties.
+
+    Returns:
+        The value to use (the default, with a :class:`PropertyWarning`, if another writer set a bad one).
+
+    Example:
+        >>> log_min_retention({})
+        datetime.timedelta(days=7)
+    """
+    return dt.timedelta(seconds=_read(properties, "log_min_retention_seconds"))

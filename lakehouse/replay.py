@@ -1,7 +1,10 @@
 """Replay: reading log entries and turning the log into a table state at a version — the newest
 checkpoint at or before it (found through ``_last_checkpoint`` without listing, or by listing the
-log folder when the hint is missing or too new) plus the entries after it — and finding the version
-committed at or before an instant (format §10, §13). Commit, snapshots and maintenance use it.
+log folder when the hint is missing or too new) plus the entries after it — and time travel: the
+version committed at or before an instant (:func:`version_as_of`, :func:`version_at`), the oldest
+version left (:func:`oldest_version`), the version a ``version`` / ``as_of`` argument names
+(:func:`target_version`), and the history records of the entries (:class:`Commit`, :func:`history`)
+(format §10, §13). Commit, snapshots, maintenance and the table facade use it.
 
 Example:
     >>> import lakehouse as lh, pyarrow as pa
@@ -13,17 +16,92 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from .checkpoint import decode_checkpoint, read_pointer
-from .errors import CorruptLogError, TableNotFoundError, UnsupportedFormatError, VersionNotFoundError
+from .clock import from_ms, to_ms
+from .errors import (
+    ArgumentTypeError,
+    CorruptLogError,
+    InvalidArgumentError,
+    TableNotFoundError,
+    UnsupportedFormatError,
+    VersionNotFoundError,
+)
 from .log import LOG_DIR, LogEntry, checkpoint_name, decode_entry, entry_name, parse_log_name
 from .state import TableState
 from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
 
-__all__ = ["as_datetime", "list_log", "load_state", "read_entries", "read_entry", "version_as_of"]
+__all__ = [
+    "Commit",
+    "history",
+    "list_log",
+    "load_state",
+    "oldest_version",
+    "read_entries",
+    "read_entry",
+    "target_version",
+    "version_as_of",
+    "version_at",
+]
 
 
 _PROBE_BATCH = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    """One entry of a table's history.
+
+    Attributes:
+        version: the version this commit created.
+        timestamp: when it was committed (an aware UTC datetime, from the writer's clock).
+        operation: ``"create"``, ``"write"``, ``"append"``, ``"overwrite"``, ``"delete"``,
+            ``"restore"``, ``"optimize"``, ``"set_properties"``, ...
+        info: the commit's details: ``commit_id``, ``parameters``, ``read_version``,
+            ``blind_append``, ``lakehouse_version``, ``files_added``/``files_removed`` and
+            ``rows_added``/``rows_removed``.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> lh.write_table("memory://doc-commit-h", pa.table({"a": [1]})).history()[0].operation
+        'write'
+    """
+
+    version: int
+    timestamp: dt.datetime
+    operation: str
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_entry(cls, e: LogEntry) -> Commit:
+        """The history record of one log entry.
+
+        Args:
+            e: a decoded log entry (``lakehouse.log.LogEntry``).
+
+        Returns:
+            The entry's version, timestamp, operation and details.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> from lakehouse.replay import read_entry
+            >>> from lakehouse.storage import Storage
+            >>> _ = lh.write_table("memory://doc-from-entry", pa.table({"a": [1, 2]}))
+            >>> c = Commit.from_entry(read_entry(Storage.from_uri("memory://doc-from-entry"), 0))
+            >>> c.version, c.operation, c.info["rows_added"]
+            (0, 'write', 2)
+        """
+        c = e.commit
+        info = {
+            "commit_id": c.id, "parameters": dict(c.parameters), "read_version": c.read_version,
+            "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
+            "files_added": len(e.add), "files_removed": len(e.remove),
+            "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
+        }
+        return cls(version=e.version, timestamp=from_ms(c.timestamp), operation=c.operation, info=info)
 
 
 def read_entry(storage: Storage, version: int) -> LogEntry | None:
@@ -244,10 +322,113 @@ def _listed_entry(storage: Storage, version: int) -> LogEntry:
 def _when(ms: int) -> str:
     """A commit time for a message (never fails, even for instants datetime cannot hold)."""
     try:
-        return (dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)).isoformat()
+        return from_ms(ms).isoformat()
     except OverflowError:
         return f"{ms} ms since the epoch"
 
 
-def as_datetime(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
+    """The newest version committed at or before ``ms`` (stored commit timestamps increase with
+    the version), or None if the oldest version still in the log is newer.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-version-at", pa.table({"a": [1]}))
+        >>> version_at(t._storage, t._state, 2**62), version_at(t._storage, t._state, 0)
+        (0, None)
+    """
+    if state.timestamp <= ms:
+        return state.version
+    lo = oldest_version(storage, state)
+    first = read_entry(storage, lo)
+    if first is None or first.commit.timestamp > ms:
+        return None
+    hi = state.version  # invariant: entry lo is at or before ms, entry hi after it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        e = read_entry(storage, mid)
+        if e is None:
+            raise VersionNotFoundError(f"log entry {mid} is missing", version=mid)
+        if e.commit.timestamp <= ms:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def oldest_version(storage: Storage, state: TableState) -> int:
+    """The oldest version whose entry is still in the log: 0, unless log clean-up removed entries
+    (then found by one listing).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-oldest", pa.table({"a": [1]}))
+        >>> oldest_version(t._storage, t._state)
+        0
+    """
+    if read_entry(storage, 0) is not None:
+        return 0
+    kept = [v for v in list_log(storage)[0] if v <= state.version]
+    return kept[0] if kept else state.version
+
+
+def _as_of_ms(as_of: dt.datetime) -> int:
+    """Milliseconds since the epoch, rounded down. A naive datetime names no instant: refused, not guessed."""
+    if not isinstance(as_of, dt.datetime):
+        raise ArgumentTypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise InvalidArgumentError("as_of must be an aware datetime (with a time zone), e.g. "
+                                   "datetime.now(timezone.utc)", argument="as_of")
+    return to_ms(as_of)  # exact: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
+
+
+def target_version(storage: Storage, version: int | None, as_of: dt.datetime | None) -> int | None:
+    """The version ``version`` / ``as_of`` name (None if neither), found without replaying the log.
+
+    Args:
+        storage: the table's storage.
+        version: a version, or None.
+        as_of: an aware datetime, or None: the newest version committed at or before it.
+
+    Returns:
+        The version, or None if both are None.
+
+    Raises:
+        InvalidArgumentError: both are given, or ``as_of`` is naive.
+        ArgumentTypeError: ``version`` is not an int or ``as_of`` not a datetime.
+        VersionNotFoundError: nothing was committed at or before ``as_of`` (see :func:`version_as_of`).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa, datetime as dt
+        >>> t = lh.write_table("memory://doc-target-version", pa.table({"a": [1]}))
+        >>> target_version(t._storage, None, dt.datetime.now(dt.timezone.utc)), target_version(t._storage, 0, None)
+        (0, 0)
+    """
+    if version is not None and as_of is not None:
+        raise InvalidArgumentError("pass version or as_of, not both", argument="as_of")
+    if as_of is not None:
+        return version_as_of(storage, _as_of_ms(as_of))
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}", argument="version")
+    return version
+
+
+def history(storage: Storage, newest: int, limit: int | None = None) -> list[Commit]:
+    """The commits from ``newest`` back, newest first (at most ``limit``), down to the oldest entry
+    still in the log.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-replay-history", pa.table({"a": [1]}))
+        >>> [c.version for c in history(t._storage, 0)]
+        [0]
+    """
+    out: list[Commit] = []
+    v = newest
+    while v >= 0 and (limit is None or len(out) < limit):
+        e = read_entry(storage, v)
+        if e is None:
+            break  # older entries were cleaned up
+        out.append(Commit.from_entry(e))
+        v -= 1
+    return out

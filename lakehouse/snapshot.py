@@ -23,9 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .arguments import check_str
+from .clock import from_ms
 from .errors import InvalidTableError
 from .expr.dnf import FilterLike
-from .replay import as_datetime, load_state
+from .replay import load_state
 from .scan import FileTask, Scan
 from .schema import field_id, is_legacy, logical_schema
 from .state import TableState
@@ -60,7 +61,7 @@ class Snapshot:
     @property
     def timestamp(self) -> dt.datetime:
         """When this version was committed (aware, UTC)."""
-        return as_datetime(self._state.timestamp)
+        return from_ms(self._state.timestamp)
 
     @property
     def schema(self) -> pa.Schema:

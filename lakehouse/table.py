@@ -18,7 +18,6 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -26,14 +25,13 @@ import pyarrow.compute as pc
 
 from . import maintenance
 from .alter import Alter
-from .arguments import check_choice, check_int, check_names, check_optional_int, check_str
+from .arguments import check_choice, check_int, check_names, check_str
 from .checkpoint import write_checkpoint
 from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
 from .creation import check_empty, new_metadata
 from .datafile import DataFile
 from .errors import (
-    ArgumentTypeError,
     ColumnNotFoundError,
     CommitConflictError,
     InvalidArgumentError,
@@ -43,12 +41,14 @@ from .errors import (
     redact_uri,
 )
 from .expr.dnf import FilterLike, to_expression
+from .handle import TableHandle
 from .inspect import Inspect
-from .log import LogEntry, Protocol
+from .log import Protocol
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import int_property
+from .properties import checkpoint_interval
+from .properties import target_file_size as target_file_size_property
 from .records import checked_adds, data_files, live_paths
-from .replay import load_state, read_entry, version_as_of
+from .replay import Commit, load_state, target_version
 from .scan import FileTask
 from .schema import logical_schema
 from .snapshot import Snapshot, check_table_id
@@ -57,95 +57,11 @@ from .storage import Storage
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files
 
-__all__ = ["Commit", "Table"]
+__all__ = ["Table"]
 
 _log = logging.getLogger("lakehouse")
 
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Commit:
-    """One entry of a table's history.
-
-    Attributes:
-        version: the version this commit created.
-        timestamp: when it was committed (an aware UTC datetime, from the writer's clock).
-        operation: ``"create"``, ``"write"``, ``"append"``, ``"overwrite"``, ``"delete"``,
-            ``"restore"``, ``"optimize"``, ``"set_properties"``, ...
-        info: the commit's details: ``commit_id``, ``parameters``, ``read_version``,
-            ``blind_append``, ``lakehouse_version``, ``files_added``/``files_removed`` and
-            ``rows_added``/``rows_removed``.
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> lh.write_table("memory://doc-commit-h", pa.table({"a": [1]})).history()[0].operation
-        'write'
-    """
-
-    version: int
-    timestamp: dt.datetime
-    operation: str
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_entry(cls, e: LogEntry) -> Commit:
-        """The history record of one log entry.
-
-        Args:
-            e: a decoded log entry (``lakehouse.log.LogEntry``).
-
-        Returns:
-            The entry's version, timestamp, operation and details.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> from lakehouse.replay import read_entry
-            >>> from lakehouse.storage import Storage
-            >>> _ = lh.write_table("memory://doc-from-entry", pa.table({"a": [1, 2]}))
-            >>> c = Commit.from_entry(read_entry(Storage.from_uri("memory://doc-from-entry"), 0))
-            >>> c.version, c.operation, c.info["rows_added"]
-            (0, 'write', 2)
-        """
-        c = e.commit
-        info = {
-            "commit_id": c.id, "parameters": dict(c.parameters), "read_version": c.read_version,
-            "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
-            "files_added": len(e.add), "files_removed": len(e.remove),
-            "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
-        }
-        return cls(version=e.version, timestamp=_ms_datetime(c.timestamp), operation=c.operation, info=info)
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_ONE_MS = dt.timedelta(milliseconds=1)
-
-
-def _as_of_ms(as_of: dt.datetime) -> int:
-    """Milliseconds since the epoch, rounded down. A naive datetime names no instant: refused, not guessed."""
-    if not isinstance(as_of, dt.datetime):
-        raise ArgumentTypeError(f"as_of must be a datetime, got {type(as_of).__name__}")
-    if as_of.tzinfo is None or as_of.utcoffset() is None:
-        raise InvalidArgumentError("as_of must be an aware datetime (with a time zone), e.g. "
-                                   "datetime.now(timezone.utc)", argument="as_of")
-    # exact integer arithmetic: int(as_of.timestamp() * 1000) lands 1 ms early for some instants
-    return (as_of - _EPOCH) // _ONE_MS
-
-
-def _ms_datetime(ms: int) -> dt.datetime:
-    """The UTC datetime of a commit timestamp, exactly."""
-    return _EPOCH + ms * _ONE_MS
-
-
-def _target_version(storage: Storage, version: int | None, as_of: dt.datetime | None) -> int | None:
-    """The version ``version`` / ``as_of`` name (None if neither), found without replaying the log."""
-    if version is not None and as_of is not None:
-        raise InvalidArgumentError("pass version or as_of, not both", argument="as_of")
-    if as_of is not None:
-        return version_as_of(storage, _as_of_ms(as_of))
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise ArgumentTypeError(f"version must be an int, got {type(version).__name__}", argument="version")
-    return version
 
 
 class Table:
@@ -155,11 +71,11 @@ class Table:
     """
 
     def __init__(self, storage: Storage, state: TableState, *, write_options: WriteOptions | None = None,
-                 pinned: bool = False) -> None:
+                 pinned: bool = False, outcome: CommitOutcome | None = None) -> None:
         self._storage = storage
         self._state = state
         self._explicit_write_options = write_options
-        self._last_outcome: CommitOutcome | None = None
+        self._last_outcome: CommitOutcome | None = outcome
         self._pinned = pinned  # opened at a version: nothing moves it but refresh() and its own writes
 
     @property
@@ -167,7 +83,7 @@ class Table:
         if self._explicit_write_options is not None:
             return self._explicit_write_options
         # a bad value another writer set is replaced by the default, with a warning (format §16)
-        return WriteOptions(target_file_bytes=int_property(self._state.metadata.properties, "target_file_size"))
+        return WriteOptions(target_file_bytes=target_file_size_property(self._state.metadata.properties))
 
     @property
     def last_outcome(self) -> CommitOutcome | None:
@@ -266,7 +182,7 @@ class Table:
             (1, 0)
         """
         storage = Storage.from_uri(uri, storage_options)
-        target = _target_version(storage, version, as_of)
+        target = target_version(storage, version, as_of)
         if target is None:
             return cls(storage, load_state(storage))
         return cls(storage, load_state(storage, target), pinned=True)
@@ -346,7 +262,7 @@ class Table:
             >>> t.alter.set_properties({"owner": "ops"}), t.history(1)[0].operation
             (2, 'set_properties')
         """
-        return Alter(self)
+        return Alter(self._handle)
 
     @property
     def inspect(self) -> Inspect:
@@ -358,7 +274,7 @@ class Table:
             >>> t.inspect.files().column("num_rows").to_pylist(), t.inspect.history().num_rows
             ([2], 1)
         """
-        return Inspect(self)
+        return Inspect(self._handle)
 
     def __repr__(self) -> str:
         return f"Table(uri={self._storage.display_uri!r}, version={self.version})"
@@ -389,6 +305,28 @@ class Table:
         self._pinned = False
         return self._state.version
 
+    @property
+    def _handle(self) -> TableHandle:
+        """What Alter, Inspect and Transaction see of this table (lakehouse.handle). Built for each use,
+        not kept: a table holding its own bound methods would be a reference cycle, freed only by the
+        garbage collector (with its files table)."""
+        return TableHandle(storage=self._storage, state=self._current, refresh=self._latest, head=self._head,
+                           on_commit=self._set_state, write_options=self._options, label=self.__repr__)
+
+    def _current(self) -> TableState:
+        return self._state
+
+    def _latest(self) -> TableState:
+        self.refresh()
+        return self._state
+
+    def _head(self) -> TableState:
+        """The newest state history reads: a pinned handle's own version, else the latest."""
+        return self._state if self._pinned else self._latest()
+
+    def _options(self) -> WriteOptions:
+        return self._write_options
+
     def _set_state(self, state: TableState, skipped: bool = False) -> None:
         """Called once a write landed (or was skipped): nothing here may raise (format §9, §11.1)."""
         if state.version >= self._state.version:
@@ -399,7 +337,7 @@ class Table:
 
     def _maybe_checkpoint(self, state: TableState) -> None:
         try:
-            interval = int_property(state.metadata.properties, "checkpoint_interval")
+            interval = checkpoint_interval(state.metadata.properties)
             if state.version > 0 and state.version % interval == 0:
                 write_checkpoint(self._storage, state)
         except Exception as exc:  # the commit stands; the next checkpoint will catch up
@@ -433,10 +371,7 @@ class Table:
             >>> t.snapshot(version=0).to_arrow().num_rows
             1
         """
-        target = _target_version(self._storage, version, as_of)
-        if target is None or target == self._state.version:
-            return Snapshot(self._storage, self._state)
-        return Snapshot(self._storage, load_state(self._storage, target))
+        return Snapshot(self._storage, self._handle.state_at(version, as_of))
 
     def to_arrow(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
                  version: int | None = None, as_of: dt.datetime | None = None) -> pa.Table:
@@ -633,16 +568,7 @@ class Table:
             >>> [c.operation for c in t.history()]
             ['write']
         """
-        limit = check_optional_int(limit, "limit", minimum=0)
-        out: list[Commit] = []
-        v = self._state.version if self._pinned else self.refresh()  # a pinned handle: its version and older
-        while v >= 0 and (limit is None or len(out) < limit):
-            e = read_entry(self._storage, v)
-            if e is None:
-                break  # older entries were cleaned up
-            out.append(Commit.from_entry(e))
-            v -= 1
-        return out
+        return self._handle.history(limit)
 
     # -- writing ---------------------------------------------------------------------------------
     def transaction(self, *, app_transaction: tuple[str, int] | None = None) -> Transaction:
@@ -667,8 +593,11 @@ class Table:
         """
         if not self._pinned:  # a pinned handle decides on its own version (see open)
             self.refresh()
-        return Transaction(self._storage, self._state, on_commit=self._set_state,
-                           app_transaction=app_transaction, options=self._write_options)
+        return self._begin(self._state, app_transaction)
+
+    def _begin(self, base: TableState, app_transaction: tuple[str, int] | None = None) -> Transaction:
+        """A transaction deciding on ``base``, reporting to this table: the one place one is built."""
+        return Transaction(self._handle, base, app_transaction=app_transaction)
 
     def append(self, data: Any, *, schema_mode: SchemaMode = "strict",
                app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> int:
@@ -708,8 +637,7 @@ class Table:
             >>> t.append(pa.table({"a": [3], "b": ["x"]}), schema_mode="merge"), t.schema.names
             (2, ['a', 'b'])
         """
-        tx = Transaction(self._storage, self._state, on_commit=self._set_state,
-                         app_transaction=app_transaction, options=self._write_options)
+        tx = self._begin(self._state, app_transaction)  # no refresh: an append rebases onto what landed
         with tx:
             tx.append(data, schema_mode=schema_mode, progress=progress)
         return tx.version  # type: ignore[return-value]
@@ -854,7 +782,7 @@ class Table:
                                            path=bad.path)
             self._check_written_schema(files, base)
             adds = checked_adds(files, base)
-            tx = Transaction(self._storage, base, on_commit=self._set_state, options=self._write_options)
+            tx = self._begin(base)
         except BaseException:
             delete_files(self._storage, paths)
             raise
@@ -1035,7 +963,7 @@ class Table:
         """
         self.refresh()
         size = target_file_size if target_file_size is not None else \
-            int_property(self._state.metadata.properties, "target_file_size")
+            target_file_size_property(self._state.metadata.properties)
         if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 1 << 63:
             raise InvalidTableError(f"target_file_size must be a positive integer below 2**63, got {size!r}")
         columns = check_names(sort_by, "sort_by") or []

@@ -17,17 +17,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .arguments import check_app_transaction, check_choice
+from .clock import now_ms
 from .commit import CommitRequest, commit
 from .constraints import combine_checks, constraint_checker
 from .errors import (
@@ -42,6 +42,7 @@ from .errors import (
 from .evolution import merge_schema, raised_protocol, replace_schema
 from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike, to_expression
+from .handle import TableHandle
 from .log import AddFile, AppTransaction, Metadata, RemoveFile
 from .progress import ProgressLike
 from .properties import check_property
@@ -50,12 +51,9 @@ from .scan import Scan, read_ahead
 from .schema import logical_schema, to_reader
 from .snapshot import Snapshot
 from .state import TableState, adds_to_table, retype_adds
-from .write import WriteOptions, delete_files, write_data_files
+from .write import delete_files, write_data_files
 
-if TYPE_CHECKING:
-    from .storage import Storage
-
-__all__ = ["SchemaMode", "Transaction"]
+__all__ = ["SchemaMode", "Transaction", "app_transactions"]
 
 SchemaMode = Literal["strict", "merge", "overwrite"]
 """How a write treats data whose schema differs from the table's: ``"strict"`` refuses it
@@ -63,6 +61,28 @@ SchemaMode = Literal["strict", "merge", "overwrite"]
 schema in the same commit (see ``lakehouse.evolution``) and fills the nullable columns the data
 lacks with nulls; ``"overwrite"`` (only for a whole-table overwrite) replaces the schema, and the
 partitioning if asked, by the data's."""
+
+
+def app_transactions(app_transaction: Any) -> tuple[AppTransaction, ...]:
+    """The ``txn`` actions of a write given an idempotent writer's ``app_transaction`` (or none).
+
+    Args:
+        app_transaction: None, or ``(app_id, version)``: a non-empty string and an int >= 0.
+
+    Returns:
+        No action, or the one that records ``(app_id, version)`` (format §12: a state that already
+        records it, or a later version, skips the write).
+
+    Raises:
+        ArgumentTypeError: ``app_transaction`` is not such a pair.
+        InvalidArgumentError: the app id is empty or the version negative.
+
+    Example:
+        >>> app_transactions(("etl", 5))
+        (AppTransaction(app_id='etl', version=5),)
+    """
+    app = check_app_transaction(app_transaction)
+    return () if app is None else (AppTransaction(app_id=app[0], version=app[1]),)
 
 
 def _check_mode(schema_mode: str, *, replace: bool = False) -> bool:
@@ -99,12 +119,12 @@ class Transaction:
         (1, [2, 3])
     """
 
-    def __init__(self, storage: Storage, base: TableState, *, on_commit: Callable[[TableState, bool], None],
-                 app_transaction: tuple[str, int] | None = None, options: WriteOptions | None = None) -> None:
-        self._storage = storage
+    def __init__(self, handle: TableHandle, base: TableState, *,
+                 app_transaction: tuple[str, int] | None = None) -> None:
+        self._storage = handle.storage
         self._base = base
-        self._on_commit = on_commit
-        self._options = options
+        self._on_commit = handle.on_commit
+        self._options = handle.write_options()
         self._working = base.files
         self._pending: list[AddFile] = []  # added files not yet joined into ``_working``
         self._added: dict[str, AddFile] = {}
@@ -112,8 +132,7 @@ class Transaction:
         self._predicates: list[pc.Expression | None] = []
         self._read_files: set[str] = set()
         self._operations: list[tuple[str, dict[str, Any]]] = []
-        app = check_app_transaction(app_transaction)
-        self._txn: tuple[AppTransaction, ...] = () if app is None else (AppTransaction(app_id=app[0], version=app[1]),)
+        self._txn = app_transactions(app_transaction)
         self._closed = False
         self._version: int | None = None
         self._new_metadata: Metadata | None = None  # set by a schema_mode="merge" write that changed the schema
@@ -189,7 +208,7 @@ class Transaction:
     def _drop(self, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
-        now = int(time.time() * 1000)
+        now = now_ms()
         paths = rows.column("path").to_pylist()
         ours = {p for p in paths if p in self._added}
         for p in ours:

@@ -21,9 +21,8 @@ import functools
 import itertools
 import os
 import posixpath
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,18 +32,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .constraints import constraint_checker
-from .datafile import DataFile
+from .clock import now_ms
 from .log import AddFile, validate_data_path
 from .partitioning import partition_dir, split_by_partition
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .properties import int_property
-from .replay import load_state
 from .schema import conformed_batches, file_schema, relabel, to_reader
 from .stats import file_stats
 from .storage import Storage
 
-__all__ = ["WriteOptions", "delete_files", "write_data_files", "write_files"]
+__all__ = ["WriteOptions", "delete_files", "write_data_files"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,7 +219,7 @@ def _write_one(storage: Storage, buf: _Buffer, physical: pa.Schema, data_columns
         raise
     md = writer.writer.metadata
     mins, maxs, nulls = file_stats(md, physical)
-    return AddFile(path=rel, size_bytes=size, num_rows=md.num_rows, modification_time=int(time.time() * 1000),
+    return AddFile(path=rel, size_bytes=size, num_rows=md.num_rows, modification_time=now_ms(),
                    partition=buf.encoded, min=mins, max=maxs, null_count=nulls)
 
 
@@ -334,29 +330,3 @@ def write_data_files(
                 p.shutdown(wait=True)
         report.close()
     return done
-
-
-def write_files(uri: str | os.PathLike[str], data: Any, *,
-                storage_options: Mapping[str, Any] | None = None) -> list[DataFile]:
-    """Write Arrow-shaped ``data`` as data files of the table at ``uri``; never commits.
-
-    The data is conformed to the latest schema, split by the partition columns and checked against
-    NOT NULL and CHECK constraints, as :meth:`lakehouse.Table.append` does. The files stay invisible
-    until a driver passes the returned records to :meth:`lakehouse.Table.commit_files`; on an error
-    the files already written are deleted. Runs anywhere (a worker, a subprocess).
-
-    Example:
-        >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-write-files", pa.table({"a": [1]}))
-        >>> files = lh.write_files("memory://doc-write-files", pa.table({"a": [2, 3]}))
-        >>> t.commit_files(files, read_version=t.version), t.to_arrow().num_rows
-        (1, 3)
-    """
-    storage = Storage.from_uri(uri, storage_options)
-    state = load_state(storage)
-    meta = state.metadata
-    storage.check_atomic_create()  # an unsafe store is refused before any data file is written
-    options = WriteOptions(target_file_bytes=int_property(meta.properties, "target_file_size"))
-    adds = write_data_files(storage, data, schema=meta.schema, partition_by=meta.partition_by, options=options,
-                            check=constraint_checker(meta.properties))
-    return [DataFile.from_add(a, meta, version=state.version) for a in adds]

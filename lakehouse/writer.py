@@ -1,5 +1,6 @@
 """``write_table``: write data to a table at a URI, creating it (as version 0) if it is missing, with
-the create-or-append races of format §11.1 resolved.
+the create-or-append races of format §11.1 resolved; ``write_files``: write data files for the latest
+version of the table at a URI without committing them (for distributed engines).
 
 Example:
     >>> import lakehouse as lh, pyarrow as pa
@@ -15,20 +16,23 @@ from typing import Any, Literal
 
 from .arguments import check_choice
 from .commit import CommitRequest, commit
+from .constraints import constraint_checker
 from .creation import check_empty, new_metadata
+from .datafile import DataFile
 from .errors import CommitStateUnknownError, InvalidArgumentError, TableExistsError, TableNotFoundError
-from .log import AddFile, AppTransaction, Metadata, Protocol
+from .log import AddFile, Metadata, Protocol
 from .progress import ProgressLike
+from .properties import target_file_size
 from .replay import load_state
 from .schema import data_schema, to_reader
 from .snapshot import Snapshot
 from .state import TableState, adds_to_table
 from .storage import Storage
 from .table import Table
-from .transaction import SchemaMode, Transaction
+from .transaction import SchemaMode, app_transactions
 from .write import WriteOptions, delete_files, write_data_files
 
-__all__ = ["WriteMode", "write_table"]
+__all__ = ["WriteMode", "write_files", "write_table"]
 
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
 """What ``write_table`` does when a table exists: refuse, append, overwrite, or nothing."""
@@ -123,17 +127,15 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
                       schema_mode: SchemaMode = "strict", allow_non_empty: bool = False) -> Table:
     """Create the table with ``data`` as version 0. If another writer created it first, ``"append"``
     commits the rows on top of it and ``"ignore"`` does nothing (create-or-append, §11.1)."""
+    txn = app_transactions(app_transaction)  # checked before anything is written
     storage.check_atomic_create()
     reader = to_reader(data)
     # a categorical's dictionary encoding is a storage detail: the column takes its value type (format §6)
     meta = new_metadata(data_schema(reader.schema), partition_by, properties)
     check_empty(storage, allow_non_empty)
-    options = WriteOptions(target_file_bytes=int(meta.properties["target_file_size"]))
+    options = WriteOptions(target_file_bytes=target_file_size(meta.properties))
     adds = write_data_files(storage, reader, schema=meta.schema, partition_by=meta.partition_by, options=options,
                             progress=progress)
-    txn: tuple[AppTransaction, ...] = ()
-    if app_transaction is not None:
-        txn = (AppTransaction(app_id=str(app_transaction[0]), version=int(app_transaction[1])),)
     request = CommitRequest(operation="write", parameters={"mode": "create"}, add=tuple(adds), metadata=meta,
                             protocol=Protocol(), txn=txn)
     try:
@@ -149,25 +151,22 @@ def _create_with_data(storage: Storage, data: Any, partition_by: Sequence[str] |
     except BaseException:
         delete_files(storage, [a.path for a in adds])
         raise
-    table = Table(storage, result.state)
-    table._last_outcome = result.outcome
-    return table
+    return Table(storage, result.state, outcome=result.outcome)
 
 
 def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode: WriteMode,
                  app_transaction: tuple[str, int] | None, schema_mode: SchemaMode) -> Table:
     """Another writer created the table while we wrote ``adds`` (typed by ``meta``): append them (or
     for ``"overwrite"`` replace the table's rows by them), or for ``"ignore"`` drop them."""
-    table = Table(storage, load_state(storage))
+    state = load_state(storage)
+    table = Table(storage, state)
     if mode == "ignore":
         delete_files(storage, [a.path for a in adds])
         return table
-    current = table._state.metadata
+    current = state.metadata
     if current.schema.equals(meta.schema, check_metadata=True) and current.partition_by == meta.partition_by:
         # the same definition (column mapping included): the files fit as they are
-        tx = Transaction(storage, table._state, on_commit=table._set_state, app_transaction=app_transaction,
-                         options=table._write_options)
-        with tx:
+        with table.transaction(app_transaction=app_transaction) as tx:
             tx.add_files(adds, overwrite=mode == "overwrite")
         return table
     # another definition: the rows are read back from our files and appended under the table's rules
@@ -179,3 +178,45 @@ def _lost_create(storage: Storage, meta: Metadata, adds: list[AddFile], *, mode:
     finally:
         delete_files(storage, [a.path for a in adds])
     return table
+
+
+def write_files(uri: str | os.PathLike[str], data: Any, *,
+                storage_options: Mapping[str, Any] | None = None) -> list[DataFile]:
+    """Write Arrow-shaped ``data`` as data files of the table at ``uri``; never commits.
+
+    The data is conformed to the latest schema, split by the partition columns and checked against
+    NOT NULL and CHECK constraints, as :meth:`lakehouse.Table.append` does. The files stay invisible
+    until a driver passes the returned records to :meth:`lakehouse.Table.commit_files`; on an error
+    the files already written are deleted. Runs anywhere (a worker, a subprocess).
+
+    Args:
+        uri: the table's path or fsspec URL.
+        data: Arrow-shaped rows (a pyarrow Table, RecordBatch or reader, pandas, Polars, anything with
+            ``__arrow_c_stream__``) in the table's latest schema.
+        storage_options: options for the filesystem (see ``docs/howto-storage.md``).
+
+    Returns:
+        One picklable :class:`lakehouse.DataFile` per file written, stamped with the version whose
+        schema they were written for.
+
+    Raises:
+        TableNotFoundError: there is no table at ``uri``.
+        SchemaMismatchError: ``data`` does not fit the table's schema.
+        ConstraintViolationError: a row breaks a NOT NULL or CHECK constraint.
+        UnsafeStorageError: the store cannot publish a commit atomically.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-write-files", pa.table({"a": [1]}))
+        >>> files = lh.write_files("memory://doc-write-files", pa.table({"a": [2, 3]}))
+        >>> t.commit_files(files, read_version=t.version), t.to_arrow().num_rows
+        (1, 3)
+    """
+    storage = Storage.from_uri(uri, storage_options)
+    state = load_state(storage)
+    meta = state.metadata
+    storage.check_atomic_create()  # an unsafe store is refused before any data file is written
+    options = WriteOptions(target_file_bytes=target_file_size(meta.properties))
+    adds = write_data_files(storage, data, schema=meta.schema, partition_by=meta.partition_by, options=options,
+                            check=constraint_checker(meta.properties))
+    return [DataFile.from_add(a, meta, version=state.version) for a in adds]

@@ -37,30 +37,13 @@ PACKAGE_DIR = ROOT / "lakehouse"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 MAX_LINES = 800
 
-# Cycles that exist on this branch and are being removed by another change of issue 15 (helper
-# "handles" gives Alter/Inspect a narrow handle instead of the whole Table). DELETE EACH ENTRY once
-# its cycle is gone: the test fails while an entry names a cycle that no longer exists.
-CYCLES_BEING_REMOVED: frozenset[frozenset[str]] = frozenset(
-    {frozenset({"lakehouse.alter", "lakehouse.inspect", "lakehouse.table"})}
-)
+# Cycles being removed by a change in progress (none now: keep empty). The test fails while an
+# entry names a cycle that no longer exists.
+CYCLES_BEING_REMOVED: frozenset[frozenset[str]] = frozenset()
 
-# Private members (``obj._name``) of other modules' objects used on this branch, each being removed by
-# another change of issue 15: transaction/maintenance call Snapshot's private scan methods (helper
-# "scan" gives them public functions in scan.py); alter/inspect/writer reach into Table (helper
-# "handles" gives them a narrow handle). Entries are (module using it, member). DELETE EACH ENTRY
-# once the use is gone: a stale entry fails the test.
-PRIVATE_MEMBERS_BEING_REMOVED: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("lakehouse.alter", "_set_state"),
-        ("lakehouse.alter", "_state"),
-        ("lakehouse.alter", "_storage"),
-        ("lakehouse.inspect", "_storage"),
-        ("lakehouse.writer", "_last_outcome"),
-        ("lakehouse.writer", "_set_state"),
-        ("lakehouse.writer", "_state"),
-        ("lakehouse.writer", "_write_options"),
-    }
-)
+# Private members (``obj._name``) of other modules' objects used while a change is in progress, as
+# (module using it, member); none now: keep empty. A stale entry fails the test.
+PRIVATE_MEMBERS_BEING_REMOVED: frozenset[tuple[str, str]] = frozenset()
 
 # -- the layer table ---------------------------------------------------------------------------------
 

@@ -3,11 +3,12 @@
 Three writers run in spawned processes on one table, on local disk and on S3 (the moto server of the
 ``s3`` fixture; the writers and the subprocesses get the URI and the storage options). Each
 process's wall clock is skewed by patching ``time.time``/``time.time_ns`` and
-``lakehouse.commit._now_ms`` (the commit timestamp's source) inside it: ``normal`` (no skew),
+``lakehouse.commit.now_ms`` (the commit timestamp's source) inside it: ``normal`` (no skew),
 ``behind`` (5 minutes behind) and ``jumper`` (correct at first, then jumping back an hour).
-``lakehouse.transaction`` and ``lakehouse.write`` also read ``time.time``, but only for the
-``deletion_time`` / ``modification_time`` of file actions, which no read path uses. They commit
-first in a fixed interleaving driven by the test, then all at once.
+``lakehouse.transaction`` and ``lakehouse.write`` also read the clock (``lakehouse.clock.now_ms``,
+i.e. ``time.time_ns``), but only for the ``deletion_time`` / ``modification_time`` of file actions,
+which no read path uses. They commit first in a fixed interleaving driven by the test, then all at
+once.
 
 Checked:
 
@@ -126,9 +127,9 @@ def _writer(uri: str, opts: dict[str, Any], name: str, conn) -> None:
 
         setattr(time, "time", now)  # noqa: B010 - every wall-clock reading in this process
         setattr(time, "time_ns", lambda: int(now() * 1e9))  # noqa: B010
-        setattr(lc, "_now_ms", lambda: int(now() * 1000))  # noqa: B010 - the commit timestamp's clock
+        setattr(lc, "now_ms", lambda: int(now() * 1000))  # noqa: B010 - the commit timestamp's clock
         t = lh.Table.open(uri, storage_options=opts)
-        conn.send(("ready", lc._now_ms() - int(real_time() * 1000)))
+        conn.send(("ready", lc.now_ms() - int(real_time() * 1000)))
         seq = 0
         while True:
             cmd, arg = conn.recv()
@@ -136,14 +137,14 @@ def _writer(uri: str, opts: dict[str, Any], name: str, conn) -> None:
                 break
             if cmd == "skew":
                 skew[0] = arg
-                conn.send(("ok", lc._now_ms() - int(real_time() * 1000)))
+                conn.send(("ok", lc.now_ms() - int(real_time() * 1000)))
                 continue
             done = []
             for _ in range(arg):
                 seq += 1
-                before = lc._now_ms()
+                before = lc.now_ms()
                 v = t.append(pa.table({"writer": [name], "seq": pa.array([seq], pa.int32())}, schema=SCHEMA))
-                done.append((seq, v, before, lc._now_ms()))
+                done.append((seq, v, before, lc.now_ms()))
             conn.send(("ok", done))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
@@ -438,7 +439,7 @@ def test_as_of_exactly_at_a_commit_finds_it_whatever_the_clock(monkeypatch, star
     import lakehouse.commit as lc
 
     clock = iter(range(start_s * 1000, start_s * 1000 + 10**7, 7919))  # a clock ticking 7.919 s per reading
-    monkeypatch.setattr(lc, "_now_ms", lambda: next(clock))
+    monkeypatch.setattr(lc, "now_ms", lambda: next(clock))
     t = lh.Table.create(f"memory://skew-{start_s}-{random.randrange(1 << 30)}", SCHEMA)
     for seq in range(40):
         t.append(pa.table({"writer": ["w"], "seq": pa.array([seq], pa.int32())}, schema=SCHEMA))
