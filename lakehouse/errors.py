@@ -22,7 +22,8 @@ inherits it too, so ``except FileNotFoundError`` keeps working::
     │   ├── CommitStateUnknownError
     │   └── CommitTooLargeError   (also ValueError)  - a log entry larger than one storage request
     ├── CorruptLogError
-    │   └── UnsupportedFormatError
+    │   ├── UnsupportedFormatError
+    │   └── CorruptDeletionVectorError (also ValueError) - deletion-vector bytes that are not a valid vector
     ├── UnsafeStorageError
     └── UnsafePathError           (also PermissionError) - a local path that leaves the table root
                                                            through a symbolic link, or is not a regular file
@@ -256,6 +257,12 @@ class CorruptLogError(LakehouseError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+
+
+class CorruptDeletionVectorError(CorruptLogError, ValueError):
+    """Bytes that should hold a deletion vector do not (truncated, a bad magic number, checksum or
+    Roaring header, positions beyond the data file's rows); ``.path`` names the file when known.
+    Not in ``lakehouse.__all__`` until the log refers to deletion vectors."""
 
 
 class UnsupportedFormatError(CorruptLogError):

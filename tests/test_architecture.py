@@ -27,6 +27,8 @@ LAYERS: dict[str, int] = {
     "localfs": 1,
     "log": 2,
     "schema": 2,
+    "roaring": 2,
+    "deletion_vector": 2,
     "partitioning": 3,
     "stats": 3,
     "expressions": 3,
