@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "replay": 4,
     "snapshot": 4,
     "tasks": 4,
+    "dv_store": 4,
     "scan": 5,
     "write": 5,
     "commit": 5,

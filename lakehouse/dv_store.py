@@ -1,0 +1,169 @@
+"""Storing deletion vectors: inline in the log when small, else in a vector file (format.md §5.8).
+
+:func:`write_vectors` turns the vectors one commit sets (data-file path -> :class:`DeletionVector`)
+into the descriptors its add actions carry: a vector whose serialized bytes (Delta's magic number
+then the 64-bit portable Roaring bitmap, format §18) are at most ``MAX_INLINE_VECTOR_BYTES`` long is
+inlined; the others share one new file ``_deletion_vectors/dv-<32 hex>.bin`` in Delta's on-file
+framing (a version byte ``1``, then per vector its 4-byte big-endian size, the bytes and their
+4-byte big-endian CRC-32). :func:`load_vector` reads one back, checking every byte of it.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> from lakehouse.deletion_vector import DeletionVector
+    >>> t = lh.write_table("memory://doc-dv-store", pa.table({"a": [1, 2, 3]}))
+    >>> d = write_vectors(t._storage, {"x.parquet": DeletionVector.from_positions([0, 2])})["x.parquet"]
+    >>> d.is_inline, load_vector(t._storage, d, num_rows=3).positions.tolist()
+    (True, [0, 2])
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+import zlib
+from collections.abc import Mapping
+
+from .deletion_vector import DeletionVector, from_delta_bytes, to_delta_bytes, to_delta_file
+from .errors import (
+    CorruptDeletionVectorError,
+    CorruptLogError,
+    InvalidArgumentError,
+    UnsafePathError,
+    VersionNotFoundError,
+)
+from .log import MAX_INLINE_VECTOR_BYTES, MAX_VECTOR_BYTES, VECTOR_DIR, DeletionVectorDescriptor, validate_vector_path
+from .storage import MAX_ENTRY_BYTES, Storage
+
+__all__ = ["load_vector", "vector_file_name", "write_vectors"]
+
+
+def vector_file_name() -> str:
+    """A new vector file's path relative to the table root (format §3, §5.8).
+
+    Example:
+        >>> vector_file_name().startswith("_deletion_vectors/dv-")
+        True
+    """
+    return f"{VECTOR_DIR}/dv-{uuid.uuid4().hex}.bin"
+
+
+def write_vectors(storage: Storage, vectors: Mapping[str, DeletionVector]) -> dict[str, DeletionVectorDescriptor]:
+    """Store ``vectors`` (data-file path -> vector, none empty) and return their descriptors.
+
+    Vectors of at most ``MAX_INLINE_VECTOR_BYTES`` serialized bytes are inlined; the rest go into one
+    new vector file, published whole (format §5.8) and never overwritten.
+
+    Args:
+        storage: the table's storage.
+        vectors: the vector of each data file; each must delete at least one row.
+
+    Returns:
+        The descriptor of each data file's vector, in the order of ``vectors``.
+
+    Raises:
+        InvalidArgumentError: a vector is empty.
+        UnsafePathError: on local disk, the vector folder leads out of the table root (format §3.1).
+    """
+    out: dict[str, DeletionVectorDescriptor] = {}
+    large: list[tuple[str, DeletionVector]] = []
+    for path, vector in vectors.items():
+        if vector.cardinality == 0:
+            raise InvalidArgumentError(f"the deletion vector of {path!r} deletes no row", argument="vectors")
+        data = to_delta_bytes(vector)
+        if len(data) <= MAX_INLINE_VECTOR_BYTES:
+            out[path] = DeletionVectorDescriptor(cardinality=vector.cardinality, inline=data)
+        else:
+            large.append((path, vector))
+    if large:
+        content, slots = to_delta_file([v for _, v in large])
+        rel = vector_file_name()
+        _publish(storage, rel, content)
+        for (path, vector), (offset, size) in zip(large, slots):
+            out[path] = DeletionVectorDescriptor(cardinality=vector.cardinality, path=rel, offset=offset, size=size)
+    return {p: out[p] for p in vectors}
+
+
+def _publish(storage: Storage, rel: str, content: bytes) -> None:
+    """Publish a new vector file whole: put-if-absent where one request can carry it, else the atomic
+    whole-file write (a fresh random name: nothing to replace)."""
+    if storage.is_local or storage.is_memory or len(content) <= MAX_ENTRY_BYTES:
+        storage.put_if_absent(rel, content)
+    else:
+        storage.overwrite(rel, content)
+
+
+def load_vector(storage: Storage, descriptor: DeletionVectorDescriptor, *,
+                num_rows: int | None = None) -> DeletionVector:
+    """The vector ``descriptor`` names, checked: for a vector file, the bytes at its offset must be the
+    size it records, then the vector, then a matching CRC-32; every vector must have Delta's magic
+    number, decode, hold exactly ``cardinality`` positions and (given ``num_rows``) none beyond the
+    data file's rows. At most ``size + 8`` bytes of a vector file are read.
+
+    Args:
+        storage: the table's storage.
+        descriptor: from an add action or the files table.
+        num_rows: the data file's row count, which bounds the positions (and the memory of the decode).
+
+    Returns:
+        The vector.
+
+    Raises:
+        CorruptDeletionVectorError: (a ``CorruptLogError``) any check above fails; ``.path`` names the
+            vector file (or ``"<inline>"``).
+        VersionNotFoundError: the vector file is gone (vacuumed).
+        UnsafePathError: on local disk, the vector file resolves outside the table root.
+    """
+    if descriptor.inline is not None:
+        where, data = "<inline>", bytes(descriptor.inline)
+    else:
+        rel = validate_vector_path(descriptor.path or "")
+        where = storage.full_path(rel)
+        if not 1 <= descriptor.size <= MAX_VECTOR_BYTES or descriptor.offset < 1:
+            raise CorruptDeletionVectorError(f"deletion vector offset {descriptor.offset} / size {descriptor.size} "
+                                             f"out of range", path=where)
+        framed = _read_range(storage, rel, descriptor.offset, descriptor.size + 8)
+        if int.from_bytes(framed[:4], "big") != descriptor.size:
+            raise CorruptDeletionVectorError(
+                f"the vector at offset {descriptor.offset} declares {int.from_bytes(framed[:4], 'big')} bytes, its "
+                f"descriptor {descriptor.size}", path=where)
+        data = framed[4:4 + descriptor.size]
+        if zlib.crc32(data) != int.from_bytes(framed[4 + descriptor.size:], "big"):
+            raise CorruptDeletionVectorError(f"the vector at offset {descriptor.offset} fails its CRC-32 check",
+                                             path=where)
+    try:
+        vector = from_delta_bytes(data, num_rows=num_rows)
+    except CorruptDeletionVectorError as exc:
+        raise CorruptDeletionVectorError(str(exc), path=where) from None
+    if vector.cardinality != descriptor.cardinality:
+        raise CorruptDeletionVectorError(f"the vector holds {vector.cardinality} positions, its descriptor says "
+                                         f"{descriptor.cardinality}", path=where)
+    return vector
+
+
+def _read_range(storage: Storage, rel: str, start: int, length: int) -> bytes:
+    """Exactly ``length`` bytes of the regular file ``rel`` from ``start``; ``CorruptDeletionVectorError``
+    if the file is shorter or not a regular file, ``VersionNotFoundError`` if it is gone."""
+    path = storage.full_path(rel)
+    try:
+        if storage.is_local:
+            storage.check_contained((rel,))  # no link out of the root (format §3.1)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise CorruptDeletionVectorError("not a regular file; not read", path=path)
+                data = os.pread(fd, length, start)
+            finally:
+                os.close(fd)
+        else:
+            data = bytes(storage.fs.cat_file(path, start=start, end=start + length))
+    except FileNotFoundError:
+        raise VersionNotFoundError(f"deletion vector file {path} no longer exists (vacuumed?)") from None
+    except (CorruptLogError, UnsafePathError):
+        raise
+    except OSError as exc:
+        raise CorruptDeletionVectorError(f"unreadable deletion vector file ({exc})", path=path) from None
+    if len(data) != length:
+        raise CorruptDeletionVectorError(f"the vector file ends {length - len(data)} bytes before the vector at "
+                                         f"offset {start} does", path=path)
+    return data
