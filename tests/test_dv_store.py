@@ -304,3 +304,55 @@ def test_dv_readers_do_not_return_rows_a_deletion_vector_deletes(local_uri):
     (a,) = _paths(t)
     _mark(t, {a: _dv(range(0, N, 2))})
     assert t.to_arrow().column("a").to_pylist() == list(range(1, N, 2))
+
+
+# -- a property: random vectors, checkpoints and restores against a model ------------------------------
+ROWS = 40
+steps = st.lists(st.one_of(
+    st.tuples(st.just("mark"), st.integers(0, 2), st.sets(st.integers(0, ROWS - 1), min_size=1, max_size=ROWS)),
+    st.tuples(st.just("checkpoint")),
+    st.tuples(st.just("restore"), st.integers(0, 50)),
+), min_size=1, max_size=6 if not FUZZ else 20)
+
+
+@settings(max_examples=10 if not FUZZ else 200, deadline=None)
+@given(steps=steps)
+def test_vectors_follow_a_model_across_checkpoints_restores_and_time_travel(steps):
+    uri = f"memory://dv-model-{os.urandom(8).hex()}"
+    t = lh.write_table(uri, pa.table({"a": np.arange(3 * ROWS), "p": np.arange(3 * ROWS) // ROWS}),
+                       partition_by=["p"])
+    paths = sorted(t.files().column("path").to_pylist())
+    model: list[dict[str, frozenset[int]]] = [{p: frozenset() for p in paths}]  # per version: live file -> deleted
+    for step in steps:
+        current = model[t.version]
+        if step[0] == "mark":
+            path = paths[step[1]]
+            if path not in current:
+                continue
+            union = current[path] | step[2]
+            version = _mark(t, {path: _dv(step[2])})
+            if union == current[path]:  # nothing new is deleted: an empty transaction (if it commits)
+                model += [dict(current)] * (version - len(model) + 1)
+                continue
+            after = dict(current)
+            if len(union) == ROWS:
+                del after[path]
+            else:
+                after[path] = frozenset(union)
+            model.append(after)
+        elif step[0] == "checkpoint":
+            t.checkpoint()
+        else:
+            target = step[1] % len(model)
+            t.restore(target)
+            model.append(dict(model[target]))
+        assert t.version == len(model) - 1
+    reopened = lh.Table.open(uri)
+    for version, expected in enumerate(model):
+        files = reopened.snapshot(version=version).state.files
+        got = {}
+        for path, n, d in zip(files.column("path").to_pylist(), files.column("num_rows").to_pylist(),
+                              vector_descriptors(files)):
+            got[path] = frozenset() if d is None else frozenset(load_vector(reopened._storage, d, num_rows=n)
+                                                                .positions.tolist())
+        assert got == expected, version
