@@ -356,3 +356,19 @@ def test_vectors_follow_a_model_across_checkpoints_restores_and_time_travel(step
             got[path] = frozenset() if d is None else frozenset(load_vector(reopened._storage, d, num_rows=n)
                                                                 .positions.tolist())
         assert got == expected, version
+
+
+def test_dv_copy_on_write_rewrite_of_a_file_with_a_vector_is_refused_until_scan_applies_vectors(local_uri):
+    """Until the scan applies vectors, rewriting part of a file with one would bring its deleted rows
+    back: refused (typed, nothing written). Whole-file deletes stay possible. The lead removes the
+    guard (``transaction._refuse_vectors``) with the scan step."""
+    t = _table(local_uri)
+    a, b = _paths(t)
+    _mark(t, {a: _dv([0, 1])})
+    version = t.version
+    with pytest.raises(lh.LakehouseError, match="deletion vector"):
+        t.delete([("a", "=", 5)])
+    assert t.version == version and set(_deleted(t)) == {a, b}
+    t.delete([("a", "=", N + 5)])  # b has no vector: rewritten as before
+    t.delete([("p", "=", 0)])      # a goes whole
+    assert set(_deleted(t)) == set(t.files().column("path").to_pylist()) and a not in _deleted(t)
