@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -106,14 +107,19 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
         cols[f"max.{c}"] = [a.max.get(c) for a in adds]
         cols[f"null_count.{c}"] = [a.null_count.get(c) for a in adds]
     vectors = [a.deletion_vector for a in adds]
-    cols["num_deleted_rows"] = [0 if v is None else v.cardinality for v in vectors]
-    for kind in ("inline", "path", "offset", "size"):
-        cols[f"deletion_vector_{kind}"] = [None if v is None or (kind != "inline" and v.inline is not None)
-                                           else getattr(v, kind) for v in vectors]
-    arrays = [decode_values(cols[f.name], f.type) for f in schema]  # OverflowError beyond int64
+    has_vectors = any(v is not None for v in vectors)
+    if has_vectors:
+        cols["num_deleted_rows"] = [0 if v is None else v.cardinality for v in vectors]
+        for kind in ("inline", "path", "offset", "size"):
+            cols[f"deletion_vector_{kind}"] = [None if v is None or (kind != "inline" and v.inline is not None)
+                                               else getattr(v, kind) for v in vectors]
+    n = len(adds)
+    arrays = [decode_values(cols[f.name], f.type) if f.name in cols  # OverflowError beyond int64
+              else pa.array(np.zeros(n, np.int64)) if f.name == "num_deleted_rows" else pa.nulls(n, f.type)
+              for f in schema]
     table = pa.Table.from_arrays(arrays, schema=schema)
     _check_counts(table)
-    if any(v is not None for v in vectors):
+    if has_vectors:
         check_vectors(table)
     return table
 
