@@ -22,7 +22,8 @@ import os
 import stat
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from .deletion_vector import DeletionVector, from_delta_bytes, to_delta_bytes, to_delta_file
 from .errors import (
@@ -35,7 +36,10 @@ from .errors import (
 from .log import MAX_INLINE_VECTOR_BYTES, MAX_VECTOR_BYTES, VECTOR_DIR, DeletionVectorDescriptor, validate_vector_path
 from .storage import MAX_ENTRY_BYTES, Storage
 
-__all__ = ["load_vector", "vector_file_name", "write_vectors"]
+__all__ = ["load_vector", "load_vectors", "vector_file_name", "write_vectors"]
+
+_SPAN_GAP = 1 << 20
+"""Vectors of one file closer than this are fetched in one range request by :func:`load_vectors`."""
 
 
 def vector_file_name() -> str:
@@ -93,6 +97,78 @@ def _publish(storage: Storage, rel: str, content: bytes) -> None:
         storage.overwrite(rel, content)
 
 
+def load_vectors(storage: Storage, items: Sequence[tuple[DeletionVectorDescriptor, int | None]]) -> list[
+        DeletionVector]:
+    """The vectors of ``items`` (descriptor, the data file's ``num_rows``), each checked as
+    :func:`load_vector` does, reading neighbouring vectors of one file in one range request (a scan of
+    many files with vectors from one commit costs about one request per vector file, not one per data
+    file; no request is larger than one vector may be), different vector files concurrently on object
+    stores.
+
+    Args:
+        storage: the table's storage.
+        items: per data file, its descriptor and row count.
+
+    Returns:
+        The vectors, in the order of ``items``.
+
+    Raises:
+        CorruptDeletionVectorError: as :func:`load_vector`.
+        VersionNotFoundError: a vector file is gone (vacuumed).
+
+    Example:
+        >>> s = Storage.from_uri("memory://doc-load-vectors")
+        >>> ds = write_vectors(s, {"x": DeletionVector.from_positions(range(0, 9000, 2)),
+        ...                        "y": DeletionVector.from_positions([3])})
+        >>> [v.cardinality for v in load_vectors(s, [(ds["x"], 9000), (ds["y"], 9000)])]
+        [4500, 1]
+    """
+    out: dict[int, DeletionVector] = {}
+    by_file: dict[str, list[int]] = {}
+    for i, (d, n) in enumerate(items):
+        if d.inline is not None:
+            out[i] = _decode("<inline>", d, None, n)
+        else:
+            by_file.setdefault(_checked_file(storage, d), []).append(i)
+
+    def read_file(rel: str) -> None:
+        where = storage.full_path(rel)
+        for group in _spans(sorted(by_file[rel], key=lambda i: items[i][0].offset), items):
+            first = items[group[0]][0].offset
+            span = _read_range(storage, rel, first, max(_end(items[j][0]) for j in group) - first)
+            for j in group:
+                d, n = items[j]
+                out[j] = _decode(where, d, span[d.offset - first:_end(d) - first], n)
+
+    if storage.is_local or len(by_file) < 2:
+        for rel in by_file:
+            read_file(rel)
+    else:
+        with ThreadPoolExecutor(min(8, len(by_file))) as pool:
+            list(pool.map(read_file, by_file))
+    return [out[i] for i in range(len(items))]
+
+
+def _end(d: DeletionVectorDescriptor) -> int:
+    return d.offset + d.size + 8
+
+
+def _spans(order: list[int], items: Sequence[tuple[DeletionVectorDescriptor, int | None]]) -> list[list[int]]:
+    """``order`` (indexes of ``items`` in one file, by offset) cut into runs read with one request each:
+    gaps under ``_SPAN_GAP``, a run at most as long as the longest single vector read."""
+    runs: list[list[int]] = []
+    for i in order:
+        d = items[i][0]
+        if runs:
+            run = runs[-1]
+            start, end = items[run[0]][0].offset, max(_end(items[j][0]) for j in run)
+            if d.offset <= end + _SPAN_GAP and max(end, _end(d)) - start <= MAX_VECTOR_BYTES + 8:
+                run.append(i)
+                continue
+        runs.append([i])
+    return runs
+
+
 def load_vector(storage: Storage, descriptor: DeletionVectorDescriptor, *,
                 num_rows: int | None = None) -> DeletionVector:
     """The vector ``descriptor`` names, checked: for a vector file, the bytes at its offset must be the
@@ -115,29 +191,40 @@ def load_vector(storage: Storage, descriptor: DeletionVectorDescriptor, *,
         UnsafePathError: on local disk, the vector file resolves outside the table root.
     """
     if descriptor.inline is not None:
-        where, data = "<inline>", bytes(descriptor.inline)
+        return _decode("<inline>", descriptor, None, num_rows)
+    rel = _checked_file(storage, descriptor)
+    framed = _read_range(storage, rel, descriptor.offset, descriptor.size + 8)
+    return _decode(storage.full_path(rel), descriptor, framed, num_rows)
+
+
+def _checked_file(storage: Storage, d: DeletionVectorDescriptor) -> str:
+    """The vector file of ``d``, its name and range checked (format §5.8)."""
+    rel = validate_vector_path(d.path or "")
+    if not 1 <= d.size <= MAX_VECTOR_BYTES or d.offset < 1:
+        raise CorruptDeletionVectorError(f"deletion vector offset {d.offset} / size {d.size} out of range",
+                                         path=storage.full_path(rel))
+    return rel
+
+
+def _decode(where: str, d: DeletionVectorDescriptor, framed: bytes | None, num_rows: int | None) -> DeletionVector:
+    """The vector of ``d``: its inline bytes, or ``framed`` (size field, vector, CRC) read from its file."""
+    if framed is None:
+        data = bytes(d.inline or b"")
     else:
-        rel = validate_vector_path(descriptor.path or "")
-        where = storage.full_path(rel)
-        if not 1 <= descriptor.size <= MAX_VECTOR_BYTES or descriptor.offset < 1:
-            raise CorruptDeletionVectorError(f"deletion vector offset {descriptor.offset} / size {descriptor.size} "
-                                             f"out of range", path=where)
-        framed = _read_range(storage, rel, descriptor.offset, descriptor.size + 8)
-        if int.from_bytes(framed[:4], "big") != descriptor.size:
-            raise CorruptDeletionVectorError(
-                f"the vector at offset {descriptor.offset} declares {int.from_bytes(framed[:4], 'big')} bytes, its "
-                f"descriptor {descriptor.size}", path=where)
-        data = framed[4:4 + descriptor.size]
-        if zlib.crc32(data) != int.from_bytes(framed[4 + descriptor.size:], "big"):
-            raise CorruptDeletionVectorError(f"the vector at offset {descriptor.offset} fails its CRC-32 check",
+        if int.from_bytes(framed[:4], "big") != d.size:
+            raise CorruptDeletionVectorError(f"the vector at offset {d.offset} declares "
+                                             f"{int.from_bytes(framed[:4], 'big')} bytes, its descriptor {d.size}",
                                              path=where)
+        data = framed[4:4 + d.size]
+        if zlib.crc32(data) != int.from_bytes(framed[4 + d.size:], "big"):
+            raise CorruptDeletionVectorError(f"the vector at offset {d.offset} fails its CRC-32 check", path=where)
     try:
         vector = from_delta_bytes(data, num_rows=num_rows)
     except CorruptDeletionVectorError as exc:
         raise CorruptDeletionVectorError(str(exc), path=where) from None
-    if vector.cardinality != descriptor.cardinality:
+    if vector.cardinality != d.cardinality:
         raise CorruptDeletionVectorError(f"the vector holds {vector.cardinality} positions, its descriptor says "
-                                         f"{descriptor.cardinality}", path=where)
+                                         f"{d.cardinality}", path=where)
     return vector
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import lakehouse as lh
 from lakehouse import maintenance
 from lakehouse.deletion_vector import DeletionVector
-from lakehouse.dv_store import load_vector, write_vectors
+from lakehouse.dv_store import load_vector, load_vectors, write_vectors
 from lakehouse.log import MAX_INLINE_VECTOR_BYTES, DeletionVectorDescriptor, Protocol
 from lakehouse.state import vector_descriptors
 from lakehouse.storage import Storage
@@ -76,6 +76,11 @@ def test_vectors_round_trip_inline_and_in_one_shared_file(small, step, start):
     for path, vector in vectors.items():
         assert descriptors[path].cardinality == vector.cardinality
         assert load_vector(storage, descriptors[path], num_rows=N) == vector
+    # in bulk, mixed with a second file's vectors, in any order
+    more = write_vectors(storage, {"d.parquet": _dv(range(start + 2, N, step)), "e.parquet": _dv(range(0, N, 7))})
+    mixed = [*descriptors.items(), *more.items()][::-1]
+    expected = {**vectors, "d.parquet": _dv(range(start + 2, N, step)), "e.parquet": _dv(range(0, N, 7))}
+    assert load_vectors(storage, [(d, N) for _, d in mixed]) == [expected[p] for p, _ in mixed]
 
 
 def test_vectors_in_files_on_every_backend(table_uri):
@@ -86,8 +91,13 @@ def test_vectors_in_files_on_every_backend(table_uri):
     descriptors = dict(zip(files.column("path").to_pylist(), vector_descriptors(files)))
     assert descriptors[a].path is not None and descriptors[b].is_inline
     assert load_vector(t._storage, descriptors[a], num_rows=N) == _dv(range(0, N, 3))
-    assert _deleted(t) == {a: len(range(0, N, 3)), b: 1} and _deleted(t, 0) == {a: 0, b: 0}
-    assert len(_vector_files(table_uri)) == 1 and v == 1
+    _mark(t, {b: _dv(range(1, N, 4))})  # a second vector file
+    files = t.snapshot().state.files
+    got = load_vectors(t._storage, list(zip(vector_descriptors(files), files.column("num_rows").to_pylist())))
+    assert dict(zip(files.column("path").to_pylist(), got)) == {a: _dv(range(0, N, 3)),
+                                                                 b: _dv([5]).union(_dv(range(1, N, 4)))}
+    assert _deleted(t, 1) == {a: len(range(0, N, 3)), b: 1} and _deleted(t, 0) == {a: 0, b: 0}
+    assert len(_vector_files(table_uri)) == 2 and v == 1
 
 
 def _file_vector(tmp_path) -> tuple[Storage, DeletionVectorDescriptor, str]:
@@ -128,6 +138,9 @@ def test_a_damaged_vector_is_corrupt_naming_its_file(tmp_path, damage):
         f.write(bytes(data))
     with pytest.raises(lh.CorruptLogError) as info:
         load_vector(storage, d, num_rows=num_rows)
+    assert info.value.path == full
+    with pytest.raises(lh.CorruptLogError) as info:
+        load_vectors(storage, [(d, num_rows)])
     assert info.value.path == full
 
 
