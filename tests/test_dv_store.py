@@ -385,3 +385,25 @@ def test_dv_copy_on_write_rewrite_of_a_file_with_a_vector_is_refused_until_scan_
     t.delete([("a", "=", N + 5)])  # b has no vector: rewritten as before
     t.delete([("p", "=", 0)])      # a goes whole
     assert set(_deleted(t)) == set(t.files().column("path").to_pylist()) and a not in _deleted(t)
+
+
+def test_dv_describe_and_history_count_live_rows(local_uri):
+    import json
+
+    from click.testing import CliRunner
+
+    from lakehouse.cli import cli
+
+    t = _table(local_uri)
+    a, _ = _paths(t)
+    _mark(t, {a: _dv(range(0, N, 4))})
+
+    def describe(*extra: str) -> dict:
+        result = CliRunner().invoke(cli, ["describe", local_uri, "--output", "json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert describe()["rows"] == 2 * N - N // 4
+    assert describe("--version", "0")["rows"] == 2 * N
+    history = next(h for h in t.inspect.history().to_pylist() if h["version"] == t.version)
+    assert (history["rows_added"], history["rows_removed"]) == (N - N // 4, N)
