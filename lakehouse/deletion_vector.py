@@ -86,7 +86,7 @@ def _check_limit(num_rows: int | None) -> tuple[int, int]:
     return rows, rows
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class DeletionVector:
     """The deleted row positions of one data file: a sorted, distinct, read-only ``uint64`` array.
 
@@ -114,7 +114,7 @@ class DeletionVector:
                                        "use DeletionVector.from_positions")
         if p.size and int(p[-1]) > _MAX_POSITION:
             raise InvalidArgumentError(f"DeletionVector position {int(p[-1])} is beyond 2**63 - 1")
-        if p.flags.writeable:
+        if p.flags.writeable or p.base is not None:  # a read-only view may have a writable base
             p = p.copy()
             p.flags.writeable = False
             object.__setattr__(self, "positions", p)
@@ -281,6 +281,29 @@ class DeletionVector:
         bits = np.packbits(keep, bitorder="little")  # Arrow's validity-style bit order
         return pa.BooleanArray.from_buffers(pa.bool_(), rows, [None, pa.py_buffer(bits)])
 
+    def difference(self, other: DeletionVector) -> DeletionVector:
+        """The rows this vector deletes and ``other`` does not (what a concurrent writer added to a
+        file's vector since the version both read).
+
+        Args:
+            other: another vector of the same data file.
+
+        Returns:
+            The positions of ``self`` not in ``other``.
+
+        Raises:
+            ArgumentTypeError: ``other`` is not a :class:`DeletionVector`.
+        """
+        if not isinstance(other, DeletionVector):
+            raise ArgumentTypeError(f"difference takes a DeletionVector, got {type(other).__name__}")
+        if not other.positions.size or not self.positions.size:
+            return self
+        return DeletionVector(positions=_frozen(np.setdiff1d(self.positions, other.positions, assume_unique=True)))
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # numpy unpickles arrays writable: rebuild through the checks, which freeze a fresh array
+        return _from_pickle, (self.positions.tobytes(),)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DeletionVector):
             return NotImplemented
@@ -294,6 +317,10 @@ class DeletionVector:
         if self.positions.size > 8:
             shown += ", ..."
         return f"DeletionVector(cardinality={self.cardinality}, positions=[{shown}])"
+
+
+def _from_pickle(data: bytes) -> DeletionVector:
+    return DeletionVector(positions=_frozen(np.frombuffer(data, dtype=np.uint64).copy()))
 
 
 def _sorted_distinct(array: np.ndarray) -> np.ndarray:
@@ -320,6 +347,8 @@ def _as_integer_array(positions: Any) -> np.ndarray:
     if isinstance(positions, (str, bytes, bytearray, memoryview)) or not isinstance(
             positions, (np.ndarray, pa.Array, pa.ChunkedArray, Iterable)):
         raise ArgumentTypeError(f"positions must be a collection of ints, got {type(positions).__name__}")
+    if isinstance(positions, range) and positions.step > 0 and positions.start >= 0 and positions.stop <= LIMIT:
+        return np.arange(positions.start, positions.stop, positions.step, dtype=np.int64)
     if isinstance(positions, (pa.Array, pa.ChunkedArray)):
         if not pa.types.is_integer(positions.type) or positions.null_count:
             raise ArgumentTypeError(f"positions must be integers without nulls, got a {positions.type} array "

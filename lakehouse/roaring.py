@@ -56,20 +56,21 @@ _U16 = np.dtype("<u2")
 _U32 = np.dtype("<u4")
 
 
-def _put_u16(out: np.ndarray, offsets: np.ndarray, values: np.ndarray) -> None:
-    """Write ``values`` as little-endian ``uint16`` at byte ``offsets`` of the ``uint8`` array ``out``."""
-    values = values.astype(np.uint32, copy=False)
-    out[offsets] = values & 0xFF
-    out[offsets + 1] = values >> 8
+def _spread(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indexes ``first[i], first[i] + 1, ..., first[i] + counts[i] - 1`` for every ``i``, concatenated."""
+    return np.arange(int(counts.sum())) + np.repeat(first - (np.cumsum(counts) - counts), counts)
 
 
 class _Layout:
-    """The containers of a position set and the encoded bytes of their data (all containers, in order)."""
+    """The containers of a position set and the encoded data of all containers, in order.
+
+    Every container's data has an even size, so the data is built as little-endian ``uint16`` words.
+    """
 
     def __init__(self, positions: np.ndarray) -> None:
         n = positions.size
         high = positions >> np.uint64(16)
-        self.low = (positions & np.uint64(0xFFFF)).astype(np.uint16)
+        self.low = (positions & np.uint64(0xFFFF)).astype(_U16)
         new_container = np.empty(n, dtype=bool)
         new_container[0] = True
         np.not_equal(high[1:], high[:-1], out=new_container[1:])
@@ -78,54 +79,54 @@ class _Layout:
         self.key48 = high[self.start]
         run_start = new_container.copy()
         run_start[1:] |= positions[1:] != positions[:-1] + np.uint64(1)
-        self.run_start = run_start
-        self.nruns = np.add.reduceat(run_start.astype(np.int64), self.start)
+        self.run_start = np.flatnonzero(run_start)
+        self.nruns = np.diff(np.searchsorted(self.run_start, np.append(self.start, n)))
         plain = np.where(self.card <= ARRAY_MAX, 2 * self.card, BITMAP_BYTES)
         as_run = 2 + 4 * self.nruns
         self.is_run = as_run < plain
-        self.size = np.where(self.is_run, as_run, plain)
         self.offset = np.zeros(self.start.size + 1, dtype=np.int64)
-        np.cumsum(self.size, out=self.offset[1:])
-        self.container_of = np.repeat(np.arange(self.start.size), self.card)
-        self.data = np.zeros(int(self.offset[-1]), dtype=np.uint8)
+        np.cumsum(np.where(self.is_run, as_run, plain), out=self.offset[1:])
+        self.words = np.zeros(int(self.offset[-1]) // 2, dtype=_U16)
         self._arrays()
         self._bitmaps()
         self._runs(n)
 
     def _arrays(self) -> None:
         is_array = ~self.is_run & (self.card <= ARRAY_MAX)
-        idx = np.flatnonzero(is_array[self.container_of])
-        if idx.size:
-            c = self.container_of[idx]
-            _put_u16(self.data, self.offset[c] + 2 * (idx - self.start[c]), self.low[idx])
+        if is_array.all():  # the usual case: the data is the low 16 bits of every position
+            self.words[:] = self.low
+            return
+        containers = np.flatnonzero(is_array)
+        if containers.size:
+            counts = self.card[containers]
+            source = _spread(self.start[containers], counts)
+            self.words[_spread(self.offset[containers] // 2, counts)] = self.low[source]
 
     def _bitmaps(self) -> None:
         containers = np.flatnonzero(~self.is_run & (self.card > ARRAY_MAX))
         if not containers.size:
             return
-        ordinal = np.zeros(self.start.size, dtype=np.int64)
-        ordinal[containers] = np.arange(containers.size)
-        idx = np.flatnonzero(~self.is_run[self.container_of] & (self.card > ARRAY_MAX)[self.container_of])
+        counts = self.card[containers]
         bits = np.zeros(containers.size * 65536, dtype=bool)
-        bits[ordinal[self.container_of[idx]] * 65536 + self.low[idx]] = True
-        blocks = np.packbits(bits, bitorder="little").reshape(containers.size, BITMAP_BYTES)
-        for k, at in enumerate(self.offset[containers].tolist()):
-            self.data[at:at + BITMAP_BYTES] = blocks[k]
+        ordinal = np.repeat(np.arange(containers.size) * 65536, counts)
+        bits[ordinal + self.low[_spread(self.start[containers], counts)]] = True
+        blocks = np.packbits(bits, bitorder="little").view(_U16).reshape(containers.size, BITMAP_BYTES // 2)
+        for k, at in enumerate((self.offset[containers] // 2).tolist()):
+            self.words[at:at + BITMAP_BYTES // 2] = blocks[k]
 
     def _runs(self, n: int) -> None:
         containers = np.flatnonzero(self.is_run)
         if not containers.size:
             return
-        _put_u16(self.data, self.offset[containers], self.nruns[containers])
-        starts = np.flatnonzero(self.run_start)
-        lengths = np.diff(np.append(starts, n))
-        keep = self.is_run[self.container_of[starts]]
-        starts, lengths = starts[keep], lengths[keep]
         counts = self.nruns[containers]
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        at = self.offset[self.container_of[starts]] + 2 + 4 * (np.arange(starts.size) - first)
-        _put_u16(self.data, at, self.low[starts])
-        _put_u16(self.data, at + 2, lengths - 1)
+        self.words[self.offset[containers] // 2] = counts
+        first_run = np.searchsorted(self.run_start, self.start[containers])
+        runs = _spread(first_run, counts)  # indexes into run_start of the runs of run containers
+        starts = self.run_start[runs]
+        lengths = np.append(self.run_start, n)[runs + 1] - starts
+        at = _spread(self.offset[containers] // 2 + 1, 2 * counts)
+        self.words[at[0::2]] = self.low[starts]
+        self.words[at[1::2]] = lengths - 1
 
 
 def encode_portable(positions: np.ndarray) -> bytes:
@@ -147,7 +148,7 @@ def encode_portable(positions: np.ndarray) -> bytes:
     for s, e in zip(first.tolist(), ends.tolist()):
         pieces.append(int(bucket[s]).to_bytes(4, "little"))
         pieces.append(_header32(layout, s, e))
-        pieces.append(layout.data[layout.offset[s]:layout.offset[e]].tobytes())
+        pieces.append(layout.words[layout.offset[s] // 2:layout.offset[e] // 2].tobytes())
     return b"".join(pieces)
 
 
@@ -204,12 +205,12 @@ class _Budget:
     """How many more positions a decode may produce."""
 
     def __init__(self, max_cardinality: int) -> None:
-        self.left = max_cardinality
+        self.cap = self.left = max_cardinality
 
     def take(self, count: int) -> None:
         if count > self.left:
-            raise _corrupt(f"holds more positions than the {self.left} allowed here "
-                           "(the file's row count, or the cap for vectors read without one)")
+            raise _corrupt(f"holds more positions than the {self.cap} allowed here "
+                           "(the data file's row count, or the cap for vectors read without one)")
         self.left -= count
 
 
@@ -245,7 +246,7 @@ def decode_portable(data: bytes, *, limit: int = LIMIT, max_cardinality: int) ->
         previous = key
         if key << 32 >= limit:
             raise _corrupt(f"bucket {key} holds positions at or beyond {limit}")
-        bitmap = _parse32(reader, at + 4, budget, min(limit - (key << 32), 2**32), f"bucket {key}")
+        bitmap = _parse32(reader, at + 4, budget, key << 32, min(limit - (key << 32), 2**32), f"bucket {key}")
         parsed.append((key, bitmap))
         at = bitmap.end
     if at != len(data):
@@ -254,7 +255,14 @@ def decode_portable(data: bytes, *, limit: int = LIMIT, max_cardinality: int) ->
 
 
 def _expand_all(reader: _Reader, parsed: list[tuple[int, _Bitmap32]]) -> np.ndarray:
-    chunks = [_expand32(reader, bitmap).astype(np.uint64) | np.uint64(key << 32) for key, bitmap in parsed]
+    chunks = []
+    for key, bitmap in parsed:
+        chunk = _expand32(reader, bitmap).astype(np.uint64)
+        if key:
+            chunk |= np.uint64(key << 32)
+        chunks.append(chunk)
+    if len(chunks) == 1:
+        return chunks[0]
     return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint64)
 
 
@@ -287,7 +295,8 @@ def decode_native(data: bytes, *, limit: int = LIMIT, max_cardinality: int) -> n
     for key in range(count):
         size = reader.uint(at, 4, "a bitmap size", "big")
         reader.need(at + 4 + size, f"bitmap {key}")
-        bitmap = _parse32(reader, at + 4, budget, max(0, min(limit - (key << 32), 2**32)), f"bitmap {key}")
+        bitmap = _parse32(reader, at + 4, budget, key << 32, max(0, min(limit - (key << 32), 2**32)),
+                          f"bitmap {key}")
         if bitmap.end != at + 4 + size:
             raise _corrupt(f"bitmap {key} is {bitmap.end - at - 4} bytes, its header says {size}")
         parsed.append((key, bitmap))
@@ -300,23 +309,24 @@ def decode_native(data: bytes, *, limit: int = LIMIT, max_cardinality: int) -> n
 class _Bitmap32:
     """The parsed headers of one 32-bit bitmap: container keys, cardinalities, kinds and data offsets."""
 
-    __slots__ = ("bound", "card", "data_at", "end", "is_run", "keys", "what")
+    __slots__ = ("base", "bound", "card", "data_at", "end", "is_run", "keys", "what")
 
     def __init__(self, keys: np.ndarray, card: np.ndarray, is_run: np.ndarray, data_at: np.ndarray, end: int,
-                 bound: int, what: str) -> None:
+                 base: int, bound: int, what: str) -> None:
         self.keys, self.card, self.is_run, self.data_at = keys, card, is_run, data_at
-        self.end, self.bound, self.what = end, bound, what
+        self.end, self.base, self.bound, self.what = end, base, bound, what
 
 
 def _expand32(reader: _Reader, bitmap: _Bitmap32) -> np.ndarray:
     """The low 32 bits of the positions of a parsed bitmap, checked against its headers and bound."""
     low = _values(reader, bitmap.keys, bitmap.card, bitmap.is_run, bitmap.data_at, bitmap.what)
     if low.size and int(low[-1]) >= bitmap.bound:
-        raise _corrupt(f"{bitmap.what}: position {int(low[-1])} lies beyond the allowed positions")
+        raise _corrupt(f"{bitmap.what}: position {bitmap.base + int(low[-1])} is at or beyond "
+                       f"{bitmap.base + bitmap.bound} (the data file's row count)")
     return low
 
 
-def _parse32(reader: _Reader, start: int, budget: _Budget, bound: int, what: str) -> _Bitmap32:
+def _parse32(reader: _Reader, start: int, budget: _Budget, base: int, bound: int, what: str) -> _Bitmap32:
     """The headers of the 32-bit bitmap at ``start`` (its cardinality taken from ``budget``)."""
     cookie = reader.uint(start, 4, f"{what}: the cookie")
     if cookie == COOKIE_NO_RUN:
@@ -339,14 +349,15 @@ def _parse32(reader: _Reader, start: int, budget: _Budget, bound: int, what: str
     if size > 1 and np.any(keys[1:] <= keys[:-1]):
         raise _corrupt(f"{what}: container keys are not strictly increasing")
     if size and (int(keys[-1]) << 16) >= bound:
-        raise _corrupt(f"{what}: container {int(keys[-1])} lies beyond the allowed positions")
+        raise _corrupt(f"{what}: container {int(keys[-1])} holds positions at or beyond {base + bound} "
+                       "(the data file's row count)")
     budget.take(int(card.sum()))
     offsets = None
     if with_offsets:
         offsets = reader.array(_U32, size, at, f"{what}: the offset header").astype(np.int64)
         at += 4 * size
     data_at, end = _container_offsets(reader, start, at, is_run, card, offsets, what)
-    return _Bitmap32(keys, card, is_run, data_at, end, bound, what)
+    return _Bitmap32(keys, card, is_run, data_at, end, base, bound, what)
 
 
 def _container_offsets(reader: _Reader, start: int, at: int, is_run: np.ndarray, card: np.ndarray,
@@ -373,61 +384,76 @@ def _container_offsets(reader: _Reader, start: int, at: int, is_run: np.ndarray,
 def _values(reader: _Reader, keys: np.ndarray, card: np.ndarray, is_run: np.ndarray, data_at: np.ndarray,
             what: str) -> np.ndarray:
     """The sorted low 32 bits of every position of the containers, validated against their headers."""
-    total = int(card.sum())
-    out = np.empty(total, dtype=np.uint32)
-    out_at = np.cumsum(card) - card
-    buf = reader.buf
+    parts = []
     arrays = np.flatnonzero(~is_run & (card <= ARRAY_MAX))
-    bitmaps = np.flatnonzero(~is_run & (card > ARRAY_MAX))
-    runs = np.flatnonzero(is_run)
     if arrays.size:
-        c = np.repeat(arrays, card[arrays])
-        rank = np.arange(c.size) - np.repeat(np.cumsum(card[arrays]) - card[arrays], card[arrays])
-        at = data_at[c] + 2 * rank
-        low = buf[at].astype(np.uint32) | (buf[at + 1].astype(np.uint32) << 8)
-        if np.any((low[1:] <= low[:-1]) & (rank[1:] > 0)):
-            raise _corrupt(f"{what}: an array container is not strictly increasing")
-        out[out_at[c] + rank] = low | (keys[c].astype(np.uint32) << 16)
+        parts.append((arrays, _array_values(reader.buf, keys, card, arrays, data_at, what)))
+    bitmaps = np.flatnonzero(~is_run & (card > ARRAY_MAX))
     if bitmaps.size:
-        blocks = np.empty((bitmaps.size, BITMAP_BYTES), dtype=np.uint8)
-        for k, at in enumerate(data_at[bitmaps].tolist()):
-            blocks[k] = buf[at:at + BITMAP_BYTES]
-        bits = np.unpackbits(blocks, axis=1, bitorder="little")
-        if not np.array_equal(bits.sum(axis=1, dtype=np.int64), card[bitmaps]):
-            raise _corrupt(f"{what}: a bitmap container's bit count disagrees with its cardinality")
-        flat = np.flatnonzero(bits.view(bool))  # row-major: container by container, ascending within each
-        row, low = flat >> 16, flat & 0xFFFF
-        c = bitmaps[row]
-        rank = np.arange(c.size) - np.repeat(np.cumsum(card[bitmaps]) - card[bitmaps], card[bitmaps])
-        out[out_at[c] + rank] = low.astype(np.uint32) | (keys[c].astype(np.uint32) << 16)
+        parts.append((bitmaps, _bitmap_values(reader.buf, keys, card, bitmaps, data_at, what)))
+    runs = np.flatnonzero(is_run)
     if runs.size:
-        _run_values(reader, keys, card, runs, data_at, out, out_at, what)
+        parts.append((runs, _run_values(reader.buf, keys, card, runs, data_at, what)))
+    if len(parts) == 1:  # one kind of container: its values are already in container order
+        return parts[0][1]
+    out = np.empty(int(card.sum()), dtype=np.uint32)
+    out_at = np.cumsum(card) - card
+    for containers, values in parts:
+        counts = card[containers]
+        out[np.arange(values.size) + np.repeat(out_at[containers] - (np.cumsum(counts) - counts), counts)] = values
     return out
 
 
-def _run_values(reader: _Reader, keys: np.ndarray, card: np.ndarray, runs: np.ndarray, data_at: np.ndarray,
-                out: np.ndarray, out_at: np.ndarray, what: str) -> None:
-    """Expand the run containers ``runs`` into ``out`` (their total length was checked against the budget)."""
-    buf = reader.buf
+def _high(keys: np.ndarray, containers: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each value's container key in bits 16..31."""
+    return np.repeat(keys[containers].astype(np.uint32) << 16, counts)
+
+
+def _array_values(buf: np.ndarray, keys: np.ndarray, card: np.ndarray, arrays: np.ndarray, data_at: np.ndarray,
+                  what: str) -> np.ndarray:
+    counts = card[arrays]
+    first = np.cumsum(counts) - counts
+    at = 2 * np.arange(int(counts.sum())) + np.repeat(data_at[arrays] - 2 * first, counts)
+    low = buf[at].astype(np.uint32) | (buf[at + 1].astype(np.uint32) << 8)
+    unordered = low[1:] <= low[:-1]
+    unordered[first[1:] - 1] = False  # a new container may start lower
+    if np.any(unordered):
+        raise _corrupt(f"{what}: an array container is not strictly increasing")
+    return low | _high(keys, arrays, counts)
+
+
+def _bitmap_values(buf: np.ndarray, keys: np.ndarray, card: np.ndarray, bitmaps: np.ndarray, data_at: np.ndarray,
+                   what: str) -> np.ndarray:
+    blocks = np.empty((bitmaps.size, BITMAP_BYTES), dtype=np.uint8)
+    for k, at in enumerate(data_at[bitmaps].tolist()):
+        blocks[k] = buf[at:at + BITMAP_BYTES]
+    flat = np.flatnonzero(np.unpackbits(blocks, bitorder="little").view(bool))  # container by container
+    counts = card[bitmaps]
+    if not np.array_equal(np.bincount(flat >> 16, minlength=bitmaps.size), counts):
+        raise _corrupt(f"{what}: a bitmap container's bit count disagrees with its cardinality")
+    return (flat & 0xFFFF).astype(np.uint32) | _high(keys, bitmaps, counts)
+
+
+def _run_values(buf: np.ndarray, keys: np.ndarray, card: np.ndarray, runs: np.ndarray, data_at: np.ndarray,
+                what: str) -> np.ndarray:
+    """The values of the run containers ``runs`` (their total was checked against the budget)."""
     first = data_at[runs]
     nruns = buf[first].astype(np.int64) | (buf[first + 1].astype(np.int64) << 8)
-    c = np.repeat(runs, nruns)
-    rank = np.arange(c.size) - np.repeat(np.cumsum(nruns) - nruns, nruns)
-    at = data_at[c] + 2 + 4 * rank
+    if np.any(nruns == 0):
+        raise _corrupt(f"{what}: a run container without runs")
+    run_first = np.cumsum(nruns) - nruns
+    at = 4 * np.arange(int(nruns.sum())) + np.repeat(first + 2 - 4 * run_first, nruns)
     begin = buf[at].astype(np.int64) | (buf[at + 1].astype(np.int64) << 8)
     length = (buf[at + 2].astype(np.int64) | (buf[at + 3].astype(np.int64) << 8)) + 1
     stop = begin + length
     if np.any(stop > 65536):
         raise _corrupt(f"{what}: a run container overflows its 65536 values")
-    if np.any((begin[1:] <= stop[:-1] - 1) & (rank[1:] > 0)):
+    unordered = begin[1:] < stop[:-1]
+    unordered[run_first[1:] - 1] = False
+    if np.any(unordered):
         raise _corrupt(f"{what}: a run container's runs overlap or are out of order")
-    per_container = np.zeros(card.size, dtype=np.int64)
-    np.add.at(per_container, c, length)
-    if not np.array_equal(per_container[runs], card[runs]):
+    if not np.array_equal(np.add.reduceat(length, run_first), card[runs]):
         raise _corrupt(f"{what}: a run container's runs disagree with its cardinality")
-    # each value: its run's begin plus its rank within the run
-    run_first_out = out_at[c] + np.cumsum(length) - length - np.repeat(np.cumsum(card[runs]) - card[runs], nruns)
-    value_run = np.repeat(np.arange(c.size), length)
-    within = np.arange(value_run.size) - np.repeat(np.cumsum(length) - length, length)
-    low = (begin[value_run] + within).astype(np.uint32) | (keys[c[value_run]].astype(np.uint32) << 16)
-    out[run_first_out[value_run] + within] = low
+    value_first = np.cumsum(length) - length
+    start = (np.repeat(keys[runs], nruns) << 16) + begin - value_first
+    return (np.arange(int(length.sum()), dtype=np.int64) + np.repeat(start, length)).astype(np.uint32)

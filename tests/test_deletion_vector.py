@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
 import time
 import zlib
 from dataclasses import FrozenInstanceError
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -134,6 +137,15 @@ def test_golden_framings():
     assert from_iceberg_blob(blob) == vector == from_delta_bytes(payload)
 
 
+def test_format_md_example_is_what_the_encoder_writes():
+    """docs/format.md §18.1 spells out the bytes of {3, 4, 7}; they stay the encoder's."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "format.md").read_text()
+    example = re.search(r"Example: the positions \{3, 4, 7\} are (.*?)\.\n", text, flags=re.S)
+    assert example, "format.md §18.1 lost its example"
+    spelled = re.sub(r"\([^)]*\)", " ", example.group(1)).replace("`", " ").split()
+    assert bytes.fromhex("".join(spelled)) == dv(3, 4, 7).to_bytes()
+
+
 # -------------------------------------------------------------------------------------- the value
 
 
@@ -156,6 +168,12 @@ def test_constructor_takes_only_the_canonical_array_and_copies_writable_ones():
     source = np.array([1, 2], dtype=np.uint64)
     vector = DeletionVector(positions=source)
     source[0] = 7
+    assert vector.positions.tolist() == [1, 2]
+    source = np.array([1, 2], dtype=np.uint64)
+    view = source.view()
+    view.flags.writeable = False  # read-only, but its base is not
+    vector = DeletionVector(positions=view)
+    source[0] = 0
     assert vector.positions.tolist() == [1, 2]
     with pytest.raises(ArgumentTypeError):
         DeletionVector(positions=[1, 2])  # type: ignore[arg-type]
@@ -229,10 +247,31 @@ def test_keep_mask_of_a_ten_million_row_file_is_fast():
     assert best < 0.1, f"keep-mask took {best * 1e3:.1f} ms"
 
 
+def test_pickled_vectors_stay_read_only():
+    """numpy unpickles arrays writable; a vector sent to a worker (a file task) must stay immutable."""
+    vector = dv(1, 2**40)
+    back = pickle.loads(pickle.dumps(vector))
+    assert back == vector and not back.positions.flags.writeable
+    with pytest.raises(ValueError):
+        back.positions[0] = 5
+
+
+def test_ranges():
+    assert DeletionVector.from_positions(range(5, 12, 3)) == dv(5, 8, 11)
+    assert DeletionVector.from_positions(range(10**7)).cardinality == 10**7
+    assert DeletionVector.from_positions(range(2**63 - 2, 2**63)).positions.tolist() == [2**63 - 2, 2**63 - 1]
+    assert DeletionVector.from_positions(range(3, 0, -1)) == dv(1, 2, 3)
+    with pytest.raises(InvalidArgumentError):
+        DeletionVector.from_positions(range(-1, 2))
+    with pytest.raises(InvalidArgumentError):
+        DeletionVector.from_positions(range(2**63 - 1, 2**63 + 1))
+
+
 def test_union_and_intersects():
     a, b = dv(1, 2, 70000), dv(2, 3)
     assert a.union(b) == dv(1, 2, 3, 70000) and a.union(dv()) is a and dv().union(b) is b
     assert a.intersects(b) and not a.intersects(dv(3)) and not dv().intersects(a)
+    assert a.difference(b) == dv(1, 70000) and a.difference(dv()) is a and dv().difference(a) == dv()
     with pytest.raises(ArgumentTypeError):
         a.union([1])  # type: ignore[arg-type]
 
@@ -287,6 +326,7 @@ def test_round_trips_through_every_framing(positions, data):
     assert from_delta_file(file, offset=slots[1][0], size_in_bytes=slots[1][1]) == vector
     assert np.array_equal(vector.union(other).positions, np.union1d(expected, other.positions))
     assert vector.intersects(other) == bool(np.intersect1d(expected, other.positions).size)
+    assert np.array_equal(vector.difference(other).positions, np.setdiff1d(expected, other.positions))
     if expected.size:
         assert vector.contains(int(expected[0])) and vector.contains(int(expected[-1]))
         with pytest.raises(CorruptDeletionVectorError):
@@ -441,44 +481,70 @@ def test_malformed_z85(text, size, fragment):
         z85_decode(text, size)
 
 
+def _frame(payload: bytes) -> bytes:
+    """A blob around ``payload`` with the right length and CRC, so the bitmap decoder sees any damage."""
+    return len(payload).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+
+
+def _check_decoded(vector: DeletionVector) -> None:
+    assert isinstance(vector, DeletionVector)
+    assert vector.positions.size < 2 or bool(np.all(vector.positions[1:] > vector.positions[:-1]))
+    assert DeletionVector.from_bytes(vector.to_bytes()) == vector
+
+
 def _decode_all(data: bytes) -> None:
-    """Every decoder on ``data``: each returns a canonical vector or raises CorruptDeletionVectorError."""
-    for decode in (lambda d: DeletionVector.from_bytes(d, num_rows=2**40), from_delta_bytes, from_iceberg_blob,
-                   lambda d: from_delta_file(d, offset=1, size_in_bytes=max(0, len(d) - 9), num_rows=2**40)):
+    """Every decoder on ``data`` (framings built around it with valid CRCs): each returns a canonical
+    vector or raises CorruptDeletionVectorError, nothing else."""
+    payload = ICEBERG_MAGIC + data
+    attempts = [
+        lambda: DeletionVector.from_bytes(data, num_rows=2**40),
+        lambda: DeletionVector.from_bytes(data),
+        lambda: from_delta_bytes(data),
+        lambda: from_iceberg_blob(data),
+        lambda: from_delta_bytes(payload, num_rows=2**40),
+        lambda: from_iceberg_blob(_frame(payload)),
+        lambda: from_delta_file(b"\x01" + _frame(payload), offset=1, size_in_bytes=len(payload), num_rows=2**40),
+    ]
+    for attempt in attempts:
         try:
-            vector = decode(data)
+            vector = attempt()
         except CorruptDeletionVectorError:
             continue
-        assert isinstance(vector, DeletionVector)
-        assert vector.positions.size < 2 or bool(np.all(vector.positions[1:] > vector.positions[:-1]))
+        _check_decoded(vector)
+
+
+def _mutate(raw: bytes, data: st.DataObject) -> bytes:
+    mutation = data.draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "delete", "splice"]))
+    at = data.draw(st.integers(0, max(0, len(raw) - 1)))
+    if mutation == "truncate":
+        return raw[:at]
+    if mutation == "flip":
+        return raw[:at] + bytes([raw[at] ^ (1 << data.draw(st.integers(0, 7)))]) + raw[at + 1:] if raw else raw
+    if mutation == "overwrite":  # values that hit counts, cookies (0x3a30, 0x3b30) and run bits
+        value = data.draw(st.sampled_from([0, 1, 0xFF, 0x7F, 0x80, 0x10, 0x3A, 0x3B, 0x30]))
+        width = data.draw(st.sampled_from([1, 2, 4, 8]))
+        return raw[:at] + bytes([value]) * width + raw[at + width:]
+    if mutation == "insert":
+        return raw[:at] + data.draw(st.binary(min_size=1, max_size=8)) + raw[at:]
+    if mutation == "delete":
+        return raw[:at] + raw[at + data.draw(st.integers(1, 8)):]
+    return raw[:at] + data.draw(st.binary(max_size=64))
 
 
 @FUZZ_PROFILE
 @given(position_sets(max_pieces=2), st.data())
 def test_mutated_bytes_raise_only_typed_errors(positions, data):
     vector = DeletionVector.from_positions(positions)
-    raw = data.draw(st.sampled_from([vector.to_bytes(), to_delta_bytes(vector), to_iceberg_blob(vector),
-                                     to_delta_file([vector])[0]]))
-    mutation = data.draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "delete", "splice"]))
-    at = data.draw(st.integers(0, max(0, len(raw) - 1)))
-    if mutation == "truncate":
-        mutated = raw[:at]
-    elif mutation == "flip":
-        mutated = raw[:at] + bytes([raw[at] ^ (1 << data.draw(st.integers(0, 7)))]) + raw[at + 1:] if raw else raw
-    elif mutation == "overwrite":
-        value = data.draw(st.sampled_from([0, 1, 0xFF, 0x7F, 0x80, 0x10, 0x3A, 0x3B, 0x30]))
-        width = data.draw(st.sampled_from([1, 2, 4, 8]))
-        mutated = raw[:at] + bytes([value]) * width + raw[at + width:]
-    elif mutation == "insert":
-        mutated = raw[:at] + data.draw(st.binary(min_size=1, max_size=8)) + raw[at:]
-    elif mutation == "delete":
-        mutated = raw[:at] + raw[at + data.draw(st.integers(1, 8)):]
-    else:
-        mutated = raw[:at] + data.draw(st.binary(max_size=64))
+    mutated = vector.to_bytes()
+    for _ in range(data.draw(st.integers(1, 3))):  # one to three mutations of the bitmap
+        mutated = _mutate(mutated, data)
     _decode_all(mutated)
-    # the raw decoder also sees the bitmap with its CRC-protected framing fixed up
-    if raw is not vector.to_bytes():
-        _decode_all(to_iceberg_blob(vector)[:8] + mutated[8:])
+    framed = data.draw(st.sampled_from([to_delta_bytes(vector), to_iceberg_blob(vector), to_delta_file([vector])[0]]))
+    damaged = _mutate(framed, data)  # damage to a framing: its length, magic or CRC catches it
+    for decode in (from_delta_bytes, from_iceberg_blob,
+                   lambda d: from_delta_file(d, offset=1, size_in_bytes=len(framed) - 9)):
+        with contextlib.suppress(CorruptDeletionVectorError):
+            _check_decoded(decode(damaged))
 
 
 @FUZZ_PROFILE
