@@ -36,8 +36,11 @@ from .errors import (
 from .log import MAX_INLINE_VECTOR_BYTES, MAX_VECTOR_BYTES, VECTOR_DIR, DeletionVectorDescriptor, validate_vector_path
 from .storage import MAX_ENTRY_BYTES, Storage
 
-__all__ = ["load_vector", "load_vectors", "vector_file_name", "write_vectors"]
+__all__ = ["MAX_INLINE_BYTES_PER_COMMIT", "load_vector", "load_vectors", "vector_file_name", "write_vectors"]
 
+MAX_INLINE_BYTES_PER_COMMIT = 64 * 1024
+"""A commit inlines at most this many vector bytes in its log entry (smallest vectors first; format
+§18.3), so entries stay small single requests (§11.1)."""
 _SPAN_GAP = 1 << 20
 """Vectors of one file closer than this are fetched in one range request by :func:`load_vectors`."""
 
@@ -55,8 +58,9 @@ def vector_file_name() -> str:
 def write_vectors(storage: Storage, vectors: Mapping[str, DeletionVector]) -> dict[str, DeletionVectorDescriptor]:
     """Store ``vectors`` (data-file path -> vector, none empty) and return their descriptors.
 
-    Vectors of at most ``MAX_INLINE_VECTOR_BYTES`` serialized bytes are inlined; the rest go into one
-    new vector file, published whole (format §5.8) and never overwritten.
+    Vectors of at most ``MAX_INLINE_VECTOR_BYTES`` serialized bytes are inlined, smallest first, up to
+    ``MAX_INLINE_BYTES_PER_COMMIT`` in all; the rest go into one new vector file, published whole
+    (format §5.8, §18.3) and never overwritten.
 
     Args:
         storage: the table's storage.
@@ -71,14 +75,18 @@ def write_vectors(storage: Storage, vectors: Mapping[str, DeletionVector]) -> di
     """
     out: dict[str, DeletionVectorDescriptor] = {}
     large: list[tuple[str, DeletionVector]] = []
+    serialized: list[tuple[int, str, bytes]] = []
     for path, vector in vectors.items():
         if vector.cardinality == 0:
             raise InvalidArgumentError(f"the deletion vector of {path!r} deletes no row", argument="vectors")
-        data = to_delta_bytes(vector)
-        if len(data) <= MAX_INLINE_VECTOR_BYTES:
-            out[path] = DeletionVectorDescriptor(cardinality=vector.cardinality, inline=data)
+        serialized.append((len(data := to_delta_bytes(vector)), path, data))
+    budget = MAX_INLINE_BYTES_PER_COMMIT
+    for size, path, data in sorted(serialized, key=lambda item: item[0]):
+        if size <= MAX_INLINE_VECTOR_BYTES and size <= budget:
+            out[path] = DeletionVectorDescriptor(cardinality=vectors[path].cardinality, inline=data)
+            budget -= size
         else:
-            large.append((path, vector))
+            large.append((path, vectors[path]))
     if large:
         content, slots = to_delta_file([v for _, v in large])
         rel = vector_file_name()

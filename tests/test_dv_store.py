@@ -407,3 +407,17 @@ def test_dv_describe_and_history_count_live_rows(local_uri):
     assert describe("--version", "0")["rows"] == 2 * N
     history = next(h for h in t.inspect.history().to_pylist() if h["version"] == t.version)
     assert (history["rows_added"], history["rows_removed"]) == (N - N // 4, N)
+
+
+def test_a_commit_inlines_at_most_64_kib_smallest_first():
+    from lakehouse.dv_store import MAX_INLINE_BYTES_PER_COMMIT
+
+    storage = Storage.from_uri("memory://dv-inline-budget")
+    # 40 vectors of ~2 KiB each (about 1000 scattered positions): 80 KiB would be inline without a budget
+    vectors = {f"f{i}.parquet": _dv(range(i, 1000 * (i + 3), i + 3)) for i in range(40)}
+    descriptors = write_vectors(storage, vectors)
+    inline = [d for d in descriptors.values() if d.is_inline]
+    assert 0 < sum(len(d.inline) for d in inline) <= MAX_INLINE_BYTES_PER_COMMIT
+    assert len({d.path for d in descriptors.values() if not d.is_inline}) == 1
+    assert max(len(d.inline) for d in inline) <= min(d.size for d in descriptors.values() if not d.is_inline)
+    assert load_vectors(storage, [(d, None) for d in descriptors.values()]) == list(vectors.values())
