@@ -25,6 +25,7 @@ import pyarrow as pa
 from .errors import CorruptLogError, UnsupportedFormatError
 from .log import (
     CHECKPOINT_POINTER,
+    DELETION_VECTORS_VERSION,
     FORMAT_VERSION,
     READER_VERSION,
     Protocol,
@@ -35,7 +36,14 @@ from .log import (
     unseal,
     validate_data_paths,
 )
-from .state import DeferredFiles, TableState, files_schema
+from .state import (
+    DeferredFiles,
+    TableState,
+    check_vectors,
+    files_schema,
+    with_vector_columns,
+    without_vector_columns,
+)
 from .storage import MAX_READ_POINTER_BYTES, Storage
 
 __all__ = [
@@ -63,6 +71,8 @@ def encode_checkpoint(state: TableState) -> bytes:
         "txn": dict(state.app_versions),
     }
     files = state.files
+    if state.protocol.min_reader_version < DELETION_VECTORS_VERSION:  # format §9: no file can have a vector,
+        files = without_vector_columns(files)  # and readers of protocol 1-3 know the files table without them
     if files.column(0).num_chunks > 64:  # many tiny chunks (one per commit) make slow IPC batches
         files = files.combine_chunks()
     table = files.replace_schema_metadata({_STATE_KEY: msgpack.packb(info, use_bin_type=True)})
@@ -103,7 +113,11 @@ def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> 
         if protocol.min_reader_version > READER_VERSION:
             raise UnsupportedFormatError(f"needs reader version {protocol.min_reader_version}", path=path)
         metadata = decode_metadata(info["metadata"])
-        if not reader.schema.remove_metadata().equals(files_schema(metadata)):
+        expected = files_schema(metadata)
+        found = reader.schema.remove_metadata()
+        if not (found.equals(expected) or (
+                protocol.min_reader_version < DELETION_VECTORS_VERSION
+                and found.equals(without_vector_columns(expected.empty_table()).schema))):
             raise CorruptLogError("files table does not match the table metadata")
         txn = {str(k): int(v) for k, v in info["txn"].items()}
         if version is not None and info["version"] != version:
@@ -126,8 +140,10 @@ def _read_files(reader: pa.ipc.RecordBatchFileReader, path: str) -> pa.Table:
         files.validate(full=True)
     except (pa.ArrowException, OSError) as exc:
         raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
-    try:  # the same rule as for paths in log entries (format.md §3)
+    try:  # the same rule as for paths in log entries (format.md §3), and for deletion vectors (§8)
         validate_data_paths(files.column("path"))
+        files = with_vector_columns(files)
+        check_vectors(files)
     except ValueError as exc:
         raise CorruptLogError(f"invalid checkpoint ({exc})", path=path) from None
     return files

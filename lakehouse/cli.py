@@ -434,7 +434,8 @@ def describe(uri: str, version: int | None, as_of: dt.datetime | None, output: s
         "uri": redact_uri(table.uri), "version": snap.version, "latest_version": latest,
         "timestamp": snap.timestamp, "partition_by": snap.partition_by,
         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in snap.schema],
-        "properties": snap.properties, "files": files.num_rows, "rows": _total(files, "num_rows"),
+        "properties": snap.properties, "files": files.num_rows,
+        "rows": _total(files, "num_rows") - _total(table.files(version=snap.version), "num_deleted_rows"),
         "size_bytes": _total(files, "size_bytes"),
     }
     if snap.version == latest:

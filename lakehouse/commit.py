@@ -50,6 +50,7 @@ from .errors import (
 from .expr.prune import files_mask
 from .log import (
     CHECKPOINT_POINTER,
+    DELETION_VECTORS_VERSION,
     WRITER_VERSION,
     AddFile,
     AppTransaction,
@@ -93,6 +94,8 @@ class CommitRequest:
             already holds one of them at that version or later.
         read_predicates: filters whose matching rows the commit depends on (see below).
         read_files: paths of the files the commit read (see below).
+        data_change: False for a commit that only rearranges rows (optimize, folding deletion
+            vectors); recorded in the commit info (format.md §5.6).
 
     Example:
         >>> CommitRequest(operation="append").blind_append
@@ -111,6 +114,8 @@ class CommitRequest:
     columns by physical name (as the files table does, format.md §5.7)."""
     read_files: frozenset[str] = frozenset()
     """Paths of the files the commit read (their removal by another writer conflicts)."""
+    data_change: bool = True
+    """False for a commit that only rearranges rows (format.md §5.6)."""
 
     @property
     def blind_append(self) -> bool:
@@ -238,9 +243,22 @@ def _entry(request: CommitRequest, state: TableState | None, version: int, commi
     timestamp = max(now_ms(), state.timestamp + 1) if state is not None else now_ms()
     info = CommitInfo(id=commit_id, timestamp=timestamp, operation=request.operation,
                       parameters=dict(request.parameters), read_version=read_version,
-                      blind_append=request.blind_append, lakehouse_version=__version__)
-    return LogEntry(version=version, commit=info, protocol=request.protocol, metadata=request.metadata,
+                      blind_append=request.blind_append, lakehouse_version=__version__,
+                      data_change=request.data_change)
+    return LogEntry(version=version, commit=info, protocol=_protocol(request, state), metadata=request.metadata,
                     add=request.add, remove=request.remove, txn=request.txn)
+
+
+def _protocol(request: CommitRequest, state: TableState | None) -> Protocol | None:
+    """The request's protocol action, raised to deletion vectors (both versions at least 4, format §5.2)
+    if it adds a file with a vector to a table below them."""
+    if all(a.deletion_vector is None for a in request.add):
+        return request.protocol
+    current = request.protocol or (state.protocol if state is not None else Protocol())
+    if min(current.min_reader_version, current.min_writer_version) >= DELETION_VECTORS_VERSION:
+        return request.protocol
+    return Protocol(min_reader_version=max(current.min_reader_version, DELETION_VECTORS_VERSION),
+                    min_writer_version=max(current.min_writer_version, DELETION_VECTORS_VERSION))
 
 
 def _encoded(storage: Storage, entry: LogEntry) -> bytes:

@@ -28,14 +28,19 @@ from .schema import check_mapping, check_partition_columns, max_field_id
 
 __all__ = [
     "CHECKPOINT_POINTER",
+    "DELETION_VECTORS_VERSION",
     "FORMAT_VERSION",
     "INT64_MAX",
     "LOG_DIR",
+    "MAX_INLINE_VECTOR_BYTES",
+    "MAX_VECTOR_BYTES",
+    "VECTOR_DIR",
     "READER_VERSION",
     "WRITER_VERSION",
     "AddFile",
     "AppTransaction",
     "CommitInfo",
+    "DeletionVectorDescriptor",
     "LogEntry",
     "Metadata",
     "Protocol",
@@ -51,18 +56,28 @@ __all__ = [
     "unseal",
     "validate_data_path",
     "validate_data_paths",
+    "validate_vector_path",
 ]
 
 FORMAT_VERSION = 1
 """Version of the envelope of log entries and checkpoints."""
-READER_VERSION = 3
+READER_VERSION = 4
 """The highest ``min_reader_version`` this library can read (2: column mapping, format.md §5.7;
-3: files tables narrowed back exactly by a restore, §5.2, §8)."""
-WRITER_VERSION = 3
+3: files tables narrowed back exactly by a restore, §5.2, §8; 4: deletion vectors, §5.3, §5.8)."""
+WRITER_VERSION = 4
 """The highest ``min_writer_version`` this library can write (2: column mapping, format.md §5.7;
-3: files tables narrowed back exactly by a restore, §5.2, §8)."""
+3: files tables narrowed back exactly by a restore, §5.2, §8; 4: deletion vectors, §5.3, §5.8)."""
+DELETION_VECTORS_VERSION = 4
+"""The reader and writer protocol version that introduces deletion vectors (format.md §5.2)."""
+VECTOR_DIR = "_deletion_vectors"
+"""The folder, under the table root, of deletion-vector files (format.md §3, §5.8)."""
+MAX_INLINE_VECTOR_BYTES = 4096
+"""A deletion vector whose serialized bytes are at most this long is inlined in the log (format §5.8)."""
+MAX_VECTOR_BYTES = 1 << 28
+"""The largest serialized deletion vector readers read (256 MiB; format §5.8, §15)."""
 LOG_DIR = "_lakehouse_log"
 CHECKPOINT_POINTER = f"{LOG_DIR}/_last_checkpoint"
+_VECTOR_PATH = re.compile(r"_deletion_vectors/dv-[0-9a-f]{32}\.bin\Z")
 _NAME = re.compile(r"^(\d{20})\.(msgpack|checkpoint\.arrow)$")
 _UNPACK_LIMITS: dict[str, int] = {
     "max_str_len": 64 << 20, "max_bin_len": 1 << 30, "max_array_len": 1 << 26, "max_map_len": 1 << 24,
@@ -145,8 +160,37 @@ class Metadata:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DeletionVectorDescriptor:
+    """Where a deletion vector's bytes are (format.md §5.8): ``inline`` (the serialized vector, at most
+    :data:`MAX_INLINE_VECTOR_BYTES`) or a byte range of a vector file ``path``
+    (``_deletion_vectors/dv-<32 hex>.bin``) whose 4-byte size field starts at ``offset`` and whose
+    serialized vector is ``size`` bytes; ``cardinality`` is the number of row positions it holds.
+
+    Example:
+        >>> DeletionVectorDescriptor(cardinality=2, inline=b"...").is_inline
+        True
+    """
+
+    cardinality: int
+    inline: bytes | None = None
+    path: str | None = None
+    offset: int = 0
+    size: int = 0
+
+    @property
+    def is_inline(self) -> bool:
+        """True if the bytes are in the log itself."""
+        return self.inline is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AddFile:
-    """A data file joining the table. Values are log-encoded (see ``lakehouse.schema``)."""
+    """A data file joining the table. Values are log-encoded (see ``lakehouse.schema``).
+
+    ``deletion_vector``: the rows of the file that are deleted (format §5.8), None if none are;
+    ``carried_rows``: how many leading rows are carried over unchanged from files the same commit
+    removes (lineage for the change feed, §5.3), None if unknown.
+    """
 
     path: str
     size_bytes: int
@@ -156,16 +200,30 @@ class AddFile:
     min: Mapping[str, Any] = field(default_factory=dict)
     max: Mapping[str, Any] = field(default_factory=dict)
     null_count: Mapping[str, int | None] = field(default_factory=dict)
+    deletion_vector: DeletionVectorDescriptor | None = None
+    carried_rows: int | None = None
+
+    @property
+    def num_deleted_rows(self) -> int:
+        """The rows of the file its deletion vector deletes (0 without one)."""
+        return 0 if self.deletion_vector is None else self.deletion_vector.cardinality
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemoveFile:
-    """A data file leaving the table (still readable by older versions until vacuumed)."""
+    """A data file leaving the table (still readable by older versions until vacuumed).
+
+    ``num_deleted_rows``: the cardinality of the deletion vector the file had when removed (its live
+    rows are ``num_rows - num_deleted_rows``); ``dropped_rows``: the rows of the file this commit
+    dropped (lineage for the change feed, format §5.4), None if unknown.
+    """
 
     path: str
     deletion_time: int
     size_bytes: int = 0
     num_rows: int = 0
+    num_deleted_rows: int = 0
+    dropped_rows: DeletionVectorDescriptor | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +245,8 @@ class CommitInfo:
     read_version: int | None = None
     blind_append: bool = False
     lakehouse_version: str = ""
+    data_change: bool = True
+    """False for a commit that only rearranges rows (optimize, folding deletion vectors; format §5.6)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,12 +310,33 @@ def encode_metadata(m: Metadata) -> dict[str, Any]:
     }
 
 
+def _encode_vector(d: DeletionVectorDescriptor) -> dict[str, Any]:
+    if d.inline is not None:
+        return {"inline": bytes(d.inline), "cardinality": d.cardinality}
+    return {"path": d.path, "offset": d.offset, "size": d.size, "cardinality": d.cardinality}
+
+
 def _encode_add(a: AddFile) -> dict[str, Any]:
-    return {
+    out = {
         "path": a.path, "size_bytes": a.size_bytes, "num_rows": a.num_rows,
         "modification_time": a.modification_time, "partition": list(a.partition),
         "min": dict(a.min), "max": dict(a.max), "null_count": dict(a.null_count),
     }
+    if a.deletion_vector is not None:
+        out["deletion_vector"] = _encode_vector(a.deletion_vector)
+    if a.carried_rows is not None:
+        out["carried_rows"] = a.carried_rows
+    return out
+
+
+def _encode_remove(r: RemoveFile) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": r.path, "deletion_time": r.deletion_time, "size_bytes": r.size_bytes,
+                           "num_rows": r.num_rows}
+    if r.num_deleted_rows:
+        out["num_deleted_rows"] = r.num_deleted_rows
+    if r.dropped_rows is not None:
+        out["dropped_rows"] = _encode_vector(r.dropped_rows)
+    return out
 
 
 def encode_entry(entry: LogEntry) -> bytes:
@@ -267,6 +348,7 @@ def encode_entry(entry: LogEntry) -> bytes:
             "id": c.id, "timestamp": c.timestamp, "operation": c.operation,
             "parameters": dict(c.parameters), "read_version": c.read_version,
             "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
+            **({} if c.data_change else {"data_change": False}),
         },
     }
     if entry.protocol is not None:
@@ -279,10 +361,7 @@ def encode_entry(entry: LogEntry) -> bytes:
     if entry.add:
         body["add"] = [_encode_add(a) for a in entry.add]
     if entry.remove:
-        body["remove"] = [
-            {"path": r.path, "deletion_time": r.deletion_time, "size_bytes": r.size_bytes, "num_rows": r.num_rows}
-            for r in entry.remove
-        ]
+        body["remove"] = [_encode_remove(r) for r in entry.remove]
     if entry.txn:
         body["txn"] = [{"app_id": t.app_id, "version": t.version} for t in entry.txn]
     return seal(msgpack.packb(body, use_bin_type=True))
@@ -437,8 +516,54 @@ def _decode_add(d: Any) -> AddFile:
         raise _Bad(str(exc)) from None
     # the ranges of the counts (int64, non-negative, null counts within num_rows) are checked on the
     # whole files table at once (state.adds_to_table): per action they would double the decoding time
+    vector = carried = None
+    if len(d) > 8:  # the optional keys (format §5.3): absent from most actions
+        vector = _decode_vector(d.get("deletion_vector"), rows, "add deletion_vector")
+        carried = _get(d, "carried_rows", int, optional=True)
+        if carried is not None and not 0 <= carried <= rows:
+            raise _Bad(f"add carried_rows {carried} is outside 0..num_rows ({rows})")
     return AddFile(path=path, size_bytes=size, num_rows=rows, modification_time=mtime, partition=tuple(part),
-                   min=lo, max=hi, null_count=nulls)
+                   min=lo, max=hi, null_count=nulls, deletion_vector=vector, carried_rows=carried)
+
+
+def validate_vector_path(path: str) -> str:
+    """Return ``path`` if it names a deletion-vector file as format §3 and §5.8 allow
+    (``_deletion_vectors/dv-<32 lower-case hex digits>.bin``), else raise ``InvalidArgumentError``.
+
+    Example:
+        >>> validate_vector_path("_deletion_vectors/dv-" + "0" * 32 + ".bin")[:21]
+        '_deletion_vectors/dv-'
+    """
+    if not isinstance(path, str) or _VECTOR_PATH.match(path) is None:
+        raise InvalidArgumentError(f"deletion vector path {path!r} is not named "
+                                   f"{VECTOR_DIR}/dv-<32 hex digits>.bin (format §5.8)")
+    return path
+
+
+def _decode_vector(d: Any, num_rows: int, what: str) -> DeletionVectorDescriptor | None:
+    """A deletion-vector descriptor (format §5.8), or None if ``d`` is None."""
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise _Bad(f"{what} is not a map")
+    card = _get(d, "cardinality", int)
+    if not 1 <= card <= num_rows:
+        raise _Bad(f"{what} cardinality {card} is outside 1..num_rows ({num_rows})")
+    inline, path = _get(d, "inline", bytes, optional=True), _get(d, "path", str, optional=True)
+    if (inline is None) == (path is None):
+        raise _Bad(f"{what} must have exactly one of 'inline' and 'path'")
+    if inline is not None:
+        if not 0 < len(inline) <= MAX_INLINE_VECTOR_BYTES:
+            raise _Bad(f"{what} inline vector of {len(inline)} bytes is outside 1..{MAX_INLINE_VECTOR_BYTES}")
+        return DeletionVectorDescriptor(cardinality=card, inline=inline)
+    try:
+        validate_vector_path(path)
+    except ValueError as exc:
+        raise _Bad(f"{what}: {exc}") from None
+    offset, size = _get(d, "offset", int), _get(d, "size", int)
+    if not 1 <= offset <= INT64_MAX or not 1 <= size <= MAX_VECTOR_BYTES:
+        raise _Bad(f"{what} offset {offset} or size {size} is outside 1..{INT64_MAX} / 1..{MAX_VECTOR_BYTES}")
+    return DeletionVectorDescriptor(cardinality=card, path=path, offset=offset, size=size)
 
 
 def _decode_remove(d: Any) -> RemoveFile:
@@ -449,10 +574,15 @@ def _decode_remove(d: Any) -> RemoveFile:
         validate_data_path(path)
     except ValueError as exc:
         raise _Bad(str(exc)) from None
+    rows = _count(_get(d, "num_rows", int), "remove num_rows")
+    deleted = _count(_get(d, "num_deleted_rows", int, optional=True) or 0, "remove num_deleted_rows")
+    if deleted > rows:
+        raise _Bad(f"remove num_deleted_rows {deleted} is larger than its num_rows {rows}")
     return RemoveFile(path=path, deletion_time=_count(_get(d, "deletion_time", int), "remove deletion_time",
                                                       low=-INT64_MAX - 1),
-                      size_bytes=_count(_get(d, "size_bytes", int), "remove size_bytes"),
-                      num_rows=_count(_get(d, "num_rows", int), "remove num_rows"))
+                      size_bytes=_count(_get(d, "size_bytes", int), "remove size_bytes"), num_rows=rows,
+                      num_deleted_rows=deleted,
+                      dropped_rows=_decode_vector(d.get("dropped_rows"), rows, "remove dropped_rows"))
 
 
 _COMMIT_FIELDS = (("id", str), ("timestamp", int), ("operation", str), ("parameters", dict),
@@ -462,9 +592,10 @@ _COMMIT_FIELDS = (("id", str), ("timestamp", int), ("operation", str), ("paramet
 def _decode_commit(d: Any) -> CommitInfo:
     cid, ts, op, params, blind, lib = _fields(d, _COMMIT_FIELDS, "commit")
     _count(ts, "commit timestamp", low=-INT64_MAX - 1)
+    change = _get(d, "data_change", bool, optional=True)
     return CommitInfo(id=cid, timestamp=ts, operation=op, parameters=params,
                       read_version=_get(d, "read_version", int, optional=True), blind_append=blind,
-                      lakehouse_version=lib)
+                      lakehouse_version=lib, data_change=True if change is None else change)
 
 
 def _decode_protocol(d: Any) -> Protocol:
@@ -505,13 +636,19 @@ def _decode_txns(items: list[Any]) -> tuple[AppTransaction, ...]:
 
 
 def _check_action_set(entry: LogEntry) -> LogEntry:
-    """Within one entry actions form a set (format §4.2): no path added twice or added and removed."""
-    added = [a.path for a in entry.add]
-    unique = set(added)
-    if len(unique) != len(added):
+    """Within one entry actions form a set (format §4.2): no path added twice; a path both
+    removed and added only where the add re-adds the same physical file (same ``size_bytes`` and
+    ``num_rows``) with another deletion vector (format §5.8)."""
+    added = {a.path: a for a in entry.add}
+    if len(added) != len(entry.add):
         raise _Bad("a path is added twice")
-    if entry.remove and not unique.isdisjoint(r.path for r in entry.remove):
-        raise _Bad("a path is both added and removed")
+    if entry.remove:
+        removed = {r.path: r for r in entry.remove}
+        for path in added.keys() & removed.keys():
+            a, r = added[path], removed[path]
+            if (a.size_bytes, a.num_rows) != (r.size_bytes, r.num_rows):
+                raise _Bad(f"{path!r} is both added and removed, and the add is not the same file "
+                           f"(size_bytes, num_rows {a.size_bytes}, {a.num_rows} vs {r.size_bytes}, {r.num_rows})")
     return entry
 
 

@@ -56,12 +56,12 @@ from .errors import (
     VersionNotFoundError,
 )
 from .evolution import narrowing_protocol, raised_protocol
-from .log import LOG_DIR, RemoveFile, checkpoint_name, entry_name
+from .log import LOG_DIR, LogEntry, RemoveFile, checkpoint_name, entry_name
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .properties import log_min_retention, vacuum_min_retention
 from .replay import list_log, load_state, read_entries, version_at
 from .scan import Scan, read_ahead
-from .state import TableState, files_to_adds
+from .state import TableState, files_to_adds, vector_descriptors
 from .stats import partition_columns
 from .storage import MAX_READ_CHECKPOINT_BYTES, Storage
 from .write import WriteOptions, delete_files, write_data_files
@@ -130,6 +130,7 @@ def _mtime_ms(info: dict[str, Any]) -> int | None:
 
 # the names the format gives the files it writes outside the log (format §7): vacuum deletes no other
 _DATA_FILE = re.compile(r"^part-[0-9a-f]{32}\.parquet$")
+_VECTOR_FILE = re.compile(r"^_deletion_vectors/dv-[0-9a-f]{32}\.bin$")
 _PARTITION_SEGMENT = re.compile(r"^[A-Za-z0-9_.%-]+=[A-Za-z0-9_.%-]*$")
 _VACUUM_MARKER = ".vacuum-"
 VACUUM_LEASE_SECONDS = 2.0
@@ -139,7 +140,10 @@ that sees a running vacuum waits twice this long before checking that its files 
 
 def _own_file(rel: str) -> bool:
     """True if ``rel`` (relative to the table root) is named as the format names a data file: a
-    ``part-<uuid>.parquet`` file at the root or in folders shaped ``<column>=<value>`` (escaped)."""
+    ``part-<uuid>.parquet`` file at the root or in folders shaped ``<column>=<value>`` (escaped); or a
+    deletion-vector file, ``_deletion_vectors/dv-<uuid>.bin`` (format §5.8)."""
+    if _VECTOR_FILE.match(rel):
+        return True
     *folders, name = rel.split("/")
     return bool(_DATA_FILE.match(name)) and all(_PARTITION_SEGMENT.match(f) for f in folders)
 
@@ -199,11 +203,22 @@ def _referenced(storage: Storage, state: TableState, cutoff: int) -> set[str]:
         entries, _ = list_log(storage)
         oldest_kept = min((v for v in entries if v <= state.version), default=state.version)
     base = load_state(storage, oldest_kept) if oldest_kept != state.version else state
-    referenced = set(base.files.column("path").to_pylist())
+    files = base.files
+    referenced = set(files.column("path").to_pylist())
+    referenced.update(files.column("deletion_vector_path").drop_null().to_pylist())  # format §17.1
     if oldest_kept < state.version:
         for e in read_entries(storage, oldest_kept + 1, state.version):
-            referenced.update(a.path for a in e.add)
+            referenced.update(_entry_files(e))
     return referenced
+
+
+def _entry_files(e: LogEntry) -> set[str]:
+    """The files versions reading ``e`` need: its adds, their vector files and the vector files of its
+    removes' ``dropped_rows`` (format §17.1)."""
+    out = {a.path for a in e.add}
+    out.update(a.deletion_vector.path for a in e.add if a.deletion_vector is not None and a.deletion_vector.path)
+    out.update(r.dropped_rows.path for r in e.remove if r.dropped_rows is not None and r.dropped_rows.path)
+    return out
 
 
 class _Recheck:
@@ -224,7 +239,7 @@ class _Recheck:
             if time.monotonic() - self._read_at > self._lease:
                 started = time.monotonic()
                 for e in read_entries(self._storage, self._version + 1):
-                    self._added.update(a.path for a in e.add)
+                    self._added.update(_entry_files(e))
                     self._version = e.version
                 self._read_at = started
             return rel not in self._added
@@ -462,17 +477,21 @@ def _commit_restore(storage: Storage, state: TableState, target: TableState) -> 
     """Commit the restore of ``target`` on top of ``state``; the result and the paths it added."""
     current, wanted = state.files, target.files
     now_paths = set(current.column("path").to_pylist())
-    want_paths = set(wanted.column("path").to_pylist())
-    add_rows = wanted.filter(pc.invert(pc.is_in(wanted.column("path"), pa.array(list(now_paths), pa.string()))))
-    gone = [p for p in add_rows.column("path").to_pylist() if not storage.exists(p)]
+    # a file live at both whose deletion vector differs is removed and re-added with the target's (§17.3)
+    revectored = _revectored(current, wanted)
+    want_paths = set(wanted.column("path").to_pylist()) - revectored
+    kept = pa.array(list(now_paths - revectored), pa.string())
+    add_rows = wanted.filter(pc.invert(pc.is_in(wanted.column("path"), kept)))
+    gone = [p for p in _restored_files(add_rows) if not storage.exists(p)]
     if gone:
         raise VersionNotFoundError(f"cannot restore version {target.version}: {len(gone)} of its files were "
                                    f"deleted (vacuumed), e.g. {gone[0]}", version=target.version)
     now = wall_clock_ms()
     removed = current.filter(pc.invert(pc.is_in(current.column("path"), pa.array(list(want_paths), pa.string()))))
-    remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
-        removed.column("path").to_pylist(), removed.column("size_bytes").to_pylist(),
-        removed.column("num_rows").to_pylist()))
+    remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n, num_deleted_rows=d)
+                   for p, s, n, d in zip(removed.column("path").to_pylist(), removed.column("size_bytes").to_pylist(),
+                                         removed.column("num_rows").to_pylist(),
+                                         removed.column("num_deleted_rows").to_pylist()))
     # field ids are never reused (format §5.7): the highest ever given stays the highest
     meta = dataclasses.replace(target.metadata,
                                last_field_id=max(target.metadata.last_field_id, state.metadata.last_field_id))
@@ -485,7 +504,24 @@ def _commit_restore(storage: Storage, state: TableState, target: TableState) -> 
     request = CommitRequest(operation="restore", parameters={"version": target.version}, add=adds, remove=remove,
                             metadata=metadata, protocol=protocol, read_predicates=(None,),
                             read_files=frozenset(now_paths))
-    return commit(storage, state, request), [a.path for a in adds]
+    return commit(storage, state, request), _restored_files(add_rows)
+
+
+def _revectored(current: pa.Table, wanted: pa.Table) -> set[str]:
+    """Paths live in both files tables whose deletion vectors differ."""
+    both = current.filter(pc.is_in(current.column("path"), wanted.column("path")))
+    if not both.num_rows or (pc.max(both.column("num_deleted_rows")).as_py() == 0 and pc.max(
+            wanted.column("num_deleted_rows")).as_py() == 0):
+        return set()
+    theirs = wanted.filter(pc.is_in(wanted.column("path"), both.column("path")))
+    want = dict(zip(theirs.column("path").to_pylist(), vector_descriptors(theirs)))
+    return {p for p, d in zip(both.column("path").to_pylist(), vector_descriptors(both)) if want[p] != d}
+
+
+def _restored_files(add_rows: pa.Table) -> list[str]:
+    """The data files a restore adds and the vector files their deletion vectors name."""
+    paths = add_rows.column("path").to_pylist()
+    return paths + sorted(set(add_rows.column("deletion_vector_path").drop_null().to_pylist()))
 
 
 # -- optimize ----------------------------------------------------------------------------------
@@ -547,6 +583,9 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
     scan = Scan(storage, state)
     meta = state.metadata
     candidates = scan.pruned(filter)
+    # a file with a deletion vector is not compacted until rewrites apply vectors (its deleted rows
+    # would come back); folding vectors is a later step
+    candidates = candidates.filter(pc.equal(candidates.column("num_deleted_rows"), 0))
     # the files table names partition columns by physical name (a renamed column keeps its own)
     bins = _bins(candidates, partition_columns(meta.schema, meta.partition_by), target_file_size, sort_by)
     with contextlib.closing(progress_callback(progress)) as report:
@@ -600,7 +639,8 @@ def _rewrite(storage: Storage, state: TableState, scan: Scan, bins: list[pa.Tabl
                             parameters={"target_file_size": target_file_size, "sort_by": list(sort_by),
                                         "filter": str(filter) if filter is not None else None,
                                         "files_removed": len(remove), "files_added": len(added)},
-                            add=tuple(added), remove=remove, read_files=frozenset(p.path for p in remove))
+                            add=tuple(added), remove=remove, read_files=frozenset(p.path for p in remove),
+                            data_change=False)
     try:
         return commit(storage, state, request)
     except CommitConflictError:

@@ -99,7 +99,9 @@ class Commit:
             "commit_id": c.id, "parameters": dict(c.parameters), "read_version": c.read_version,
             "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
             "files_added": len(e.add), "files_removed": len(e.remove),
-            "rows_added": sum(a.num_rows for a in e.add), "rows_removed": sum(r.num_rows for r in e.remove),
+            # live rows (format §5.8): a file re-added with a new deletion vector counts its live rows again
+            "rows_added": sum(a.num_rows - a.num_deleted_rows for a in e.add),
+            "rows_removed": sum(r.num_rows - r.num_deleted_rows for r in e.remove),
         }
         return cls(version=e.version, timestamp=from_ms(c.timestamp), operation=c.operation, info=info)
 

@@ -24,16 +24,31 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import CorruptLogError, InvalidArgumentError
-from .log import INT64_MAX, LOG_DIR, AddFile, AppTransaction, LogEntry, Metadata, Protocol, validate_data_path
+from .log import (
+    DELETION_VECTORS_VERSION,
+    INT64_MAX,
+    LOG_DIR,
+    MAX_INLINE_VECTOR_BYTES,
+    MAX_VECTOR_BYTES,
+    AddFile,
+    AppTransaction,
+    DeletionVectorDescriptor,
+    LogEntry,
+    Metadata,
+    Protocol,
+    validate_data_path,
+)
 from .schema import can_widen, decode_values, encode_values, has_stats, physical_name
 from .stats import partition_columns, stats_columns
 
 __all__ = [
-    "DeferredFiles", "TableState", "adds_to_table", "check_adds", "files_schema", "files_to_adds", "retype_adds",
+    "VECTOR_FIELDS", "DeferredFiles", "TableState", "adds_to_table", "check_adds", "check_vectors", "files_schema",
+    "files_to_adds", "retype_adds", "vector_descriptors", "with_vector_columns", "without_vector_columns",
 ]
 
 _BASE_FIELDS = [
@@ -42,6 +57,16 @@ _BASE_FIELDS = [
     pa.field("num_rows", pa.int64(), nullable=False),
     pa.field("modification_time", pa.timestamp("ms", tz="UTC"), nullable=False),
 ]
+VECTOR_FIELDS = (
+    pa.field("num_deleted_rows", pa.int64(), nullable=False),
+    pa.field("deletion_vector_inline", pa.binary()),
+    pa.field("deletion_vector_path", pa.string()),
+    pa.field("deletion_vector_offset", pa.int64()),
+    pa.field("deletion_vector_size", pa.int64()),
+)
+"""The last columns of the files table (format §8): the rows each file's deletion vector deletes (0
+without one) and where its bytes are (format §5.8; all null without a vector)."""
+_VECTOR_NAMES = tuple(f.name for f in VECTOR_FIELDS)
 
 
 def files_schema(metadata: Metadata) -> pa.Schema:
@@ -50,8 +75,8 @@ def files_schema(metadata: Metadata) -> pa.Schema:
     Example:
         >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64()), ("p", pa.int32())]),
         ...                 partition_by=("p",))
-        >>> files_schema(meta).names[4:]
-        ['partition.p', 'min.a', 'max.a', 'null_count.a']
+        >>> files_schema(meta).names[4:9]
+        ['partition.p', 'min.a', 'max.a', 'null_count.a', 'num_deleted_rows']
     """
     schema, parts = metadata.schema, metadata.partition_by
     fields = list(_BASE_FIELDS)
@@ -60,7 +85,7 @@ def files_schema(metadata: Metadata) -> pa.Schema:
         if f.name not in parts and has_stats(f.type):
             c, t = physical_name(f), f.type
             fields += [pa.field(f"min.{c}", t), pa.field(f"max.{c}", t), pa.field(f"null_count.{c}", pa.int64())]
-    return pa.schema(fields)
+    return pa.schema(fields + list(VECTOR_FIELDS))
 
 
 def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
@@ -81,10 +106,97 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
         cols[f"min.{c}"] = [a.min.get(c) for a in adds]
         cols[f"max.{c}"] = [a.max.get(c) for a in adds]
         cols[f"null_count.{c}"] = [a.null_count.get(c) for a in adds]
-    arrays = [decode_values(cols[f.name], f.type) for f in schema]  # OverflowError beyond int64
+    vectors = [a.deletion_vector for a in adds]
+    has_vectors = any(v is not None for v in vectors)
+    if has_vectors:
+        cols["num_deleted_rows"] = [0 if v is None else v.cardinality for v in vectors]
+        for kind in ("inline", "path", "offset", "size"):
+            cols[f"deletion_vector_{kind}"] = [None if v is None or (kind != "inline" and v.inline is not None)
+                                               else getattr(v, kind) for v in vectors]
+    n = len(adds)
+    arrays = [decode_values(cols[f.name], f.type) if f.name in cols  # OverflowError beyond int64
+              else pa.array(np.zeros(n, np.int64)) if f.name == "num_deleted_rows" else pa.nulls(n, f.type)
+              for f in schema]
     table = pa.Table.from_arrays(arrays, schema=schema)
     _check_counts(table)
+    if has_vectors:
+        check_vectors(table)
     return table
+
+
+def with_vector_columns(files: pa.Table) -> pa.Table:
+    """``files`` with the deletion-vector columns (format §8) added if it lacks them: a checkpoint of a
+    table below protocol 4 has none (no file can have a vector there).
+
+    Example:
+        >>> with_vector_columns(pa.table({"path": ["a"]})).column("num_deleted_rows").to_pylist()
+        [0]
+    """
+    if "num_deleted_rows" in files.column_names:
+        return files
+    n = files.num_rows
+    arrays = [pa.array([0] * n, pa.int64())] + [pa.nulls(n, f.type) for f in VECTOR_FIELDS[1:]]
+    for f, a in zip(VECTOR_FIELDS, arrays):
+        files = files.append_column(f, a)
+    return files
+
+
+def without_vector_columns(files: pa.Table) -> pa.Table:
+    """``files`` without the deletion-vector columns (what a checkpoint below protocol 4 holds, §9)."""
+    return files.drop_columns([c for c in _VECTOR_NAMES if c in files.column_names])
+
+
+def check_vectors(files: pa.Table) -> None:
+    """``InvalidArgumentError`` (a ``ValueError``) naming the first file whose deletion-vector columns
+    break format §8: ``num_deleted_rows`` outside ``0..num_rows``, a vector with no deleted row or
+    none with some, both or neither of inline bytes and a path, an inline vector over
+    ``MAX_INLINE_VECTOR_BYTES``, an offset or size out of range, a path not named as §5.8 requires.
+    """
+    if not files.num_rows:
+        return
+    deleted, rows = files.column("num_deleted_rows"), files.column("num_rows")
+    inline, path = files.column("deletion_vector_inline"), files.column("deletion_vector_path")
+    bounds = pc.min_max(deleted).as_py()
+    if bounds == {"min": 0, "max": 0} and inline.null_count == path.null_count == files.num_rows and all(
+            files.column(c).null_count == files.num_rows for c in _VECTOR_NAMES[3:]):
+        return  # the common case: no file has a vector
+    offset, size = files.column("deletion_vector_offset"), files.column("deletion_vector_size")
+    has_inline, has_path = pc.is_valid(inline), pc.is_valid(path)
+    has_vector = pc.or_(has_inline, has_path)
+    bad = pc.or_kleene(pc.less(deleted, 0), pc.greater(deleted, rows))
+    bad = pc.or_kleene(bad, pc.not_equal(has_vector, pc.greater(deleted, 0)))
+    bad = pc.or_kleene(bad, pc.and_(has_inline, has_path))
+    bad = pc.or_kleene(bad, pc.and_(has_inline, pc.or_(pc.is_valid(offset), pc.is_valid(size))))
+    bad = pc.or_kleene(bad, pc.and_(has_inline, pc.greater(pc.binary_length(inline), MAX_INLINE_VECTOR_BYTES)))
+    bad = pc.or_kleene(bad, pc.and_(has_path, pc.or_kleene(pc.is_null(offset), pc.is_null(size))))
+    bad = pc.or_kleene(bad, pc.and_(has_path, pc.or_kleene(pc.less(offset, 1), pc.less(size, 1))))
+    bad = pc.or_kleene(bad, pc.and_(has_path, pc.greater(size, MAX_VECTOR_BYTES)))
+    bad = pc.or_kleene(bad, pc.and_(has_path, pc.invert(pc.match_substring_regex(
+        path, r"^_deletion_vectors/dv-[0-9a-f]{32}\.bin$"))))
+    bad = pc.fill_null(bad, False)
+    if pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        row = {c: files.column(c)[i].as_py() for c in ("path", "num_rows", *_VECTOR_NAMES)}
+        if row["deletion_vector_inline"] is not None:
+            row["deletion_vector_inline"] = f"<{len(row['deletion_vector_inline'])} bytes>"
+        raise InvalidArgumentError(f"the deletion vector of {row['path']!r} is invalid (format §8): {row}")
+
+
+def vector_descriptors(files: pa.Table) -> list[DeletionVectorDescriptor | None]:
+    """Per row of the files table, its deletion-vector descriptor (format §5.8), None without one.
+
+    Example:
+        >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+        >>> d = DeletionVectorDescriptor(cardinality=1, inline=b"x")
+        >>> a = AddFile(path="p.parquet", size_bytes=1, num_rows=2, modification_time=5, deletion_vector=d)
+        >>> vector_descriptors(adds_to_table([a], meta)) == [d]
+        True
+    """
+    cols = [files.column(c).to_pylist() for c in _VECTOR_NAMES]
+    return [None if n == 0 else
+            DeletionVectorDescriptor(cardinality=n, inline=b) if b is not None else
+            DeletionVectorDescriptor(cardinality=n, path=p, offset=o, size=z)
+            for n, b, p, o, z in zip(*cols)]
 
 
 def _check_counts(files: pa.Table) -> None:
@@ -223,9 +335,11 @@ def files_to_adds(files: pa.Table, metadata: Metadata) -> list[AddFile]:
     def present(kind: str, i: int) -> dict[str, Any]:
         return {c: v for c in stats if (v := col[f"{kind}.{c}"][i]) is not None}
 
+    vectors = vector_descriptors(files) if "num_deleted_rows" in col else [None] * n
     return [AddFile(path=col["path"][i], size_bytes=col["size_bytes"][i], num_rows=col["num_rows"][i],
                     modification_time=col["modification_time"][i], partition=tuple(p[i] for p in parts),
-                    min=present("min", i), max=present("max", i), null_count=present("null_count", i))
+                    min=present("min", i), max=present("max", i), null_count=present("null_count", i),
+                    deletion_vector=vectors[i])
             for i in range(n)]
 
 
@@ -370,6 +484,10 @@ class TableState:
             if e.metadata is not None:
                 segments.append((e.metadata, {}))
             proto = e.protocol or proto
+            if proto.min_reader_version < DELETION_VECTORS_VERSION and any(
+                    a.deletion_vector is not None for a in e.add):
+                raise CorruptLogError(f"version {e.version} adds a deletion vector to a table at reader version "
+                                      f"{proto.min_reader_version} (format §5.2)", path=f"{LOG_DIR}/")
             for r in e.remove:
                 if not any(seg.pop(r.path, None) is not None for _, seg in segments):
                     removed.add(r.path)

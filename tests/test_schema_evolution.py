@@ -554,10 +554,10 @@ def test_a_newer_writer_version_is_refused(table_uri):
     storage = t._storage
     meta = t.snapshot().state.metadata
     commit(storage, t.snapshot().state, CommitRequest(operation="future", metadata=meta,
-                                                      protocol=Protocol(min_reader_version=2, min_writer_version=4)))
+                                                      protocol=Protocol(min_reader_version=2, min_writer_version=5)))
     t.refresh()
     assert t.to_arrow().num_rows == 1  # readable
-    with pytest.raises(lh.UnsupportedFormatError, match="writer version 4"):
+    with pytest.raises(lh.UnsupportedFormatError, match="writer version 5"):
         t.append(pa.table({"a": [2]}))
 
 
