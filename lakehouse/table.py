@@ -785,6 +785,31 @@ class Table:
         return self.snapshot(version, as_of).to_duckdb(name, connection)
 
 
+    # -- row-level changes (lakehouse.rowlevel, lakehouse.merge) -------------------------------
+    def update(self, set: Mapping[str, Any], filter: FilterLike | pc.Expression | None = None, *,
+               schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None,
+               progress: ProgressLike = None) -> int:
+        """Set columns of the rows matching ``filter`` (all rows if None); returns the new version, or
+        the current one if no row matches (nothing is committed).
+
+        ``set`` maps column names to a non-string literal or ``pa.Scalar``, a ``pc.Expression`` or
+        SQL-like text (``"value + 1"``, ``"'x'"``; see :mod:`lakehouse.setexpr`) over the row's columns.
+        Updating a partition column moves the rows; constraints and NOT NULL are enforced on them.
+        ``schema_mode="merge"`` lets ``set`` add a nullable column. A concurrent commit adding rows
+        the filter may match, or removing a file the update rewrites, is ``CommitConflictError``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-update", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> t.update({"v": "v * 10"}, filter="id = 2"), t.to_arrow().sort_by("id").column("v").to_pylist()
+            (1, [1, 20])
+        """
+        from .rowlevel import update_table
+
+        return update_table(self, set, filter, schema_mode=schema_mode, app_transaction=app_transaction,
+                            progress=progress)
+
+
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False,
             table_id: str | None = None) -> Table:
     storage = Storage.from_uri(uri, storage_options)
