@@ -38,7 +38,7 @@ from .tasks import FileTask, read_task
 
 if TYPE_CHECKING:
     from .table import Table
-    from .transaction import Transaction
+    from .transaction import SchemaMode, Transaction
 
 __all__ = ["RemovedRows", "RowChanges", "commit_row_changes", "file_rows", "fit_rows", "update_table"]
 
@@ -165,7 +165,7 @@ def _stream(changes: RowChanges) -> Iterator[pa.RecordBatch]:
             yield from fit_rows(table, changes.schema).to_batches()
 
 
-def commit_row_changes(tx: Transaction, changes: RowChanges, *, schema_mode: str = "strict",
+def commit_row_changes(tx: Transaction, changes: RowChanges, *, schema_mode: SchemaMode = "strict",
                        operation: str = "update", parameters: Mapping[str, Any] | None = None,
                        progress: ProgressLike = None) -> list[str]:
     """Record ``changes`` in ``tx`` (copy-on-write) as one operation; returns the paths written.
@@ -202,8 +202,10 @@ def _mask(rows: pa.Table, expr: pc.Expression | None) -> np.ndarray:
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def updated_rows(rows: pa.Table, values: Mapping[str, pc.Expression], schema: pa.Schema) -> pa.Table:
-    """``rows`` with ``values`` (expressions over ``rows``) replacing their columns, fitted to ``schema``.
+def updated_rows(rows: pa.Table, values: Mapping[str, pc.Expression], schema: pa.Schema, *,
+                 on: pa.Table | None = None) -> pa.Table:
+    """``rows`` with ``values`` (expressions over ``on``, default ``rows``; one row of ``on`` per row of
+    ``rows``) replacing their columns, fitted to ``schema``.
 
     Raises:
         SchemaMismatchError: a value does not fit its column's type.
@@ -212,13 +214,14 @@ def updated_rows(rows: pa.Table, values: Mapping[str, pc.Expression], schema: pa
     if not values:
         return fit_rows(rows, schema)
     wanted = {name: expr.cast(schema.field(name).type) for name, expr in values.items()}
+    on = rows if on is None else on
     try:
-        new = evaluate(rows, wanted)
+        new = evaluate(on, wanted)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         name = next(iter(values))
         for n, e in wanted.items():  # name the column at fault
             try:
-                evaluate(rows, {n: e})
+                evaluate(on, {n: e})
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 name = n
                 break
@@ -295,7 +298,7 @@ def _plan_update(table: Table, set: Any, filter: FilterLike | pc.Expression | No
 
 
 def update_table(table: Table, set: Any, filter: FilterLike | pc.Expression | None = None, *,
-                 schema_mode: str = "strict", app_transaction: tuple[str, int] | None = None,
+                 schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None,
                  progress: ProgressLike = None) -> int:
     """``Table.update``: set columns of the rows matching ``filter``; returns the version.
 

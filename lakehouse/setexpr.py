@@ -36,7 +36,8 @@ import pyarrow.dataset as ds
 from .errors import ColumnNotFoundError, InvalidArgumentError, InvalidFilterError, LakehouseError
 from .expressions import FilterLike, referenced_columns, rename_fields, to_expression
 
-__all__ = ["SOURCE", "TARGET", "Side", "Sides", "condition", "evaluate", "set_value", "value_expression"]
+__all__ = ["SOURCE", "TARGET", "Side", "Sides", "condition", "evaluate", "join_predicate", "set_value",
+           "value_expression"]
 
 Side = Literal["target", "source"]
 TARGET = "__t__"
@@ -334,3 +335,41 @@ def condition(filter: FilterLike | pc.Expression | None, sides: Sides, *, defaul
         if not pa.types.is_boolean(_Values(sides.joined, filter).type_of(expr)):
             raise InvalidFilterError(f"the filter {filter!r} is not a condition") from None
         return expr
+
+
+def join_predicate(text: str, sides: Sides) -> tuple[list[tuple[str, str]], pc.Expression | None]:
+    """A merge predicate split into equality keys and the rest.
+
+    Returns the ``(target column, source column)`` pairs of its top-level ``AND`` terms of the form
+    ``target.a = source.b`` (either order), and the other terms as one condition over
+    ``sides.joined`` (None if there are none). An unqualified name means the target.
+
+    Example:
+        >>> s = Sides.of(target=pa.schema([("id", pa.int64())]), source=pa.schema([("k", pa.int64())]),
+        ...              target_alias="t", source_alias="s")
+        >>> join_predicate("t.id = s.k AND s.k > 2", s)
+        ([('id', 'k')], <pyarrow.compute.Expression (__s__k > 2)>)
+    """
+    exp = _sqlglot().exp
+    tree = _parse(text, "merge predicate")
+    terms = list(tree.flatten()) if isinstance(tree, exp.And) else [tree]
+    while len(terms) == 1 and isinstance(terms[0], exp.Paren):
+        inner = terms[0].this
+        terms = list(inner.flatten()) if isinstance(inner, exp.And) else [inner]
+    pairs: list[tuple[str, str]] = []
+    rest = []
+    for term in terms:
+        resolved = _resolve(term.copy(), sides, "target")
+        if isinstance(term, exp.EQ) and isinstance(resolved.this, exp.Column) \
+                and isinstance(resolved.expression, exp.Column):
+            left, right = resolved.this.name, resolved.expression.name
+            if left.startswith(SOURCE) and right.startswith(TARGET):
+                left, right = right, left
+            if left.startswith(TARGET) and right.startswith(SOURCE):
+                pairs.append((left[len(TARGET):], right[len(SOURCE):]))
+                continue
+        rest.append(term)
+    if not rest:
+        return pairs, None
+    residual = rest[0] if len(rest) == 1 else exp.and_(*rest)
+    return pairs, condition(residual.sql(), sides, default="target")
