@@ -206,3 +206,23 @@ def test_merge_conflicts(tmp_path):
     t.delete("id = 3")  # removes a file the merge rewrites
     with pytest.raises(lh.CommitConflictError):
         stale.upsert(pa.table({"id": pa.array([4], pa.int64()), "v": pa.array([1], pa.int64())}), on="id")
+
+
+def test_float_keys_use_sql_equality(tmp_path):
+    t = lh.write_table(str(tmp_path / "t"), pa.table({"k": [-0.0, float("nan"), 1.5], "v": [1, 2, 3]}))
+    r = t.upsert(pa.table({"k": [0.0, float("nan")], "v": [10, 20]}), on="k")
+    assert (r.num_updated, r.num_inserted) == (1, 1)  # -0.0 = 0.0; NaN never equals NaN
+    assert sorted(t.to_arrow().column("v").to_pylist()) == [2, 3, 10, 20]
+
+
+def test_merge_on_partition_and_key_columns_reads_only_matching_files(tmp_path):
+    t = _target(str(tmp_path / "t"), ["p"])
+    for p in range(3, 8):
+        t.append(pa.table({"id": pa.array([p * 10], pa.int64()), "v": pa.array([0], pa.int64()), "name": ["x"],
+                           "p": pa.array([p], pa.int32())}))
+    src = pa.table({"id": pa.array([3, 60], pa.int64()), "p": pa.array([2, 6], pa.int32()),
+                    "v": pa.array([-3, -60], pa.int64())})
+    r = t.merge(src, on=["p", "id"]).when_matched_update({"v": "source.v"}).execute()
+    assert (r.num_updated, r.num_files_removed) == (2, 2)
+    got = {row["id"]: row["v"] for row in t.to_arrow().to_pylist()}
+    assert got[3] == -3 and got[60] == -60 and got[4] == 40 and got[70] == 0
