@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,6 +51,7 @@ __all__ = ["MergeResult", "TableMerger"]
 
 _POS = "__pos__"
 _ROW = "__row__"
+_SCAN_THREADS = 4  # files whose key columns are read at once
 _SMALL_KEY_SET = 1000  # prune by the exact key set (not only its range) up to this many distinct keys
 
 
@@ -477,13 +479,14 @@ class _Run:
         match, by_source = self.candidates(skeys)
         pairs: dict[str, pa.Table] = {}
         matched_rows = np.zeros(self.source.num_rows, dtype=bool)
-        for i, task in enumerate(match):
-            p = self.pairs(task, skeys)
-            if p.num_rows:
-                self.check_duplicates(task, p)
-                pairs[task.path] = p
-                matched_rows[p.column(_ROW).to_numpy()] = True
-            self.report(ProgressEvent(self.m._operation, "scan", i + 1, len(match), "files"))
+        with ThreadPoolExecutor(_SCAN_THREADS) as pool:  # key columns of the candidates, read in parallel
+            found = pool.map(lambda task: self.pairs(task, skeys), match)
+            for i, (task, p) in enumerate(zip(match, found)):
+                if p.num_rows:
+                    self.check_duplicates(task, p)
+                    pairs[task.path] = p
+                    matched_rows[p.column(_ROW).to_numpy()] = True
+                self.report(ProgressEvent(self.m._operation, "scan", i + 1, len(match), "files"))
         self.timings["scan"] = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         tasks = {t.path: t for t in match if t.path in pairs} | by_source

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 import lakehouse as lh
 
 FUZZ = os.environ.get("LH_FUZZ") == "1"
-PROFILE = settings(max_examples=400 if FUZZ else 12, deadline=None, derandomize=not FUZZ,
+PROFILE = settings(max_examples=400 if FUZZ else 20, deadline=None, derandomize=not FUZZ,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 MAX_STEPS = 10 if FUZZ else 5
 
@@ -72,6 +73,8 @@ MATCHED = {
                 lambda t, s: {"s": s["s"]}),
     "del_small": ("delete", None, "target.v < 5", lambda t, s: gt(5, t["v"]), None),
     "del": ("delete", None, None, lambda t, s: True, None),
+    "upd_expr": ("update", {"v": pc.field("v") * 2}, [("v", ">", 0)], lambda t, s: gt(t["v"], 0),
+                 lambda t, s: {"v": t["v"] * 2}),
 }
 INSERTS = {
     "all": (None, None, lambda s: True, None),
@@ -186,6 +189,7 @@ merge_ops = st.fixed_dictionaries({
     "kind": st.just("merge"),
     "source": st.lists(rows, max_size=5),
     "with_p": st.booleans(),
+    "predicate": st.booleans(),
     "matched": st.lists(st.sampled_from(sorted(MATCHED)), max_size=2),
     "inserts": st.lists(st.sampled_from(sorted(INSERTS)), max_size=2),
     "by_source": st.lists(st.sampled_from(sorted(BY_SOURCE)), max_size=2),
@@ -245,7 +249,7 @@ def run_merge(t: lh.Table, op: dict[str, Any], source: list[Row]) -> lh.MergeRes
     data = _arrow(source, op["with_p"])
     if op["kind"] == "upsert":
         return t.upsert(data, on="id")
-    m = t.merge(data, on="id")
+    m = t.merge(data, predicate="target.id = source.id") if op["predicate"] else t.merge(data, on="id")
     for name in op["matched"]:
         action, set_, text, _, _ = MATCHED[name]
         m = m.when_matched_update(set_, filter=text) if action == "update" else m.when_matched_delete(filter=text)
@@ -285,4 +289,4 @@ def test_model_example_duplicate_and_null_keys():
     out, n = model_merge(target, source, ["upd_all"], ["all"], [])
     assert (n.updated, n.inserted) == (1, 1) and len(out) == 3
     with pytest.raises(KeyError):
-        model_merge(target, source + [{"id": 1, "v": 0, "s": None, "p": 0}], ["del"], [], [])
+        model_merge(target, [*source, {"id": 1, "v": 0, "s": None, "p": 0}], ["del"], [], [])

@@ -134,3 +134,12 @@ def test_commit_row_changes_keeps_order_and_one_commit(tmp_path):
         commit_row_changes(tx, changes, operation="merge")
     assert t.to_arrow().column("a").to_pylist() == [1, 2, 4, 5, 6, 7, 8, 100, 101]
     assert t.version == 1 and t.history(1)[0].operation == "merge"
+
+
+def test_a_failed_update_leaves_no_file_behind(tmp_path):
+    t = _table(str(tmp_path / "t"), ["p"])
+    t.alter.add_constraint("v_small", pc.field("v") < 100)
+    with pytest.raises(lh.ConstraintViolationError):
+        t.update({"v": "v * 10"})
+    on_disk = sorted(str(p.relative_to(tmp_path / "t")) for p in (tmp_path / "t").rglob("*.parquet"))
+    assert on_disk == sorted(t.files().column("path").to_pylist())
