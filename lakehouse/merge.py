@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .arguments import check_choice, check_names, check_str
-from .errors import DuplicateMatchError, InvalidArgumentError, SchemaMismatchError
+from .errors import CommitConflictError, DuplicateMatchError, InvalidArgumentError, SchemaMismatchError
 from .expressions import FilterLike, referenced_columns, rename_fields
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .rowlevel import RemovedRows, RowChanges, commit_row_changes, file_rows, fit_rows, set_values, updated_rows
@@ -268,6 +268,10 @@ class TableMerger:
                                        "when_not_matched_insert(), ...")
         table = self._table
         tx = table.transaction(app_transaction=self._app)
+        if not table.schema.equals(self._schema):
+            tx.abort()
+            raise CommitConflictError(f"the table schema changed (version {table.version}) after the merge was "
+                                      f"built; build it again", version=table.version)
         try:
             run = _Run(self, table)
             changes = run.changes()

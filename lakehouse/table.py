@@ -831,6 +831,8 @@ class Table:
         """
         from .merge import TableMerger
 
+        if not self._pinned:  # clauses are resolved against the latest schema (execute() checks it again)
+            self.refresh()
         return TableMerger(self, source, on=on, predicate=predicate, source_alias=source_alias,
                            target_alias=target_alias, schema_mode=schema_mode, app_transaction=app_transaction,
                            progress=progress)

@@ -129,7 +129,7 @@ def test_schema_merge_adds_source_columns(tmp_path):
     assert got == {1: "x", 2: None, 3: None, 4: None, 9: "y"}
 
 
-@pytest.mark.parametrize("kind", ["pandas", "polars", "reader"])
+@pytest.mark.parametrize("kind", ["pandas", "polars", "reader", "duckdb"])
 def test_sources_of_any_arrow_shape(tmp_path, kind):
     t = _target(str(tmp_path / "t"))
     src = pa.table({"id": pa.array([1, 6], pa.int64()), "v": pa.array([0, 6], pa.int64())})
@@ -138,6 +138,9 @@ def test_sources_of_any_arrow_shape(tmp_path, kind):
     elif kind == "polars":
         pl = pytest.importorskip("polars")
         data = pl.from_arrow(src)
+    elif kind == "duckdb":
+        duckdb = pytest.importorskip("duckdb")
+        data = duckdb.sql("select * from src")
     else:
         data = src.to_reader()
     r = t.upsert(data, on="id")
@@ -226,3 +229,12 @@ def test_merge_on_partition_and_key_columns_reads_only_matching_files(tmp_path):
     assert (r.num_updated, r.num_files_removed) == (2, 2)
     got = {row["id"]: row["v"] for row in t.to_arrow().to_pylist()}
     assert got[3] == -3 and got[60] == -60 and got[4] == 40 and got[70] == 0
+
+
+def test_a_schema_change_after_the_merge_was_built_is_a_conflict(tmp_path):
+    t = _target(str(tmp_path / "t"))
+    merger = t.merge(SOURCE, on="id").when_matched_delete()
+    lh.Table.open(t.uri).append(pa.table({"id": pa.array([9], pa.int64()), "extra": ["x"]}), schema_mode="merge")
+    with pytest.raises(lh.CommitConflictError):
+        merger.execute()
+    assert t.merge(SOURCE, on="id").when_matched_delete().execute().num_deleted == 2
