@@ -26,8 +26,8 @@ SOURCE = pa.table({"id": pa.array([2, 3, 5, None], pa.int64()), "v": pa.array([2
 
 
 @pytest.mark.parametrize("parts", [None, ["p"]])
-def test_issue_example(tmp_path, parts):
-    t = _target(str(tmp_path / "t"), parts)
+def test_issue_example(table_uri, parts):
+    t = _target(table_uri, parts)
     r = (t.merge(SOURCE, on="id")
          .when_matched_update({"v": "source.v"}, filter="source.op = 'upd'")
          .when_matched_delete(filter="source.op = 'del'")

@@ -22,8 +22,8 @@ def _rows(t: lh.Table, **kw) -> list[dict]:
 
 
 @pytest.mark.parametrize("parts", [None, ["p"]])
-def test_update_forms_of_values(tmp_path, parts):
-    t = _table(str(tmp_path / "t"), parts)
+def test_update_forms_of_values(table_uri, parts):
+    t = _table(table_uri, parts)
     assert t.update({"v": pc.field("v") * 10, "name": pa.scalar("z")}, filter=[("id", ">=", 3)]) == 1
     assert t.update({"v": "v + 1", "name": "'x' || coalesce(name, '?')"}, filter="id = 2") == 2
     assert t.update({"v": 7}, filter=pc.field("id") == 1) == 3
