@@ -394,13 +394,12 @@ class _Run:
     def candidates(self, skeys: pa.Table) -> tuple[list[FileTask], dict[str, FileTask]]:
         """Files a source row may match, and files a by-source clause may act on (by path)."""
         m = self.m
-        match: list[FileTask] = []
-        if m._matched or m._inserts:
-            prune = self.key_prune(skeys) if m._keys else None
-            match = [] if skeys.num_rows == 0 else self.table.plan_files(filter=prune)
-            self.reads: list[pc.Expression | None] = [prune]
-        else:
-            self.reads = []
+        # matches are needed by every clause kind: by-source clauses act only on unmatched rows
+        prune = self.key_prune(skeys) if m._keys else None
+        match = [] if skeys.num_rows == 0 else self.table.plan_files(filter=prune)
+        # a concurrent append the source could match changes what matched and insert clauses do; by-source
+        # clauses read through their own filters below
+        self.reads: list[pc.Expression | None] = [prune] if m._matched or m._inserts else []
         by_source: dict[str, FileTask] = {}
         if m._by_source:
             filters = m._by_source_filters

@@ -238,3 +238,9 @@ def test_a_schema_change_after_the_merge_was_built_is_a_conflict(tmp_path):
     with pytest.raises(lh.CommitConflictError):
         merger.execute()
     assert t.merge(SOURCE, on="id").when_matched_delete().execute().num_deleted == 2
+
+
+def test_by_source_clauses_alone_spare_matched_rows(tmp_path):
+    t = lh.write_table(str(tmp_path / "t"), pa.table({"id": [1, 2, 3], "v": [10, 20, 30]}))
+    r = t.merge(pa.table({"id": [1]}), on="id").when_not_matched_by_source_delete().execute()
+    assert r.num_deleted == 2 and t.to_arrow().to_pylist() == [{"id": 1, "v": 10}]

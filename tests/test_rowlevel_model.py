@@ -27,12 +27,13 @@ import lakehouse as lh
 FUZZ = os.environ.get("LH_FUZZ") == "1"
 PROFILE = settings(max_examples=400 if FUZZ else 20, deadline=None, derandomize=not FUZZ,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+ONE_MERGE = settings(PROFILE, max_examples=1000 if FUZZ else 80)
 MAX_STEPS = 10 if FUZZ else 5
 
 SCHEMA = pa.schema([("id", pa.int64()), ("v", pa.int64()), ("s", pa.string()), ("p", pa.int32())])
 Row = dict[str, Any]
 
-ids = st.one_of(st.none(), st.integers(0, 6))
+ids = st.one_of(st.none(), st.integers(0, 4))
 values = st.one_of(st.none(), st.integers(-20, 60))
 strings = st.one_of(st.none(), st.sampled_from(["a", "b", "c"]))
 parts = st.integers(0, 2)
@@ -185,23 +186,42 @@ def check_all_readers(t: lh.Table, expected: list[Row], version: int | None = No
     assert _sorted(_from_pandas(t.to_pandas(version=version))) == want
 
 
-merge_ops = st.fixed_dictionaries({
-    "kind": st.just("merge"),
-    "source": st.lists(rows, max_size=5),
-    "with_p": st.booleans(),
-    "predicate": st.booleans(),
-    "matched": st.lists(st.sampled_from(sorted(MATCHED)), max_size=2),
-    "inserts": st.lists(st.sampled_from(sorted(INSERTS)), max_size=2),
-    "by_source": st.lists(st.sampled_from(sorted(BY_SOURCE)), max_size=2),
-})
-ops = st.one_of(
-    st.fixed_dictionaries({"kind": st.just("append"), "rows": st.lists(rows, min_size=1, max_size=4)}),
-    st.fixed_dictionaries({"kind": st.just("delete"), "filter": st.sampled_from(sorted(UPDATE_FILTERS)[1:])}),
-    st.fixed_dictionaries({"kind": st.just("update"), "set": st.sampled_from(sorted(UPDATE_SETS)),
-                           "filter": st.sampled_from(sorted(UPDATE_FILTERS))}),
-    st.fixed_dictionaries({"kind": st.just("upsert"), "source": st.lists(rows, max_size=5), "with_p": st.booleans()}),
-    merge_ops,
-)
+def _pool(model: list[Row]) -> list[Any]:
+    """Keys a source draws from: the table's (so rows match), null, and new ones."""
+    return [None, 5, 6, *sorted({r["id"] for r in model if r["id"] is not None})]
+
+
+def source_rows(pool: list[Any]) -> st.SearchStrategy[list[Row]]:
+    row = st.fixed_dictionaries({"id": st.sampled_from(pool), "v": values, "s": strings, "p": parts})
+    return st.lists(row, max_size=5)
+
+
+def _clauses(names: dict[str, Any], on: bool) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(sorted(names)), min_size=1, max_size=2) if on else st.just([])
+
+
+def merge_op(pool: list[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """A merge whose clause kinds (each present or not, so every combination is likely) are drawn first."""
+    return st.tuples(st.booleans(), st.booleans(), st.booleans()).flatmap(lambda kinds: st.fixed_dictionaries({
+        "kind": st.just("merge"),
+        "source": source_rows(pool),
+        "with_p": st.booleans(),
+        "predicate": st.booleans(),
+        "matched": _clauses(MATCHED, kinds[0]),
+        "inserts": _clauses(INSERTS, kinds[1]),
+        "by_source": _clauses(BY_SOURCE, kinds[2]),
+    }))
+
+
+def op_for(pool: list[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.fixed_dictionaries({"kind": st.just("append"), "rows": st.lists(rows, min_size=1, max_size=4)}),
+        st.fixed_dictionaries({"kind": st.just("delete"), "filter": st.sampled_from(sorted(UPDATE_FILTERS)[1:])}),
+        st.fixed_dictionaries({"kind": st.just("update"), "set": st.sampled_from(sorted(UPDATE_SETS)),
+                               "filter": st.sampled_from(sorted(UPDATE_FILTERS))}),
+        st.fixed_dictionaries({"kind": st.just("upsert"), "source": source_rows(pool), "with_p": st.booleans()}),
+        merge_op(pool), merge_op(pool),  # merges have the most cases: drawn more often
+    )
 
 
 def step(t: lh.Table, model: list[Row], op: dict[str, Any]) -> tuple[list[Row], bool]:
@@ -266,14 +286,14 @@ def run_merge(t: lh.Table, op: dict[str, Any], source: list[Row]) -> lh.MergeRes
 
 
 @PROFILE
-@given(initial=st.lists(rows, max_size=8), partitioned=st.booleans(), steps=st.lists(ops, min_size=1,
-                                                                                     max_size=MAX_STEPS))
-def test_rowlevel_changes_match_the_model(initial, partitioned, steps):
+@given(initial=st.lists(rows, max_size=8), partitioned=st.booleans(), n=st.integers(1, MAX_STEPS), data=st.data())
+def test_rowlevel_changes_match_the_model(initial, partitioned, n, data):
     uri = f"memory://rowlevel-model-{uuid.uuid4().hex}"
     t = lh.write_table(uri, _arrow(initial), partition_by=["p"] if partitioned else None)
     model = [_fit(r) for r in initial]
     versions = {0: model}
-    for op in steps:
+    for _ in range(n):
+        op = data.draw(op_for(_pool(model)))
         model, changed = step(t, model, op)
         if changed:
             versions[t.version] = model
@@ -290,3 +310,15 @@ def test_model_example_duplicate_and_null_keys():
     assert (n.updated, n.inserted) == (1, 1) and len(out) == 3
     with pytest.raises(KeyError):
         model_merge(target, [*source, {"id": 1, "v": 0, "s": None, "p": 0}], ["del"], [], [])
+
+
+@ONE_MERGE
+@given(initial=st.lists(rows, min_size=1, max_size=8), partitioned=st.booleans(), data=st.data())
+def test_one_merge_matches_the_model(initial, partitioned, data):
+    """One merge on a fresh table: every combination of clause kinds (including none of a kind)."""
+    op = data.draw(merge_op(_pool(initial)))
+    t = lh.write_table(f"memory://rowlevel-merge-{uuid.uuid4().hex}", _arrow(initial),
+                       partition_by=["p"] if partitioned else None)
+    model, _ = step(t, [_fit(r) for r in initial], op)
+    check_all_readers(t, model)
+    check_all_readers(t, [_fit(r) for r in initial], 0)
