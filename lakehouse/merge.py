@@ -477,6 +477,13 @@ class _Run:
         return added
 
     def changes(self) -> RowChanges:
+        """The merge's row changes (counts in ``inserted``/``updated``/``deleted``, phases in ``timings``)."""
+        try:
+            return self._changes()
+        finally:
+            self.report.close()
+
+    def _changes(self) -> RowChanges:
         started = time.perf_counter()
         skeys = self.source_keys()
         match, by_source = self.candidates(skeys)
@@ -501,7 +508,6 @@ class _Run:
             added += rows
             self.report(ProgressEvent(self.m._operation, "apply", i + 1, len(tasks), "files"))
         added += self.inserts(matched_rows)
-        self.report.close()
         self.timings["apply"] = (time.perf_counter() - started) * 1000
         tables = tuple(a for a in added if a.num_rows)
         return RowChanges(schema=self.m._out, removed=tuple(removed), added=lambda: tables,

@@ -26,6 +26,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("dask.py", "ImportError"): "an optional dependency is not installed",
     ("snapshot.py", "ImportError"): "an optional dependency is not installed",
     ("sqlfilter.py", "ImportError"): "an optional dependency is not installed",
+    ("setexpr.py", "ImportError"): "an optional dependency is not installed",
     ("storage.py", "FileExistsError"): "put_if_absent's internal contract, turned into a conflict by commit",
     ("localfs.py", "FileNotFoundError"): "delete_file: nothing to delete, ignored by Storage.delete",
 }
