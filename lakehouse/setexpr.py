@@ -302,7 +302,7 @@ def set_value(value: Any, sides: Sides, *, default: Side, column: str) -> pc.Exp
         return pc.scalar(value)
     try:
         return pc.scalar(pa.scalar(value))
-    except (pa.ArrowException, ValueError, TypeError) as exc:
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
         raise InvalidArgumentError(f"the value for column {column!r} must be a literal, a pyarrow scalar, an "
                                    f"expression or SQL text, got {type(value).__name__} ({exc})",
                                    argument="set") from None

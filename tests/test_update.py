@@ -143,3 +143,11 @@ def test_a_failed_update_leaves_no_file_behind(tmp_path):
         t.update({"v": "v * 10"})
     on_disk = sorted(str(p.relative_to(tmp_path / "t")) for p in (tmp_path / "t").rglob("*.parquet"))
     assert on_disk == sorted(t.files().column("path").to_pylist())
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, object(), {1, 2}])
+def test_a_value_arrow_cannot_hold_is_a_typed_error(tmp_path, value):
+    t = _table(str(tmp_path / "t"))
+    with pytest.raises(lh.LakehouseError):
+        t.update({"v": value})
+    assert t.version == 0
