@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -53,6 +53,7 @@ _POS = "__pos__"
 _ROW = "__row__"
 _SCAN_THREADS = 4  # files whose key columns are read at once
 _SMALL_KEY_SET = 1000  # prune by the exact key set (not only its range) up to this many distinct keys
+_ROWS_BUDGET = 256 << 20  # bytes of updated rows held from deciding to writing; beyond, computed again
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +99,10 @@ def _join_type(t: pa.DataType) -> pa.DataType:
 def _key_array(col: pa.ChunkedArray, typ: pa.DataType, column: str) -> pa.ChunkedArray:
     """A join key column in the target's type; NaN made null and -0.0 made 0.0 (SQL equality)."""
     typ = _join_type(typ)
+    source = _join_type(col.type)
+    if pa.types.is_timestamp(typ) and pa.types.is_timestamp(source) and (typ.tz is None) != (source.tz is None):
+        raise SchemaMismatchError(f"key column {column!r}: a timestamp with a time zone ({typ if typ.tz else source}) "
+                                  f"cannot be matched with one without (it names no instant)", column=column)
     try:
         col = col.cast(typ) if col.type != typ else col
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -142,6 +147,7 @@ class TableMerger:
         self._app = app_transaction
         self._progress = progress
         self._operation = operation
+        self._budget = _ROWS_BUDGET
         self._matched: list[_Clause] = []
         self._by_source: list[_Clause] = []
         self._by_source_filters: list[pc.Expression | None] = []
@@ -500,18 +506,34 @@ class _Run:
         self.timings["scan"] = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         tasks = {t.path: t for t in match if t.path in pairs} | by_source
-        removed, added = [], []
+        removed, held, later = [], [], []
+        held_bytes, num_added = 0, 0
         for i, (path, task) in enumerate(sorted(tasks.items())):
             positions, rows = self.file_changes(task, pairs.get(path), path in by_source)
             if len(positions):
                 removed.append(RemovedRows(task=task, positions=positions))
-            added += rows
+            size = sum(r.nbytes for r in rows)
+            num_added += sum(r.num_rows for r in rows)
+            if held_bytes + size <= self.m._budget:
+                held += rows
+                held_bytes += size
+            elif rows:  # over the budget: computed again, file by file, while they are written
+                later.append((task, pairs.get(path), path in by_source))
             self.report(ProgressEvent(self.m._operation, "apply", i + 1, len(tasks), "files"))
-        added += self.inserts(matched_rows)
+        inserted = self.inserts(matched_rows)
+        num_added += sum(r.num_rows for r in inserted)
         self.timings["apply"] = (time.perf_counter() - started) * 1000
-        tables = tuple(a for a in added if a.num_rows)
-        return RowChanges(schema=self.m._out, removed=tuple(removed), added=lambda: tables,
-                          num_added=sum(a.num_rows for a in tables), reads=tuple(self.reads))
+        eager = tuple(a for a in held + inserted if a.num_rows)
+
+        def added() -> Iterator[pa.Table]:
+            yield from eager
+            for task, file_pairs, acted_on in later:
+                counts = (self.inserted, self.updated, self.deleted)
+                yield from self.file_changes(task, file_pairs, acted_on)[1]
+                self.inserted, self.updated, self.deleted = counts
+
+        return RowChanges(schema=self.m._out, removed=tuple(removed), added=added, num_added=num_added,
+                          reads=tuple(self.reads))
 
 
 def _hstack(left: pa.Table, right: pa.Table) -> pa.Table:

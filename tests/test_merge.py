@@ -244,3 +244,25 @@ def test_by_source_clauses_alone_spare_matched_rows(tmp_path):
     t = lh.write_table(str(tmp_path / "t"), pa.table({"id": [1, 2, 3], "v": [10, 20, 30]}))
     r = t.merge(pa.table({"id": [1]}), on="id").when_not_matched_by_source_delete().execute()
     assert r.num_deleted == 2 and t.to_arrow().to_pylist() == [{"id": 1, "v": 10}]
+
+
+def test_zoned_and_naive_timestamp_keys_are_refused(tmp_path):
+    import datetime as dt
+
+    ts = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    t = lh.write_table(str(tmp_path / "t"), pa.table({"k": pa.array([ts], pa.timestamp("us", "UTC")), "v": [1]}))
+    with pytest.raises(lh.SchemaMismatchError):
+        t.upsert(pa.table({"k": pa.array([ts.replace(tzinfo=None)], pa.timestamp("us")), "v": [2]}), on="k")
+    r = t.upsert(pa.table({"k": pa.array([ts], pa.timestamp("ms", "Europe/Paris")), "v": [2]}), on="k")
+    assert r.num_updated == 1 and t.to_arrow().column("v").to_pylist() == [2]
+
+
+def test_updated_rows_beyond_the_budget_are_computed_again_while_written(tmp_path):
+    t = _target(str(tmp_path / "t"), ["p"])
+    src = pa.table({"id": pa.array([1, 2, 3, 4, 8], pa.int64()), "v": pa.array([5, 6, 7, 8, 9], pa.int64())})
+    merger = (t.merge(src, on="id").when_matched_update({"v": "source.v + target.v"})
+              .when_not_matched_insert().when_not_matched_by_source_delete())
+    merger._budget = 0  # every file's rows recomputed at write time
+    r = merger.execute()
+    assert (r.num_updated, r.num_inserted) == (4, 1)
+    assert [x[:2] for x in _rows(t)] == [(1, 15), (2, 26), (3, 37), (4, 48), (8, 9)]
