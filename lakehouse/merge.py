@@ -40,7 +40,7 @@ from .expressions import FilterLike, referenced_columns, rename_fields
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .rowlevel import RemovedRows, RowChanges, commit_row_changes, file_rows, fit_rows, set_values, updated_rows
 from .schema import can_widen, to_reader
-from .setexpr import SOURCE, TARGET, Side, Sides, condition, evaluate, join_predicate
+from .setexpr import SOURCE, TARGET, Side, Sides, condition, evaluate_checked, join_predicate
 from .tasks import FileTask
 
 if TYPE_CHECKING:
@@ -380,7 +380,7 @@ class _Run:
             for c in s_extra:
                 if c not in joined.column_names:
                     joined = joined.append_column(c, self.source.column(c[len(SOURCE):]).take(rows))
-            keep = pc.fill_null(evaluate(joined, {"m": residual}).column("m"), False)
+            keep = pc.fill_null(evaluate_checked(joined, residual, "the merge predicate"), False)
             joined = joined.filter(keep)
         return joined.select([_POS, _ROW])
 
@@ -428,7 +428,7 @@ class _Run:
                 break
             mask = left.copy()
             if clause.condition is not None:
-                hit = pc.fill_null(evaluate(joined, {"m": clause.condition}).column("m"), False)
+                hit = pc.fill_null(evaluate_checked(joined, clause.condition, "the clause filter"), False)
                 mask &= np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
             left &= ~mask
             if not mask.any():

@@ -33,7 +33,7 @@ from .arguments import check_choice
 from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidArgumentError, SchemaMismatchError
 from .expressions import FilterLike, referenced_columns, to_expression
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .setexpr import Sides, evaluate, set_value
+from .setexpr import Sides, evaluate, evaluate_checked, set_value
 from .tasks import FileTask, read_task
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def _mask(rows: pa.Table, expr: pc.Expression | None) -> np.ndarray:
     """Where ``expr`` is TRUE on ``rows`` (null counts as false)."""
     if expr is None:
         return np.ones(rows.num_rows, dtype=bool)
-    values = evaluate(rows, {"m": expr}).column("m")
+    values = evaluate_checked(rows, expr, "the filter")
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
@@ -217,12 +217,12 @@ def updated_rows(rows: pa.Table, values: Mapping[str, pc.Expression], schema: pa
     on = rows if on is None else on
     try:
         new = evaluate(on, wanted)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError) as exc:
         name = next(iter(values))
         for n, e in wanted.items():  # name the column at fault
             try:
                 evaluate(on, {n: e})
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
                 name = n
                 break
         raise SchemaMismatchError(f"cannot compute the new values of column {name!r} ({schema.field(name).type}): "

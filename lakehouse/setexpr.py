@@ -36,8 +36,8 @@ import pyarrow.dataset as ds
 from .errors import ColumnNotFoundError, InvalidArgumentError, InvalidFilterError, LakehouseError
 from .expressions import FilterLike, referenced_columns, rename_fields, to_expression
 
-__all__ = ["SOURCE", "TARGET", "Side", "Sides", "condition", "evaluate", "join_predicate", "set_value",
-           "value_expression"]
+__all__ = ["SOURCE", "TARGET", "Side", "Sides", "condition", "evaluate", "evaluate_checked", "join_predicate",
+           "set_value", "value_expression"]
 
 Side = Literal["target", "source"]
 TARGET = "__t__"
@@ -158,8 +158,8 @@ class _Values:
                                   f"supported: {_SUPPORTED}")
 
     def type_of(self, expr: pc.Expression) -> pa.DataType:
-        try:
-            return evaluate(self.joined.empty_table(), {"v": expr}).schema.field("v").type
+        try:  # on one all-null row: literals that cannot be cast fail here, not on the data
+            return evaluate(_null_row(self.joined), {"v": expr}).schema.field("v").type
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise InvalidFilterError(f"cannot evaluate {self.text!r}: {str(exc).splitlines()[0]}") from None
 
@@ -187,7 +187,10 @@ class _Values:
         if node.is_string:
             return pc.scalar(pa.scalar(text, pa.string()))
         if _INT.match(text):
-            return pc.scalar(int(text))
+            value = int(text)
+            if value >= 1 << 64:
+                raise InvalidFilterError(f"the integer {text} is too large (at most 2**64 - 1) in {self.text!r}")
+            return pc.scalar(value if value < 1 << 63 else pa.scalar(value, pa.uint64()))
         try:
             return pc.scalar(float(text))
         except ValueError:
@@ -251,6 +254,11 @@ class _Values:
         return self.call("case_when", [struct, *values])
 
 
+def _null_row(schema: pa.Schema) -> pa.Table:
+    nullable = pa.schema([f.with_nullable(True) for f in schema])
+    return pa.Table.from_arrays([pa.nulls(1, f.type) for f in schema], schema=nullable)
+
+
 def evaluate(table: pa.Table, columns: Mapping[str, pc.Expression]) -> pa.Table:
     """The columns ``name -> expression`` evaluated on ``table``, row for row (order kept).
 
@@ -259,6 +267,20 @@ def evaluate(table: pa.Table, columns: Mapping[str, pc.Expression]) -> pa.Table:
         [2, 4]
     """
     return ds.dataset(table).to_table(columns=dict(columns), use_threads=False)
+
+
+def evaluate_checked(table: pa.Table, expr: pc.Expression, what: str) -> pa.ChunkedArray:
+    """``expr`` evaluated on ``table``; ``InvalidFilterError`` naming ``what`` if Arrow cannot (a bad cast,
+    an overflow, a division by zero).
+
+    Example:
+        >>> evaluate_checked(pa.table({"a": [1]}), pc.field("a") > 0, "the filter").to_pylist()
+        [True]
+    """
+    try:
+        return evaluate(table, {"v": expr}).column("v")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError) as exc:
+        raise InvalidFilterError(f"cannot evaluate {what} {str(expr)[:200]}: {str(exc).splitlines()[0]}") from None
 
 
 def value_expression(text: str, sides: Sides, *, default: Side) -> pc.Expression:
@@ -293,8 +315,8 @@ def set_value(value: Any, sides: Sides, *, default: Side, column: str) -> pc.Exp
             schema = sides.schemas[default]
             raise ColumnNotFoundError(missing[0][len(sides.prefixes[default]):], available=list(schema.names))
         try:
-            evaluate(sides.joined.empty_table(), {"v": expr})
-        except (pa.ArrowException, ValueError, TypeError) as exc:
+            evaluate(_null_row(sides.joined), {"v": expr})
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
             raise InvalidArgumentError(f"the value for column {column!r} cannot be evaluated: "
                                        f"{str(exc).splitlines()[0]}", argument="set") from None
         return expr

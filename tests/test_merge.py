@@ -266,3 +266,17 @@ def test_updated_rows_beyond_the_budget_are_computed_again_while_written(tmp_pat
     r = merger.execute()
     assert (r.num_updated, r.num_inserted) == (4, 1)
     assert [x[:2] for x in _rows(t)] == [(1, 15), (2, 26), (3, 37), (4, 48), (8, 9)]
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999", "v + 99999999999999999999 > 1",
+                                  "name = TIMESTAMP 'garbage'", "CAST(name AS DATE) > DATE '2024-01-01'"])
+def test_bad_sql_in_clauses_is_a_typed_error(tmp_path, text):
+    t = _target(str(tmp_path / "t"))
+    for build in (lambda m: m.when_matched_update({"v": text}), lambda m: m.when_matched_delete(filter=text),
+                  lambda m: m.when_not_matched_insert(filter=text),
+                  lambda m: m.when_not_matched_by_source_delete(filter=text)):
+        with pytest.raises(lh.LakehouseError):
+            build(t.merge(SOURCE, on="id")).execute()
+    with pytest.raises(lh.LakehouseError):
+        t.merge(SOURCE, predicate=f"target.id = source.id AND {text}").when_matched_delete().execute()
+    assert t.version == 0
