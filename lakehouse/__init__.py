@@ -25,6 +25,7 @@ from .errors import (
     CommitTooLargeError,
     ConstraintViolationError,
     CorruptLogError,
+    DuplicateMatchError,
     InvalidArgumentError,
     InvalidDataError,
     InvalidDataFileError,
@@ -41,6 +42,7 @@ from .errors import (
     VersionNotFoundError,
 )
 from .inspect import Inspect
+from .merge import MergeResult, TableMerger
 from .probe import StorageReport, check_storage
 from .properties import PropertyWarning
 from .replay import Commit
@@ -63,6 +65,7 @@ __all__ = [
     "ConstraintViolationError",
     "CorruptLogError",
     "DataFile",
+    "DuplicateMatchError",
     "FileTask",
     "Inspect",
     "InvalidArgumentError",
@@ -71,6 +74,7 @@ __all__ = [
     "InvalidFilterError",
     "InvalidTableError",
     "LakehouseError",
+    "MergeResult",
     "PropertyWarning",
     "RetentionError",
     "SchemaMismatchError",
@@ -78,6 +82,7 @@ __all__ = [
     "StorageReport",
     "Table",
     "TableExistsError",
+    "TableMerger",
     "TableNotFoundError",
     "Transaction",
     "UnsafePathError",

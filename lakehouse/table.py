@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,6 +56,9 @@ from .state import TableState
 from .storage import Storage
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files
+
+if TYPE_CHECKING:
+    from .merge import MergeResult, TableMerger
 
 __all__ = ["Table"]
 
@@ -1073,6 +1076,119 @@ class Table:
             [(2,)]
         """
         return self.snapshot(version, as_of).to_duckdb(name, connection)
+
+
+    # -- row-level changes (lakehouse.rowlevel, lakehouse.merge) -------------------------------
+    def update(self, set: Mapping[str, Any], filter: FilterLike | pc.Expression | None = None, *,
+               schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None,
+               progress: ProgressLike = None) -> int:
+        """Set columns of the rows matching ``filter`` (all rows if None); returns the new version, or
+        the current one if no row matches (nothing is committed).
+
+        ``set`` maps column names to a non-string literal or ``pa.Scalar``, a ``pc.Expression`` or
+        SQL-like text (``"value + 1"``, ``"'x'"``; see :mod:`lakehouse.setexpr`) over the row's columns.
+        Updating a partition column moves the rows; constraints and NOT NULL are enforced on them.
+        ``schema_mode="merge"`` lets ``set`` add a nullable column. A concurrent commit adding rows
+        the filter may match, or removing a file the update rewrites, is ``CommitConflictError``.
+
+        Args:
+            set: column name -> new value (literal, ``pa.Scalar``, ``pc.Expression`` or SQL-like text).
+            filter: the rows to update (DNF tuples, SQL-like text or a ``pc.Expression``; None: all).
+            schema_mode: ``"strict"`` (default) or ``"merge"`` (``set`` may add a nullable column).
+            app_transaction: ``(app_id, version)`` for an idempotent writer (format §5.5).
+            progress: None, True (a progress bar) or a callable taking ``ProgressEvent``.
+
+        Returns:
+            The version committed, or the current version if no row matched.
+
+        Raises:
+            ColumnNotFoundError: ``set`` or ``filter`` names an unknown column.
+            InvalidFilterError: the filter or a SQL value is malformed.
+            ConstraintViolationError: an updated row breaks a NOT NULL or CHECK constraint.
+            CommitConflictError: a concurrent commit touched the rows or files the update read.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-update", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> t.update({"v": "v * 10"}, filter="id = 2"), t.to_arrow().sort_by("id").column("v").to_pylist()
+            (1, [1, 20])
+        """
+        from .rowlevel import update_table
+
+        return update_table(self, set, filter, schema_mode=schema_mode, app_transaction=app_transaction,
+                            progress=progress)
+
+
+    def merge(self, source: Any, on: str | Sequence[str] | None = None, *, predicate: str | None = None,
+              source_alias: str = "source", target_alias: str = "target", schema_mode: SchemaMode = "strict",
+              app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> TableMerger:
+        """Start a MERGE of ``source`` (any Arrow-shaped data) into this table on equal ``on`` columns
+        (nulls never match) or a SQL ``predicate`` naming ``source_alias``/``target_alias`` columns; add
+        clauses and call ``execute()`` (see :class:`~lakehouse.merge.TableMerger`). ``schema_mode="merge"``
+        lets source columns the table lacks join it (taken by ``set=None`` / ``values=None`` clauses).
+
+        Args:
+            source: the source rows (pyarrow, pandas, Polars, a DuckDB relation, a RecordBatchReader).
+            on: the join column(s), equal on both sides; or pass ``predicate`` instead.
+            predicate: a SQL join condition over ``source_alias.x`` / ``target_alias.x`` columns.
+            source_alias: the name of the source side in SQL text (default ``"source"``).
+            target_alias: the name of the target side in SQL text (default ``"target"``).
+            schema_mode: ``"strict"`` (default) or ``"merge"`` (source columns the table lacks join it).
+            app_transaction: ``(app_id, version)`` for an idempotent writer (format §5.5).
+            progress: None, True (a progress bar) or a callable taking ``ProgressEvent``.
+
+        Returns:
+            A :class:`~lakehouse.merge.TableMerger`: add ``when_*`` clauses, then call ``execute()``.
+
+        Raises:
+            ColumnNotFoundError: ``on`` names a column missing on either side.
+            InvalidArgumentError: both or neither of ``on`` and ``predicate`` are given.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-merge", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> r = t.merge(pa.table({"id": [2], "op": ["del"]}), on="id").when_matched_delete(
+            ...     filter="source.op = 'del'").execute()
+            >>> r.num_deleted, t.to_arrow().column("id").to_pylist()
+            (1, [1])
+        """
+        from .merge import TableMerger
+
+        if not self._pinned:  # clauses are resolved against the latest schema (execute() checks it again)
+            self.refresh()
+        return TableMerger(self, source, on=on, predicate=predicate, source_alias=source_alias,
+                           target_alias=target_alias, schema_mode=schema_mode, app_transaction=app_transaction,
+                           progress=progress)
+
+    def upsert(self, source: Any, on: str | Sequence[str], *, schema_mode: SchemaMode = "strict",
+               app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> MergeResult:
+        """Update the rows whose ``on`` keys the source has to its values (rows that would not change
+        are skipped: neither rewritten nor counted) and insert the source rows that match none.
+
+        Args:
+            source: the source rows (any Arrow-shaped data).
+            on: the key column(s); nulls never match.
+            schema_mode: ``"strict"`` (default) or ``"merge"`` (source columns the table lacks join it).
+            app_transaction: ``(app_id, version)`` for an idempotent writer (format §5.5).
+            progress: None, True (a progress bar) or a callable taking ``ProgressEvent``.
+
+        Returns:
+            A :class:`~lakehouse.merge.MergeResult` (version and counts).
+
+        Raises:
+            DuplicateMatchError: a target row is matched by several source rows (nothing is written).
+            CommitConflictError: a concurrent commit touched rows the upsert read.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-upsert", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> r = t.upsert(pa.table({"id": [1, 2, 3], "v": [1, 20, 30]}), on="id")
+            >>> r.num_updated, r.num_inserted, r.version
+            (1, 1, 1)
+        """
+        from .merge import upsert
+
+        return upsert(self, source, on, schema_mode=schema_mode, app_transaction=app_transaction, progress=progress)
 
 
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False,

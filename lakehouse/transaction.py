@@ -628,6 +628,57 @@ class Transaction:
         self._working = files.filter(pc.invert(pc.is_in(files.column("path"), rows.column("path"))))
         self._include([self._revectored[a.path] for a in adds])
 
+    def rewrite_files(self, removed: Sequence[str], data: Any, *, reads: Sequence[pc.Expression | None] = (),
+                      schema_mode: SchemaMode = "strict", operation: str = "rewrite",
+                      parameters: Mapping[str, Any] | None = None, progress: ProgressLike = None) -> list[str]:
+        """Replace the live files ``removed`` by the rows of ``data``, as one operation: the commit of
+        row-level changes written copy-on-write (``lakehouse.rowlevel.commit_row_changes``).
+
+        ``data`` may read the files in ``removed`` lazily: they are dropped only after it is written.
+        ``reads``: the filters (over the table's column names; None: the whole table) whose rows the
+        change was decided on: a concurrent commit adding files that may match one conflicts, and so
+        does a concurrent removal of a file in ``removed``.
+
+        Args:
+            removed: paths of live files to drop.
+            data: the rows replacing them (Arrow-shaped; may read the removed files lazily).
+            reads: the filters whose rows the change was decided on (None: the whole table).
+            schema_mode: ``"strict"`` or ``"merge"``.
+            operation: the operation name recorded in the commit.
+            parameters: the operation's parameters, recorded as given.
+            progress: None, True (a progress bar) or a callable taking ``ProgressEvent``.
+
+        Returns:
+            The paths of the files written.
+
+        Raises:
+            InvalidArgumentError: a path in ``removed`` is not live in this transaction.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-rewrite", pa.table({"a": [1, 2, 3]}))
+            >>> path = t.files().column("path")[0].as_py()
+            >>> with t.transaction() as tx:
+            ...     _ = tx.rewrite_files([path], pa.table({"a": [1, 3]}))
+            >>> t.to_arrow().column("a").to_pylist()
+            [1, 3]
+        """
+        self._check_open()
+        merge = _check_mode(schema_mode)
+        if self._skip:
+            return []
+        live = set(_parts_in(self._files, list(removed)).column("path").to_pylist())
+        missing = sorted(set(removed) - live)
+        if missing:
+            raise InvalidArgumentError(f"files to rewrite are not live at version {self._base.version}: {missing[:5]}")
+        self._predicates.extend(reads)
+        adds = self._write(data, merge=merge, progress=progress, operation=operation)
+        if removed:
+            self._remove_paths(removed)
+        self._include(adds)
+        self._operations.append((operation, dict(parameters or {})))
+        return [a.path for a in adds]
+
     # -- ending ----------------------------------------------------------------------------------
     def _request(self) -> CommitRequest:
         ops = self._operations

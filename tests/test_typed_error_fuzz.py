@@ -315,6 +315,38 @@ OPS: dict[str, Op] = {
     "DataFile.stats_value": lambda c, v: c.table.commit_files(
         [_datafile(c, stats={"min": {"id": v}, "max": {"id": v}, "null_count": {"id": v}})], read_version=1),
     "DataFile.version": lambda c, v: c.table.commit_files([_datafile(c, version=v)], read_version=1),
+    # row-level changes
+    "Table.update.set": lambda c, v: c.table.update(v),
+    "Table.update.set_value": lambda c, v: c.table.update({"s": v}),
+    "Table.update.set_key": lambda c, v: c.table.update(_Pairs([(v, 1)])),
+    "Table.update.filter": lambda c, v: c.table.update({"id": 1}, filter=v),
+    "Table.update.schema_mode": lambda c, v: c.table.update({"id": 1}, schema_mode=v),
+    "Table.update.app_transaction": lambda c, v: c.table.update({"id": 1}, app_transaction=v),
+    "Table.update.progress": lambda c, v: c.table.update({"id": 1}, progress=v),
+    "Table.merge.source": lambda c, v: c.table.merge(v, on="id").when_matched_delete().execute(),
+    "Table.merge.on": lambda c, v: c.table.merge(DATA, on=v).when_matched_delete().execute(),
+    "Table.merge.predicate": lambda c, v: c.table.merge(DATA, predicate=v).when_matched_delete().execute(),
+    "Table.merge.source_alias": lambda c, v: c.table.merge(DATA, on="id", source_alias=v).when_matched_delete(),
+    "Table.merge.schema_mode": lambda c, v: c.table.merge(DATA, on="id", schema_mode=v),
+    "Table.merge.app_transaction": lambda c, v: c.table.merge(DATA, on="id", app_transaction=v).when_matched_delete()
+    .execute(),
+    "TableMerger.when_matched_update.set": lambda c, v: c.table.merge(DATA, on="id").when_matched_update(v).execute(),
+    "TableMerger.when_matched_update.set_value": lambda c, v: c.table.merge(DATA, on="id").when_matched_update(
+        {"s": v}).execute(),
+    "TableMerger.when_matched_update.filter": lambda c, v: c.table.merge(DATA, on="id").when_matched_update(
+        filter=v).execute(),
+    "TableMerger.when_matched_delete.filter": lambda c, v: c.table.merge(DATA, on="id").when_matched_delete(
+        filter=v).execute(),
+    "TableMerger.when_not_matched_insert.values": lambda c, v: c.table.merge(DATA, on="id")
+    .when_not_matched_insert(v).execute(),
+    "TableMerger.when_not_matched_insert.filter": lambda c, v: c.table.merge(DATA, on="id")
+    .when_not_matched_insert(filter=v).execute(),
+    "TableMerger.when_not_matched_by_source_update.set": lambda c, v: c.table.merge(DATA, on="id")
+    .when_not_matched_by_source_update(v).execute(),
+    "TableMerger.when_not_matched_by_source_delete.filter": lambda c, v: c.table.merge(DATA, on="id")
+    .when_not_matched_by_source_delete(filter=v).execute(),
+    "Table.upsert.source": lambda c, v: c.table.upsert(v, on="id"),
+    "Table.upsert.on": lambda c, v: c.table.upsert(DATA, on=v),
     # maintenance
     "Table.vacuum.retention": lambda c, v: c.table.vacuum(retention=v),
     "Table.vacuum.retention_unenforced": lambda c, v: c.table.vacuum(retention=v, enforce_retention=False),
@@ -419,7 +451,7 @@ def test_every_public_name_is_fuzzed() -> None:
     """A new public function or method must get an entry in OPS (or be listed here as not fuzzable)."""
     not_fuzzed = {  # values, attributes without arguments, errors, or called through another entry
         "Alter", "Commit", "DataFile", "FileTask", "Inspect", "Snapshot", "StorageReport", "Table", "Transaction",
-        "__version__", "CommitOutcome", "PropertyWarning",
+        "__version__", "CommitOutcome", "PropertyWarning", "MergeResult",
     }
     covered = {name.split(".")[0] for name in OPS}
     for name in lh.__all__:

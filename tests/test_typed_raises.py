@@ -26,6 +26,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("integrations/__init__.py", "ImportError"): "an optional dependency is not installed",
     ("integrations/dask.py", "ImportError"): "an optional dependency is not installed",
     ("expr/sql.py", "ImportError"): "an optional dependency is not installed",
+    ("setexpr.py", "ImportError"): "an optional dependency is not installed",
     ("storage.py", "FileExistsError"): "put_if_absent's internal contract, turned into a conflict by commit",
     ("localfs.py", "FileNotFoundError"): "delete_file: nothing to delete, ignored by Storage.delete",
 }
