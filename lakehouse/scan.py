@@ -81,8 +81,7 @@ class FileTask:
     """One data file to read, with everything needed to read it anywhere (see :func:`read_task`).
 
     Attributes:
-        uri: the data file's full URI (a plain path on local disk; absolute, format §3); never shown
-            by ``repr``, as it may hold a URL's user info.
+        uri: the data file's full URI (absolute; never shown by ``repr``: it may hold user info).
         size_bytes: the file's size in bytes.
         num_rows: how many rows the file holds.
         partition_values: partition column name -> value (log-encoded), in the table's partition order.
@@ -133,13 +132,6 @@ def _decode_schema(text: str) -> pa.Schema:
 class ColumnMapping:
     """What reading needs to know about a schema's column mapping (format.md §5.7).
 
-    Attributes:
-        schema: the table schema, with its mapping metadata.
-        mapped: some physical name differs from its field's name.
-        read_schema: the schema under physical names, for scanning the data files.
-        by_physical: top-level physical name -> the field as users see it.
-        metadata: the schema-level metadata.
-
     Example:
         >>> ColumnMapping.of(pa.schema([("a", pa.int64())])).mapped
         False
@@ -158,70 +150,26 @@ class ColumnMapping:
 
     @classmethod
     def of(cls, schema: pa.Schema) -> ColumnMapping:
-        """The mapping of a table schema.
-
-        Args:
-            schema: the table schema, with its column-mapping metadata.
-
-        Returns:
-            Its :class:`ColumnMapping`.
-
-        Example:
-            >>> ColumnMapping.of(pa.schema([("a", pa.int64())])).read_schema.names
-            ['a']
-        """
+        """The mapping of a table schema."""
         logical = logical_schema(schema)
         return cls(schema=schema, mapped=not is_identity(schema), read_schema=read_schema(schema),
                    by_physical={physical_name(f): logical.field(i) for i, f in enumerate(schema)},
                    metadata=logical.metadata)
 
     def physical(self, expr: pc.Expression | None) -> pc.Expression | None:
-        """A filter over the table's columns as a filter over the data files' (physical) columns.
-
-        Args:
-            expr: a filter over the table's columns, or None.
-
-        Returns:
-            The same filter over the physical columns (``expr`` itself when nothing is renamed).
-
-        Example:
-            >>> ColumnMapping.of(pa.schema([("a", pa.int64())])).physical(pc.field("a") > 1)
-            <pyarrow.compute.Expression (a > 1)>
-        """
+        """A filter over the table's columns as a filter over the data files' (physical) columns."""
         if expr is None or not self.mapped:
             return expr
         return rename_fields(expr, lambda path: physical_path(self.schema, path))
 
     def physical_columns(self, columns: list[str] | None) -> list[str] | None:
-        """Column names as the data files name them.
-
-        Args:
-            columns: names of the table's columns, or None (all).
-
-        Returns:
-            Their physical names (``columns`` itself when nothing is renamed).
-
-        Example:
-            >>> ColumnMapping.of(pa.schema([("a", pa.int64())])).physical_columns(["a"])
-            ['a']
-        """
+        """Column names as the data files name them."""
         if columns is None or not self.mapped:
             return columns
         return [physical_name(self.schema.field(c)) for c in columns]
 
     def logical(self, data: Any) -> Any:
-        """A table or batch read under physical names, under the table's names (nested ones too).
-
-        Args:
-            data: a ``pyarrow.Table`` or ``RecordBatch`` read from data files.
-
-        Returns:
-            The same data, relabelled with the table's names and field metadata.
-
-        Example:
-            >>> ColumnMapping.of(pa.schema([("a", pa.int64())])).logical(pa.table({"a": [1]})).column_names
-            ['a']
-        """
+        """A table or batch read under physical names, under the table's names (nested ones too)."""
         if not self.mapped:
             return data
         return relabel(data, pa.schema([self.by_physical[n] for n in data.schema.names], metadata=self.metadata))
@@ -229,19 +177,7 @@ class ColumnMapping:
 
 @dataclass(frozen=True, slots=True)
 class ScanPlan:
-    """What to push into a Parquet scan and what to filter after reading (see :func:`scan_plan`).
-
-    Attributes:
-        read: columns to read (the wanted ones plus those the residual filter needs).
-        pushed: filter pushed into the scan.
-        residual: filter applied to the rows after reading.
-        columns: columns to return.
-
-    Example:
-        >>> plan = ScanPlan(["a", "f"], None, pc.field("f") > 1, ["a"])
-        >>> plan.finish(pa.table({"a": [1, 2], "f": [0.5, 1.5]})).to_pylist()
-        [{'a': 2}]
-    """
+    """What to push into a Parquet scan and what to filter after reading (see :func:`scan_plan`)."""
 
     read: list[str] | None
     """Columns to read (the wanted ones plus those the residual filter needs)."""
@@ -253,18 +189,7 @@ class ScanPlan:
     """Columns to return."""
 
     def finish(self, table: pa.Table) -> pa.Table:
-        """Apply the residual filter and the projection to the rows read.
-
-        Args:
-            table: the rows read with :attr:`read` and :attr:`pushed`.
-
-        Returns:
-            The rows the residual filter keeps, :attr:`columns` only.
-
-        Example:
-            >>> ScanPlan(None, None, pc.field("f") > 1, None).finish(pa.table({"f": [0.5, 2.0]})).num_rows
-            1
-        """
+        """Apply the residual filter and the projection to the rows read."""
         if self.residual is not None:
             table = table.filter(self.residual)
         if self.columns is not None and table.column_names != self.columns:
@@ -359,44 +284,18 @@ class Scan:
     def expression(self, filter: FilterLike | pc.Expression | None) -> pc.Expression | None:
         """A user filter as a bound expression over the table's columns (:func:`lakehouse.expr.dnf.to_expression`).
 
-        Args:
-            filter: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression``, or None.
-
-        Returns:
-            The bound expression, or None for no filter.
-
         Raises:
             ColumnNotFoundError: the filter names an unknown column.
             InvalidFilterError: the filter is malformed or does not fit the columns' types.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-expression", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.expression([("a", ">", 1)]), scan.expression(None)
-            (<pyarrow.compute.Expression (a > 1)>, None)
         """
         return to_expression(filter, self.schema)
 
     def check_columns(self, columns: Sequence[str] | None) -> list[str] | None:
         """``columns`` as a list of the table's column names (None: all).
 
-        Args:
-            columns: the names given by the caller, or None.
-
-        Returns:
-            The names as a list, or None for all columns.
-
         Raises:
             ArgumentTypeError: ``columns`` is not a sequence of names.
             ColumnNotFoundError: a name is not a column of the table.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-check-columns", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.check_columns(("a",)), scan.check_columns(None)
-            (['a'], None)
         """
         columns = check_names(columns, "columns")
         if columns is None:
@@ -409,54 +308,15 @@ class Scan:
 
     # -- column mapping (format.md §5.7) ----------------------------------------------------------
     def physical(self, expr: pc.Expression | None) -> pc.Expression | None:
-        """A filter over the table's columns as a filter over the data files' (physical) columns.
-
-        Args:
-            expr: a filter over the table's columns, or None.
-
-        Returns:
-            The same filter over the physical columns (see :meth:`ColumnMapping.physical`).
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-physical", pa.table({"a": [1]})).snapshot()
-            >>> Scan(Storage.from_uri(s.uri), s.state).physical(pc.field("a") == 1)
-            <pyarrow.compute.Expression (a == 1)>
-        """
+        """A filter over the table's columns as a filter over the data files' (physical) columns."""
         return self.columns.physical(expr)
 
     def physical_columns(self, columns: list[str] | None) -> list[str] | None:
-        """Column names as the data files name them.
-
-        Args:
-            columns: names of the table's columns, or None (all).
-
-        Returns:
-            Their physical names (see :meth:`ColumnMapping.physical_columns`).
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-physical-columns", pa.table({"a": [1]})).snapshot()
-            >>> Scan(Storage.from_uri(s.uri), s.state).physical_columns(["a"])
-            ['a']
-        """
+        """Column names as the data files name them."""
         return self.columns.physical_columns(columns)
 
     def logical(self, data: Any) -> Any:
-        """A table or batch read under physical names, under the table's names (nested ones too).
-
-        Args:
-            data: a ``pyarrow.Table`` or ``RecordBatch`` read from data files.
-
-        Returns:
-            The same data under the table's names (see :meth:`ColumnMapping.logical`).
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-logical", pa.table({"a": [1]})).snapshot()
-            >>> Scan(Storage.from_uri(s.uri), s.state).logical(pa.table({"a": [2]})).column_names
-            ['a']
-        """
+        """A table or batch read under physical names, under the table's names (nested ones too)."""
         return self.columns.logical(data)
 
     # -- pruning the files table --------------------------------------------------------------------
@@ -468,14 +328,6 @@ class Scan:
 
         Returns:
             The rows of the state's files table (physical column names) pruning keeps.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> data = pa.table({"a": [1, 2], "p": [1, 2]})
-            >>> s = lh.write_table("memory://doc-scan-pruned", data, partition_by=["p"]).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.pruned(scan.expression([("p", "=", 2)])).num_rows, scan.pruned(None).num_rows
-            (1, 2)
         """
         files = self.state.files
         if expr is None or files.num_rows == 0:
@@ -488,43 +340,13 @@ class Scan:
     def whole_file_verdicts(self, expr: pc.Expression, files: pa.Table) -> pa.Array | None:
         """Per row of ``files``: is ``expr`` TRUE for every row of the file (True) or for none (False),
         decided exactly from the partition values; None when only reading the rows can tell
-        (:func:`lakehouse.expr.prune.partition_verdicts`).
-
-        Args:
-            expr: a bound filter over the table's columns.
-            files: rows of the files table.
-
-        Returns:
-            A boolean array with one verdict (or null) per file, or None if no file is decided.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> data = pa.table({"a": [1, 2], "p": [1, 2]})
-            >>> s = lh.write_table("memory://doc-scan-verdicts", data, partition_by=["p"]).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.whole_file_verdicts(scan.expression([("p", "=", 2)]), scan.pruned(None)).to_pylist()
-            [False, True]
-        """
+        (:func:`lakehouse.expr.prune.partition_verdicts`)."""
         meta = self.state.metadata
         return partition_verdicts(self.physical(expr), files,
                                   partition_columns=partition_columns(meta.schema, meta.partition_by))
 
     def logical_files(self, files: pa.Table) -> pa.Table:
-        """The files table with ``partition.<c>``, ``min.<c>``, ... named by column name, not physical name.
-
-        Args:
-            files: rows of the files table (physical names).
-
-        Returns:
-            The same rows, their columns named by the table's column names.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-logical-files", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> "min.a" in scan.logical_files(scan.pruned(None)).column_names
-            True
-        """
+        """The files table with ``partition.<c>``, ``min.<c>``, ... named by column name, not physical name."""
         if not self.mapped:
             return files
         names = logical_names(self.state.metadata.schema)
@@ -548,13 +370,6 @@ class Scan:
 
         Raises:
             UnsafePathError: on local disk, a path leads out of the table root.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-dataset", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.dataset(scan.pruned(None)).to_table().num_rows
-            3
         """
         fmt = ds.ParquetFileFormat()
         fs = self.storage.arrow_filesystem()
@@ -577,22 +392,9 @@ class Scan:
     def pyarrow_dataset(self, expr: pc.Expression | None) -> TableDataset:
         """The guarded dataset of the files ``expr`` may match, for engines (``Snapshot.to_pyarrow_dataset``).
 
-        Args:
-            expr: a bound filter over the table's columns (:meth:`expression`), or None: every row.
-
-        Returns:
-            A :class:`TableDataset` with statistics guards (see :meth:`dataset`).
-
         Raises:
             SchemaMismatchError: a column is stored under another name in the data files (renamed or
                 re-added), which a pyarrow dataset cannot show.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-pyarrow-dataset", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.pyarrow_dataset(scan.expression([("a", ">", 1)])).count_rows()
-            3
         """
         if self.mapped:
             column = renamed_paths(self.state.metadata.schema)[0]
@@ -613,81 +415,25 @@ class Scan:
             fragment: a fragment of :meth:`dataset`.
             filter: pushed into the scan (over the table's columns), or None.
             columns: the columns to read (None: all).
-
-        Returns:
-            The rows, under the table's column names.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-scan-fragment", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> [fragment] = scan.dataset(scan.pruned(None)).get_fragments()
-            >>> scan.scan_fragment(fragment, filter=pc.field("a") > 1).num_rows
-            2
         """
         return self.logical(self._one(fragment).to_table(columns=self.physical_columns(columns),
                                                          filter=self.physical(filter)))
 
     def count_fragment(self, fragment: ds.Fragment, filter: pc.Expression) -> int:
-        """How many rows of one fragment of :meth:`dataset` match ``filter`` (pushed into the scan).
-
-        Args:
-            fragment: a fragment of :meth:`dataset`.
-            filter: a filter over the table's columns.
-
-        Returns:
-            How many of its rows match.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-count-fragment", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> [fragment] = scan.dataset(scan.pruned(None)).get_fragments()
-            >>> scan.count_fragment(fragment, pc.field("a") >= 2)
-            2
-        """
+        """How many rows of one fragment of :meth:`dataset` match ``filter`` (pushed into the scan)."""
         return self._one(fragment).count_rows(filter=self.physical(filter))
 
     # -- reads ------------------------------------------------------------------------------------------
     def plan(self, columns: list[str] | None, expr: pc.Expression | None) -> ScanPlan:
-        """What to push into the scan and what to filter after reading (:func:`scan_plan`).
-
-        Args:
-            columns: the table's columns to return (None: all), as :meth:`check_columns` gives them.
-            expr: a bound filter over the table's columns (:meth:`expression`), or None: every row.
-
-        Returns:
-            The :class:`ScanPlan`.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-plan", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.plan(["a"], scan.expression([("a", ">", 1)])).pushed
-            <pyarrow.compute.Expression (a > 1)>
-        """
+        """What to push into the scan and what to filter after reading (:func:`scan_plan`)."""
         return scan_plan(self.schema, columns, expr)
 
     def to_table(self, columns: list[str] | None, expr: pc.Expression | None) -> pa.Table:
         """The rows where ``expr`` is true, ``columns`` only (``Snapshot.to_arrow``).
 
-        Args:
-            columns: the table's columns to return (None: all), as :meth:`check_columns` gives them.
-            expr: a bound filter over the table's columns (:meth:`expression`), or None: every row.
-
-        Returns:
-            The rows, under the table's column names.
-
         Raises:
             VersionNotFoundError: a data file is gone (vacuumed or lost).
             InvalidFilterError: the filter cannot be evaluated on the rows (e.g. an overflow).
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-to-table", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.to_table(["a"], scan.expression([("a", ">", 1)])).column("a").to_pylist()
-            [2, 3]
         """
         plan = self.plan(columns, expr)
         files = self.pruned(expr)
@@ -703,22 +449,8 @@ class Scan:
     def to_batches(self, columns: list[str] | None, expr: pc.Expression | None) -> pa.RecordBatchReader:
         """Stream the rows where ``expr`` is true, ``columns`` only (``Snapshot.to_batches``).
 
-        Args:
-            columns: the table's columns to return (None: all), as :meth:`check_columns` gives them.
-            expr: a bound filter over the table's columns (:meth:`expression`), or None: every row.
-
-        Returns:
-            A ``pyarrow.RecordBatchReader``; files are read as it is consumed.
-
         Raises:
             InvalidFilterError: while streaming, the filter cannot be evaluated on the rows.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-to-batches", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> scan.to_batches(None, scan.expression([("a", "<", 3)])).read_all().num_rows
-            2
         """
         plan = self.plan(columns, expr)
         files = self.pruned(expr)
@@ -737,22 +469,7 @@ class Scan:
         return pa.RecordBatchReader.from_batches(first.schema, batches())
 
     def tasks(self, columns: list[str] | None, expr: pc.Expression | None) -> list[FileTask]:
-        """One :class:`FileTask` per file pruning keeps (``Snapshot.plan_files``; :func:`build_tasks`).
-
-        Args:
-            columns: the table's columns to return (None: all), as :meth:`check_columns` gives them.
-            expr: a bound filter over the table's columns (:meth:`expression`), or None: every row.
-
-        Returns:
-            The tasks, one per data file that may hold matching rows.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-scan-tasks", pa.table({"a": [1, 2, 3]})).snapshot()
-            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
-            >>> [t.num_rows for t in scan.tasks(["a"], None)]
-            [3]
-        """
+        """One :class:`FileTask` per file pruning keeps (``Snapshot.plan_files``; :func:`build_tasks`)."""
         return build_tasks(self.pruned(expr), storage=self.storage, metadata=self.state.metadata,
                            version=self.state.version, filter=expr, columns=columns)
 
@@ -802,20 +519,7 @@ class TableDataset(ds.FileSystemDataset):
         return (_table_dataset, (args, self._lh_filter))
 
     def filter(self, expression: pc.Expression) -> TableDataset:
-        """As :meth:`pyarrow.dataset.Dataset.filter`: a dataset whose scans also apply ``expression``.
-
-        Args:
-            expression: a filter over the dataset's (physical) columns.
-
-        Returns:
-            A new :class:`TableDataset` over the same fragments.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-table-dataset-filter", pa.table({"f": [0.5, 1.5]})).snapshot()
-            >>> Scan(Storage.from_uri(s.uri), s.state).pyarrow_dataset(None).filter(pc.field("f") > 1).count_rows()
-            1
-        """
+        """As :meth:`pyarrow.dataset.Dataset.filter`: a dataset whose scans also apply ``expression``."""
         out = TableDataset(list(self.get_fragments()), schema=self.schema, format=self.format,
                            filesystem=self.filesystem)
         out._lh_filter = expression if self._lh_filter is None else self._lh_filter & expression
@@ -831,13 +535,6 @@ class TableDataset(ds.FileSystemDataset):
 
         Returns:
             A ``pyarrow.dataset.Scanner``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> s = lh.write_table("memory://doc-dataset-scanner", pa.table({"f": [0.5, float("nan")]})).snapshot()
-            >>> dataset = Scan(Storage.from_uri(s.uri), s.state).pyarrow_dataset(None)
-            >>> dataset.scanner(filter=~(pc.field("f") < 1.0)).to_table().num_rows
-            1
         """
         if self._lh_filter is not None:
             filter = self._lh_filter if filter is None else self._lh_filter & filter
