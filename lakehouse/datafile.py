@@ -32,6 +32,15 @@ __all__ = ["DataFile", "logical_names", "named_stats"]
 class DataFile:
     """A data file written by :func:`lakehouse.write_files` and not yet committed (a picklable add action).
 
+    Attributes:
+        path: the file's path, relative to the table root.
+        size_bytes: the file's size in bytes.
+        num_rows: how many rows it holds.
+        modification_time: milliseconds since the epoch when the file was finished.
+        partition_values: partition column name -> value (log-encoded), in the table's partition order.
+        stats: ``{"min": {column: value}, "max": {...}, "null_count": {...}}`` by column name.
+        version: the table version whose schema the file was written with.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-datafile", pa.table({"a": [1, 2]}))
@@ -41,21 +50,33 @@ class DataFile:
     """
 
     path: str
-    """Relative to the table root."""
     size_bytes: int
     num_rows: int
     modification_time: int
-    """Milliseconds since the epoch when the file was finished."""
     partition_values: dict[str, Any] = field(default_factory=dict)
-    """Partition column name -> value (log-encoded), in the table's partition order."""
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """``{"min": {column: value}, "max": {...}, "null_count": {...}}`` by column name."""
     version: int = 0
-    """The table version whose schema the file was written with."""
 
     @classmethod
     def from_add(cls, add: AddFile, metadata: Metadata, *, version: int) -> DataFile:
-        """The record of an add action written under ``metadata``."""
+        """The record of an add action written under ``metadata``.
+
+        Args:
+            add: the add action (statistics keyed by physical column name).
+            metadata: the table metadata it was written under.
+            version: the table version of ``metadata``.
+
+        Returns:
+            The record, keyed by the columns' current names.
+
+        Example:
+            >>> from lakehouse.log import AddFile
+            >>> import lakehouse as lh
+            >>> meta = lh.write_table("memory://doc-from-add", pa.table({"a": [1]})).snapshot().state.metadata
+            >>> add = AddFile(path="x.parquet", size_bytes=10, num_rows=1, modification_time=0, min={"a": 1})
+            >>> DataFile.from_add(add, meta, version=0).stats["min"]
+            {'a': 1}
+        """
         names = logical_names(metadata.schema)
         return cls(path=add.path, size_bytes=add.size_bytes, num_rows=add.num_rows,
                    modification_time=add.modification_time,
@@ -63,7 +84,25 @@ class DataFile:
                    stats=named_stats(add, names), version=version)
 
     def to_add(self, metadata: Metadata) -> AddFile:
-        """The add action of this file for a table with ``metadata``; ``InvalidArgumentError`` if it does not fit."""
+        """The add action of this file for a table with ``metadata``; ``InvalidArgumentError`` if it does not fit.
+
+        Args:
+            metadata: the metadata of the table the file is committed to.
+
+        Returns:
+            The add action, statistics keyed by physical column name.
+
+        Raises:
+            InvalidArgumentError: the record's partition columns differ from the table's, or it has
+                statistics for a column the table does not have.
+
+        Example:
+            >>> import lakehouse as lh
+            >>> t = lh.write_table("memory://doc-to-add", pa.table({"a": [1]}))
+            >>> [f] = lh.write_files(t.uri, pa.table({"a": [2]}))
+            >>> f.to_add(t.snapshot().state.metadata).num_rows
+            1
+        """
         if list(self.partition_values) != list(metadata.partition_by):
             raise InvalidArgumentError(f"data file {self.path!r} has partition columns "
                                        f"{list(self.partition_values)}, the table {list(metadata.partition_by)}")

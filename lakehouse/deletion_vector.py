@@ -162,6 +162,11 @@ class DeletionVector:
             CorruptDeletionVectorError: ``data`` is not a valid bitmap, or holds a position at or
                 beyond ``num_rows`` (or too many positions).
             ArgumentTypeError: ``data`` is not bytes-like.
+
+        Example:
+            >>> v = DeletionVector.from_positions([0, 5, 9])
+            >>> DeletionVector.from_bytes(v.to_bytes(), num_rows=10) == v
+            True
         """
         limit, cap = _check_limit(num_rows)
         return cls(positions=_frozen(decode_portable(_as_bytes(data), limit=limit, max_cardinality=cap)))
@@ -171,6 +176,11 @@ class DeletionVector:
 
         Returns:
             The bytes, which :meth:`from_bytes` reads back.
+
+        Example:
+            >>> v = DeletionVector.from_positions([0, 5, 9])
+            >>> len(v.to_bytes()) > 0, DeletionVector.from_bytes(v.to_bytes()).positions.tolist()
+            (True, [0, 5, 9])
         """
         return encode_portable(self.positions)
 
@@ -197,6 +207,11 @@ class DeletionVector:
 
         Raises:
             ArgumentTypeError: ``position`` is not an int.
+
+        Example:
+            >>> v = DeletionVector.from_positions([0, 5, 9])
+            >>> v.contains(5), v.contains(6)
+            (True, False)
         """
         if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
             raise ArgumentTypeError(f"position must be an int, got {type(position).__name__}")
@@ -217,6 +232,10 @@ class DeletionVector:
 
         Raises:
             ArgumentTypeError: ``other`` is not a :class:`DeletionVector`.
+
+        Example:
+            >>> DeletionVector.from_positions([1, 3]).union(DeletionVector.from_positions([2, 3])).positions.tolist()
+            [1, 2, 3]
         """
         if not isinstance(other, DeletionVector):
             raise ArgumentTypeError(f"union takes a DeletionVector, got {type(other).__name__}")
@@ -234,6 +253,11 @@ class DeletionVector:
 
         Returns:
             ``True`` if some position is in both.
+
+        Example:
+            >>> v = DeletionVector.from_positions([1, 3])
+            >>> v.intersects(DeletionVector.from_positions([3])), v.intersects(DeletionVector.from_positions([2]))
+            (True, False)
         """
         if not isinstance(other, DeletionVector):
             raise ArgumentTypeError(f"intersects takes a DeletionVector, got {type(other).__name__}")
@@ -293,6 +317,11 @@ class DeletionVector:
 
         Raises:
             ArgumentTypeError: ``other`` is not a :class:`DeletionVector`.
+
+        Example:
+            >>> v = DeletionVector.from_positions([1, 2, 3])
+            >>> v.difference(DeletionVector.from_positions([2])).positions.tolist()
+            [1, 3]
         """
         if not isinstance(other, DeletionVector):
             raise ArgumentTypeError(f"difference takes a DeletionVector, got {type(other).__name__}")
@@ -392,6 +421,10 @@ def to_delta_bytes(vector: DeletionVector) -> bytes:
 
     Returns:
         The bytes a Delta ``deletionVector`` descriptor's ``sizeInBytes`` counts.
+
+    Example:
+        >>> int.from_bytes(to_delta_bytes(DeletionVector.from_positions([1]))[:4], "little")
+        1681511377
     """
     return ICEBERG_MAGIC + vector.to_bytes()
 
@@ -408,6 +441,11 @@ def from_delta_bytes(data: bytes, *, num_rows: int | None = None) -> DeletionVec
 
     Raises:
         CorruptDeletionVectorError: an unknown magic number, or a malformed bitmap.
+
+    Example:
+        >>> v = DeletionVector.from_positions([0, 5, 9])
+        >>> from_delta_bytes(to_delta_bytes(v), num_rows=10) == v
+        True
     """
     data = _as_bytes(data)
     limit, cap = _check_limit(num_rows)
@@ -448,6 +486,11 @@ def to_iceberg_blob(vector: DeletionVector) -> bytes:
     Returns:
         Length (4 bytes, big-endian) of magic + vector, the magic ``D1 D3 39 64``, the vector and a
         CRC-32 (big-endian) of magic + vector.
+
+    Example:
+        >>> v = DeletionVector.from_positions([0, 5, 9])
+        >>> from_iceberg_blob(to_iceberg_blob(v)) == v
+        True
     """
     return _framed(to_delta_bytes(vector))
 
@@ -464,6 +507,11 @@ def from_iceberg_blob(blob: bytes, *, num_rows: int | None = None) -> DeletionVe
 
     Raises:
         CorruptDeletionVectorError: a wrong length, magic or CRC, trailing bytes, or a malformed bitmap.
+
+    Example:
+        >>> v = DeletionVector.from_positions([0, 5, 9])
+        >>> from_iceberg_blob(to_iceberg_blob(v), num_rows=10).positions.tolist()
+        [0, 5, 9]
     """
     blob = _as_bytes(blob)
     payload = _unframe(blob, 0, "deletion-vector-v1 blob", None)
@@ -487,6 +535,12 @@ def to_delta_file(vectors: Sequence[DeletionVector]) -> tuple[bytes, list[tuple[
     Returns:
         ``(file bytes, [(offset, size_in_bytes), ...])``: per vector the offset of its size field
         (Delta's descriptor ``offset``) and the size of its serialized form (``sizeInBytes``).
+
+    Example:
+        >>> a, b = DeletionVector.from_positions([1]), DeletionVector.from_positions([2, 4])
+        >>> data, slots = to_delta_file([a, b])
+        >>> [from_delta_file(data, offset=o, size_in_bytes=s) for o, s in slots] == [a, b]
+        True
     """
     pieces, slots, at = [bytes([DELTA_FILE_VERSION])], [], 1
     for vector in vectors:
@@ -515,6 +569,11 @@ def from_delta_file(data: bytes, *, offset: int, size_in_bytes: int, num_rows: i
         CorruptDeletionVectorError: an unknown version byte, a size or CRC that does not match, or a
             malformed vector.
         InvalidArgumentError: ``offset`` is below 1 or ``size_in_bytes`` negative.
+
+    Example:
+        >>> data, [(offset, size)] = to_delta_file([DeletionVector.from_positions([7])])
+        >>> from_delta_file(data, offset=offset, size_in_bytes=size, num_rows=8).positions.tolist()
+        [7]
     """
     data = _as_bytes(data)
     offset = check_int(offset, "offset", minimum=1)
@@ -573,6 +632,10 @@ def z85_decode(text: str, size: int | None = None) -> bytes:
     Raises:
         CorruptDeletionVectorError: a length that is not a multiple of 5, a character outside the
             alphabet, a group above ``2**32 - 1``, or a ``size`` the text does not fit.
+
+    Example:
+        >>> z85_decode("HelloWorld").hex()
+        '864fd26fb559f75b'
     """
     if not isinstance(text, str):
         raise ArgumentTypeError(f"Z85 text must be a str, got {type(text).__name__}")
@@ -605,6 +668,12 @@ def to_delta_inline(vector: DeletionVector) -> tuple[str, int]:
 
     Returns:
         ``(pathOrInlineDv, sizeInBytes)``.
+
+    Example:
+        >>> v = DeletionVector.from_positions([0, 5, 9])
+        >>> text, size = to_delta_inline(v)
+        >>> from_delta_inline(text, size) == v
+        True
     """
     data = to_delta_bytes(vector)
     return z85_encode(data), len(data)
@@ -623,5 +692,10 @@ def from_delta_inline(text: str, size_in_bytes: int, *, num_rows: int | None = N
 
     Raises:
         CorruptDeletionVectorError: bad Z85 text, or a malformed vector.
+
+    Example:
+        >>> v = DeletionVector.from_positions([0, 5, 9])
+        >>> from_delta_inline(*to_delta_inline(v), num_rows=10).positions.tolist()
+        [0, 5, 9]
     """
     return from_delta_bytes(z85_decode(text, size_in_bytes), num_rows=num_rows)

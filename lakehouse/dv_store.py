@@ -10,9 +10,9 @@ framing (a version byte ``1``, then per vector its 4-byte big-endian size, the b
 Example:
     >>> import lakehouse as lh, pyarrow as pa
     >>> from lakehouse.deletion_vector import DeletionVector
-    >>> t = lh.write_table("memory://doc-dv-store", pa.table({"a": [1, 2, 3]}))
-    >>> d = write_vectors(t._storage, {"x.parquet": DeletionVector.from_positions([0, 2])})["x.parquet"]
-    >>> d.is_inline, load_vector(t._storage, d, num_rows=3).positions.tolist()
+    >>> storage = Storage.from_uri(lh.write_table("memory://doc-dv-store", pa.table({"a": [1, 2, 3]})).uri)
+    >>> d = write_vectors(storage, {"x.parquet": DeletionVector.from_positions([0, 2])})["x.parquet"]
+    >>> d.is_inline, load_vector(storage, d, num_rows=3).positions.tolist()
     (True, [0, 2])
 """
 
@@ -48,6 +48,9 @@ _SPAN_GAP = 1 << 20
 def vector_file_name() -> str:
     """A new vector file's path relative to the table root (format §3, §5.8).
 
+    Returns:
+        ``_deletion_vectors/dv-<32 hex digits>.bin``, a new name on every call.
+
     Example:
         >>> vector_file_name().startswith("_deletion_vectors/dv-")
         True
@@ -72,6 +75,13 @@ def write_vectors(storage: Storage, vectors: Mapping[str, DeletionVector]) -> di
     Raises:
         InvalidArgumentError: a vector is empty.
         UnsafePathError: on local disk, the vector folder leads out of the table root (format §3.1).
+
+    Example:
+        >>> s = Storage.from_uri("memory://doc-write-vectors")
+        >>> small, large = DeletionVector.from_positions([1]), DeletionVector.from_positions(range(0, 20000, 3))
+        >>> ds = write_vectors(s, {"a.parquet": small, "b.parquet": large})
+        >>> ds["a.parquet"].is_inline, ds["b.parquet"].path.startswith("_deletion_vectors/")
+        (True, True)
     """
     out: dict[str, DeletionVectorDescriptor] = {}
     large: list[tuple[str, DeletionVector]] = []
@@ -197,6 +207,12 @@ def load_vector(storage: Storage, descriptor: DeletionVectorDescriptor, *,
             vector file (or ``"<inline>"``).
         VersionNotFoundError: the vector file is gone (vacuumed).
         UnsafePathError: on local disk, the vector file resolves outside the table root.
+
+    Example:
+        >>> s = Storage.from_uri("memory://doc-load-vector")
+        >>> d = write_vectors(s, {"x.parquet": DeletionVector.from_positions(range(0, 20000, 3))})["x.parquet"]
+        >>> load_vector(s, d, num_rows=20000).cardinality
+        6667
     """
     if descriptor.inline is not None:
         return _decode("<inline>", descriptor, None, num_rows)

@@ -34,23 +34,35 @@ class TableHandle:
     """What operations bound to one table need of it (see the module docstring).
 
     The callables are the table's own: the state they return moves as the table does.
+
+    Attributes:
+        storage: the table's storage.
+        state: the state the table reads now: its latest known version, or the version it is pinned to.
+        refresh: move the table to the latest version (a pinned table too) and return that state.
+        head: the newest state history reads: a pinned table's own, else the latest (refreshing).
+        on_commit: called once a commit landed (``False``) or was skipped as already applied
+            (``True``), with the state after it; it never raises.
+        write_options: how the table lays out the data files it writes now.
+        label: the table's ``repr``.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> from lakehouse.storage import Storage
+        >>> state = lh.write_table("memory://doc-handle-class", pa.table({"a": [1]})).snapshot().state
+        >>> h = TableHandle(storage=Storage.from_uri("memory://doc-handle-class"), state=lambda: state,
+        ...                 refresh=lambda: state, head=lambda: state, on_commit=lambda s, skipped: None,
+        ...                 write_options=WriteOptions, label=lambda: "a table")
+        >>> h, h.state_at(0).version
+        (a table, 0)
     """
 
     storage: Storage
-    """The table's storage."""
     state: Callable[[], TableState]
-    """The state the table reads now: its latest known version, or the version it is pinned to."""
     refresh: Callable[[], TableState]
-    """Move the table to the latest version (a pinned table too) and return that state."""
     head: Callable[[], TableState]
-    """The newest state history reads: a pinned table's own, else the latest (refreshing)."""
     on_commit: Callable[[TableState, bool], None]
-    """Called once a commit landed (``False``) or was skipped as already applied (``True``), with the
-    state after it; it never raises."""
     write_options: Callable[[], WriteOptions]
-    """How the table lays out the data files it writes now."""
     label: Callable[[], str]
-    """The table's ``repr``."""
 
     def __repr__(self) -> str:
         return self.label()
@@ -58,9 +70,23 @@ class TableHandle:
     def state_at(self, version: int | None = None, as_of: dt.datetime | None = None) -> TableState:
         """The state at ``version`` or at the time ``as_of`` (the table's current state if neither).
 
+        Args:
+            version: a version of the table, or None.
+            as_of: an aware datetime, or None: the newest version committed at or before it.
+
+        Returns:
+            The table state at that version (the current one itself if it is that version).
+
         Raises:
             InvalidArgumentError: both are given, or ``as_of`` is naive.
             VersionNotFoundError: no such version, or nothing committed at or before ``as_of``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-state-at", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]}))
+            >>> t.alter._handle.state_at(0).version, t.alter._handle.state_at().version
+            (0, 1)
         """
         target = target_version(self.storage, version, as_of)
         current = self.state()
@@ -71,8 +97,21 @@ class TableHandle:
     def history(self, limit: int | None) -> list[Commit]:
         """The table's commits, newest first (at most ``limit``), from :attr:`head` back.
 
+        Args:
+            limit: the most commits to return (all if None).
+
+        Returns:
+            :class:`~lakehouse.Commit` records, newest first.
+
         Raises:
             ArgumentTypeError: ``limit`` is not an int; InvalidArgumentError: it is negative.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-handle-history", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]}))
+            >>> [c.operation for c in t.inspect._handle.history(1)]
+            ['append']
         """
         limit = check_optional_int(limit, "limit", minimum=0)
         return history(self.storage, self.head().version, limit)

@@ -69,6 +69,17 @@ _ROWS_BUDGET = 256 << 20  # bytes of updated rows held from deciding to writing;
 class MergeResult:
     """What a merge or upsert did.
 
+    Attributes:
+        version: the version committed (the current one if nothing changed or the app transaction
+            was already applied).
+        num_inserted: source rows inserted.
+        num_updated: target rows updated.
+        num_deleted: target rows deleted.
+        num_files_added: data files written.
+        num_files_removed: data files removed.
+        num_deletion_vectors: data files that got a new deletion vector.
+        timings: milliseconds per phase (``prepare``, ``scan``, ``apply``, ``write``).
+
     Example:
         >>> MergeResult(version=3, num_inserted=1).num_deletion_vectors
         0
@@ -217,7 +228,24 @@ class TableMerger:
                             filter: FilterLike | pc.Expression | None = None) -> TableMerger:
         """Update matched target rows where ``filter`` holds: ``set`` maps target columns to values
         (see :mod:`lakehouse.setexpr`; unqualified names are the target's); None takes every source
-        column of the same name."""
+        column of the same name.
+
+        Args:
+            set: target column -> value (a literal, ``pa.Scalar``, ``pc.Expression`` or SQL-like text
+                over ``source.``/``target.`` columns); None: every source column of the same name.
+            filter: the condition a matched pair must meet (unqualified names: the target).
+
+        Returns:
+            This builder, to chain more clauses.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-merger-mu", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> m = t.merge(pa.table({"id": [2, 3], "v": [20, 30]}), on="id")
+            >>> r = m.when_matched_update({"v": "source.v + 1"}).execute()
+            >>> t.to_arrow().sort_by("id").column("v").to_pylist()
+            [1, 21]
+        """
         cond = condition(filter, self._sides, default="target")
         self._matched.append(_Clause(action="update", condition=cond,
                                      values=self._values(set, ("target", "source"), "target")))
@@ -225,7 +253,22 @@ class TableMerger:
         return self
 
     def when_matched_delete(self, filter: FilterLike | pc.Expression | None = None) -> TableMerger:
-        """Delete matched target rows where ``filter`` holds."""
+        """Delete matched target rows where ``filter`` holds.
+
+        Args:
+            filter: the condition a matched pair must meet (unqualified names: the target).
+
+        Returns:
+            This builder, to chain more clauses.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-merger-md", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> m = t.merge(pa.table({"id": [2, 3], "v": [20, 30]}), on="id")
+            >>> r = m.when_matched_delete().execute()
+            >>> r.num_deleted, t.to_arrow().column("id").to_pylist()
+            (1, [1])
+        """
         self._matched.append(_Clause(action="delete", condition=condition(filter, self._sides, default="target")))
         self._record("when_matched_delete", None, filter)
         return self
@@ -234,7 +277,24 @@ class TableMerger:
                                 filter: FilterLike | pc.Expression | None = None) -> TableMerger:
         """Insert source rows that match no target row, where ``filter`` holds (unqualified names are
         the source's): ``values`` maps target columns to values (the others are null); None takes
-        every source column of the same name."""
+        every source column of the same name.
+
+        Args:
+            values: target column -> value (over ``source.`` columns); None: every source column of
+                the same name.
+            filter: the condition a source row must meet (unqualified names: the source).
+
+        Returns:
+            This builder, to chain more clauses.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-merger-ni", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> m = t.merge(pa.table({"id": [2, 3], "v": [20, 30]}), on="id")
+            >>> r = m.when_not_matched_insert().execute()
+            >>> r.num_inserted, sorted(t.to_arrow().column("id").to_pylist())
+            (1, [1, 2, 3])
+        """
         sides = self._sides_for(("source",))
         cond = condition(filter, sides, default="source")
         self._inserts.append(_Clause(action="insert", condition=cond, values=self._values(values, ("source",),
@@ -250,7 +310,26 @@ class TableMerger:
 
     def when_not_matched_by_source_update(self, set: Mapping[str, Any],
                                           filter: FilterLike | pc.Expression | None = None) -> TableMerger:
-        """Update target rows that no source row matches, where ``filter`` (over the target) holds."""
+        """Update target rows that no source row matches, where ``filter`` (over the target) holds.
+
+        Args:
+            set: target column -> value (over the target's columns); required.
+            filter: the condition a target row must meet.
+
+        Returns:
+            This builder, to chain more clauses.
+
+        Raises:
+            InvalidArgumentError: ``set`` is None.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-merger-bu", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> m = t.merge(pa.table({"id": [2, 3], "v": [20, 30]}), on="id")
+            >>> r = m.when_not_matched_by_source_update({"v": "0"}).execute()
+            >>> t.to_arrow().sort_by("id").column("v").to_pylist()
+            [0, 2]
+        """
         if set is None:
             raise InvalidArgumentError("when_not_matched_by_source_update needs set=", argument="set")
         sides = self._sides_for(("target",))
@@ -261,7 +340,22 @@ class TableMerger:
         return self
 
     def when_not_matched_by_source_delete(self, filter: FilterLike | pc.Expression | None = None) -> TableMerger:
-        """Delete target rows that no source row matches, where ``filter`` (over the target) holds."""
+        """Delete target rows that no source row matches, where ``filter`` (over the target) holds.
+
+        Args:
+            filter: the condition a target row must meet.
+
+        Returns:
+            This builder, to chain more clauses.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-merger-bd", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> m = t.merge(pa.table({"id": [2, 3], "v": [20, 30]}), on="id")
+            >>> r = m.when_not_matched_by_source_delete().execute()
+            >>> t.to_arrow().column("id").to_pylist()
+            [2]
+        """
         sides = self._sides_for(("target",))
         self._by_source_clause(_Clause(action="delete", condition=condition(filter, sides, default="target")), filter)
         self._record("when_not_matched_by_source_delete", None, filter)
@@ -269,7 +363,10 @@ class TableMerger:
 
     # -- execution -------------------------------------------------------------------------------
     def execute(self) -> MergeResult:
-        """Run the merge: one commit (none if nothing changes); returns a :class:`MergeResult`.
+        """Run the merge: one commit (none if nothing changes).
+
+        Returns:
+            A :class:`MergeResult`: the version and what changed.
 
         Raises:
             DuplicateMatchError: a target row is matched by several source rows (nothing written).
@@ -277,6 +374,13 @@ class TableMerger:
                 or its column's type.
             CommitConflictError: a concurrent commit removed a file this merge rewrites, or added
                 rows it could have matched (or a ``not_matched_by_source`` clause could act on).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-merger-ex", pa.table({"id": [1], "v": [1]}))
+            >>> t.merge(pa.table({"id": [1, 2], "v": [10, 20]}), on="id").when_matched_update(
+            ...     ).when_not_matched_insert().execute().num_updated
+            1
         """
         if not (self._matched or self._inserts or self._by_source):
             raise InvalidArgumentError("the merge has no clause: add when_matched_update(), "

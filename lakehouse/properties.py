@@ -57,7 +57,17 @@ class PropertyWarning(UserWarning):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PropertySpec:
-    """A known integer property: its default, and the range of values it accepts."""
+    """A known integer property: its default, and the range of values it accepts.
+
+    Attributes:
+        default: the value used when the property is not set (or set to a bad value).
+        minimum: the smallest value accepted.
+        maximum: the largest value accepted.
+
+    Example:
+        >>> PROPERTY_SPECS["checkpoint_interval"].default, PROPERTY_SPECS["checkpoint_interval"].kind
+        (100, 'positive')
+    """
 
     default: int
     minimum: int

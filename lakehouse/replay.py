@@ -9,7 +9,8 @@ version left (:func:`oldest_version`), the version a ``version`` / ``as_of`` arg
 Example:
     >>> import lakehouse as lh, pyarrow as pa
     >>> t = lh.write_table("memory://doc-replay", pa.table({"a": [1]}))
-    >>> load_state(t._storage).version, read_entry(t._storage, 0).version
+    >>> storage = Storage.from_uri(t.uri)
+    >>> load_state(storage).version, read_entry(storage, 0).version
     (0, 0)
 """
 
@@ -107,7 +108,25 @@ class Commit:
 
 
 def read_entry(storage: Storage, version: int) -> LogEntry | None:
-    """The log entry at ``version``, or None if there is none."""
+    """The log entry at ``version``, or None if there is none.
+
+    Args:
+        storage: the table's storage.
+        version: the version whose entry to read.
+
+    Returns:
+        The decoded entry, or None if the log has no entry at ``version``.
+
+    Raises:
+        CorruptLogError: the entry is damaged.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> _ = lh.write_table("memory://doc-read-entry", pa.table({"a": [1]}))
+        >>> storage = Storage.from_uri("memory://doc-read-entry")
+        >>> read_entry(storage, 0).version, read_entry(storage, 1)
+        (0, None)
+    """
     try:
         data = storage.read(entry_name(version))
     except FileNotFoundError:
@@ -116,7 +135,27 @@ def read_entry(storage: Storage, version: int) -> LogEntry | None:
 
 
 def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[LogEntry]:
-    """Entries ``start..stop`` (all must exist), or from ``start`` until the first missing one."""
+    """Entries ``start..stop`` (all must exist), or from ``start`` until the first missing one.
+
+    Args:
+        storage: the table's storage.
+        start: the first version to read.
+        stop: the last version to read (inclusive), or None: until the first missing entry.
+
+    Returns:
+        The decoded entries, in version order.
+
+    Raises:
+        VersionNotFoundError: an entry in ``start..stop`` is missing.
+        CorruptLogError: an entry is damaged.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-read-entries", pa.table({"a": [1]}))
+        >>> _ = t.append(pa.table({"a": [2]}))
+        >>> [e.version for e in read_entries(Storage.from_uri(t.uri), 0)]
+        [0, 1]
+    """
     out: list[LogEntry] = []
     v = start
     # local reads are cheap one by one; on object stores probe concurrently, doubling the batch
@@ -141,7 +180,21 @@ def read_entries(storage: Storage, start: int, stop: int | None = None) -> list[
 
 
 def list_log(storage: Storage) -> tuple[list[int], list[int]]:
-    """The versions of the log entries and of the checkpoints in the log folder, ascending."""
+    """The versions of the log entries and of the checkpoints in the log folder, ascending.
+
+    Args:
+        storage: the table's storage.
+
+    Returns:
+        ``(entry versions, checkpoint versions)``, each ascending.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-list-log", pa.table({"a": [1]}))
+        >>> _ = t.append(pa.table({"a": [2]})); _ = t.checkpoint()
+        >>> list_log(Storage.from_uri(t.uri))
+        ([0, 1], [1])
+    """
     entries: list[int] = []
     checkpoints: list[int] = []
     for name in storage.list(LOG_DIR):
@@ -201,6 +254,26 @@ def load_state(storage: Storage, version: int | None = None) -> TableState:
 
     Raises ``TableNotFoundError`` if there is no table, ``VersionNotFoundError`` for a version
     the log does not have, ``CorruptLogError`` for a damaged entry at or before ``version``.
+
+    Args:
+        storage: the table's storage.
+        version: the version to load (the latest if None).
+
+    Returns:
+        The table state at that version.
+
+    Raises:
+        TableNotFoundError: no table at the storage root.
+        VersionNotFoundError: the log does not have ``version`` (yet, or any more).
+        CorruptLogError: an entry (or the checkpoint) the state needs is damaged.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-load-state", pa.table({"a": [1]}))
+        >>> _ = t.append(pa.table({"a": [2]}))
+        >>> storage = Storage.from_uri(t.uri)
+        >>> load_state(storage).version, load_state(storage, 0).version
+        (1, 0)
     """
     if version is not None and version < 0:
         raise VersionNotFoundError(f"version {version} does not exist: versions start at 0", version=version)
@@ -266,10 +339,17 @@ def version_as_of(storage: Storage, ms: int) -> int:
         VersionNotFoundError: no version committed at or before ``ms`` is left in the log.
         CorruptLogError: an entry the answer depends on is damaged.
 
+    Args:
+        storage: the table's storage.
+        ms: an instant, in milliseconds since the epoch.
+
+    Returns:
+        The newest version committed at or before ``ms``.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-version-as-of", pa.table({"a": [1]}))
-        >>> version_as_of(t._storage, 2**62)
+        >>> version_as_of(Storage.from_uri(t.uri), 2**62)
         0
     """
     entries, checkpoints = list_log(storage)
@@ -333,10 +413,19 @@ def version_at(storage: Storage, state: TableState, ms: int) -> int | None:
     """The newest version committed at or before ``ms`` (stored commit timestamps increase with
     the version), or None if the oldest version still in the log is newer.
 
+    Args:
+        storage: the table's storage.
+        state: the latest state known (its version bounds the search).
+        ms: an instant, in milliseconds since the epoch.
+
+    Returns:
+        The newest version committed at or before ``ms``, or None.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-version-at", pa.table({"a": [1]}))
-        >>> version_at(t._storage, t._state, 2**62), version_at(t._storage, t._state, 0)
+        >>> storage, state = Storage.from_uri(t.uri), t.snapshot().state
+        >>> version_at(storage, state, 2**62), version_at(storage, state, 0)
         (0, None)
     """
     if state.timestamp <= ms:
@@ -362,10 +451,17 @@ def oldest_version(storage: Storage, state: TableState) -> int:
     """The oldest version whose entry is still in the log: 0, unless log clean-up removed entries
     (then found by one listing).
 
+    Args:
+        storage: the table's storage.
+        state: the latest state known.
+
+    Returns:
+        The oldest version still readable from the log.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-oldest", pa.table({"a": [1]}))
-        >>> oldest_version(t._storage, t._state)
+        >>> oldest_version(Storage.from_uri(t.uri), t.snapshot().state)
         0
     """
     if read_entry(storage, 0) is not None:
@@ -403,7 +499,8 @@ def target_version(storage: Storage, version: int | None, as_of: dt.datetime | N
     Example:
         >>> import lakehouse as lh, pyarrow as pa, datetime as dt
         >>> t = lh.write_table("memory://doc-target-version", pa.table({"a": [1]}))
-        >>> target_version(t._storage, None, dt.datetime.now(dt.timezone.utc)), target_version(t._storage, 0, None)
+        >>> storage = Storage.from_uri(t.uri)
+        >>> target_version(storage, None, dt.datetime.now(dt.timezone.utc)), target_version(storage, 0, None)
         (0, 0)
     """
     if version is not None and as_of is not None:
@@ -419,10 +516,21 @@ def history(storage: Storage, newest: int, limit: int | None = None) -> list[Com
     """The commits from ``newest`` back, newest first (at most ``limit``), down to the oldest entry
     still in the log.
 
+    Args:
+        storage: the table's storage.
+        newest: the version to start from.
+        limit: the most commits to return (all if None).
+
+    Returns:
+        :class:`Commit` records, newest first.
+
+    Raises:
+        CorruptLogError: an entry is damaged.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-replay-history", pa.table({"a": [1]}))
-        >>> [c.version for c in history(t._storage, 0)]
+        >>> [c.version for c in history(Storage.from_uri(t.uri), 0)]
         [0]
     """
     out: list[Commit] = []

@@ -80,6 +80,18 @@ __all__ = ["ColumnMapping", "FileTask", "Scan", "ScanPlan", "TableDataset", "bui
 class FileTask:
     """One data file to read, with everything needed to read it anywhere (see :func:`read_task`).
 
+    Attributes:
+        uri: the data file's full URI (absolute; never shown by ``repr``: it may hold user info).
+        size_bytes: the file's size in bytes.
+        num_rows: how many rows the file holds.
+        partition_values: partition column name -> value (log-encoded), in the table's partition order.
+        stats: ``{"min": {column: value}, "max": {...}, "null_count": {...}}``; a column absent is unknown.
+        filter: the read's filter as canonical expression JSON (``docs/format.md`` §16.2), or None.
+        columns: the columns to return (None: all), in order.
+        schema: the table schema with its column mapping: base64 of the Arrow IPC schema.
+        path: the data file's path relative to the table root.
+        version: the table version the task was planned at.
+
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-filetask", pa.table({"a": [1, None]}))
@@ -239,7 +251,7 @@ class Scan:
     Example:
         >>> import lakehouse as lh, pyarrow as pa
         >>> t = lh.write_table("memory://doc-scan-class", pa.table({"a": [1, 2, 3]}))
-        >>> scan = Scan(t._storage, t._state)
+        >>> scan = Scan(Storage.from_uri(t.uri), t.snapshot().state)
         >>> scan.to_table(["a"], scan.expression([("a", ">", 1)])).column("a").to_pylist()
         [2, 3]
     """
@@ -671,9 +683,9 @@ def build_tasks(files: pa.Table, *, storage: Storage, metadata: Metadata, versio
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa
-        >>> t = lh.write_table("memory://doc-build-tasks", pa.table({"a": [1, 2]}))
-        >>> [task.num_rows for task in build_tasks(t._state.files, storage=t._storage,
-        ...     metadata=t._state.metadata, version=0, filter=None, columns=None)]
+        >>> state = lh.write_table("memory://doc-build-tasks", pa.table({"a": [1, 2]})).snapshot().state
+        >>> [task.num_rows for task in build_tasks(state.files, storage=Storage.from_uri("memory://doc-build-tasks"),
+        ...     metadata=state.metadata, version=0, filter=None, columns=None)]
         [2]
     """
     schema_text = _encode_schema(metadata.schema)

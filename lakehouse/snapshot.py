@@ -103,7 +103,24 @@ class Snapshot:
         return self._state
 
     def app_version(self, app_id: str) -> int | None:
-        """The highest version recorded for the idempotent writer ``app_id`` at this snapshot."""
+        """The highest version recorded for the idempotent writer ``app_id`` at this snapshot.
+
+        Args:
+            app_id: the idempotent writer's id (the first item of ``app_transaction``).
+
+        Returns:
+            The highest version that writer recorded at this snapshot, or None if none.
+
+        Raises:
+            ArgumentTypeError: ``app_id`` is not a string.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-snap-app", pa.table({"a": [1]}))
+            >>> _ = t.append(pa.table({"a": [2]}), app_transaction=("etl", 3))
+            >>> t.snapshot().app_version("etl"), t.snapshot(version=0).app_version("etl")
+            (3, None)
+        """
         return self._state.app_version(check_str(app_id, "app_id", empty=True))
 
     def __repr__(self) -> str:
@@ -121,6 +138,17 @@ class Snapshot:
         ``modification_time``, ``partition.<c>``, and ``min.<c>``/``max.<c>``/``null_count.<c>``
         (``<c>`` the column's current name).
 
+        Args:
+            filter: keep only the files that may hold matching rows (by partition values and
+                statistics); same forms as for :meth:`to_arrow`.
+
+        Returns:
+            One row per live data file (the columns above).
+
+        Raises:
+            ColumnNotFoundError: ``filter`` names a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-files", pa.table({"a": [1, 2], "p": [1, 2]}), partition_by=["p"])
@@ -137,6 +165,18 @@ class Snapshot:
         name re-added) it cannot show the table's columns: ``SchemaMismatchError`` naming the column
         (read with :meth:`to_batches` instead).
 
+        Args:
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+
+        Returns:
+            A ``pyarrow.dataset.Dataset`` over the live files, with the partition columns.
+
+        Raises:
+            ColumnNotFoundError: ``filter`` names a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+            SchemaMismatchError: a column was renamed, so the files cannot show the table's columns by name.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-ds", pa.table({"a": [1, 2]}))
@@ -151,6 +191,18 @@ class Snapshot:
 
         Pruning is the same as :meth:`to_arrow`'s (partition values and statistics); concatenating
         :func:`lakehouse.read_task` over the tasks gives the rows of ``to_arrow(columns=, filter=)``.
+
+        Args:
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+            columns: the columns to read (all if None), in this order.
+
+        Returns:
+            One :class:`~lakehouse.FileTask` per data file that may hold matching rows.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -167,6 +219,18 @@ class Snapshot:
     ) -> pa.Table:
         """Read this version into a ``pyarrow.Table``: rows where ``filter`` is true, ``columns`` only.
 
+        Args:
+            columns: the columns to read (all if None), in this order.
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+
+        Returns:
+            The rows, with the partition columns, in the table schema.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-arrow", pa.table({"a": [1, 2], "b": ["x", "y"]}))
@@ -181,6 +245,18 @@ class Snapshot:
         self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None
     ) -> pa.RecordBatchReader:
         """Stream this version as a ``pyarrow.RecordBatchReader`` (nothing is read up front).
+
+        Args:
+            columns: the columns to read (all if None), in this order.
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+
+        Returns:
+            A ``pyarrow.RecordBatchReader`` reading one file at a time.
+
+        Raises:
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -209,6 +285,19 @@ class Snapshot:
                   filter: FilterLike | pc.Expression | None = None) -> Any:
         """Read into a pandas DataFrame (needs the ``pandas`` extra); ``columns`` and ``filter`` as :meth:`to_arrow`.
 
+        Args:
+            columns: the columns to read (all if None), in this order.
+            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
+                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
+
+        Returns:
+            A ``pandas.DataFrame``.
+
+        Raises:
+            ImportError: pandas is not installed.
+            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+            InvalidFilterError: ``filter`` cannot be understood.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa
             >>> t = lh.write_table("memory://doc-snap-pandas", pa.table({"a": [1, 2]}))
@@ -225,6 +314,12 @@ class Snapshot:
         (except on a table with a timestamp column in a time zone other than UTC, where Polars'
         pushed filter would be wrong: there Polars filters the rows after the scan).
 
+        Returns:
+            A ``polars.LazyFrame``; nothing is read until it is collected.
+
+        Raises:
+            ImportError: polars is not installed.
+
         Example:
             >>> import lakehouse as lh, pyarrow as pa, polars as pl  # doctest: +SKIP
             >>> t = lh.write_table("memory://doc-snap-polars", pa.table({"a": [1, 2]}))  # doctest: +SKIP
@@ -239,6 +334,16 @@ class Snapshot:
         """Register :meth:`to_pyarrow_dataset` (lazy: nothing is read now) as the view ``name`` in
         ``connection`` (a new in-memory DuckDB connection if None) and return the connection
         (needs the ``duckdb`` extra). DuckDB pushes its filters and projections into the scan.
+
+        Args:
+            name: the view name in DuckDB.
+            connection: a ``duckdb.DuckDBPyConnection`` (a new in-memory one if None).
+
+        Returns:
+            The connection, with ``name`` registered.
+
+        Raises:
+            ImportError: duckdb is not installed.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
@@ -271,6 +376,16 @@ def check_table_id(storage: Storage, state: TableState, table_id: str | None) ->
 
     Raises:
         InvalidTableError: the table there has another id.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-check-id", pa.table({"a": [1]}))
+        >>> state, storage = t.snapshot().state, Storage.from_uri("memory://doc-check-id")
+        >>> check_table_id(storage, state, state.metadata.table_id) is state
+        True
+        >>> check_table_id(storage, state, "another-id")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        lakehouse.errors.InvalidTableError: the table at ... is not the table this handle was pickled from ...
     """
     found = state.metadata.table_id
     if table_id is not None and found != table_id:

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import maintenance
 from .alter import Alter
 from .arguments import check_choice, check_int, check_names, check_str
 from .checkpoint import write_checkpoint
@@ -31,29 +30,22 @@ from .commit import CommitOutcome, CommitRequest, catch_up, commit
 from .constraints import table_constraints
 from .creation import check_empty, new_metadata
 from .datafile import DataFile
-from .errors import (
-    ColumnNotFoundError,
-    CommitConflictError,
-    InvalidArgumentError,
-    InvalidDataFileError,
-    InvalidTableError,
-    TableNotFoundError,
-    redact_uri,
-)
-from .expr.dnf import FilterLike, to_expression
+from .errors import CommitConflictError, InvalidDataFileError, TableNotFoundError, redact_uri
+from .expr.dnf import FilterLike
 from .handle import TableHandle
 from .inspect import Inspect
 from .log import Protocol
-from .progress import ProgressEvent, ProgressLike, progress_callback
+from .progress import ProgressLike
 from .properties import checkpoint_interval
 from .properties import target_file_size as target_file_size_property
 from .records import checked_adds, data_files, live_paths
 from .replay import Commit, load_state, target_version
-from .scan import FileTask
 from .schema import logical_schema
 from .snapshot import Snapshot, check_table_id
 from .state import TableState
 from .storage import Storage
+from .table_maintenance import TableMaintenance
+from .table_reads import TableReads
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files
 
@@ -67,11 +59,15 @@ _log = logging.getLogger("lakehouse")
 WriteMode = Literal["error", "append", "overwrite", "ignore"]
 
 
-class Table:
+class Table(TableReads, TableMaintenance):
     """A handle on a lakehouse table. Writes go to the latest version; reads pin a snapshot.
 
     Create one with :meth:`create`, :meth:`open` or :func:`write_table`.
     """
+
+    # Defined here: opening, identity, the handle, ``snapshot``/``history``, and the writes. Inherited:
+    # the read verbs built on ``snapshot`` (``to_arrow``, ``files``, ``to_pandas``, ...: table_reads.py)
+    # and the maintenance verbs built on the handle (``vacuum``, ``optimize``, ...: table_maintenance.py).
 
     def __init__(self, storage: Storage, state: TableState, *, write_options: WriteOptions | None = None,
                  pinned: bool = False, outcome: CommitOutcome | None = None) -> None:
@@ -310,9 +306,9 @@ class Table:
 
     @property
     def _handle(self) -> TableHandle:
-        """What Alter, Inspect and Transaction see of this table (lakehouse.handle). Built for each use,
-        not kept: a table holding its own bound methods would be a reference cycle, freed only by the
-        garbage collector (with its files table)."""
+        """What Alter, Inspect, Transaction and TableMaintenance see of this table (lakehouse.handle).
+        Built for each use, not kept: a table holding its own bound methods would be a reference cycle,
+        freed only by the garbage collector (with its files table)."""
         return TableHandle(storage=self._storage, state=self._current, refresh=self._latest, head=self._head,
                            on_commit=self._set_state, write_options=self._options, label=self.__repr__)
 
@@ -375,161 +371,6 @@ class Table:
             1
         """
         return Snapshot(self._storage, self._handle.state_at(version, as_of))
-
-    def to_arrow(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
-                 version: int | None = None, as_of: dt.datetime | None = None) -> pa.Table:
-        """Read rows of this handle's version (or of ``version`` / ``as_of``) into a ``pyarrow.Table``.
-
-        Args:
-            columns: the columns to read (all if None), in this order.
-            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
-                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            The rows, with the partition columns, in the table schema.
-
-        Raises:
-            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
-            InvalidFilterError: ``filter`` cannot be understood.
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-to-arrow", pa.table({"a": [1, 2]}))
-            >>> t.to_arrow(filter=[("a", "<", 2)]).num_rows
-            1
-        """
-        return self.snapshot(version, as_of).to_arrow(columns=columns, filter=filter)
-
-    def to_batches(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
-                   version: int | None = None, as_of: dt.datetime | None = None) -> pa.RecordBatchReader:
-        """Stream this handle's version (or ``version`` / ``as_of``); see :meth:`Snapshot.to_batches`.
-
-        Args:
-            columns: the columns to read (all if None), in this order.
-            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
-                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            A ``pyarrow.RecordBatchReader`` reading one file at a time.
-
-        Raises:
-            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
-            InvalidFilterError: ``filter`` cannot be understood.
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-table-batches", pa.table({"a": [1, 2]}))
-            >>> _ = t.append(pa.table({"a": [3]}))
-            >>> t.to_batches(version=0).read_all().num_rows, t.to_batches().read_all().num_rows
-            (2, 3)
-        """
-        return self.snapshot(version, as_of).to_batches(columns=columns, filter=filter)
-
-    def to_pyarrow_dataset(self, *, filter: FilterLike | pc.Expression | None = None, version: int | None = None,
-                           as_of: dt.datetime | None = None) -> Any:
-        """A lazy ``pyarrow.dataset.Dataset`` of this handle's version (or ``version`` / ``as_of``);
-        see :meth:`Snapshot.to_pyarrow_dataset`.
-
-        Args:
-            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
-                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            A ``pyarrow.dataset.Dataset`` over the live files, with the partition columns.
-
-        Raises:
-            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
-            InvalidFilterError: ``filter`` cannot be understood.
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-table-ds", pa.table({"a": [1, 2]}))
-            >>> _ = t.append(pa.table({"a": [3]}))
-            >>> t.to_pyarrow_dataset(version=0).count_rows()
-            2
-        """
-        return self.snapshot(version, as_of).to_pyarrow_dataset(filter=filter)
-
-    def files(self, *, filter: FilterLike | pc.Expression | None = None, version: int | None = None,
-              as_of: dt.datetime | None = None) -> pa.Table:
-        """The live data files of this handle's version (or ``version`` / ``as_of``); see :meth:`Snapshot.files`.
-
-        Args:
-            filter: keep only the files that may hold matching rows (by partition values and
-                statistics); same forms as for :meth:`to_arrow`.
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            One row per live data file: ``path`` (relative to the table root), size, row count,
-            partition values and statistics.
-
-        Raises:
-            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
-            InvalidFilterError: ``filter`` cannot be understood.
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-table-files", pa.table({"a": [1, 2]}))
-            >>> _ = t.append(pa.table({"a": [3]}))
-            >>> t.files(version=0).num_rows, t.files().num_rows
-            (1, 2)
-        """
-        return self.snapshot(version, as_of).files(filter=filter)
-
-    def plan_files(self, *, filter: FilterLike | pc.Expression | None = None, columns: Sequence[str] | None = None,
-                   version: int | None = None, as_of: dt.datetime | None = None) -> list[FileTask]:
-        """One picklable read task per data file of this handle's version (or ``version`` / ``as_of``)
-        that may hold matching rows; see :meth:`Snapshot.plan_files` and :func:`lakehouse.read_task`.
-
-        Args:
-            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
-                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
-            columns: the columns to read (all if None), in this order.
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            One :class:`~lakehouse.FileTask` per data file that may hold matching rows.
-
-        Raises:
-            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
-            InvalidFilterError: ``filter`` cannot be understood.
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-table-plan", pa.table({"a": [1, 2]}))
-            >>> _ = t.append(pa.table({"a": [3]}))
-            >>> len(t.plan_files(version=0)), len(t.plan_files())
-            (1, 2)
-        """
-        return self.snapshot(version, as_of).plan_files(filter=filter, columns=columns)
 
     def app_version(self, app_id: str) -> int | None:
         """The highest version recorded for the idempotent writer ``app_id``, or None.
@@ -803,279 +644,10 @@ class Table:
                 raise CommitConflictError(f"data files were written under the schema of version {v}, which differs "
                                           f"from that of read_version {base.version}", version=v)
 
-    def checkpoint(self, *, progress: ProgressLike = None) -> int:
-        """Write a checkpoint at the latest version; returns that version. ``progress`` as for
-        :meth:`append` (one ``("checkpoint", "write")`` step).
+    # -- row-level changes (update, merge, upsert) go here, at the end of the class: each method a
+    # docstring and a call into its own module taking ``self._handle`` (see table_maintenance.py), or,
+    # if they make this module long, a ``TableRowLevel`` base class in table_rowlevel.py like TableMaintenance.
 
-        Args:
-            progress: None (silent), True (a progress bar) or a callable taking
-                :class:`~lakehouse.progress.ProgressEvent` values.
-
-        Returns:
-            The version the checkpoint holds (the latest).
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> lh.write_table("memory://doc-checkpoint", pa.table({"a": [1]})).checkpoint()
-            0
-        """
-        self.refresh()
-        report = progress_callback(progress)
-        try:
-            report(ProgressEvent("checkpoint", "write", 0, 1, "checkpoints"))
-            version = write_checkpoint(self._storage, self._state)
-            report(ProgressEvent("checkpoint", "write", 1, 1, "checkpoints"))
-        finally:
-            report.close()
-        return version
-
-
-    # -- maintenance ---------------------------------------------------------------------------
-    def vacuum(self, *, retention: dt.timedelta = dt.timedelta(days=7), dry_run: bool = True,
-               enforce_retention: bool = True, progress: ProgressLike = None) -> list[str]:
-        """Delete files no version within ``retention`` can read (and orphans older than it).
-
-        Returns the paths (relative to the table root) deleted, or that would be with ``dry_run``
-        (the default). A retention below the table's minimum (property
-        ``vacuum_min_retention_seconds``, default 7 days) raises ``RetentionError`` unless
-        ``enforce_retention=False``. ``progress`` as for :meth:`append` (one event per file deleted).
-        Only files named as the table's data files are deleted (format §17.1): other files in the
-        folder stay, and so does a file a restore committed while the vacuum ran. Only regular files
-        are deleted, and on local disk never through a symbolic link (format §3.1): a partition
-        folder linked onto another disk stays, with everything under it.
-
-        Args:
-            retention: how far back versions stay readable.
-            dry_run: only list what would be deleted.
-            enforce_retention: refuse a retention below the table's minimum.
-            progress: None (silent), True (a progress bar) or a callable taking
-                :class:`~lakehouse.progress.ProgressEvent` values.
-
-        Returns:
-            The paths, relative to the table root, deleted (or that would be).
-
-        Raises:
-            RetentionError: ``retention`` is below the table's minimum and ``enforce_retention`` is set.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa, datetime as dt
-            >>> t = lh.write_table("memory://doc-vacuum-m", pa.table({"a": [1]}))
-            >>> _ = t.overwrite(pa.table({"a": [2]}))
-            >>> len(t.vacuum(retention=dt.timedelta(0), enforce_retention=False, dry_run=False))
-            1
-            >>> t.to_arrow().column("a").to_pylist()
-            [2]
-        """
-        self.refresh()
-        return maintenance.vacuum(self._storage, self._state, retention=retention, dry_run=dry_run,
-                                  enforce_retention=enforce_retention, progress=progress)
-
-    def cleanup_log(self, *, retention: dt.timedelta = dt.timedelta(days=30), enforce_retention: bool = True) -> int:
-        """Remove log entries older than ``retention`` that a checkpoint covers; returns how many.
-
-        Time travel to a removed version then raises ``VersionNotFoundError``. A retention below
-        the property ``log_min_retention_seconds`` (default 7 days) needs ``enforce_retention=False``.
-
-        Args:
-            retention: how long log entries are kept.
-            enforce_retention: refuse a retention below the table's minimum.
-
-        Returns:
-            How many log entries were removed.
-
-        Raises:
-            RetentionError: ``retention`` is below the table's minimum and ``enforce_retention`` is set.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa, datetime as dt
-            >>> t = lh.write_table("memory://doc-cleanup-m", pa.table({"a": [1]}))
-            >>> _ = t.append(pa.table({"a": [2]})); _ = t.checkpoint()
-            >>> t.cleanup_log(retention=dt.timedelta(0), enforce_retention=False)
-            1
-        """
-        self.refresh()
-        return maintenance.cleanup_log(self._storage, self._state, retention=retention,
-                                       enforce_retention=enforce_retention)
-
-    def restore(self, version: int | None = None, *, as_of: dt.datetime | None = None) -> int:
-        """Commit a new version whose files and schema equal ``version``'s (or ``as_of``'s): it reads
-        exactly as that version did, whatever schema changes came since.
-
-        Raises ``VersionNotFoundError`` if that version's files were vacuumed (before the restore,
-        or by a vacuum running at the same time: the restore is then undone, format §17.1).
-
-        Args:
-            version: the version to restore.
-            as_of: an aware datetime: restore the newest version committed at or before it.
-
-        Returns:
-            The new version.
-
-        Raises:
-            InvalidArgumentError: neither or both of ``version`` and ``as_of``.
-            VersionNotFoundError: that version does not exist, or its files were vacuumed.
-            CommitConflictError: a concurrent commit conflicts with the restore.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-restore-m", pa.table({"a": [1]}))
-            >>> _ = t.append(pa.table({"a": [2]}))
-            >>> t.restore(0), t.to_arrow().num_rows, t.history(1)[0].operation
-            (2, 1, 'restore')
-        """
-        if (version is None) == (as_of is None):
-            raise InvalidArgumentError("pass exactly one of version or as_of")
-        target = self.snapshot(version=version, as_of=as_of)._state
-        self.refresh()
-        result = maintenance.restore(self._storage, self._state, target)
-        self._set_state(result.state)
-        return result.version
-
-    def optimize(self, *, target_file_size: int | None = None, filter: FilterLike | pc.Expression | None = None,
-                 sort_by: Sequence[str] | None = None, progress: ProgressLike = None) -> int | None:
-        """Compact small files into files of about ``target_file_size`` bytes (property
-        ``target_file_size``), optionally sorted by ``sort_by``; returns the new version, or None
-        if there was nothing to do. Rows do not change: concurrent appends never conflict with it,
-        and time travel to older versions still reads the old files until vacuum removes them.
-
-        ``filter`` limits the work to the files it may match (e.g. some partitions). With
-        ``sort_by`` every partition of more than one file is rewritten as a whole, sorted.
-        ``progress`` as for :meth:`append` (one event per group of files rewritten).
-
-        Args:
-            target_file_size: the size in bytes to aim for (the table property if None).
-            filter: compact only the files it may match (DNF tuples, SQL-like text or an expression).
-            sort_by: columns to sort each rewritten partition by.
-            progress: None (silent), True (a progress bar) or a callable taking
-                :class:`~lakehouse.progress.ProgressEvent` values.
-
-        Returns:
-            The new version, or None if no file needed rewriting.
-
-        Raises:
-            InvalidTableError: ``target_file_size`` is not a positive integer below ``2**63``.
-            ColumnNotFoundError: ``sort_by`` or ``filter`` name a column the table does not have.
-            CommitConflictError: a concurrent delete or overwrite removed files being rewritten.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-optimize-m", pa.table({"a": [1]}))
-            >>> _ = t.append(pa.table({"a": [2]}))
-            >>> t.optimize(), len(t.files()), t.optimize()
-            (2, 1, None)
-        """
-        self.refresh()
-        size = target_file_size if target_file_size is not None else \
-            target_file_size_property(self._state.metadata.properties)
-        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < 1 << 63:
-            raise InvalidTableError(f"target_file_size must be a positive integer below 2**63, got {size!r}")
-        columns = check_names(sort_by, "sort_by") or []
-        for c in columns:
-            if c not in self.schema.names:
-                raise ColumnNotFoundError(c, available=self.schema.names)
-        expr = to_expression(filter, self.schema)
-        result = maintenance.optimize(self._storage, self._state, target_file_size=size, filter=expr,
-                                      sort_by=columns, options=self._write_options, progress=progress)
-        if result is None:
-            return None
-        self._set_state(result.state)
-        return result.version
-
-    # -- ecosystem: the Arrow C stream interface, pandas, polars, duckdb --------------------------
-    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
-        """A fresh Arrow C stream of this handle's version on every call (the Arrow PyCapsule
-        interface): ``polars.DataFrame(t)``, ``pa.table(t)`` and ``duckdb.sql("select ... from t")`` read it.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-table-stream", pa.table({"a": [1, 2]}))
-            >>> pa.table(t).num_rows
-            2
-        """
-        return self.snapshot().__arrow_c_stream__(requested_schema)
-
-    def to_pandas(self, *, columns: Sequence[str] | None = None, filter: FilterLike | pc.Expression | None = None,
-                  version: int | None = None, as_of: dt.datetime | None = None) -> Any:
-        """This handle's version (or ``version`` / ``as_of``) as a pandas DataFrame (needs the ``pandas`` extra).
-
-        Args:
-            columns: the columns to read (all if None), in this order.
-            filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
-                ``sql`` extra) or a ``pyarrow.compute.Expression``; files that cannot match are not read.
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            A ``pandas.DataFrame``.
-
-        Raises:
-            ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
-            InvalidFilterError: ``filter`` cannot be understood.
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa
-            >>> t = lh.write_table("memory://doc-table-pandas", pa.table({"a": [1, 2]}))
-            >>> t.to_pandas(filter=[("a", ">", 1)])["a"].tolist()  # doctest: +SKIP
-            [2]
-        """
-        return self.snapshot(version, as_of).to_pandas(columns=columns, filter=filter)
-
-    def to_polars(self, *, version: int | None = None, as_of: dt.datetime | None = None) -> Any:
-        """A lazy ``polars.LazyFrame`` of this handle's version (or ``version`` / ``as_of``); see
-        :meth:`Snapshot.to_polars`.
-
-        Args:
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            A ``polars.LazyFrame`` (the ``polars`` extra); nothing is read until it is collected.
-
-        Raises:
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
-            >>> t = lh.write_table("memory://doc-table-polars", pa.table({"a": [1, 2]}))  # doctest: +SKIP
-            >>> t.to_polars().select("a").collect()["a"].to_list()  # doctest: +SKIP
-            [1, 2]
-        """
-        return self.snapshot(version, as_of).to_polars()
-
-    def to_duckdb(self, name: str, connection: Any = None, *, version: int | None = None,
-                  as_of: dt.datetime | None = None) -> Any:
-        """Register this handle's version (or ``version`` / ``as_of``), lazily, as ``name`` in a DuckDB
-        connection and return it; see :meth:`Snapshot.to_duckdb`.
-
-        Args:
-            name: the view name in DuckDB.
-            connection: a ``duckdb.DuckDBPyConnection`` (a new in-memory one if None).
-            version: read this version instead of the handle's.
-            as_of: an aware datetime: read the newest version committed at or before it (not with
-                ``version``).
-
-        Returns:
-            The connection, with ``name`` registered (the ``duckdb`` extra).
-
-        Raises:
-            VersionNotFoundError: ``version`` does not exist (any more), or nothing was committed at or
-                before ``as_of``.
-            InvalidArgumentError: both ``version`` and ``as_of``, or a naive ``as_of``.
-
-        Example:
-            >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
-            >>> t = lh.write_table("memory://doc-table-duckdb", pa.table({"a": [1, 2]}))  # doctest: +SKIP
-            >>> t.to_duckdb("t").sql("select count(*) from t").fetchall()  # doctest: +SKIP
-            [(2,)]
-        """
-        return self.snapshot(version, as_of).to_duckdb(name, connection)
 
 
     # -- row-level changes (lakehouse.rowlevel, lakehouse.merge) -------------------------------

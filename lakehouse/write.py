@@ -47,18 +47,23 @@ __all__ = ["WriteOptions", "delete_files", "write_data_files"]
 class WriteOptions:
     """How data files are laid out.
 
+    Attributes:
+        target_file_bytes: in-memory (Arrow) bytes buffered per partition before they become one
+            file: an upper bound of the Parquet file size (table property ``target_file_size``).
+        max_buffer_bytes: Arrow bytes buffered across all partitions before the largest buffer is flushed.
+        row_group_rows: rows per Parquet row group: small enough that row-group statistics skip data
+            inside a file.
+        compression: the Parquet compression codec.
+        max_workers: threads encoding files at once.
+
     Example:
         >>> WriteOptions(compression="snappy").compression
         'snappy'
     """
 
     target_file_bytes: int = 128 << 20
-    """In-memory (Arrow) bytes buffered per partition before they become one file: an upper bound
-    of the Parquet file size (table property ``target_file_size``)."""
     max_buffer_bytes: int = 192 << 20
-    """Arrow bytes buffered across all partitions before the largest buffer is flushed."""
     row_group_rows: int = 1 << 14
-    """Rows per Parquet row group: small enough that row-group statistics skip data inside a file."""
     compression: str = "zstd"
     max_workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
 
@@ -228,6 +233,18 @@ def delete_files(storage: Storage, paths: Sequence[str]) -> None:
 
     Only paths that format §3 allows (relative, inside the table root) are deleted: a path given by a
     caller (``Table.commit_files``) never makes a clean-up reach outside the root.
+
+    Args:
+        storage: the table's storage.
+        paths: data file paths relative to the table root; others are skipped.
+
+    Example:
+        >>> from lakehouse.storage import Storage
+        >>> storage = Storage.from_uri("memory://doc-delete-files")
+        >>> storage.put_if_absent("part-1.parquet", b"x")
+        >>> delete_files(storage, ["part-1.parquet", "../elsewhere.parquet"])
+        >>> storage.exists("part-1.parquet")
+        False
     """
     for p in paths:
         try:
@@ -260,6 +277,33 @@ def write_data_files(
     files already written are deleted and the error propagates. ``progress`` (see
     :mod:`lakehouse.progress`) hears of every file written as ``(operation, "files")`` and
     ``(operation, "bytes")`` events; the totals are known, and sent, at the end.
+
+    Args:
+        storage: the table's storage.
+        data: Arrow-shaped data (a ``pyarrow.Table``, batches, a reader, ``__arrow_c_stream__``).
+        schema: the table schema, with its column mapping.
+        partition_by: the partition columns.
+        options: how files are laid out (defaults if None).
+        check: called with every conformed batch; may raise to abort the write.
+        widen: cast narrower columns up and fill missing nullable columns with nulls.
+        progress: None (silent), True (a progress bar) or a callable taking
+            :class:`~lakehouse.progress.ProgressEvent` values.
+        operation: the operation name progress events carry.
+
+    Returns:
+        The add actions of the files written, statistics keyed by physical column name.
+
+    Raises:
+        SchemaMismatchError: the data does not fit ``schema``.
+        InvalidDataError: ``data`` is not Arrow-shaped.
+        ConstraintViolationError: a NOT NULL column holds a null (or ``check`` raised it).
+
+    Example:
+        >>> from lakehouse.storage import Storage
+        >>> adds = write_data_files(Storage.from_uri("memory://doc-write-data"), pa.table({"a": [1, 2]}),
+        ...                         schema=pa.schema([("a", pa.int64())]))
+        >>> [a.num_rows for a in adds]
+        [2]
     """
     opts = options or WriteOptions()
     columns = list(partition_by)

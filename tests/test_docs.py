@@ -106,6 +106,34 @@ def test_api_page_covers_the_public_api():
     assert {"errors", "dask"} <= documented
 
 
+def test_api_page_renders_inherited_methods():
+    """A public class inheriting public methods from the package's base classes (``Table``: its read
+    and maintenance verbs) has ``inherited_members: true`` in its docs/api.md block, or mkdocstrings
+    would leave those methods out."""
+    import inspect
+
+    import lakehouse
+
+    api = (DOCS / "api.md").read_text()
+    blocks = dict(re.findall(r"^::: lakehouse\.(\w+)\n((?:[ \t]+\S.*\n)*)", api, flags=re.M))
+    missing = []
+    for name in lakehouse.__all__:
+        cls = getattr(lakehouse, name)
+        if not inspect.isclass(cls) or name not in blocks:
+            continue
+        inherited = {
+            attr
+            for base in cls.__mro__[1:]
+            if base.__module__.startswith("lakehouse")
+            for attr in vars(base)
+            if not attr.startswith("_") and attr not in vars(cls)
+        }
+        if inherited and "inherited_members: true" not in blocks[name]:
+            missing.append(f"{name} (inherits {sorted(inherited)})")
+    assert not missing, f"docs/api.md leaves out inherited methods of: {missing}"
+    assert "vacuum" in dir(lakehouse.Table) and "inherited_members: true" in blocks["Table"]
+
+
 def test_every_python_block_of_the_docs_runs_or_says_why():
     """A page with a runnable Python block must be run by one of the tests above."""
     run_elsewhere = {"ecosystem.md"}  # test_ecosystem_page_runs

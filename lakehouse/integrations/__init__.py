@@ -29,11 +29,44 @@ class ArrowSource(Protocol):
     """
 
     @property
-    def schema(self) -> pa.Schema: ...
+    def schema(self) -> pa.Schema:
+        """The table schema of the version."""
+        ...
 
-    def to_arrow(self, *, columns: Any = None, filter: Any = None) -> pa.Table: ...
+    def to_arrow(self, *, columns: Any = None, filter: Any = None) -> pa.Table:
+        """The rows of the version where ``filter`` is true, ``columns`` only.
 
-    def to_pyarrow_dataset(self, *, filter: Any = None) -> ds.Dataset: ...
+        Args:
+            columns: the columns to return (None: all).
+            filter: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression`` (None: every row).
+
+        Returns:
+            The rows, as a ``pyarrow.Table``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> source: ArrowSource = lh.write_table("memory://doc-source-arrow", pa.table({"a": [1]})).snapshot()
+            >>> source.to_arrow(columns=["a"]).num_rows
+            1
+        """
+        ...
+
+    def to_pyarrow_dataset(self, *, filter: Any = None) -> ds.Dataset:
+        """A lazy dataset of the version's files (pruned by ``filter`` if given).
+
+        Args:
+            filter: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression`` (None: every file).
+
+        Returns:
+            A ``pyarrow.dataset.Dataset``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> source: ArrowSource = lh.write_table("memory://doc-source-ds", pa.table({"a": [1]})).snapshot()
+            >>> source.to_pyarrow_dataset().count_rows()
+            1
+        """
+        ...
 
 
 def require(module: str, extra: str | None = None) -> Any:

@@ -72,9 +72,32 @@ def read_dask(uri: str | os.PathLike[str], *, version: int | None = None, as_of:
     partition per data file that may hold rows matching ``filter``. Columns are pandas
     ``ArrowDtype`` columns; rows and types equal ``Table.to_arrow(columns=, filter=)``.
 
+    Args:
+        uri: a path or any fsspec URL of the table.
+        version: read this version instead of the latest.
+        as_of: an aware datetime: read the newest version committed at or before it (not with
+            ``version``).
+        filter: rows to keep: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression``; files
+            that cannot match are not read.
+        columns: the columns to read (all if None), in this order.
+        storage_options: options for the filesystem, passed to the workers too.
+
+    Returns:
+        A ``dask.dataframe.DataFrame``; nothing is read until it is computed.
+
+    Raises:
+        ImportError: dask is not installed.
+        TableNotFoundError: no table at ``uri``.
+        VersionNotFoundError: ``version`` does not exist, or nothing was committed at or before ``as_of``.
+        ColumnNotFoundError: ``columns`` or ``filter`` name a column the table does not have.
+        InvalidFilterError: ``filter`` cannot be understood.
+
     Example:
-        >>> from lakehouse.dask import read_dask
-        >>> read_dask("/tmp/doc-dask", columns=["a"]).compute()  # doctest: +SKIP
+        >>> import lakehouse as lh, pyarrow as pa  # doctest: +SKIP
+        >>> from lakehouse.dask import read_dask  # doctest: +SKIP
+        >>> _ = lh.write_table("memory://doc-dask-read", pa.table({"a": [1, 2]}))  # doctest: +SKIP
+        >>> read_dask("memory://doc-dask-read", filter=[("a", ">", 1)])["a"].compute().tolist()  # doctest: +SKIP
+        [2]
     """
     _, dd = _dask_dataframe()
     snapshot = Table.open(uri, version=version, as_of=as_of, storage_options=storage_options).snapshot()
@@ -124,10 +147,29 @@ def to_lakehouse(ddf: Any, uri: str | os.PathLike[str], *, mode: Literal["append
     write started). If a partition fails, or the commit conflicts, nothing is committed and the
     written files are deleted; on ``CommitStateUnknownError`` they are kept (they may be committed).
 
+    Args:
+        ddf: the dask DataFrame to write.
+        uri: a path or any fsspec URL of the table (created if absent).
+        mode: ``"append"`` or ``"overwrite"``.
+        partition_by: the partition columns, if the table is created.
+        filter: with ``"overwrite"``: replace only the rows matching it.
+        storage_options: options for the filesystem, passed to the workers too.
+
+    Returns:
+        The version committed.
+
+    Raises:
+        ImportError: dask is not installed.
+        InvalidArgumentError: ``mode`` is neither ``"append"`` nor ``"overwrite"``.
+        SchemaMismatchError: a partition does not fit the table schema (nothing was committed).
+        CommitConflictError: a concurrent commit conflicts (nothing was committed, the files were deleted).
+        CommitStateUnknownError: the commit's fate is unknown (the files are kept).
+
     Example:
         >>> import dask.dataframe as dd, pandas as pd  # doctest: +SKIP
         >>> from lakehouse.dask import to_lakehouse
-        >>> to_lakehouse(dd.from_pandas(pd.DataFrame({"a": [1, 2]}), npartitions=2), "/tmp/doc-dask2")  # doctest: +SKIP
+        >>> ddf = dd.from_pandas(pd.DataFrame({"a": [1, 2]}), npartitions=2)  # doctest: +SKIP
+        >>> to_lakehouse(ddf, "memory://doc-dask-write")  # doctest: +SKIP
         1
     """
     if mode not in ("append", "overwrite"):
