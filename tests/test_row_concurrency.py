@@ -11,6 +11,7 @@ depend on the readers applying vectors.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lakehouse as lh
 from lakehouse.deletion_vector import DeletionVector
@@ -29,6 +32,7 @@ from lakehouse.replay import read_entry
 from lakehouse.state import vector_descriptors
 
 SCHEMA = pa.schema([("id", pa.int64()), ("v", pa.int64())])
+FUZZ = os.environ.get("LH_FUZZ") == "1"
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -264,9 +268,10 @@ def test_the_matrix_in_the_format_spec_is_the_tested_one():
     (merge_op([4], [50], by_source=True), append_op([300]), True),  # a by-source clause reads everything
     (vector_op([0, 1, 2, 3, 4]), vector_op([5, 6, 7, 8, 9]), False),  # the union deletes every row: F goes
     (vector_op(list(range(10))), vector_op([5]), True),  # ours removes F outright
+    (vector_op([1]), vector_op(list(range(10))), True),  # the winner deletes every row: F goes
 ], ids=["same-row", "merge-same-row", "vector-vs-merge-same-row", "merge-vs-vector-same-row", "read-row-deleted",
         "read-row-kept", "merge-vs-matching-append", "by-source-vs-append", "union-covers-file",
-        "whole-file-vs-vector"])
+        "whole-file-vs-vector", "vector-vs-whole-file"])
 def test_row_level_cells(local_uri, ours, theirs, conflict):
     """Finer cells (local disk only: the S3 runs of the matrix cover the same code paths)."""
     t, base, outcome = _run_cell(local_uri, ours, theirs)
@@ -320,3 +325,61 @@ def test_a_rebased_large_vector_goes_to_a_new_file(local_uri):
     got = load_vector(t._storage, desc, num_rows=n)
     assert got == DeletionVector.from_positions(ours_ids + theirs_ids + [n - 1])
     assert _vector_files(t) == _referenced_vector_files(t)  # our first vector file was deleted
+
+
+def test_a_rebase_across_a_checkpoint_unions_the_vectors(local_uri):
+    """A commit whose base a checkpoint has passed (format §11.5) still rebases row by row."""
+    t, f, g = _base(local_uri)
+    base = live_rows(t)
+    ours = vector_op([1]).prepare(lh.Table.open(local_uri), f, g)
+    vector_op([2]).prepare(lh.Table.open(local_uri), f, g)()
+    t.refresh()
+    t.checkpoint()
+    assert ours() == 5
+    assert live_rows(t) == [r for r in base if r[0] not in {1, 2}]
+
+
+# -- the rebase against a model -------------------------------------------------------------------------
+N = 40
+positions = st.sets(st.integers(0, N - 1), max_size=8)
+
+
+@settings(max_examples=200 if FUZZ else 25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=positions, ours=positions.filter(bool), winners=st.lists(positions.filter(bool), min_size=1, max_size=3),
+       read=positions)
+def test_rebased_vectors_match_the_model(base, ours, winners, read):
+    """Random base vector, our delete, winners' deletes and rows we declared read: the commit conflicts
+    exactly when a winner deleted a row we newly delete or read, and otherwise the file's vector is the
+    union of all; the winners' rows never come back."""
+    uri = f"memory://rv-{uuid.uuid4().hex}"
+    t = lh.write_table(uri, _rows(list(range(N))))
+    t.append(_rows([N]))  # a file without vectors keeps the table alive if F goes
+    f = next(p for p in t.files().column("path").to_pylist() if _first_id(t, p) == 0)
+    with t.transaction() as tx:
+        tx.set_deletion_vectors({f: DeletionVector.from_positions(sorted(base | {N - 1}))})
+    have = base | {N - 1}
+    tx = lh.Table.open(uri).transaction()
+    if read - have:
+        tx.read_rows({f: DeletionVector.from_positions(sorted(read - have))})
+    tx.set_deletion_vectors({f: DeletionVector.from_positions(sorted(ours))})
+    landed: set[int] = set(have)
+    for w in winners:
+        t.refresh()
+        if f not in t.files().column("path").to_pylist():
+            break  # a winner deleted every row: F is gone
+        if w - landed:
+            with t.transaction() as wtx:
+                wtx.set_deletion_vectors({f: DeletionVector.from_positions(sorted(w))})
+            landed |= w
+    mine, depends = ours - have, (ours | read) - have
+    # a commit that neither changes nor read rows of F does not depend on it
+    clash = bool(depends) and (bool(depends & (landed - have)) or landed == set(range(N)))
+    try:
+        tx.commit()
+        conflicted = False
+    except lh.CommitConflictError:
+        conflicted = True
+    assert conflicted == clash, (base, ours, winners, read)
+    final = landed if conflicted or not mine else landed | mine
+    rows = [i for i, _ in live_rows(t)]
+    assert rows == sorted(set(range(N + 1)) - final)
