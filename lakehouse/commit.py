@@ -29,7 +29,7 @@ import random
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from ._version import __version__
 from .checkpoint import decode_checkpoint, decode_pointer, read_pointer
 from .clock import now_ms
+from .deletion_vector import DeletionVector
 from .errors import (
     CommitConflictError,
     CommitError,
@@ -73,6 +74,7 @@ from .storage import (
     MAX_READ_POINTER_BYTES,
     Storage,
 )
+from .vector_rebase import Rebased, rebase_vectors, revectored
 
 __all__ = ["CommitOutcome", "CommitRequest", "CommitResult", "catch_up", "commit"]
 
@@ -94,6 +96,7 @@ class CommitRequest:
             already holds one of them at that version or later.
         read_predicates: filters whose matching rows the commit depends on (see below).
         read_files: paths of the files the commit read (see below).
+        read_rows: rows of live files the commit read without changing them (see below).
         data_change: False for a commit that only rearranges rows (optimize, folding deletion
             vectors); recorded in the commit info (format.md §5.6).
 
@@ -113,14 +116,20 @@ class CommitRequest:
     """Filters whose matching rows the commit depends on; None stands for the whole table. They name
     columns by physical name (as the files table does, format.md §5.7)."""
     read_files: frozenset[str] = frozenset()
-    """Paths of the files the commit read (their removal by another writer conflicts)."""
+    """Paths of the files the commit read whole (their removal, or a change of their deletion vector, by
+    another writer conflicts). The files whose vectors the commit replaces need not be listed: their
+    rows are checked one by one (format.md §12)."""
+    read_rows: Mapping[str, DeletionVector] = field(default_factory=dict)
+    """Per live file, positions of rows the commit read and depends on but leaves alone (e.g. target
+    rows a merge matched without changing them): a concurrent commit that deletes one of them
+    conflicts, one that deletes other rows of the file does not (format.md §12)."""
     data_change: bool = True
     """False for a commit that only rearranges rows (format.md §5.6)."""
 
     @property
     def blind_append(self) -> bool:
         """True if the commit only adds files without having read anything."""
-        return not (self.remove or self.read_predicates or self.read_files or self.metadata)
+        return not (self.remove or self.read_predicates or self.read_files or self.read_rows or self.metadata)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,10 +219,16 @@ def _conflict(w: LogEntry, why: str) -> CommitConflictError:
                                version=w.version)
 
 
-def _check_conflicts(request: CommitRequest, state: TableState, winners: list[LogEntry]) -> None:
+def _check_conflicts(request: CommitRequest, state: TableState, winners: list[LogEntry]) -> dict[str, int]:
+    """``CommitConflictError`` if a winner conflicts with ``request`` (format §12 rules 2-5); else the
+    files whose deletion vectors winners replaced while ``request`` changes or reads them row by row
+    (path -> the last such winner's version), for :func:`rebase_vectors` to merge."""
     meta = state.metadata
-    removing = {r.path for r in request.remove} | set(request.read_files)
-    adding = {a.path for a in request.add}
+    ours = revectored(request.remove, request.add)  # files whose vectors we replace: checked row by row
+    by_rows = ours | set(request.read_rows)
+    removing = ({r.path for r in request.remove} - ours) | set(request.read_files)
+    adding = {a.path for a in request.add} - ours
+    touched: dict[str, int] = {}
     for w in winners:
         def conflict(why: str, w: LogEntry = w) -> CommitConflictError:
             return _conflict(w, why)
@@ -225,17 +240,60 @@ def _check_conflicts(request: CommitRequest, state: TableState, winners: list[Lo
             raise conflict("changed the table metadata")
         if request.metadata is not None:
             raise conflict("landed before this metadata change")
+        theirs = revectored(w.remove, w.add)
         if removing and any(r.path in removing for r in w.remove):
             raise conflict("removed a file this commit read or removes")
-        if request.read_predicates and w.add:
-            added = adds_to_table(w.add, meta)
+        for r in w.remove:
+            if r.path in by_rows:
+                if r.path not in theirs:
+                    raise CommitConflictError(f"concurrent commit at version {w.version} ({w.commit.operation}) "
+                                              f"removed {r.path!r}, whose rows this commit changes or read",
+                                              version=w.version, path=r.path)
+                touched[r.path] = w.version
+        added = [a for a in w.add if a.path not in theirs]  # a re-added file (a new vector) adds no row
+        if request.read_predicates and added:
+            table = adds_to_table(added, meta)
             stats = stats_columns(meta.schema, meta.partition_by)
             for pred in request.read_predicates:
                 if pred is None or pc.any(
-                    files_mask(pred, added, partition_columns=partition_columns(meta.schema, meta.partition_by),
+                    files_mask(pred, table, partition_columns=partition_columns(meta.schema, meta.partition_by),
                                stats_columns=stats)
                 ).as_py():
                     raise conflict("added files that match this commit's filter")
+    return touched
+
+
+def _rebase(storage: Storage, request: CommitRequest, state: TableState, winners: list[LogEntry],
+            after: TableState) -> tuple[CommitRequest, frozenset[str]]:
+    """``request`` (based on ``state``) checked against ``winners`` and rebased onto ``after``: its
+    actions unchanged, except re-added files whose vectors winners also replaced (format §12); and the
+    vector files written for it. ``CommitConflictError`` on a conflict."""
+    touched = _check_conflicts(request, state, winners)
+    if not touched:
+        return request, frozenset()
+    rebased = rebase_vectors(storage, Rebased(add=request.add, remove=request.remove), request.read_rows,
+                             state, after, touched)
+    return replace(request, add=rebased.add, remove=rebased.remove), rebased.written
+
+
+def _delete_vector_files(storage: Storage, paths: set[str] | frozenset[str]) -> None:
+    """Delete vector files a rebase wrote that no entry refers to (fresh names: nobody else has them)."""
+    for rel in sorted(paths):
+        try:
+            storage.delete(rel)
+        except Exception as exc:  # an orphan is vacuum's (format §17.1); never fail the commit for it
+            _log.warning("could not delete the unused deletion-vector file %s: %s", rel, exc)
+
+
+def _unreferenced(request: CommitRequest, written: set[str]) -> set[str]:
+    return written - {a.deletion_vector.path for a in request.add if a.deletion_vector is not None}
+
+
+def _superseded(storage: Storage, request: CommitRequest, written: set[str]) -> set[str]:
+    """Delete the vector files of ``written`` that the (rebased) ``request`` no longer refers to; the rest."""
+    stale = _unreferenced(request, written)
+    _delete_vector_files(storage, stale)
+    return written - stale
 
 
 def _entry(request: CommitRequest, state: TableState | None, version: int, commit_id: str,
@@ -413,22 +471,24 @@ def _same_table(storage: Storage, pointer: int, entry: LogEntry) -> bool:
     return meta.table_id == entry.metadata.table_id
 
 
-def _across_cleanup(storage: Storage, request: CommitRequest, state: TableState) -> TableState:
-    """The latest state, for a commit based on ``state`` whose following entries log clean-up may
-    have removed (format §11.5). If they are there (clean-up deletes oldest first, so it is enough that
-    the next one is), it is an ordinary lost race; if not, the state is reloaded from the checkpoint
-    and only a blind append under unchanged metadata can go on (nothing else can be checked)."""
+def _across_cleanup(storage: Storage, request: CommitRequest,
+                    state: TableState) -> tuple[TableState, CommitRequest, frozenset[str]]:
+    """The latest state and the request rebased onto it (with the vector files the rebase wrote), for
+    a commit based on ``state`` whose following entries log clean-up may have removed (format §11.5).
+    If they are there (clean-up deletes oldest first, so it is enough that the next one is), it is an
+    ordinary lost race; if not, the state is reloaded from the checkpoint and only a blind append
+    under unchanged metadata can go on (nothing else can be checked)."""
     winners = read_entries(storage, state.version + 1)
     if winners:
         after = state.apply(winners)
-        if not after.has_applied(request.txn):  # already applied: skipped before any conflict rule (§12)
-            _check_conflicts(request, state, winners)
-        return after
+        if after.has_applied(request.txn):  # already applied: skipped before any conflict rule (§12)
+            return after, request, frozenset()
+        return (after, *_rebase(storage, request, state, winners, after))
     latest = load_state(storage)
     if latest.version <= state.version:
-        return state
+        return state, request, frozenset()
     if latest.has_applied(request.txn):
-        return latest
+        return latest, request, frozenset()
     if request.blind_append and latest.metadata == state.metadata and latest.protocol == state.protocol:
         adding = pa.array([a.path for a in request.add], pa.string())
         live = latest.files.column("path")
@@ -436,7 +496,7 @@ def _across_cleanup(storage: Storage, request: CommitRequest, state: TableState)
             raise CommitConflictError(
                 f"a data file this commit adds is already live at version {latest.version}", version=latest.version,
                 live_paths=frozenset(live.filter(pc.is_in(live, adding)).to_pylist()))  # never deleted
-        return latest
+        return latest, request, frozenset()
     raise CommitConflictError(
         f"this commit read version {state.version}, but log clean-up has removed the entries after it (the "
         f"latest version is {latest.version}), so conflicts cannot be checked; re-read the table and retry",
@@ -498,40 +558,53 @@ def commit(
     deadline = time.monotonic() + timeout
     if base is None and list_log(storage) != ([], []):
         raise TableExistsError(storage.uri)  # also a table whose entry 0 was cleaned up
-    for attempt in range(max_attempts):
-        if state is not None and state.has_applied(request.txn):
-            return CommitResult(version=state.version, state=state, skipped=True)
-        version = state.version + 1 if state is not None else 0
-        entry = _entry(request, state, version, commit_id, read_version)
-        data = _encoded(storage, entry)
-        if state is not None:
-            try:
-                _check_base(storage, state)
-            except _Stale:
-                newer = _across_cleanup(storage, request, state)
-                if newer.version != state.version:
-                    state = newer
-                    continue
-                # nothing newer is there after all (a damaged pointer, a missing predecessor): publish
-        winner = _publish(storage, entry, data)
-        if winner is None:
-            _confirm(storage, entry)
-            new_state = state.apply([entry], trusted=True) if state is not None else TableState.initial([entry])
-            return CommitResult(version=version, state=new_state)
-        if state is None:
-            raise TableExistsError(storage.uri)
-        winners = [winner, *read_entries(storage, version + 1)]
-        if request.metadata is not None:  # a metadata conflict stays first (§12): ``state`` carries the
-            # new metadata, which the winners' actions need not fit
-            raise _conflict(winner, "landed before this metadata change")
-        after = state.apply(winners)
-        if after.has_applied(request.txn):  # already applied: skipped before any conflict rule (§12)
-            return CommitResult(version=after.version, state=after, skipped=True)
-        _check_conflicts(request, state, winners)
-        state = after
-        if time.monotonic() > deadline:
-            break
-        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+    written: set[str] = set()  # vector files rebases wrote (format §12)
+    try:
+        for attempt in range(max_attempts):
+            if state is not None and state.has_applied(request.txn):
+                return CommitResult(version=state.version, state=state, skipped=True)
+            version = state.version + 1 if state is not None else 0
+            entry = _entry(request, state, version, commit_id, read_version)
+            data = _encoded(storage, entry)
+            if state is not None:
+                try:
+                    _check_base(storage, state)
+                except _Stale:
+                    newer, request, new_files = _across_cleanup(storage, request, state)
+                    written = _superseded(storage, request, written | new_files)
+                    if newer.version != state.version:
+                        state = newer
+                        continue
+                    # nothing newer is there after all (a damaged pointer, a missing predecessor): publish
+            winner = _publish(storage, entry, data)
+            if winner is None:
+                _confirm(storage, entry)
+                new_state = state.apply([entry], trusted=True) if state is not None else TableState.initial([entry])
+                _delete_vector_files(storage, _unreferenced(request, written))
+                return CommitResult(version=version, state=new_state)
+            if state is None:
+                raise TableExistsError(storage.uri)
+            winners = [winner, *read_entries(storage, version + 1)]
+            if request.metadata is not None:  # a metadata conflict stays first (§12): ``state`` carries the
+                # new metadata, which the winners' actions need not fit
+                raise _conflict(winner, "landed before this metadata change")
+            after = state.apply(winners)
+            if after.has_applied(request.txn):  # already applied: skipped before any conflict rule (§12)
+                _delete_vector_files(storage, written)
+                return CommitResult(version=after.version, state=after, skipped=True)
+            request, new_files = _rebase(storage, request, state, winners, after)
+            written = _superseded(storage, request, written | new_files)
+            state = after
+            if time.monotonic() > deadline:
+                break
+            time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+    except CommitStateUnknownError:
+        _delete_vector_files(storage, _unreferenced(request, written))  # the entry in flight may need the rest
+        raise
+    except BaseException:
+        _delete_vector_files(storage, written)  # no entry of this commit landed
+        raise
+    _delete_vector_files(storage, written)
     raise CommitConflictError(
         f"gave up after {attempt + 1} attempts: other writers keep winning",
         version=state.version if state is not None else None,

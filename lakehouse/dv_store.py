@@ -58,16 +58,19 @@ def vector_file_name() -> str:
     return f"{VECTOR_DIR}/dv-{uuid.uuid4().hex}.bin"
 
 
-def write_vectors(storage: Storage, vectors: Mapping[str, DeletionVector]) -> dict[str, DeletionVectorDescriptor]:
+def write_vectors(storage: Storage, vectors: Mapping[str, DeletionVector], *,
+                  inline_budget: int = MAX_INLINE_BYTES_PER_COMMIT) -> dict[str, DeletionVectorDescriptor]:
     """Store ``vectors`` (data-file path -> vector, none empty) and return their descriptors.
 
     Vectors of at most ``MAX_INLINE_VECTOR_BYTES`` serialized bytes are inlined, smallest first, up to
-    ``MAX_INLINE_BYTES_PER_COMMIT`` in all; the rest go into one new vector file, published whole
+    ``inline_budget`` bytes in all; the rest go into one new vector file, published whole
     (format §5.8, §18.3) and never overwritten.
 
     Args:
         storage: the table's storage.
         vectors: the vector of each data file; each must delete at least one row.
+        inline_budget: how many serialized bytes may be inlined (a rebase passes what its commit's
+            other vectors left of ``MAX_INLINE_BYTES_PER_COMMIT``).
 
     Returns:
         The descriptor of each data file's vector, in the order of ``vectors``.
@@ -90,7 +93,7 @@ def write_vectors(storage: Storage, vectors: Mapping[str, DeletionVector]) -> di
         if vector.cardinality == 0:
             raise InvalidArgumentError(f"the deletion vector of {path!r} deletes no row", argument="vectors")
         serialized.append((len(data := to_delta_bytes(vector)), path, data))
-    budget = MAX_INLINE_BYTES_PER_COMMIT
+    budget = inline_budget
     for size, path, data in sorted(serialized, key=lambda item: item[0]):
         if size <= MAX_INLINE_VECTOR_BYTES and size <= budget:
             out[path] = DeletionVectorDescriptor(cardinality=vectors[path].cardinality, inline=data)

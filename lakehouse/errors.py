@@ -353,18 +353,21 @@ class CommitError(LakehouseError):
 
 class CommitConflictError(CommitError):
     """A concurrent commit conflicts with this one; ``.version`` is the winning version;
-    ``.live_paths`` the data files this commit adds that the table already holds (never deleted).
+    ``.live_paths`` the data files this commit adds that the table already holds (never deleted);
+    ``.path`` the data file both commits changed the same rows of, where that is the conflict.
 
     Attributes:
         version: the winning version, where known.
         live_paths: data files this commit adds that the table already holds (never deleted).
+        path: the data file (relative to the table root) whose rows both commits change, or None.
     """
 
     def __init__(self, message: str, *, version: int | None = None,
-                 live_paths: frozenset[str] = frozenset()) -> None:
+                 live_paths: frozenset[str] = frozenset(), path: str | None = None) -> None:
         super().__init__(message)
         self.version = version
         self.live_paths = live_paths
+        self.path = path
 
 
 class CommitStateUnknownError(CommitError):

@@ -143,6 +143,7 @@ class Transaction:
         self._vector_files: set[str] = set()  # the deletion-vector files this transaction wrote
         self._predicates: list[pc.Expression | None] = []
         self._read_files: set[str] = set()
+        self._read_rows: dict[str, DeletionVector] = {}  # rows of live files read and left alone (format §12)
         self._operations: list[tuple[str, dict[str, Any]]] = []
         self._txn = app_transactions(app_transaction)
         self._closed = False
@@ -588,12 +589,84 @@ class Transaction:
             return  # nothing new is deleted
         whole = [p for p, (v, n) in new.items() if v.cardinality == n]
         changed = {p: v for p, (v, n) in new.items() if v.cardinality != n}
-        self._read_files.update(found)
+        # no read_files entry: a re-added file's rows are checked one by one on rebase (format §12)
         if whole:
             self._drop(_parts_in(rows, whole))
         if changed:
             self._revector(_parts_in(rows, list(changed)), changed)
         self._operations.append(("delete_rows", {"files": len(new)}))
+
+    def read_predicate(self, filter: FilterLike | pc.Expression | None) -> None:
+        """Declare that this transaction's commit depends on the rows matching ``filter`` (format.md
+        §12 rule 5): a concurrent commit that adds a file whose statistics cannot rule the filter out
+        conflicts with it; appends of rows outside it never do. Row-level writers declare what they
+        read: ``update``/``delete`` their filter, ``merge`` the join keys present in the source (e.g.
+        ``pc.field("id").isin(keys)``), widened to None (the whole table) when it has a
+        ``when_not_matched_by_source_*`` clause. ``delete`` and ``overwrite`` declare theirs already.
+
+        Args:
+            filter: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression``; None is the whole table.
+
+        Raises:
+            InvalidFilterError: ``filter`` cannot be understood.
+            ColumnNotFoundError: ``filter`` names a column the table does not have.
+            LakehouseError: the transaction is already committed or aborted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa, pyarrow.compute as pc
+            >>> t = lh.write_table("memory://doc-tx-read-predicate", pa.table({"id": [1, 2]}))
+            >>> with t.transaction() as tx:
+            ...     tx.read_predicate(pc.field("id").isin([2, 3]))
+            ...     tx.append(pa.table({"id": [3]}))
+            >>> t.version
+            1
+        """
+        self._check_open()
+        expr = to_expression(filter, self.schema)
+        if not self._skip:
+            self._predicates.append(expr)
+
+    def read_rows(self, rows: Mapping[str, DeletionVector]) -> None:
+        """Declare rows of live files this transaction read and depends on without changing them (e.g.
+        target rows a merge matched but left alone, format.md §12): a concurrent commit that deletes
+        one of them conflicts; one that deletes only other rows of the file does not. (Files whose
+        rows :meth:`set_deletion_vectors` deletes need no declaration for those rows.)
+
+        Args:
+            rows: data-file path (relative to the table root) -> positions (0-based, in file order).
+
+        Raises:
+            InvalidArgumentError: a path is not live or names a file this transaction wrote, or a
+                position is not below the file's ``num_rows``.
+            LakehouseError: the transaction is already committed or aborted.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-read-rows", pa.table({"a": [1, 2, 3]}))
+            >>> path = t.files().column("path")[0].as_py()
+            >>> with t.transaction() as tx:
+            ...     tx.read_rows({path: DeletionVector.from_positions([0])})
+            ...     tx.set_deletion_vectors({path: DeletionVector.from_positions([2])})
+            >>> t.files().column("num_deleted_rows").to_pylist()
+            [1]
+        """
+        self._check_open()
+        if not isinstance(rows, Mapping) or not all(isinstance(v, DeletionVector) for v in rows.values()):
+            raise InvalidArgumentError("rows must map data-file paths to DeletionVector values", argument="rows")
+        if self._skip or not rows:
+            return
+        files = _parts_in(self._files, list(rows))
+        found = dict(zip(files.column("path").to_pylist(), files.column("num_rows").to_pylist()))
+        missing = sorted(p for p in rows if p not in found or p in self._added)
+        if missing:
+            raise InvalidArgumentError(f"files to declare read rows of are not live at version "
+                                       f"{self._base.version}: {missing[:5]}", argument="rows")
+        for path, vector in rows.items():
+            if vector.cardinality and int(vector.positions[-1]) >= found[path]:
+                raise InvalidArgumentError(f"row position {int(vector.positions[-1])} is beyond the {found[path]} "
+                                           f"rows of {path!r}", argument="rows")
+            if vector.cardinality:
+                self._read_rows[path] = self._read_rows[path].union(vector) if path in self._read_rows else vector
 
     def _merged_vectors(self, rows: pa.Table, vectors: Mapping[str, DeletionVector]) -> dict[str, tuple[
             DeletionVector, int]]:
@@ -691,6 +764,7 @@ class Transaction:
             remove=tuple(self._removed.values()), txn=self._txn, metadata=meta,
             protocol=None if meta is None else raised_protocol(meta, self._base.protocol, self._read_metadata),
             read_predicates=tuple(scan.physical(p) for p in self._predicates), read_files=frozenset(self._read_files),
+            read_rows={p: v for p, v in self._read_rows.items() if p not in self._removed or p in self._revectored},
         )
 
     def commit(self) -> int:
@@ -734,6 +808,9 @@ class Transaction:
             raise
         if result.skipped:
             delete_files(self._storage, [*self._added, *sorted(self._vector_files)])
+        elif self._vector_files:  # a rebase may have replaced our vectors by merged ones (format §12)
+            live = vector_descriptors(_parts_in(result.state.files, list(self._revectored)))
+            delete_files(self._storage, sorted(self._vector_files - {d.path for d in live if d is not None}))
         self._version = result.version
         self._on_commit(result.state, result.skipped)
         return result.version

@@ -294,7 +294,8 @@ def test_replacing_a_vector_conflicts_like_a_remove(local_uri):
     path = t.files().column("path")[0].as_py()
     stale = lh.Table.open(local_uri)
     _set_vector(t, DeletionVectorDescriptor(cardinality=2, inline=b"ab"))
-    # a concurrent vector on the same file (rule 3 and 5), a rewrite that read it: conflicts
+    # a concurrent vector on a file this commit read whole (read_files, §12.1 3.), a rewrite that read
+    # it: conflicts (row-level rebases are tested in test_row_concurrency.py)
     with pytest.raises(lh.CommitConflictError):
         _set_vector(stale, DeletionVectorDescriptor(cardinality=3, inline=b"abc"))
     state = stale.snapshot().state
