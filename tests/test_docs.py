@@ -54,6 +54,9 @@ PAGES = {
     "concepts.md": ["append ['day=2']", "1 3", "2 4", "CommitConflictError", "3 [1, 4]", "True 1 3",
                     "5 5 1", "[1] restore"],
     "howto-storage.md": ["True 3", "True 0 0 0"],
+    "howto-upserts.md": ["[{'id': 2, 'name': 'x', 'value': 21}, {'id': 3, 'name': 'c', 'value': 300}]", "0 1",
+                         "1 1 1", "[1, 2, 4, 5, 6]", "DuplicateMatchError {'id': 1} 2", "[1, 2, 4, 5] 1",
+                         "['merge', 'merge', 'upsert']", "4"],
     "inspect.md": ["[{'version': 1, 'operation': 'append', 'rows_added': 1}, "
                    "{'version': 0, 'operation': 'write', 'rows_added': 3}]"],
     "api.md": [],
