@@ -36,13 +36,14 @@ import pyarrow.compute as pc
 
 from .arguments import check_choice, check_names, check_str
 from .errors import CommitConflictError, DuplicateMatchError, InvalidArgumentError, SchemaMismatchError
-from .expr.bridge import referenced_columns, rename_fields
+from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .rowlevel import (
     RemovedRows,
     RowChanges,
     RowTarget,
+    candidate_files,
     commit_row_changes,
     file_rows,
     fit_rows,
@@ -304,9 +305,10 @@ class TableMerger:
 
     def _by_source_clause(self, clause: _Clause, filter: Any) -> None:
         self._by_source.append(clause)
-        cond = clause.condition
-        self._by_source_filters.append(None if cond is None else
-                                       rename_fields(cond, lambda p: (p[0][len(TARGET):], *p[1:])))
+        # the same filter over the target's own names, to prune its files
+        alias = next(a for a, side in self._sides.aliases.items() if side == "target")
+        self._by_source_filters.append(condition(filter, Sides.of(target=self._schema, target_alias=alias),
+                                                 default="target"))
 
     def when_not_matched_by_source_update(self, set: Mapping[str, Any],
                                           filter: FilterLike | pc.Expression | None = None) -> TableMerger:
@@ -515,7 +517,7 @@ class _Run:
         m = self.m
         # matches are needed by every clause kind: by-source clauses act only on unmatched rows
         prune = self.key_prune(skeys) if m._keys else None
-        match = [] if skeys.num_rows == 0 else self.table.plan_files(filter=prune)
+        match = [] if skeys.num_rows == 0 else candidate_files(self.table, prune)
         # a concurrent append the source could match changes what matched and insert clauses do; by-source
         # clauses read through their own filters below
         self.reads: list[pc.Expression | None] = [prune] if m._matched or m._inserts else []
@@ -526,7 +528,7 @@ class _Run:
             if all(f is not None for f in filters):
                 for f in filters:
                     prune_by = f if prune_by is None else prune_by | f
-            by_source = {t.path: t for t in self.table.plan_files(filter=prune_by)}
+            by_source = {t.path: t for t in candidate_files(self.table, prune_by)}
             self.reads.append(prune_by)
         return match, by_source
 

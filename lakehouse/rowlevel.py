@@ -30,7 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .arguments import check_choice
-from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidArgumentError, SchemaMismatchError
+from .errors import (
+    ArgumentTypeError,
+    ColumnNotFoundError,
+    InvalidArgumentError,
+    InvalidFilterError,
+    SchemaMismatchError,
+)
 from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike, to_expression
 from .progress import ProgressEvent, ProgressLike, progress_callback
@@ -41,7 +47,8 @@ if TYPE_CHECKING:
     from .commit import CommitOutcome
     from .transaction import SchemaMode, Transaction
 
-__all__ = ["RemovedRows", "RowChanges", "RowTarget", "commit_row_changes", "file_rows", "fit_rows", "update_table"]
+__all__ = ["RemovedRows", "RowChanges", "RowTarget", "candidate_files", "commit_row_changes", "file_rows", "fit_rows",
+           "update_table"]
 
 
 class RowTarget(Protocol):
@@ -136,6 +143,15 @@ def file_rows(task: FileTask, columns: Sequence[str] | None = None) -> pa.Table:
         [3, 1, 2]
     """
     return read_task(dataclasses.replace(task, filter=None, columns=None if columns is None else tuple(columns)))
+
+
+def candidate_files(table: RowTarget, filter: pc.Expression | None) -> list[FileTask]:
+    """Tasks of the files of ``table`` that may hold rows where ``filter`` (checked already) is true;
+    every file when the filter cannot be written into a task (nested too deeply to encode)."""
+    try:
+        return table.plan_files(filter=filter)
+    except InvalidFilterError:
+        return table.plan_files()
 
 
 def fit_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -292,7 +308,7 @@ def _plan_update(table: RowTarget, set: Any, filter: FilterLike | pc.Expression 
     values, out = set_values(set, Sides.of(target=schema), schema, merge=merge)
     if not values:
         raise InvalidArgumentError("set names no column to update", argument="set")
-    tasks = table.plan_files(filter=expr)
+    tasks = candidate_files(table, expr)
     needed = sorted(referenced_columns(expr)) if expr is not None else []
     removed = []
     report = progress_callback(progress)

@@ -24,10 +24,11 @@ Example:
 from __future__ import annotations
 
 import decimal
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -104,6 +105,22 @@ class Sides:
         """``expr`` over ``side``'s columns as an expression over the joined table."""
         prefix = self.prefixes[side]
         return expr if not prefix else rename_fields(expr, lambda path: (prefix + path[0], *path[1:]))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _shallow(fn: _F) -> _F:
+    """``fn`` with a ``RecursionError`` (a filter or value nested thousands deep, in sqlglot or in
+    pyarrow's expression tree) turned into ``InvalidFilterError``."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise InvalidFilterError(f"a filter or value given to {fn.__name__} is nested too deeply; "
+                                     f"write it with fewer nested terms") from None
+    return wrapper  # type: ignore[return-value]
 
 
 def _sqlglot() -> Any:
@@ -284,6 +301,7 @@ def evaluate_checked(table: pa.Table, expr: pc.Expression, what: str) -> pa.Chun
         raise InvalidFilterError(f"cannot evaluate {what} {str(expr)[:200]}: {str(exc).splitlines()[0]}") from None
 
 
+@_shallow
 def value_expression(text: str, sides: Sides, *, default: Side) -> pc.Expression:
     """SQL-like value text as an expression over ``sides.joined`` (see the module docstring).
 
@@ -300,6 +318,7 @@ def value_expression(text: str, sides: Sides, *, default: Side) -> pc.Expression
     return expr
 
 
+@_shallow
 def set_value(value: Any, sides: Sides, *, default: Side, column: str) -> pc.Expression:
     """A SET value as an expression over ``sides.joined``: a literal, ``pa.Scalar``, expression or SQL text.
 
@@ -331,6 +350,7 @@ def set_value(value: Any, sides: Sides, *, default: Side, column: str) -> pc.Exp
                                    argument="set") from None
 
 
+@_shallow
 def condition(filter: FilterLike | pc.Expression | None, sides: Sides, *, default: Side) -> pc.Expression | None:
     """A clause filter as a boolean expression over ``sides.joined`` (None: no condition).
 
@@ -360,6 +380,7 @@ def condition(filter: FilterLike | pc.Expression | None, sides: Sides, *, defaul
         return expr
 
 
+@_shallow
 def join_predicate(text: str, sides: Sides) -> tuple[list[tuple[str, str]], pc.Expression | None]:
     """A merge predicate split into equality keys and the rest.
 

@@ -280,3 +280,21 @@ def test_bad_sql_in_clauses_is_a_typed_error(tmp_path, text):
     with pytest.raises(lh.LakehouseError):
         t.merge(SOURCE, predicate=f"target.id = source.id AND {text}").when_matched_delete().execute()
     assert t.version == 0
+
+
+def test_deeply_nested_filters_and_values_are_typed_errors(tmp_path):
+    t = _target(str(tmp_path / "t"))
+    deep = pc.field("v") > 1
+    for _ in range(3000):
+        deep = ~deep
+    for value in (deep,):
+        with pytest.raises(lh.InvalidFilterError):
+            t.merge(SOURCE, on="id").when_matched_delete(filter=value)
+        with pytest.raises(lh.InvalidFilterError):
+            t.merge(SOURCE, on="id").when_not_matched_insert(filter=value)
+    with pytest.raises(lh.InvalidFilterError):
+        t.merge(SOURCE, on="id").when_matched_update({"v": " + ".join(["v"] * 3000)})
+    # a long flat chain of ORs is accepted everywhere (files are then not pruned by it)
+    r = t.merge(SOURCE, on="id").when_not_matched_by_source_delete(filter=" or ".join(["id = 1"] * 1200)).execute()
+    assert r.num_deleted == 1
+    assert t.update({"v": 0}, filter=" or ".join(["id = 4"] * 1200)) == 2
