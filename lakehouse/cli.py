@@ -27,7 +27,6 @@ import datetime as dt
 import io
 import json
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -43,9 +42,17 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 import lakehouse as lh
+from lakehouse.cli_parse import (
+    parse_as_of,
+    parse_filter,
+    parse_retention,
+    parse_size,
+    parse_storage_options,
+    split_names,
+    typed_filter,
+)
 from lakehouse.errors import redact_uri
 from lakehouse.inspect import jsonable
-from lakehouse.storage_options import option_from_text
 
 __all__ = ["cli", "main", "parse_filter", "parse_retention", "parse_size", "parse_storage_options"]
 
@@ -57,208 +64,6 @@ _PIPE_WIDTH = 200
 
 _SCAN_TABLE_ROWS = 100
 """Rows ``scan --format table`` shows when no ``--limit`` is given."""
-
-
-# -- parsing the command line --------------------------------------------------------------------
-def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings as storage options. A value stays text (numeric-looking secrets such as
-    ``1e5`` or ``NaN`` stay as written) unless the option is known to be typed
-    (:data:`lakehouse.storage_options.TYPED_OPTIONS`: a flag takes exactly ``true`` or ``false``, a
-    number its digits, ``client_kwargs`` and the like a JSON object). ``KEY:=JSON`` gives any option a
-    JSON value.
-
-    Args:
-        pairs: the ``--storage-option`` values, ``KEY=VALUE`` or ``KEY:=JSON``.
-
-    Returns:
-        The storage options, option name -> value.
-
-    Raises:
-        click.BadParameter: a pair without ``=``, or a value that is not of its option's kind.
-
-    Example:
-        >>> parse_storage_options(["anon=true", "endpoint_url=http://127.0.0.1:9000", "retries=3"])
-        {'anon': True, 'endpoint_url': 'http://127.0.0.1:9000', 'retries': 3}
-        >>> parse_storage_options(["AWS_SECRET_ACCESS_KEY=1e5", "key=NaN", "AWS_ALLOW_HTTP=true", "x:=[1]"])
-        {'AWS_SECRET_ACCESS_KEY': '1e5', 'key': 'NaN', 'AWS_ALLOW_HTTP': 'true', 'x': [1]}
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        as_json = key.endswith(":")
-        key = key.removesuffix(":").strip()
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE (or KEY:=JSON), got {pair!r}", param_hint="--storage-option")
-        try:
-            if as_json:
-                try:
-                    out[key] = json.loads(raw)
-                except ValueError as exc:
-                    raise click.BadParameter(f"{key}:= takes JSON ({exc})", param_hint="--storage-option") from None
-            else:
-                out[key] = option_from_text(key, raw)
-        except lh.InvalidArgumentError as exc:
-            raise click.BadParameter(str(exc), param_hint="--storage-option") from None
-    return out
-
-
-def _predicates(value: Any) -> Any:
-    """JSON lists -> the DNF form: ``[column, op, value]`` lists become tuples."""
-    if isinstance(value, list) and len(value) in (2, 3) and all(isinstance(v, str) for v in value[:2]):
-        return tuple(value)
-    if isinstance(value, list):
-        return [_predicates(v) for v in value]
-    return value
-
-
-def parse_filter(text: str | None) -> Any:
-    """A filter given as a JSON DNF list, as the DNF tuples the library takes (None for None); text
-    not starting with ``[`` (or ``{``) is a SQL-like filter, passed on as the string.
-
-    Args:
-        text: the ``--filter`` value, or None.
-
-    Returns:
-        DNF tuples, the SQL-like text as given, or None.
-
-    Raises:
-        click.BadParameter: empty text, text that is not JSON, or JSON that is not a non-empty list.
-
-    Example:
-        >>> parse_filter('[["day", "=", 3], ["id", "in", [1, 2]]]')
-        [('day', '=', 3), ('id', 'in', [1, 2])]
-        >>> parse_filter("day = 3 and id in (1, 2)")
-        'day = 3 and id in (1, 2)'
-    """
-    if text is None:
-        return None
-    if not text.lstrip().startswith(("[", "{")):  # JSON is a list (an object is a usage error)
-        if not text.strip():
-            raise click.BadParameter("empty filter", param_hint="--filter")
-        return text
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON ({exc}); expected a list like '[[\"day\", \"=\", 3]]'",
-                                 param_hint="--filter") from None
-    if not isinstance(value, list) or not value:
-        raise click.BadParameter("expected a non-empty JSON list like '[[\"day\", \"=\", 3]]'", param_hint="--filter")
-    return _predicates(value)
-
-
-def _typed(value: Any, typ: pa.DataType) -> Any:
-    if isinstance(value, list):
-        return [_typed(v, typ) for v in value]
-    if not isinstance(value, str):
-        return value
-    try:
-        return pa.array([value], pa.string()).cast(typ)[0].as_py()
-    except (pa.ArrowException, ValueError):
-        return value  # the library names the column and the value it cannot compare
-
-
-def _typed_filter(filter_: Any, schema: pa.Schema) -> Any:
-    """JSON has no dates, times or decimals: their text (``"2024-05-01"``) becomes the column's type."""
-    if filter_ is None or isinstance(filter_, str):  # SQL text is typed by the library
-        return filter_
-    if isinstance(filter_, tuple):
-        column = filter_[0]
-        if len(filter_) == 3 and column in schema.names:
-            typ = schema.field(column).type
-            if pa.types.is_temporal(typ) or pa.types.is_decimal(typ):
-                return (column, filter_[1], _typed(filter_[2], typ))
-        return filter_
-    if not isinstance(filter_, list):  # not DNF: the library refuses it with a typed error
-        return filter_
-    return [_typed_filter(f, schema) for f in filter_]
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-
-
-def parse_retention(text: str) -> dt.timedelta:
-    """A duration like ``7d``, ``12h``, ``1d12h``, ``30m``, ``90s``, ``2w`` or ``0``.
-
-    Args:
-        text: the ``--retention`` value.
-
-    Returns:
-        The duration.
-
-    Raises:
-        click.BadParameter: text that is not a duration, or one longer than a ``timedelta`` can be.
-
-    Example:
-        >>> parse_retention("1d12h"), parse_retention("0")
-        (datetime.timedelta(days=1, seconds=43200), datetime.timedelta(0))
-    """
-    compact = text.strip().lower().replace(" ", "")
-    if compact in ("0", "0s"):
-        return dt.timedelta(0)
-    parts = _DURATION.findall(compact)
-    if not parts or "".join(n + u for n, u in parts) != compact:
-        raise click.BadParameter(f"expected a duration like 7d, 12h, 1d12h, 30m or 90s, got {text!r}",
-                                 param_hint="--retention")
-    try:
-        return sum((dt.timedelta(**{_UNITS[u]: float(n)}) for n, u in parts), dt.timedelta(0))
-    except (OverflowError, ValueError):  # beyond timedelta's range, or float infinity
-        raise click.BadParameter(f"{text!r} is longer than any retention can be (at most 999999999 days)",
-                                 param_hint="--retention") from None
-
-
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)$")
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-               "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """A byte count: ``134217728``, ``128MiB``, ``100MB``, ``1.5GB``.
-
-    Args:
-        text: the ``--target-file-size`` value: digits, then an optional unit (``kb``, ``MB``,
-            ``GiB``, ...; case does not matter).
-
-    Returns:
-        The size in bytes.
-
-    Raises:
-        click.BadParameter: text that is not a positive size, or one of ``2**63`` bytes or more.
-
-    Example:
-        >>> parse_size("128MiB"), parse_size("1kb"), parse_size("42")
-        (134217728, 1000, 42)
-    """
-    found = _SIZE.match(text.strip().lower())
-    if not found or found.group(2) not in _SIZE_UNITS or float(found.group(1)) <= 0:
-        raise click.BadParameter(f"expected a positive size like 134217728, 128MiB or 100MB, got {text!r}",
-                                 param_hint="--target-file-size")
-    size = float(found.group(1)) * _SIZE_UNITS[found.group(2)]
-    if not 1 <= size < 2**63:  # also infinity, for a number too long for a float
-        raise click.BadParameter(f"{text!r} is out of range (at least 1 byte, below 2**63 bytes)",
-                                 param_hint="--target-file-size")
-    return int(size)
-
-
-def _parse_as_of(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    raw = text.strip()
-    try:
-        when = dt.datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
-    except ValueError:
-        raise click.BadParameter(f"expected an ISO 8601 time like 2024-05-01T12:00:00Z, got {text!r}",
-                                 param_hint="--as-of") from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise click.BadParameter(f"{text!r} has no time zone: add Z (UTC) or an offset like +02:00",
-                                 param_hint="--as-of")
-    return when
-
-
-def _split_names(values: Sequence[str]) -> list[str] | None:
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    return names or None
 
 
 # -- output ----------------------------------------------------------------------------------------
@@ -360,7 +165,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _pinned(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--version`` / ``--as-of``: which version to look at (latest if neither)."""
-    f = click.option("--as-of", "as_of", metavar="TIME", callback=lambda ctx, p, v: _parse_as_of(v),
+    f = click.option("--as-of", "as_of", metavar="TIME", callback=lambda ctx, p, v: parse_as_of(v),
                      help="The version current at this ISO 8601 time (with a time zone, e.g. ...Z).")(f)
     return click.option("--version", "version", type=click.IntRange(min=0), help="The version to read.")(f)
 
@@ -481,7 +286,7 @@ def files(uri: str, filter_: Any, version: int | None, as_of: dt.datetime | None
     table = _open(uri, storage_options, version, as_of)
     snap = table.snapshot()
     total = table.inspect.files(version=snap.version).num_rows
-    filter_ = _typed_filter(filter_, snap.schema)
+    filter_ = typed_filter(filter_, snap.schema)
     kept = table.inspect.files(version=snap.version, filter=filter_) if filter_ is not None else None
     shown = kept if kept is not None else table.inspect.files(version=snap.version)
     if output == "json":
@@ -583,7 +388,7 @@ def scan(uri: str, columns: tuple[str, ...], filter_: Any, limit: int | None, ve
         raise click.UsageError("--out needs --format csv, json or parquet")
     snap = _open(uri, storage_options, version, as_of).snapshot()
     shown = limit if limit is not None or fmt != "table" else _SCAN_TABLE_ROWS
-    reader = snap.to_batches(columns=_split_names(columns), filter=_typed_filter(filter_, snap.schema))
+    reader = snap.to_batches(columns=split_names(columns), filter=typed_filter(filter_, snap.schema))
     data, more = _take(reader, shown)
     if fmt == "table" and output == "text":
         hint = f" (the first {shown}; see --limit)" if more and limit is None else ""
@@ -661,8 +466,8 @@ def optimize(uri: str, target_file_size: int | None, filter_: Any, sort_by: tupl
     """Compact small files (optionally only where --filter may match, sorted by --sort-by)."""
     table = _open(uri, storage_options)
     before = table.inspect.files().num_rows
-    version = table.optimize(target_file_size=target_file_size, filter=_typed_filter(filter_, table.schema),
-                             sort_by=_split_names(sort_by), progress=_progress(output, quiet))
+    version = table.optimize(target_file_size=target_file_size, filter=typed_filter(filter_, table.schema),
+                             sort_by=split_names(sort_by), progress=_progress(output, quiet))
     after = table.inspect.files().num_rows
     doc = {"version": version, "files_before": before, "files_after": after}
     if output == "json":
@@ -685,7 +490,7 @@ def checkpoint(uri: str, quiet: bool, output: str, storage_options: dict[str, An
 @cli.command()
 @click.argument("uri")
 @click.argument("version", type=click.IntRange(min=0), required=False)
-@click.option("--as-of", "as_of", metavar="TIME", callback=lambda ctx, p, v: _parse_as_of(v),
+@click.option("--as-of", "as_of", metavar="TIME", callback=lambda ctx, p, v: parse_as_of(v),
               help="Restore the version current at this ISO 8601 time (with a time zone).")
 @_common
 def restore(uri: str, version: int | None, as_of: dt.datetime | None, output: str,
@@ -699,6 +504,99 @@ def restore(uri: str, version: int | None, as_of: dt.datetime | None, output: st
     if output == "json":
         return _echo_json({"version": new, "restored_version": target})
     click.echo(f"version {new} restores version {target}")
+
+
+# -- row-level changes ----------------------------------------------------------------------------
+def _read_source(path: str, storage_options: Mapping[str, Any]) -> pa.Table:
+    """A merge source: a Parquet file or folder, or a CSV file (``.csv``, ``.csv.gz``)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if path.lower().endswith((".csv", ".csv.gz")):
+        import fsspec
+
+        with fsspec.open(path, "rb", compression="infer", **dict(storage_options)) as f:
+            return pacsv.read_csv(f)
+    return pq.read_table(path)
+
+
+def _parse_set(values: Sequence[str]) -> dict[str, str]:
+    """``--set COLUMN=SQL`` pairs (the value is SQL-like text: ``'x'`` is a string, ``v + 1`` an expression)."""
+    out: dict[str, str] = {}
+    for item in values:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip() or not value.strip():
+            raise click.BadParameter(f"expected COLUMN=SQL, got {item!r}", param_hint="--set")
+        out[column.strip()] = value.strip()
+    return out
+
+
+def _changed(version: int, before: int, output: str, doc: Mapping[str, Any]) -> None:
+    if output == "json":
+        return _echo_json({"version": version, **doc})
+    counts = ", ".join(f"{k.replace('num_', '')} {v}" for k, v in doc.items() if k.startswith("num_"))
+    click.echo("nothing changed" if version == before else f"version {version}" + (f": {counts}" if counts else ""))
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--set", "set_", multiple=True, required=True, metavar="COLUMN=SQL",
+              help="A column and its new value as SQL-like text (repeatable), e.g. --set \"v=v + 1\" --set \"s='x'\".")
+@_filter_option
+@_quiet_option
+@_common
+def update(uri: str, set_: tuple[str, ...], filter_: Any, quiet: bool, output: str,
+           storage_options: dict[str, Any]) -> None:
+    """Set columns of the rows --filter matches (every row without it)."""
+    table = _open(uri, storage_options)
+    before = table.version
+    version = table.update(_parse_set(set_), filter=typed_filter(filter_, table.schema),
+                           progress=_progress(output, quiet))
+    _changed(version, before, output, {})
+
+
+@cli.command()
+@click.argument("uri")
+@_filter_option
+@_common
+def delete(uri: str, filter_: Any, output: str, storage_options: dict[str, Any]) -> None:
+    """Delete the rows --filter matches (required: a table is emptied with --filter "true")."""
+    if filter_ is None:
+        raise click.UsageError("pass --filter (every row: --filter \"true\")")
+    table = _open(uri, storage_options)
+    before = table.version
+    version = table.delete(typed_filter(filter_, table.schema))
+    _changed(version, before, output, {})
+
+
+@cli.command()
+@click.argument("uri")
+@click.argument("source")
+@click.option("--on", "on", multiple=True, required=True, metavar="A,B", help="The key column(s).")
+@click.option("--delete-matched-if", metavar="SQL", help="Delete matched rows where this holds (checked first).")
+@click.option("--no-update", is_flag=True, help="Leave matched rows alone (default: update every column).")
+@click.option("--no-insert", is_flag=True, help="Do not insert source rows matching no target row.")
+@click.option("--delete-not-in-source", is_flag=True, help="Delete target rows no source row matches.")
+@_quiet_option
+@_common
+def merge(uri: str, source: str, on: tuple[str, ...], delete_matched_if: str | None, no_update: bool,
+          no_insert: bool, delete_not_in_source: bool, quiet: bool, output: str,
+          storage_options: dict[str, Any]) -> None:
+    """Merge SOURCE (a Parquet or CSV file) into the table on --on keys: by default an upsert."""
+    table = _open(uri, storage_options)
+    merger = table.merge(_read_source(source, storage_options), on=split_names(on),
+                         progress=_progress(output, quiet))
+    if delete_matched_if:
+        merger = merger.when_matched_delete(filter=delete_matched_if)
+    if not no_update:
+        merger = merger.when_matched_update()
+    if not no_insert:
+        merger = merger.when_not_matched_insert()
+    if delete_not_in_source:
+        merger = merger.when_not_matched_by_source_delete()
+    result = merger.execute()
+    _changed(result.version, -1, output, {"num_inserted": result.num_inserted, "num_updated": result.num_updated,
+                                         "num_deleted": result.num_deleted})
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

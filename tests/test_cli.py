@@ -313,7 +313,7 @@ def _commands(group: click.Group = cli, prefix: str = "") -> dict[str, click.Com
 
 
 EXPECTED = {"describe", "history", "files", "schema", "log show", "scan", "diff", "vacuum", "optimize",
-            "checkpoint", "restore"}
+            "checkpoint", "restore", "update", "delete", "merge"}
 
 
 def test_every_command_exists_and_takes_output_and_storage_options():
