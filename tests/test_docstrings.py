@@ -63,6 +63,7 @@ CHECKED = {
     "lakehouse.commit",
     "lakehouse.cli",
     "lakehouse.probe",
+    "lakehouse.log",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
