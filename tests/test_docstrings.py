@@ -64,6 +64,7 @@ CHECKED = {
     "lakehouse.cli",
     "lakehouse.probe",
     "lakehouse.log",
+    "lakehouse.storage",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
