@@ -65,6 +65,8 @@ CHECKED = {
     "lakehouse.probe",
     "lakehouse.log",
     "lakehouse.storage",
+    "lakehouse.arguments",
+    "lakehouse.checkpoint",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
