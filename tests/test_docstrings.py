@@ -67,6 +67,7 @@ CHECKED = {
     "lakehouse.storage",
     "lakehouse.arguments",
     "lakehouse.checkpoint",
+    "lakehouse.state",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
