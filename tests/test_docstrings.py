@@ -68,6 +68,12 @@ CHECKED = {
     "lakehouse.arguments",
     "lakehouse.checkpoint",
     "lakehouse.state",
+    "lakehouse.creation",
+    "lakehouse.expr.codec",
+    "lakehouse.expr.dnf",
+    "lakehouse.expr.literals",
+    "lakehouse.expr.prune",
+    "lakehouse.expr.sql",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
