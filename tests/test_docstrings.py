@@ -74,6 +74,13 @@ CHECKED = {
     "lakehouse.expr.literals",
     "lakehouse.expr.prune",
     "lakehouse.expr.sql",
+    "lakehouse.expr.bridge",
+    "lakehouse.records",
+    "lakehouse.partitioning",
+    "lakehouse.stats",
+    "lakehouse.localfs",
+    "lakehouse.storage_options",
+    "lakehouse.roaring",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
