@@ -81,6 +81,8 @@ CHECKED = {
     "lakehouse.localfs",
     "lakehouse.storage_options",
     "lakehouse.roaring",
+    "lakehouse.constraints",
+    "lakehouse.evolution",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
