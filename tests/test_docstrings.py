@@ -83,6 +83,7 @@ CHECKED = {
     "lakehouse.roaring",
     "lakehouse.constraints",
     "lakehouse.evolution",
+    "lakehouse.setexpr",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)
