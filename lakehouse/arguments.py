@@ -38,6 +38,19 @@ def _type_name(value: Any) -> str:
 def check_int(value: Any, argument: str, *, minimum: int | None = None, maximum: int = INT64_MAX) -> int:
     """``value`` as an ``int`` (not a bool) within ``[minimum, maximum]``.
 
+    Args:
+        value: the argument's value.
+        argument: the argument's name, for errors.
+        minimum: the lowest value allowed (None: no bound).
+        maximum: the highest value allowed (default: the int64 maximum).
+
+    Returns:
+        ``value`` as an ``int``.
+
+    Raises:
+        ArgumentTypeError: ``value`` is not an int (or is a bool).
+        InvalidArgumentError: ``value`` is out of range.
+
     Example:
         >>> check_int(-1, "limit", minimum=0)
         Traceback (most recent call last):
@@ -55,12 +68,51 @@ def check_int(value: Any, argument: str, *, minimum: int | None = None, maximum:
 
 def check_optional_int(value: Any, argument: str, *, minimum: int | None = None,
                        maximum: int = INT64_MAX) -> int | None:
-    """None, or ``value`` checked as by :func:`check_int`."""
+    """None, or ``value`` checked as by :func:`check_int`.
+
+    Args:
+        value: the argument's value, or None.
+        argument: the argument's name, for errors.
+        minimum: the lowest value allowed (None: no bound).
+        maximum: the highest value allowed (default: the int64 maximum).
+
+    Returns:
+        None or ``value`` as an ``int``.
+
+    Raises:
+        ArgumentTypeError: ``value`` is neither None nor an int.
+        InvalidArgumentError: ``value`` is out of range.
+
+    Example:
+        >>> check_optional_int(None, "limit"), check_optional_int(5, "limit", minimum=0)
+        (None, 5)
+    """
     return None if value is None else check_int(value, argument, minimum=minimum, maximum=maximum)
 
 
 def check_str(value: Any, argument: str, *, empty: bool = False) -> str:
-    """``value`` as a ``str`` (non-empty unless ``empty``)."""
+    """``value`` as a ``str`` (non-empty unless ``empty``).
+
+    Args:
+        value: the argument's value.
+        argument: the argument's name, for errors.
+        empty: whether the empty string is allowed.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ArgumentTypeError: ``value`` is not a str.
+        InvalidArgumentError: ``value`` is empty and ``empty`` is False.
+
+    Example:
+        >>> check_str("etl", "app_id")
+        'etl'
+        >>> check_str("", "app_id")
+        Traceback (most recent call last):
+        ...
+        lakehouse.errors.InvalidArgumentError: app_id must not be empty
+    """
     if not isinstance(value, str):
         raise ArgumentTypeError(f"{argument} must be a str, got {_type_name(value)}", argument=argument)
     if not value and not empty:
@@ -69,8 +121,21 @@ def check_str(value: Any, argument: str, *, empty: bool = False) -> str:
 
 
 def check_choice(value: Any, argument: str, choices: Sequence[str]) -> str:
-    """``value`` if it is one of the strings ``choices`` (compared only once it is known to be a str,
-    so that objects with an odd ``__eq__`` cannot get in the way).
+    """``value`` if it is one of the strings ``choices``.
+
+    ``value`` is compared only once it is known to be a str, so that objects with an odd ``__eq__``
+    cannot get in the way.
+
+    Args:
+        value: the argument's value.
+        argument: the argument's name, for errors.
+        choices: the allowed strings.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        InvalidArgumentError: ``value`` is not one of ``choices`` (the message lists them).
 
     Example:
         >>> check_choice("merge", "schema_mode", ("strict", "merge"))
@@ -83,8 +148,18 @@ def check_choice(value: Any, argument: str, choices: Sequence[str]) -> str:
 
 
 def check_names(value: Any, argument: str) -> list[str] | None:
-    """None, or a list of strings from a sequence (or other iterable) of strings; a single ``str`` is
-    refused (it would be read as its characters).
+    """None, or a list of strings from a sequence (or other iterable) of strings.
+
+    Args:
+        value: the argument's value: None or an iterable of str. A single ``str`` is refused (it would
+            be read as its characters).
+        argument: the argument's name, for errors.
+
+    Returns:
+        None or the names, as a new list.
+
+    Raises:
+        ArgumentTypeError: ``value`` is a str, bytes, a mapping or not iterable, or holds a non-str.
 
     Example:
         >>> check_names(("a", "b"), "columns")
@@ -102,7 +177,22 @@ def check_names(value: Any, argument: str) -> list[str] | None:
 
 
 def check_mapping(value: Any, argument: str) -> dict[str, Any] | None:
-    """None, or a ``dict`` copy of a mapping whose keys are all ``str``."""
+    """None, or a ``dict`` copy of a mapping whose keys are all ``str``.
+
+    Args:
+        value: the argument's value, or None.
+        argument: the argument's name, for errors.
+
+    Returns:
+        None or a new ``dict``.
+
+    Raises:
+        ArgumentTypeError: ``value`` is not a mapping, or has a key that is not a str.
+
+    Example:
+        >>> check_mapping({"a": 1}, "properties"), check_mapping(None, "properties")
+        ({'a': 1}, None)
+    """
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -115,6 +205,16 @@ def check_mapping(value: Any, argument: str) -> dict[str, Any] | None:
 
 def check_app_transaction(value: Any) -> tuple[str, int] | None:
     """None, or an idempotent writer's ``(app_id, version)``: a non-empty str and an int >= 0.
+
+    Args:
+        value: the ``app_transaction`` argument: None or a pair.
+
+    Returns:
+        None or the pair as a tuple.
+
+    Raises:
+        ArgumentTypeError: ``value`` is not a pair, or its parts have the wrong types.
+        InvalidArgumentError: the app id is empty or the version negative.
 
     Example:
         >>> check_app_transaction(["etl", 5])
@@ -130,8 +230,18 @@ def check_app_transaction(value: Any) -> tuple[str, int] | None:
 
 
 def check_uri(value: Any) -> str:
-    """A table URI (a path, ``os.PathLike`` or fsspec URL) as a ``str``: not empty, no NUL character,
-    and for a local path no folder name longer than filesystems allow.
+    """A table URI (a path, ``os.PathLike`` or fsspec URL) as a ``str``.
+
+    Args:
+        value: the ``uri`` argument.
+
+    Returns:
+        The URI as a ``str``.
+
+    Raises:
+        ArgumentTypeError: ``value`` is neither a str nor ``os.PathLike``.
+        InvalidArgumentError: it is empty, holds a NUL character, or (a local path) has a folder name
+            longer than filesystems allow.
 
     Example:
         >>> check_uri("memory://t")

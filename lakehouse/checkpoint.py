@@ -60,7 +60,20 @@ MAX_DECODED_RATIO = 256
 
 
 def encode_checkpoint(state: TableState) -> bytes:
-    """The bytes of the checkpoint file for ``state``."""
+    """The bytes of the checkpoint file for ``state``.
+
+    Args:
+        state: the table state at one version.
+
+    Returns:
+        The magic, the crc32 of the payload, and the Arrow IPC payload (see the module docstring).
+
+    Example:
+        >>> import lakehouse as lh
+        >>> t = lh.write_table("memory://doc-ckpt-encode", pa.table({"a": [1]}))
+        >>> encode_checkpoint(t.snapshot().state)[:8]
+        b'LHCKPT1\\n'
+    """
     info = {
         "format": FORMAT_VERSION,
         "version": state.version,
@@ -86,7 +99,26 @@ def encode_checkpoint(state: TableState) -> bytes:
 
 
 def decode_checkpoint(data: bytes, *, path: str, version: int | None = None) -> TableState:
-    """Parse and verify a checkpoint file; ``CorruptLogError`` names ``path`` if it is damaged."""
+    """Parse and verify a checkpoint file.
+
+    Args:
+        data: the file's bytes.
+        path: the file's name, for errors.
+        version: the version the checkpoint must hold (None: any).
+
+    Returns:
+        The table state it holds.
+
+    Raises:
+        CorruptLogError: the file is damaged, too large once decoded, or holds another version; it names ``path``.
+        UnsupportedFormatError: it was written in a newer format.
+
+    Example:
+        >>> import lakehouse as lh
+        >>> t = lh.write_table("memory://doc-ckpt-decode", pa.table({"a": [1, 2]}))
+        >>> decode_checkpoint(encode_checkpoint(t.snapshot().state), path="x", version=0).files.num_rows
+        1
+    """
     if not data.startswith(MAGIC[:6]) or len(data) < len(MAGIC) + 4:
         raise CorruptLogError("not a lakehouse checkpoint", path=path)
     if data[:8] != MAGIC:
@@ -150,11 +182,17 @@ def _read_files(reader: pa.ipc.RecordBatchFileReader, path: str) -> pa.Table:
 
 
 def decoded_size(payload: bytes | memoryview) -> int:
-    """The bytes the record batches (and dictionary batches) of the Arrow IPC file ``payload`` take once
-    decoded, read from the file's footer and message metadata without decompressing anything.
+    """The bytes the record batches (and dictionary batches) of an Arrow IPC file take once decoded.
 
-    A compressed buffer starts with its uncompressed length (Arrow IPC format), which is what Arrow
+    They are read from the file's footer and message metadata without decompressing anything: a
+    compressed buffer starts with its uncompressed length (Arrow IPC format), which is what Arrow
     allocates before it decompresses; so this bounds the memory a reader needs (format §9).
+
+    Args:
+        payload: the Arrow IPC file.
+
+    Returns:
+        The decoded size of its batches, in bytes.
 
     Raises:
         CorruptLogError: the footer or a batch's metadata is malformed (without ``.path``).
@@ -272,7 +310,26 @@ class _Flat:
 
 
 def write_checkpoint(storage: Storage, state: TableState) -> int:
-    """Write the checkpoint of ``state`` (if absent) and point ``_last_checkpoint`` at it; returns its version."""
+    """Write the checkpoint of ``state`` (if absent) and point ``_last_checkpoint`` at it.
+
+    A checkpoint's content is determined by its version, so racing writers write the same file; the
+    pointer only moves forward (or away from a checkpoint that does not exist).
+
+    Args:
+        storage: the table's storage.
+        state: the table state at one version.
+
+    Returns:
+        The checkpoint's version.
+
+    Example:
+        >>> import lakehouse as lh
+        >>> from lakehouse.storage import Storage
+        >>> t = lh.write_table("memory://doc-ckpt-write", pa.table({"a": [1]}))
+        >>> storage = Storage.from_uri(t.uri)
+        >>> write_checkpoint(storage, t.snapshot().state), read_pointer(storage)
+        (0, 0)
+    """
     # A checkpoint's content is determined by its version, so racing writers write the same state;
     # ``overwrite`` publishes the whole file atomically (rename on disk, one object on stores).
     data = encode_checkpoint(state)
@@ -286,19 +343,43 @@ def write_checkpoint(storage: Storage, state: TableState) -> int:
 
 
 def write_pointer(storage: Storage, version: int, *, size_bytes: int, num_files: int) -> None:
-    """Point ``_last_checkpoint`` at the checkpoint of ``version`` (format §9: its version, file size
-    and number of files)."""
+    """Point ``_last_checkpoint`` at the checkpoint of ``version`` (format §9).
+
+    Args:
+        storage: the table's storage.
+        version: the checkpoint's version.
+        size_bytes: the checkpoint file's size.
+        num_files: the number of files it lists.
+
+    Example:
+        >>> from lakehouse.storage import Storage
+        >>> storage = Storage.from_uri("memory://doc-ckpt-pointer")
+        >>> write_pointer(storage, 7, size_bytes=100, num_files=1)
+        >>> read_pointer(storage)
+        7
+    """
     body = msgpack.packb({"version": version, "size_bytes": size_bytes, "num_files": num_files})
     storage.overwrite(CHECKPOINT_POINTER, seal(body))
 
 
 def read_pointer(storage: Storage) -> int | None:
-    """The version ``_last_checkpoint`` points at, or None if it is missing, unreadable, damaged, larger
-    than ``MAX_READ_POINTER_BYTES`` or not a regular file (format §9).
+    """The version ``_last_checkpoint`` points at.
+
+    Args:
+        storage: the table's storage.
+
+    Returns:
+        The version, or None if the pointer is missing, unreadable, damaged, larger than
+        ``MAX_READ_POINTER_BYTES`` or not a regular file (format §9): it is only a hint.
 
     Raises:
         UnsupportedFormatError: the pointer is sealed in a newer envelope format (format §14): it is
             refused, never guessed at or treated as absent.
+
+    Example:
+        >>> from lakehouse.storage import Storage
+        >>> read_pointer(Storage.from_uri("memory://doc-ckpt-nopointer")) is None
+        True
     """
     try:
         data = storage.read(CHECKPOINT_POINTER, max_bytes=MAX_READ_POINTER_BYTES)
@@ -310,7 +391,22 @@ def read_pointer(storage: Storage) -> int | None:
 
 
 def decode_pointer(data: bytes, *, path: str) -> int | None:
-    """The version in the bytes of ``_last_checkpoint``, or None if they are damaged (see :func:`read_pointer`)."""
+    """The version in the bytes of ``_last_checkpoint`` (see :func:`read_pointer`).
+
+    Args:
+        data: the pointer file's bytes.
+        path: its name, for errors.
+
+    Returns:
+        The version, or None if the bytes are damaged.
+
+    Raises:
+        UnsupportedFormatError: the pointer is sealed in a newer envelope format.
+
+    Example:
+        >>> decode_pointer(b"garbage", path="_last_checkpoint") is None
+        True
+    """
     try:
         body = msgpack.unpackb(unseal(data, path=path), raw=False)
         version = body["version"]

@@ -60,7 +60,17 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 # -- constraints of a table ------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, eq=False)
 class Constraint:
-    """A named CHECK constraint of a table."""
+    """A named CHECK constraint of a table.
+
+    Attributes:
+        name: the constraint's name (see :func:`check_constraint_name`).
+        expression: the boolean expression a row must not make FALSE.
+
+    Example:
+        >>> import pyarrow.compute as pc
+        >>> Constraint("positive", pc.field("a") > 0).name
+        'positive'
+    """
 
     name: str
     expression: pc.Expression
@@ -80,6 +90,15 @@ class Constraint:
 def check_constraint_name(name: Any) -> str:
     """Validate a constraint name: a letter or ``_``, then letters, digits or ``_`` (at most 128).
 
+    Args:
+        name: the name.
+
+    Returns:
+        ``name``.
+
+    Raises:
+        InvalidTableError: the name is not a str of that shape.
+
     Example:
         >>> check_constraint_name("amount_positive")
         'amount_positive'
@@ -92,6 +111,12 @@ def check_constraint_name(name: Any) -> str:
 
 def table_constraints(properties: Mapping[str, str]) -> list[Constraint]:
     """The CHECK constraints stored in ``properties``, sorted by name.
+
+    Args:
+        properties: the table properties.
+
+    Returns:
+        One :class:`Constraint` per ``constraint.*`` property.
 
     Raises:
         InvalidTableError: a ``constraint.*`` property cannot be decoded (writers refuse to write
@@ -116,6 +141,13 @@ def table_constraints(properties: Mapping[str, str]) -> list[Constraint]:
 
 def check_expression(expression: FilterLike | pc.Expression, schema: pa.Schema) -> pc.Expression:
     """Validate a CHECK expression against ``schema``: known columns, storable, boolean result.
+
+    Args:
+        expression: a pyarrow expression, DNF filter or SQL text.
+        schema: the table schema.
+
+    Returns:
+        The expression, bound as a pyarrow expression.
 
     Raises:
         ColumnNotFoundError: the expression names a column the schema does not have.
@@ -145,8 +177,15 @@ def check_expression(expression: FilterLike | pc.Expression, schema: pa.Schema) 
 
 # -- checking rows -------------------------------------------------------------------------------
 def violation_error(constraint: Constraint, rows: list[dict[str, Any]], detail: str) -> ConstraintViolationError:
-    """The error for rows violating ``constraint``: ``rows`` is a sample of them, ``detail`` says how many
-    and of what.
+    """The error for rows violating ``constraint``.
+
+    Args:
+        constraint: the violated constraint.
+        rows: a sample of the offending rows.
+        detail: how many rows, and of what (``"2 rows of the table"``).
+
+    Returns:
+        The error (not raised).
 
     Example:
         >>> import pyarrow.compute as pc
@@ -177,8 +216,17 @@ def _checker(constraints: Sequence[Constraint]) -> Check:
 
 
 def constraint_checker(properties: Mapping[str, str]) -> Check | None:
-    """A ``check`` for ``write_data_files`` that enforces the CHECK constraints in ``properties``
-    (None if there are none); ``InvalidTableError`` if one cannot be decoded.
+    """A ``check`` for ``write_data_files`` that enforces the CHECK constraints in ``properties``.
+
+    Args:
+        properties: the table properties.
+
+    Returns:
+        A function raising ``ConstraintViolationError`` for a batch with a violating row, or None if
+        there are no constraints.
+
+    Raises:
+        InvalidTableError: a constraint cannot be decoded.
 
     Example:
         >>> constraint_checker({"owner": "me"}) is None
@@ -189,7 +237,13 @@ def constraint_checker(properties: Mapping[str, str]) -> Check | None:
 
 
 def combine_checks(*checks: Check | None) -> Check | None:
-    """One check running each given one in order (None if none is given).
+    """One check running each given one in order.
+
+    Args:
+        *checks: checks, or None for none.
+
+    Returns:
+        The combined check (the only one if one is given), or None if none is given.
 
     Example:
         >>> combine_checks(None, None) is None

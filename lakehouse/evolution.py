@@ -109,8 +109,13 @@ def _ids_everywhere(meta: Metadata) -> Metadata:
 
 
 def new_metadata_schema(meta: Metadata) -> Metadata:
-    """Metadata for a new table: any column-mapping metadata in the given schema is replaced by fresh
-    ids (from 1) and physical names equal to the names.
+    """Metadata for a new table, with fresh column mapping.
+
+    Args:
+        meta: the new table's metadata; any column-mapping metadata in its schema is replaced.
+
+    Returns:
+        ``meta`` with fresh field ids (from 1) and physical names equal to the names.
 
     Example:
         >>> new_metadata_schema(Metadata(table_id="t", schema=pa.schema([("a", pa.int8())]))).last_field_id
@@ -126,6 +131,9 @@ characters (format §7), every partition folder name fits the 255 bytes most fil
 
 def check_partition_name(name: str) -> None:
     """Refuse a partition column name too long to name partition folders (format §5.1).
+
+    Args:
+        name: the partition column's name.
 
     Raises:
         InvalidTableError: its escaped form (format §7) is longer than 126 characters.
@@ -237,6 +245,14 @@ def _new_field(meta: Metadata, field: pa.Field, siblings: list[pa.Field], parent
 def add_column(meta: Metadata, field: pa.Field, *, parent: ColumnPath | None = None) -> Metadata:
     """Add the nullable ``field`` at the end of the table (or of the struct column at ``parent``).
 
+    Args:
+        meta: the table metadata.
+        field: the new column (nullable, not of type null); it gets the next field id.
+        parent: the struct column to add it to (None: the table).
+
+    Returns:
+        The new metadata.
+
     Raises:
         SchemaMismatchError: the field is not nullable, has type null, or its name is taken.
         ColumnNotFoundError: ``parent`` is not a struct column of the table.
@@ -286,6 +302,14 @@ def _check_constraints(meta: Metadata, path: tuple[str, ...], action: str) -> No
 def rename_column(meta: Metadata, column: ColumnPath, new_name: str) -> Metadata:
     """Rename a column (or a struct child); the data files keep it under its physical name.
 
+    Args:
+        meta: the table metadata.
+        column: the column's name, or the path of a struct child.
+        new_name: its new name.
+
+    Returns:
+        The new metadata.
+
     Raises:
         ColumnNotFoundError: no such column.
         SchemaMismatchError: ``new_name`` is taken or empty, or a CHECK constraint uses the column.
@@ -317,6 +341,13 @@ def rename_column(meta: Metadata, column: ColumnPath, new_name: str) -> Metadata
 
 def drop_column(meta: Metadata, column: ColumnPath) -> Metadata:
     """Remove a column (or a struct child); its physical name is retired, its data stays in old files.
+
+    Args:
+        meta: the table metadata.
+        column: the column's name, or the path of a struct child.
+
+    Returns:
+        The new metadata.
 
     Raises:
         ColumnNotFoundError: no such column.
@@ -354,7 +385,13 @@ def _widening_error(path: str, old: pa.DataType, new: pa.DataType) -> SchemaMism
 def widen_column(meta: Metadata, column: ColumnPath, type: pa.DataType) -> Metadata:
     """Widen the type of a column (or a struct child) to ``type``; old files are cast when read.
 
-    Returns ``meta`` unchanged if the column already has ``type``.
+    Args:
+        meta: the table metadata.
+        column: the column's name, or the path of a struct child.
+        type: the wider type (see :func:`lakehouse.schema.can_widen`).
+
+    Returns:
+        The new metadata (``meta`` unchanged if the column already has ``type``).
 
     Raises:
         ColumnNotFoundError: no such column.
@@ -408,9 +445,15 @@ def _merge_field(meta: Metadata, t: pa.Field, d: pa.Field, path: tuple[str, ...]
 
 
 def merge_schema(meta: Metadata, data: pa.Schema) -> Metadata:
-    """The metadata after a ``schema_mode="merge"`` write of data with schema ``data``: its new nullable
-    columns (top level or in structs) join the schema at the end, and a table type the data widens is
-    widened. Returns ``meta`` itself when nothing changes.
+    """The metadata after a ``schema_mode="merge"`` write of data with schema ``data``.
+
+    Args:
+        meta: the table metadata.
+        data: the data's schema.
+
+    Returns:
+        ``meta`` with the data's new nullable columns (top level or in structs) at the end and every table
+        type the data widens widened; ``meta`` itself when nothing changes.
 
     Raises:
         SchemaMismatchError: a new column is not nullable (or has type null), or a type is neither the
@@ -449,14 +492,22 @@ def _has_path(schema: pa.Schema, path: Sequence[str]) -> bool:
 
 
 def replace_schema(meta: Metadata, data: pa.Schema, partition_by: Sequence[str] | None = None) -> Metadata:
-    """The metadata after a ``schema_mode="overwrite"`` write, which replaces every row: the data's
-    schema (each type as a new column takes it, see ``lakehouse.schema.data_type``) and ``partition_by``
-    (None: the table's) replace the table's; table id, creation time and properties stay. Returns
-    ``meta`` itself when the partitioning and the columns (names, nullability, types up to their
-    representation) do not change; otherwise the fields get fresh ids
-    above ``last_field_id`` and physical names equal to their names, and ``dropped_physical`` is
-    emptied: the same commit removes every live file, so no file a later version reads holds an
-    earlier column (format.md §5.7).
+    """The metadata after a ``schema_mode="overwrite"`` write, which replaces every row.
+
+    The data's schema (each type as a new column takes it, see ``lakehouse.schema.data_type``) and
+    ``partition_by`` replace the table's; table id, creation time and properties stay. When anything
+    changes the fields get fresh ids above ``last_field_id`` and physical names equal to their names,
+    and ``dropped_physical`` is emptied: the same commit removes every live file, so no file a later
+    version reads holds an earlier column (format.md §5.7).
+
+    Args:
+        meta: the table metadata.
+        data: the data's schema.
+        partition_by: the new partition columns (None: the table's).
+
+    Returns:
+        The new metadata; ``meta`` itself when the partitioning and the columns (names, nullability,
+        types up to their representation) do not change.
 
     Raises:
         InvalidTableError: the partition columns are not columns of the data (or cannot partition),
@@ -505,10 +556,19 @@ def _dates_became_timestamps(old: pa.Schema, new: pa.Schema) -> bool:
 
 
 def narrowing_protocol(meta: Metadata, current: Protocol, previous: Metadata) -> Protocol | None:
-    """The protocol a commit of ``meta`` replacing ``previous`` needs when it narrows a column (a
-    restore to a version before a widening), or None if ``current`` suffices or nothing narrows.
-    Readers of version 2 would read the partition values and statistics of the files it keeps as
-    unknown (null) and so misplace rows: version 3 readers cast them back exactly (format §5.2, §8).
+    """The protocol a commit of ``meta`` replacing ``previous`` needs when it narrows a column.
+
+    A restore to a version before a widening narrows: readers of version 2 would read the partition
+    values and statistics of the files it keeps as unknown (null) and so misplace rows; version 3
+    readers cast them back exactly (format §5.2, §8).
+
+    Args:
+        meta: the metadata being committed.
+        current: the protocol in force.
+        previous: the metadata it replaces.
+
+    Returns:
+        The protocol to set, or None if ``current`` suffices or nothing narrows.
 
     Example:
         >>> meta = new_metadata_schema(Metadata(table_id="t", schema=pa.schema([("a", pa.int8())])))
@@ -528,11 +588,20 @@ def narrowing_protocol(meta: Metadata, current: Protocol, previous: Metadata) ->
 
 
 def raised_protocol(meta: Metadata, current: Protocol, previous: Metadata | None = None) -> Protocol | None:
-    """The protocol a commit of ``meta`` (replacing ``previous``) must set, or None if ``current``
-    suffices. Both versions become at least 2 (format.md §5.7) once a physical name differs from its
-    column's name or a name is retired (readers and writers that do not map columns would misread
-    the table), and when a date column becomes a timestamp (a version 1 reader would decode the
-    statistics of older files, stored as days, as timestamps).
+    """The protocol a commit of ``meta`` (replacing ``previous``) must set.
+
+    Both versions become at least 2 (format.md §5.7) once a physical name differs from its column's
+    name or a name is retired (readers and writers that do not map columns would misread the table),
+    and when a date column becomes a timestamp (a version 1 reader would decode the statistics of
+    older files, stored as days, as timestamps).
+
+    Args:
+        meta: the metadata being committed.
+        current: the protocol in force.
+        previous: the metadata it replaces (None: a new table).
+
+    Returns:
+        The protocol to set, or None if ``current`` suffices.
 
     Example:
         >>> meta = new_metadata_schema(Metadata(table_id="t", schema=pa.schema([("a", pa.int8())])))

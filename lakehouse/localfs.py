@@ -45,17 +45,28 @@ HAS_DIR_FD = (hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and os.op
 
 
 def is_under(path: str, root: str) -> bool:
-    """True if the (resolved) ``path`` is ``root`` or inside it (both absolute, normalised)."""
+    """True if the (resolved) ``path`` is ``root`` or inside it.
+
+    Args:
+        path: an absolute, normalised path.
+        root: an absolute, normalised folder.
+
+    Returns:
+        Whether ``path`` lies at or below ``root``.
+
+    Example:
+        >>> is_under("/data/t/a.parquet", "/data/t"), is_under("/data/tt", "/data/t")
+        (True, False)
+    """
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def check_contained(root: str, rels: Iterable[str], *, real_root: str | None = None) -> None:
-    """Raise :class:`UnsafePathError` if some ``rel`` (relative to the local folder ``root``)
-    resolves outside ``root``'s resolved path. A missing file passes (its reader reports it).
+    """Raise :class:`UnsafePathError` if some ``rel`` resolves outside ``root``'s resolved path.
 
-    Only what lies below ``root`` is examined (``root`` itself, and its ancestors, are the user's):
-    one ``lstat`` per distinct folder segment and per file, and a ``realpath`` only where one of
-    them is a symbolic link.
+    A missing file passes (its reader reports it). Only what lies below ``root`` is examined (``root``
+    itself, and its ancestors, are the user's): one ``lstat`` per distinct folder segment and per file,
+    and a ``realpath`` only where one of them is a symbolic link.
 
     Args:
         root: the table root, an absolute local path.
@@ -64,6 +75,16 @@ def check_contained(root: str, rels: Iterable[str], *, real_root: str | None = N
 
     Raises:
         UnsafePathError: a folder on the way or the file itself is a link that leaves the root.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> os.symlink(tempfile.gettempdir(), os.path.join(root, "out"))
+        >>> check_contained(root, ["a/missing.parquet"])
+        >>> check_contained(root, ["out/x.parquet"])
+        Traceback (most recent call last):
+        ...
+        lakehouse.errors.UnsafePathError: ...
     """
     resolved = [real_root]
 
@@ -144,8 +165,7 @@ def _outside(root: str, rel: str, link: str) -> UnsafePathError:
 
 
 def delete_file(root: str, rel: str) -> None:
-    """Delete the regular file ``rel`` under the local folder ``root`` without following any link
-    below ``root``.
+    """Delete the regular file ``rel`` under the local folder ``root`` without following any link below ``root``.
 
     Args:
         root: the table root, an absolute local path (it may itself be a link: it is the user's).
@@ -155,6 +175,15 @@ def delete_file(root: str, rel: str) -> None:
         FileNotFoundError: nothing is at ``rel`` (or a folder on the way is missing or is a file).
         UnsafePathError: a folder on the way is a symbolic link, or ``rel`` is not a regular file
             (a link, a folder, a FIFO, ...); nothing was deleted.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(root, "d"))
+        >>> open(os.path.join(root, "d", "a.parquet"), "wb").close()
+        >>> delete_file(root, "d/a.parquet")
+        >>> os.listdir(os.path.join(root, "d"))
+        []
     """
     *folders, name = rel.split("/")
     if not name or any(seg in ("", ".", "..") for seg in rel.split("/")):

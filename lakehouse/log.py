@@ -1,15 +1,8 @@
 """The transaction log: frozen commit actions and their explicit msgpack codec.
 
-One log entry per version, ``_lakehouse_log/<version:020d>.msgpack``. Each file is a checksummed
-envelope ``{"format": 1, "crc32": crc, "body": <msgpack bytes>}`` whose body holds the actions of
-one commit (see ``docs/format.md``). Decoding validates the shape of everything it returns, so a
-damaged or foreign file raises :class:`~lakehouse.errors.CorruptLogError` naming it.
-
-Example:
-    >>> info = CommitInfo(id="c1", timestamp=1, operation="append")
-    >>> entry = LogEntry(version=3, commit=info)
-    >>> decode_entry(encode_entry(entry), path="x", version=3) == entry
-    True
+One entry per version, ``_lakehouse_log/<version:020d>.msgpack``: a checksummed envelope
+``{"format": 1, "crc32": crc, "body": <msgpack bytes>}`` whose body holds one commit's actions (see
+``docs/format.md``). Decoding validates every shape: a damaged or foreign file raises ``CorruptLogError``.
 """
 
 from __future__ import annotations
@@ -62,11 +55,9 @@ __all__ = [
 FORMAT_VERSION = 1
 """Version of the envelope of log entries and checkpoints."""
 READER_VERSION = 4
-"""The highest ``min_reader_version`` this library can read (2: column mapping, format.md §5.7;
-3: files tables narrowed back exactly by a restore, §5.2, §8; 4: deletion vectors, §5.3, §5.8)."""
+"""The highest ``min_reader_version`` this library can read (2: column mapping, 3: exact restores, 4: DVs)."""
 WRITER_VERSION = 4
-"""The highest ``min_writer_version`` this library can write (2: column mapping, format.md §5.7;
-3: files tables narrowed back exactly by a restore, §5.2, §8; 4: deletion vectors, §5.3, §5.8)."""
+"""The highest ``min_writer_version`` this library can write (as :data:`READER_VERSION`; format.md §5.2)."""
 DELETION_VECTORS_VERSION = 4
 """The reader and writer protocol version that introduces deletion vectors (format.md §5.2)."""
 VECTOR_DIR = "_deletion_vectors"
@@ -87,6 +78,12 @@ _UNPACK_LIMITS: dict[str, int] = {
 def entry_name(version: int) -> str:
     """Relative path of the log entry for ``version``.
 
+    Args:
+        version: the table version.
+
+    Returns:
+        The path, relative to the table root.
+
     Example:
         >>> entry_name(7)
         '_lakehouse_log/00000000000000000007.msgpack'
@@ -97,6 +94,12 @@ def entry_name(version: int) -> str:
 def checkpoint_name(version: int) -> str:
     """Relative path of the checkpoint at ``version``.
 
+    Args:
+        version: the table version.
+
+    Returns:
+        The path, relative to the table root.
+
     Example:
         >>> checkpoint_name(100)
         '_lakehouse_log/00000000000000000100.checkpoint.arrow'
@@ -106,6 +109,12 @@ def checkpoint_name(version: int) -> str:
 
 def parse_log_name(name: str) -> tuple[int, str] | None:
     """``(version, "entry" | "checkpoint")`` for a file name in the log folder, else None.
+
+    Args:
+        name: a file name in ``_lakehouse_log`` (no folder).
+
+    Returns:
+        The version and kind of the file, or None if ``name`` is neither an entry nor a checkpoint.
 
     Example:
         >>> parse_log_name("00000000000000000100.checkpoint.arrow")
@@ -120,7 +129,12 @@ def parse_log_name(name: str) -> tuple[int, str] | None:
 # -- the actions -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Protocol:
-    """The reader and writer versions a client needs to read or write the table."""
+    """The reader and writer versions a client needs to read or write the table.
+
+    Attributes:
+        min_reader_version: the lowest reader protocol version that can read the table.
+        min_writer_version: the lowest writer protocol version that can write it.
+    """
 
     min_reader_version: int = 1
     min_writer_version: int = 1
@@ -130,10 +144,14 @@ class Protocol:
 class Metadata:
     """Table metadata: identity, schema, partitioning and properties.
 
-    ``schema`` is the table schema with the column-mapping field metadata (``PARQUET:field_id``,
-    ``lakehouse:physical``, see ``lakehouse.schema``); ``last_field_id`` is the highest field id ever
-    given (ids are never reused) and ``dropped_physical`` the physical paths of dropped fields (never
-    reused as physical names).
+    Attributes:
+        table_id: the table's unique id (fixed at creation).
+        schema: the schema, with column-mapping field metadata (see ``lakehouse.schema``).
+        partition_by: the partition columns, in order.
+        properties: the table properties (strings).
+        created_time: creation time, in milliseconds since the epoch.
+        last_field_id: the highest field id ever given (ids are never reused).
+        dropped_physical: the physical paths of dropped fields (never reused).
     """
 
     table_id: str
@@ -161,10 +179,14 @@ class Metadata:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeletionVectorDescriptor:
-    """Where a deletion vector's bytes are (format.md §5.8): ``inline`` (the serialized vector, at most
-    :data:`MAX_INLINE_VECTOR_BYTES`) or a byte range of a vector file ``path``
-    (``_deletion_vectors/dv-<32 hex>.bin``) whose 4-byte size field starts at ``offset`` and whose
-    serialized vector is ``size`` bytes; ``cardinality`` is the number of row positions it holds.
+    """Where a deletion vector's bytes are (format.md §5.8): inline, or a byte range of a vector file.
+
+    Attributes:
+        cardinality: the number of row positions it holds.
+        inline: the serialized vector (at most :data:`MAX_INLINE_VECTOR_BYTES`), or None.
+        path: the vector file (``_deletion_vectors/dv-<32 hex>.bin``) if not inlined.
+        offset: where the vector's 4-byte size field starts in ``path``.
+        size: the serialized vector's length in ``path``, in bytes.
 
     Example:
         >>> DeletionVectorDescriptor(cardinality=2, inline=b"...").is_inline
@@ -187,9 +209,17 @@ class DeletionVectorDescriptor:
 class AddFile:
     """A data file joining the table. Values are log-encoded (see ``lakehouse.schema``).
 
-    ``deletion_vector``: the rows of the file that are deleted (format §5.8), None if none are;
-    ``carried_rows``: how many leading rows are carried over unchanged from files the same commit
-    removes (lineage for the change feed, §5.3), None if unknown.
+    Attributes:
+        path: the file's path, relative to the table root.
+        size_bytes: the file's size.
+        num_rows: the file's row count (deleted rows included).
+        modification_time: when the file was written, in milliseconds since the epoch.
+        partition: the log-encoded partition values, in ``partition_by`` order.
+        min: column -> log-encoded minimum value.
+        max: column -> log-encoded maximum value.
+        null_count: column -> null count (None if unknown).
+        deletion_vector: the rows of the file that are deleted (format §5.8), None if none are.
+        carried_rows: leading rows carried over unchanged from files the commit removes (§5.3), or None.
     """
 
     path: str
@@ -213,9 +243,13 @@ class AddFile:
 class RemoveFile:
     """A data file leaving the table (still readable by older versions until vacuumed).
 
-    ``num_deleted_rows``: the cardinality of the deletion vector the file had when removed (its live
-    rows are ``num_rows - num_deleted_rows``); ``dropped_rows``: the rows of the file this commit
-    dropped (lineage for the change feed, format §5.4), None if unknown.
+    Attributes:
+        path: the file's path, relative to the table root.
+        deletion_time: when it was removed, in milliseconds since the epoch.
+        size_bytes: the file's size.
+        num_rows: the file's row count.
+        num_deleted_rows: its deletion vector's cardinality when removed (live rows: the difference).
+        dropped_rows: the rows this commit dropped (change-feed lineage, format §5.4), or None.
     """
 
     path: str
@@ -228,7 +262,12 @@ class RemoveFile:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppTransaction:
-    """An idempotent writer's progress marker: ``app_id`` has applied ``version``."""
+    """An idempotent writer's progress marker: ``app_id`` has applied ``version``.
+
+    Attributes:
+        app_id: the writer's id.
+        version: the writer's own version it has applied.
+    """
 
     app_id: str
     version: int
@@ -236,7 +275,18 @@ class AppTransaction:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommitInfo:
-    """Who committed what, when: one per log entry."""
+    """Who committed what, when: one per log entry.
+
+    Attributes:
+        id: the commit's unique id.
+        timestamp: commit time, in milliseconds since the epoch.
+        operation: the operation's name (``append``, ``delete``, ...).
+        parameters: the operation's parameters.
+        read_version: the version the commit was based on, or None.
+        blind_append: True if the commit only adds files without reading.
+        lakehouse_version: the version of lakehouse that wrote it.
+        data_change: False for a commit that only rearranges rows (optimize, folding DVs; format §5.6).
+    """
 
     id: str
     timestamp: int
@@ -246,12 +296,21 @@ class CommitInfo:
     blind_append: bool = False
     lakehouse_version: str = ""
     data_change: bool = True
-    """False for a commit that only rearranges rows (optimize, folding deletion vectors; format §5.6)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogEntry:
-    """All actions of one commit."""
+    """All actions of one commit.
+
+    Attributes:
+        version: the table version it creates.
+        commit: who committed what, when.
+        protocol: a new protocol, or None.
+        metadata: new metadata, or None.
+        add: the files joining the table.
+        remove: the files leaving it.
+        txn: idempotent writers' progress markers.
+    """
 
     version: int
     commit: CommitInfo
@@ -266,6 +325,12 @@ class LogEntry:
 def seal(body: bytes) -> bytes:
     """Wrap ``body`` in the checksummed envelope.
 
+    Args:
+        body: the bytes to wrap.
+
+    Returns:
+        The envelope's msgpack bytes.
+
     Example:
         >>> unseal(seal(b"abc"), path="x")
         b'abc'
@@ -274,7 +339,19 @@ def seal(body: bytes) -> bytes:
 
 
 def unseal(data: bytes, *, path: str) -> bytes:
-    """Check the envelope and return its body; ``CorruptLogError`` naming ``path`` if damaged."""
+    """Check the envelope and return its body; ``CorruptLogError`` naming ``path`` if damaged.
+
+    Args:
+        data: the file's bytes.
+        path: the file's name, for errors.
+
+    Returns:
+        The body.
+
+    Example:
+        >>> unseal(seal(b"x"), path="x")
+        b'x'
+    """
     try:
         env = msgpack.unpackb(data, raw=False, strict_map_key=True, **_UNPACK_LIMITS)
     except Exception as exc:
@@ -298,7 +375,18 @@ def unseal(data: bytes, *, path: str) -> bytes:
 
 # -- encode --------------------------------------------------------------------------------------
 def encode_metadata(m: Metadata) -> dict[str, Any]:
-    """Metadata as a msgpack-ready map (the schema as Arrow IPC bytes)."""
+    """Metadata as a msgpack-ready map (the schema as Arrow IPC bytes).
+
+    Args:
+        m: the metadata.
+
+    Returns:
+        A map of msgpack-ready values.
+
+    Example:
+        >>> encode_metadata(Metadata(table_id="t1", schema=pa.schema([])))["table_id"]
+        't1'
+    """
     return {
         "table_id": m.table_id,
         "schema": m.schema.serialize().to_pybytes(),
@@ -340,7 +428,18 @@ def _encode_remove(r: RemoveFile) -> dict[str, Any]:
 
 
 def encode_entry(entry: LogEntry) -> bytes:
-    """Serialise a log entry to the bytes of its file."""
+    """Serialise a log entry to the bytes of its file.
+
+    Args:
+        entry: the log entry.
+
+    Returns:
+        The sealed bytes of its file.
+
+    Example:
+        >>> len(encode_entry(LogEntry(version=0, commit=CommitInfo(id="c", timestamp=0, operation="x")))) > 0
+        True
+    """
     c = entry.commit
     body: dict[str, Any] = {
         "version": entry.version,
@@ -390,12 +489,16 @@ INT64_MAX = (1 << 63) - 1
 
 
 def validate_data_path(path: str) -> str:
-    """Return ``path`` if it is a safe relative data path (format §3), else raise ``InvalidArgumentError``.
+    """Return ``path`` if it is a safe relative data path (format §3), as readers and ``commit_files`` check.
 
-    Refused: an empty path, an absolute one (leading ``/``), a URL (``://`` or a ``:`` in the first
-    segment), a backslash, a NUL or other control character, and an empty, ``.`` or ``..`` segment.
-    Readers apply this rule to every path of the log and of checkpoints, and
-    ``Table.commit_files`` to every record it is given, so the two always agree.
+    Args:
+        path: the path to check.
+
+    Returns:
+        ``path``, unchanged.
+
+    Raises:
+        InvalidArgumentError: if empty, absolute, a URL, or with a backslash, control character or ``..``.
 
     Example:
         >>> validate_data_path("day=1/part-0.parquet")
@@ -421,15 +524,13 @@ _BAD_PATH_RE = re.compile(_BAD_PATH)
 
 
 def validate_data_paths(paths: pa.Array | pa.ChunkedArray) -> None:
-    """Raise ``InvalidArgumentError`` (a ``ValueError``) naming the first path that
-    :func:`validate_data_path` would refuse (vectorised: a checkpoint may hold millions of paths).
+    """Raise ``InvalidArgumentError`` naming the first path :func:`validate_data_path` refuses (vectorised).
+
+    Args:
+        paths: a string array of data paths.
 
     Example:
         >>> validate_data_paths(pa.array(["a/b.parquet", "c.parquet"]))
-        >>> validate_data_paths(pa.array(["a/../../b.parquet"]))
-        Traceback (most recent call last):
-        ...
-        lakehouse.errors.InvalidArgumentError: data path 'a/../../b.parquet' escapes the table root or is not normalised
     """
     import pyarrow.compute as pc
 
@@ -478,7 +579,18 @@ def _decode_metadata(d: Any) -> Metadata:
 
 
 def decode_metadata(d: Any) -> Metadata:
-    """Inverse of :func:`encode_metadata`; ``CorruptLogError`` if ``d`` is not valid metadata."""
+    """Inverse of :func:`encode_metadata`; ``CorruptLogError`` if ``d`` is not valid metadata.
+
+    Args:
+        d: the decoded msgpack map.
+
+    Returns:
+        The metadata.
+
+    Example:
+        >>> decode_metadata(encode_metadata(Metadata(table_id="t1", schema=pa.schema([])))).table_id
+        't1'
+    """
     try:
         return _decode_metadata(d)
     except _Bad as exc:
@@ -527,8 +639,13 @@ def _decode_add(d: Any) -> AddFile:
 
 
 def validate_vector_path(path: str) -> str:
-    """Return ``path`` if it names a deletion-vector file as format §3 and §5.8 allow
-    (``_deletion_vectors/dv-<32 lower-case hex digits>.bin``), else raise ``InvalidArgumentError``.
+    """Return ``path`` if it names a deletion-vector file, ``_deletion_vectors/dv-<32 hex>.bin`` (format §5.8).
+
+    Args:
+        path: the path to check.
+
+    Returns:
+        ``path``, unchanged.
 
     Example:
         >>> validate_vector_path("_deletion_vectors/dv-" + "0" * 32 + ".bin")[:21]
@@ -636,9 +753,7 @@ def _decode_txns(items: list[Any]) -> tuple[AppTransaction, ...]:
 
 
 def _check_action_set(entry: LogEntry) -> LogEntry:
-    """Within one entry actions form a set (format §4.2): no path added twice; a path both
-    removed and added only where the add re-adds the same physical file (same ``size_bytes`` and
-    ``num_rows``) with another deletion vector (format §5.8)."""
+    """Actions form a set (§4.2): no path added twice, or removed and re-added but as the same file (§5.8)."""
     added = {a.path: a for a in entry.add}
     if len(added) != len(entry.add):
         raise _Bad("a path is added twice")
@@ -653,7 +768,24 @@ def _check_action_set(entry: LogEntry) -> LogEntry:
 
 
 def decode_entry(data: bytes, *, path: str, version: int) -> LogEntry:
-    """Parse and validate the bytes of a log entry file; ``CorruptLogError`` names ``path``."""
+    """Parse and validate the bytes of a log entry file.
+
+    Args:
+        data: the file's bytes.
+        path: the file's name, for errors.
+        version: the version the entry must hold.
+
+    Returns:
+        The log entry.
+
+    Raises:
+        CorruptLogError: if the file is damaged, holds another version or needs a newer lakehouse.
+
+    Example:
+        >>> entry = LogEntry(version=3, commit=CommitInfo(id="c1", timestamp=1, operation="append"))
+        >>> decode_entry(encode_entry(entry), path="x", version=3) == entry
+        True
+    """
     body = unseal(data, path=path)
     try:
         decoded = msgpack.unpackb(body, raw=False, strict_map_key=True, **_UNPACK_LIMITS)

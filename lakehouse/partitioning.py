@@ -32,9 +32,16 @@ _MAX_SEGMENT = 128
 def escape_segment(value: str) -> str:
     """Percent-escape ``value`` for use as (part of) one path segment; long values are shortened.
 
+    Args:
+        value: the text.
+
+    Returns:
+        The escaped segment: never ``.`` or ``..``, at most the segment length limit (a hash suffix
+        keeps shortened values distinct).
+
     Example:
-        >>> escape_segment("..")
-        '%2E%2E'
+        >>> escape_segment(".."), escape_segment("a/b")
+        ('%2E%2E', 'a%2Fb')
     """
     raw = value.encode("utf-8", "surrogatepass")
     out = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in raw)
@@ -52,7 +59,19 @@ def _display(value: Any) -> str:
 
 
 def partition_dir(columns: Sequence[str], values: Sequence[Any]) -> str:
-    """The relative folder for one partition (``""`` for an unpartitioned table)."""
+    """The relative folder for one partition (``""`` for an unpartitioned table).
+
+    Args:
+        columns: the partition columns (physical names).
+        values: their values, in the same order (None: the null segment).
+
+    Returns:
+        ``<column>=<value>`` segments joined by ``/``, each escaped.
+
+    Example:
+        >>> partition_dir(["day", "kind"], [3, None]), partition_dir([], [])
+        ('day=3/kind=__HIVE_DEFAULT_PARTITION__', '')
+    """
     return "/".join(
         f"{escape_segment(c)}={NULL_SEGMENT if v is None else escape_segment(_display(v))}"
         for c, v in zip(columns, values)
@@ -76,11 +95,17 @@ def _single_partition(table: pa.Table, columns: Sequence[str]) -> bool:
 def split_by_partition(
     table: pa.Table, columns: Sequence[str], *, take: Callable[[pa.Table, pa.Array], pa.Table] | None = None,
 ) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...], pa.Table]]:
-    """Yield ``(encoded values, python values, rows)`` per partition of ``table``.
+    """Split ``table`` into its partitions.
 
-    Rows keep their relative order within a partition; partition columns stay in the rows.
-    ``take(table, indices)`` reorders the rows (default ``table.take``; a writer passes one that
-    takes the columns in parallel).
+    Args:
+        table: the rows.
+        columns: the partition columns (empty: one partition, the whole table).
+        take: ``take(table, indices)`` reorders the rows (default ``table.take``; a writer passes one
+            that takes the columns in parallel).
+
+    Yields:
+        ``(encoded values, python values, rows)`` per partition, in order of the values (nulls last);
+        rows keep their relative order within a partition, partition columns stay in the rows.
 
     Example:
         >>> t = pa.table({"day": [2, 1, 2], "v": ["a", "b", "c"]})

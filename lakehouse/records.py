@@ -23,8 +23,25 @@ __all__ = ["checked_adds", "data_files", "live_paths"]
 
 
 def checked_adds(files: Sequence[Any], base: TableState) -> list[AddFile]:
-    """The add actions of ``files`` for ``base``; ``InvalidDataFileError`` names the record and field
-    at fault (format §3, §5.3, §7) before anything is written."""
+    """The add actions of ``files`` for ``base``, checked before anything is written (format §3, §5.3, §7).
+
+    Args:
+        files: the records given to ``Table.commit_files``.
+        base: the state they are committed onto (its metadata types their values).
+
+    Returns:
+        One add action per record.
+
+    Raises:
+        InvalidDataFileError: a record is not a :class:`DataFile` or is invalid; it names the record and field.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-records-adds", pa.table({"a": [1]}))
+        >>> files = lh.write_files(t.uri, pa.table({"a": [2, 3]}))
+        >>> [a.num_rows for a in checked_adds(files, t.snapshot().state)]
+        [2]
+    """
     adds = []
     for f in files:
         if not isinstance(f, DataFile):
@@ -46,8 +63,25 @@ def checked_adds(files: Sequence[Any], base: TableState) -> list[AddFile]:
 
 
 def live_paths(files: Sequence[Any], base: TableState) -> list[str]:
-    """Paths of ``files`` that are live at ``base``: adding one again would write an entry every reader
-    refuses (format §10.2), and deleting it after a refusal would lose rows."""
+    """Paths of ``files`` that are live at ``base``.
+
+    Adding one again would write an entry every reader refuses (format §10.2), and deleting it after a
+    refusal would lose rows.
+
+    Args:
+        files: the records given to ``Table.commit_files``.
+        base: the state they are committed onto.
+
+    Returns:
+        The live paths among them, sorted.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-records-live", pa.table({"a": [1]}))
+        >>> files = lh.write_files(t.uri, pa.table({"a": [2]}))
+        >>> live_paths(files, t.snapshot().state)
+        []
+    """
     given = [f.path for f in files if isinstance(f, DataFile) and isinstance(f.path, str)]
     if not given:
         return []
@@ -56,7 +90,25 @@ def live_paths(files: Sequence[Any], base: TableState) -> list[str]:
 
 
 def data_files(files: Any) -> list[DataFile]:
-    """``files`` as a list of :class:`DataFile` records; ``ArgumentTypeError`` for anything else."""
+    """``files`` as a list of :class:`DataFile` records.
+
+    Args:
+        files: the ``files`` argument of ``Table.commit_files``: an iterable of records.
+
+    Returns:
+        The records, as a new list.
+
+    Raises:
+        ArgumentTypeError: ``files`` is not an iterable of :class:`DataFile` records.
+
+    Example:
+        >>> data_files([])
+        []
+        >>> data_files("a.parquet")
+        Traceback (most recent call last):
+        ...
+        lakehouse.errors.ArgumentTypeError: files must be a list of DataFile records, got str
+    """
     if isinstance(files, str | bytes | Mapping | DataFile) or not hasattr(files, "__iter__"):
         raise ArgumentTypeError(f"files must be a list of DataFile records, got {type(files).__name__}",
                                 argument="files")

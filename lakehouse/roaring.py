@@ -137,6 +137,10 @@ def encode_portable(positions: np.ndarray) -> bytes:
 
     Returns:
         The serialized bitmap (8 bytes for an empty set).
+
+    Example:
+        >>> len(encode_portable(np.array([], np.uint64))), len(encode_portable(np.array([1, 5], np.uint64)))
+        (8, 32)
     """
     if positions.size == 0:
         return bytes(8)
@@ -231,6 +235,11 @@ def decode_portable(data: bytes, *, limit: int = LIMIT, max_cardinality: int) ->
             beyond the input, keys out of order, a container that overflows or disagrees with its
             header, trailing bytes), or it holds a position at or beyond ``limit`` or more than
             ``max_cardinality`` positions.
+
+    Example:
+        >>> data = encode_portable(np.array([1, 5], np.uint64))
+        >>> decode_portable(data, limit=10, max_cardinality=10).tolist()
+        [1, 5]
     """
     data = bytes(data)
     reader = _Reader(data)
@@ -284,6 +293,10 @@ def decode_native(data: bytes, *, limit: int = LIMIT, max_cardinality: int) -> n
 
     Raises:
         CorruptDeletionVectorError: as :func:`decode_portable`.
+
+    Example:
+        >>> decode_native(bytes(4), limit=10, max_cardinality=10).tolist()
+        []
     """
     data = bytes(data)
     reader = _Reader(data)

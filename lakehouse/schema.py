@@ -3,14 +3,6 @@
 The *typed value codec* turns Arrow values into msgpack-native values for the log and back,
 losslessly: integers, floats, booleans, strings and bytes as themselves; dates, times, timestamps
 and durations as their integer storage value; decimals as their string.
-
-Example:
-    >>> import pyarrow as pa
-    >>> arr = pa.array([1, None], pa.timestamp("ns"))
-    >>> encode_values(arr)
-    [1, None]
-    >>> decode_values([1, None], pa.timestamp("ns")).equals(arr)
-    True
 """
 
 from __future__ import annotations
@@ -67,7 +59,18 @@ def _temporal_storage(t: pa.DataType) -> pa.DataType | None:
 
 
 def encode_values(arr: pa.Array) -> list[Any]:
-    """Arrow values -> msgpack-native values (see the module docstring)."""
+    """Arrow values -> msgpack-native values (see the module docstring).
+
+    Args:
+        arr: the values.
+
+    Returns:
+        Python values: temporal ones as their integer storage, decimals as strings.
+
+    Example:
+        >>> encode_values(pa.array([1, None], pa.timestamp("ns"))), encode_values(pa.array([1], pa.decimal128(3, 1)))
+        ([1, None], ['1.0'])
+    """
     storage = _temporal_storage(arr.type)
     if storage is not None:
         return arr.view(storage).to_pylist()
@@ -77,7 +80,19 @@ def encode_values(arr: pa.Array) -> list[Any]:
 
 
 def decode_values(values: Sequence[Any], t: pa.DataType) -> pa.Array:
-    """msgpack-native values -> an Arrow array of type ``t``; ``TypeError``/``ArrowInvalid`` if they don't fit."""
+    """msgpack-native values -> an Arrow array of type ``t`` (inverse of :func:`encode_values`).
+
+    Args:
+        values: the values.
+        t: their Arrow type.
+
+    Returns:
+        The array; ``TypeError``/``ArrowInvalid`` if the values do not fit ``t``.
+
+    Example:
+        >>> decode_values([1, None], pa.timestamp("ns")).equals(pa.array([1, None], pa.timestamp("ns")))
+        True
+    """
     storage = _temporal_storage(t)
     if storage is not None:
         return pa.array(values, storage).view(t)
@@ -101,7 +116,18 @@ def has_stats(t: pa.DataType) -> bool:
 
 
 def check_partition_columns(schema: pa.Schema, partition_by: Sequence[str]) -> tuple[str, ...]:
-    """Validate partition columns against ``schema``; ``InvalidTableError`` names the bad one.
+    """Validate partition columns against ``schema``.
+
+    Args:
+        schema: the table schema.
+        partition_by: the partition column names (or one name).
+
+    Returns:
+        The names, as a tuple.
+
+    Raises:
+        InvalidTableError: a name repeats, is not in ``schema``, has a type that cannot partition, or
+            no column is left out of the partition; it names the column.
 
     Example:
         >>> check_partition_columns(pa.schema([("a", pa.int32()), ("b", pa.string())]), ["a"])
@@ -154,10 +180,14 @@ def _table_leaf(t: pa.DataType) -> pa.DataType:
 
 
 def table_type(t: pa.DataType) -> pa.DataType:
-    """The type a table column declared as ``t`` is written and read as (format.md §6): a dictionary
-    type with int32 indices whatever the declared index width (so any number of categories fits),
-    large_string / large_binary for the view layouts; everything else unchanged (structs and lists
-    through their children).
+    """The type a table column declared as ``t`` is written and read as (format.md §6).
+
+    Args:
+        t: the declared type.
+
+    Returns:
+        A dictionary type with int32 indices for any index width, large_string / large_binary for the
+        view layouts, structs and lists through their children; anything else unchanged.
 
     Example:
         >>> table_type(pa.dictionary(pa.int8(), pa.large_string()))
@@ -175,9 +205,14 @@ def _data_leaf(t: pa.DataType) -> pa.DataType:
 
 
 def data_type(t: pa.DataType) -> pa.DataType:
-    """The type a new table column takes from data of type ``t``: dictionary encoding (a pandas or
-    Polars categorical) is a storage detail, so a dictionary becomes its value type; view layouts
-    (Polars, DuckDB) become large_string / large_binary.
+    """The type a new table column takes from data of type ``t``.
+
+    Args:
+        t: the data's type.
+
+    Returns:
+        ``t`` without dictionary encoding (a pandas or Polars categorical: a storage detail) and with
+        view layouts (Polars, DuckDB) as large_string / large_binary.
 
     Example:
         >>> data_type(pa.dictionary(pa.uint32(), pa.string_view())), data_type(pa.string())
@@ -285,8 +320,14 @@ def max_field_id(schema: pa.Schema) -> int:
 
 
 def assign_field_ids(schema: pa.Schema, last_id: int = 0) -> tuple[pa.Schema, int]:
-    """Give every field without one an id (above ``last_id`` and every id present) and a physical name
-    (its name); returns the schema and the highest id. Ids go in pre-order: a field, then its children.
+    """Give every field without one an id and a physical name (its name), pre-order: a field, then its children.
+
+    Args:
+        schema: the schema.
+        last_id: the highest id ever given; new ids are above it and above every id present.
+
+    Returns:
+        The schema and the highest id.
 
     Example:
         >>> s, last = assign_field_ids(pa.schema([("a", pa.int64()), ("s", pa.struct([("x", pa.int8())]))]))
@@ -312,12 +353,16 @@ def assign_field_ids(schema: pa.Schema, last_id: int = 0) -> tuple[pa.Schema, in
 
 
 def logical_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema users see: the table schema without the column-mapping metadata, each type as
-    the table reads it (:func:`table_type`: any dictionary with int32 indices, no view layouts).
+    """The schema users see.
+
+    Args:
+        schema: the table schema.
+
+    Returns:
+        ``schema`` without column-mapping metadata, each type as the table reads it (:func:`table_type`).
 
     Example:
-        >>> s, _ = assign_field_ids(pa.schema([("a", pa.int64())]))
-        >>> logical_schema(s).field("a").metadata is None
+        >>> logical_schema(assign_field_ids(pa.schema([("a", pa.int64())]))[0]).field("a").metadata is None
         True
     """
     schema = table_schema(schema)
@@ -333,8 +378,14 @@ def read_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def file_schema(schema: pa.Schema, partition_by: Sequence[str]) -> pa.Schema:
-    """The schema of the Parquet data files: the non-partition columns under their physical names,
-    with their field ids (``PARQUET:field_id``).
+    """The schema of the Parquet data files.
+
+    Args:
+        schema: the table schema.
+        partition_by: the partition columns (not in the files).
+
+    Returns:
+        The other columns under their physical names, with their ids (``PARQUET:field_id``).
 
     Example:
         >>> s = pa.schema([pa.field("b", pa.int64(), metadata={"lakehouse:physical": "a"}), ("p", pa.int8())])
@@ -406,10 +457,15 @@ def physical_path(schema: pa.Schema, path: Sequence[str]) -> tuple[str, ...]:
 
 
 def check_mapping(schema: pa.Schema, *, strict: bool = False) -> None:
-    """``ValueError`` unless physical names are decodable, non-empty and unique among siblings (what a
-    reader relies on to map data files by name). Siblings none of which has a physical name (a table
-    from before column mapping) are not checked unless ``strict``; with ``strict`` (a writer's
-    check) field ids must also be unique positive integers.
+    """Check physical names are decodable, non-empty and unique among siblings (readers map files by them).
+
+    Args:
+        schema: the table schema.
+        strict: a writer's check: every sibling group is checked (else only those where one field has a
+            physical name: not a table from before column mapping), and field ids must be unique positive integers.
+
+    Raises:
+        InvalidTableError: (a ``ValueError``) naming the field at fault.
 
     Example:
         >>> check_mapping(pa.schema([pa.field("a", pa.int8(), metadata={"lakehouse:physical": ""})]))
@@ -466,9 +522,15 @@ def relabel(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> Any:
 
 # -- type widening -------------------------------------------------------------------------------
 def can_widen(src: pa.DataType, dst: pa.DataType) -> bool:
-    """True if a column of type ``src`` may become ``dst`` (every value converts exactly, order kept):
-    a wider integer of the same signedness, float32 -> float64, date -> timestamp without time zone
-    (unit s, ms or us), a decimal with at least as many integer and fraction digits.
+    """True if a column of type ``src`` may become ``dst`` (every value converts exactly, order kept).
+
+    Args:
+        src: the current type.
+        dst: the wider type: a wider integer of the same signedness, float64 for float32, a timestamp
+            without time zone (s, ms or us) for a date, a decimal with as many integer and fraction digits.
+
+    Returns:
+        Whether the widening is allowed (False for equal types).
 
     Example:
         >>> can_widen(pa.int8(), pa.int32()), can_widen(pa.int64(), pa.int32())
@@ -492,6 +554,15 @@ def can_widen(src: pa.DataType, dst: pa.DataType) -> bool:
 # -- accepting data ------------------------------------------------------------------------------
 def to_reader(data: Any) -> pa.RecordBatchReader:
     """Any Arrow-shaped data as a ``RecordBatchReader`` (streams stay streams).
+
+    Args:
+        data: a pyarrow Table, RecordBatch, RecordBatchReader or Arrow C stream.
+
+    Returns:
+        A reader over it.
+
+    Raises:
+        InvalidDataError: ``data`` is not Arrow-shaped.
 
     Example:
         >>> to_reader(pa.table({"a": [1]})).read_all().num_rows
@@ -540,9 +611,7 @@ def _compatible(src: pa.DataType, dst: pa.DataType) -> bool:
 
 
 def _recast(col: pa.Array, t: pa.DataType) -> pa.Array:
-    """``col`` (of a type :func:`_compatible` with ``t``) as ``t``: dictionaries of any index width and
-    value layout are re-indexed, encoded or decoded through their values (Arrow cannot cast every
-    pair directly, e.g. a Polars ``dictionary<string_view, uint32>`` to string)."""
+    """``col`` (of a type :func:`_compatible` with ``t``) as ``t``, dictionaries through their values."""
     if pat.is_dictionary(col.type) and col.dictionary.null_count:
         col = col.dictionary_decode()  # a null among the values: Parquet writers refuse it, indices may not
     if col.type.equals(t):
@@ -609,9 +678,15 @@ def _fit(col: pa.Array, t: pa.DataType, path: str, *, widen: bool, fill: bool = 
 
 
 def compatible(src: pa.DataType, dst: pa.DataType) -> bool:
-    """True if values of ``src`` are exactly representable as ``dst`` with no change of meaning
-    (another representation of the same type: large_string or string_view for string, a dictionary
-    of any index width for its values; not a widening).
+    """True if values of ``src`` are exactly representable as ``dst`` with no change of meaning.
+
+    Args:
+        src: the data's type.
+        dst: the table's type.
+
+    Returns:
+        Whether ``src`` is another representation of ``dst`` (large_string or string_view for string,
+        a dictionary of any index width for its values); a widening is not.
 
     Example:
         >>> compatible(pa.large_string(), pa.string()), compatible(pa.int32(), pa.int64())
@@ -624,15 +699,21 @@ def compatible(src: pa.DataType, dst: pa.DataType) -> bool:
 
 def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = False,
                   fill_missing: bool = False) -> pa.RecordBatch:
-    """Cast ``batch`` to ``schema``, each type as the table stores it (:func:`table_type`): column
-    order and compatible representations (any string flavour or dictionary of strings for a string
-    or dictionary column); with ``widen``, also narrower types that widen to the table's and struct
-    children in any order; with ``fill_missing`` (a ``schema_mode="merge"`` write), nulls for the
-    nullable columns and struct children the data lacks.
+    """Cast ``batch`` to ``schema``, each type as the table stores it (:func:`table_type`).
 
-    Raises ``SchemaMismatchError`` naming the column for a missing (or NOT NULL and missing), extra
-    or retyped column, and ``ConstraintViolationError`` (NOT NULL) naming a non-nullable column that
-    holds nulls.
+    Args:
+        batch: the data.
+        schema: the table schema; column order and compatible representations (any string flavour or
+            dictionary of strings for a string or dictionary column) are fitted to it.
+        widen: also accept narrower types that widen to the table's, and struct children in any order.
+        fill_missing: a ``schema_mode="merge"`` write: nulls for nullable columns and children the data lacks.
+
+    Returns:
+        The conformed batch.
+
+    Raises:
+        SchemaMismatchError: a column is missing (or NOT NULL and missing), extra or retyped; it names it.
+        ConstraintViolationError: a non-nullable column holds nulls (NOT NULL); it names it.
 
     Example:
         >>> cat = pa.array(["x", None, "x"]).dictionary_encode()
@@ -662,8 +743,7 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, widen: bool = Fal
 
 
 def _check_not_null(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """NOT NULL: ``batch`` (conformed to ``schema``) back, or ``ConstraintViolationError`` naming the column
-    (a dotted path for a non-nullable field inside a struct that is itself present)."""
+    """NOT NULL: ``batch`` back, or ``ConstraintViolationError`` naming the (possibly dotted) column."""
     for i, field in enumerate(schema):
         _check_field(batch, batch.column(i), field)
     return batch

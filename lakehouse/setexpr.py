@@ -66,6 +66,11 @@ _SUPPORTED = ("columns, literals, + - * /, ||, CASE, coalesce, CAST, comparisons
 class Sides:
     """The sides a clause may name: alias -> (prefix, schema), and the joined schema they make.
 
+    Attributes:
+        schemas: side -> its schema.
+        prefixes: side -> the prefix of its columns in the joined table (``""`` for an update).
+        aliases: the name SQL text uses for a side (``"target"``, ``"t"``, ...) -> the side.
+
     Example:
         >>> s = Sides.of(target=pa.schema([("a", pa.int32())]))
         >>> s.joined.names
@@ -79,7 +84,22 @@ class Sides:
     @classmethod
     def of(cls, *, target: pa.Schema, source: pa.Schema | None = None, target_alias: str = "target",
            source_alias: str = "source") -> Sides:
-        """Sides for an update (``target`` only, unprefixed) or a merge (both, prefixed)."""
+        """Sides for an update (``target`` only, unprefixed) or a merge (both, prefixed).
+
+        Args:
+            target: the table's schema.
+            source: the merge source's schema (None: an update).
+            target_alias: the name SQL text uses for the target.
+            source_alias: the name SQL text uses for the source.
+
+        Returns:
+            The sides.
+
+        Example:
+            >>> s = Sides.of(target=pa.schema([("a", pa.int32())]), source=pa.schema([("a", pa.int32())]))
+            >>> s.joined.names
+            ['__t__a', '__s__a']
+        """
         if source is None:
             return cls(schemas={"target": target}, prefixes={"target": ""}, aliases={target_alias: "target"})
         return cls(schemas={"target": target, "source": source}, prefixes={"target": TARGET, "source": SOURCE},
@@ -95,14 +115,43 @@ class Sides:
         return pa.schema(out)
 
     def column(self, side: Side, name: str) -> str:
-        """The joined name of ``side``'s column ``name``; ``ColumnNotFoundError`` if that side lacks it."""
+        """The joined name of ``side``'s column ``name``.
+
+        Args:
+            side: ``"target"`` or ``"source"``.
+            name: the column's name on that side.
+
+        Returns:
+            Its name in the joined table.
+
+        Raises:
+            ColumnNotFoundError: that side lacks the column.
+
+        Example:
+            >>> s = Sides.of(target=pa.schema([("a", pa.int32())]), source=pa.schema([("b", pa.int8())]))
+            >>> s.column("source", "b")
+            '__s__b'
+        """
         schema = self.schemas[side]
         if name not in schema.names:
             raise ColumnNotFoundError(name, available=list(schema.names))
         return self.prefixes[side] + name
 
     def qualify(self, expr: pc.Expression, side: Side) -> pc.Expression:
-        """``expr`` over ``side``'s columns as an expression over the joined table."""
+        """``expr`` over ``side``'s columns as an expression over the joined table.
+
+        Args:
+            expr: an expression naming ``side``'s columns.
+            side: ``"target"`` or ``"source"``.
+
+        Returns:
+            The expression with every field renamed to its joined name.
+
+        Example:
+            >>> s = Sides.of(target=pa.schema([("a", pa.int32())]), source=pa.schema([("a", pa.int32())]))
+            >>> s.qualify(pc.field("a") > 1, "source")
+            <pyarrow.compute.Expression (__s__a > 1)>
+        """
         prefix = self.prefixes[side]
         return expr if not prefix else rename_fields(expr, lambda path: (prefix + path[0], *path[1:]))
 
@@ -280,6 +329,13 @@ def _null_row(schema: pa.Schema) -> pa.Table:
 def evaluate(table: pa.Table, columns: Mapping[str, pc.Expression]) -> pa.Table:
     """The columns ``name -> expression`` evaluated on ``table``, row for row (order kept).
 
+    Args:
+        table: the rows.
+        columns: output column name -> expression over ``table``.
+
+    Returns:
+        A table with one column per entry of ``columns``.
+
     Example:
         >>> evaluate(pa.table({"a": [1, 2]}), {"b": pc.field("a") * 2}).column("b").to_pylist()
         [2, 4]
@@ -288,8 +344,19 @@ def evaluate(table: pa.Table, columns: Mapping[str, pc.Expression]) -> pa.Table:
 
 
 def evaluate_checked(table: pa.Table, expr: pc.Expression, what: str) -> pa.ChunkedArray:
-    """``expr`` evaluated on ``table``; ``InvalidFilterError`` naming ``what`` if Arrow cannot (a bad cast,
-    an overflow, a division by zero).
+    """``expr`` evaluated on ``table``.
+
+    Args:
+        table: the rows.
+        expr: the expression.
+        what: what the expression is, for errors (``"the filter"``, ``"the SET value of 'x'"``).
+
+    Returns:
+        One value per row.
+
+    Raises:
+        InvalidFilterError: Arrow cannot evaluate it (a bad cast, an overflow, a division by zero);
+            it names ``what``.
 
     Example:
         >>> evaluate_checked(pa.table({"a": [1]}), pc.field("a") > 0, "the filter").to_pylist()
@@ -305,9 +372,21 @@ def evaluate_checked(table: pa.Table, expr: pc.Expression, what: str) -> pa.Chun
 def value_expression(text: str, sides: Sides, *, default: Side) -> pc.Expression:
     """SQL-like value text as an expression over ``sides.joined`` (see the module docstring).
 
+    Args:
+        text: the value, e.g. ``"target.v + source.v * 2"``.
+        sides: the sides the text may name.
+        default: the side an unqualified column name means.
+
+    Returns:
+        The expression.
+
     Raises:
         InvalidFilterError: the text does not parse or uses something unsupported.
         ColumnNotFoundError: it names a column (or a side) that does not exist.
+
+    Example:
+        >>> value_expression("v * 2", Sides.of(target=pa.schema([("v", pa.int64())])), default="target")
+        <pyarrow.compute.Expression multiply_checked(v, 2)>
     """
     tree = _resolve(_parse(text, "value"), sides, default)
     try:
@@ -320,11 +399,25 @@ def value_expression(text: str, sides: Sides, *, default: Side) -> pc.Expression
 
 @_shallow
 def set_value(value: Any, sides: Sides, *, default: Side, column: str) -> pc.Expression:
-    """A SET value as an expression over ``sides.joined``: a literal, ``pa.Scalar``, expression or SQL text.
+    """A SET value as an expression over ``sides.joined``.
+
+    Args:
+        value: a literal, ``pa.Scalar``, ``pc.Expression`` (over the ``default`` side) or SQL text.
+        sides: the sides the value may name.
+        default: the side an unqualified column name means.
+        column: the column being set, for errors.
+
+    Returns:
+        The expression.
 
     Raises:
         InvalidArgumentError: ``value`` is none of those (a ``bytes`` value is a literal).
-        InvalidFilterError, ColumnNotFoundError: as :func:`value_expression`.
+        InvalidFilterError: as :func:`value_expression`.
+        ColumnNotFoundError: as :func:`value_expression`.
+
+    Example:
+        >>> set_value(0, Sides.of(target=pa.schema([("v", pa.int64())])), default="target", column="v")
+        <pyarrow.compute.Expression 0>
     """
     if isinstance(value, str):
         return value_expression(value, sides, default=default)
@@ -352,12 +445,26 @@ def set_value(value: Any, sides: Sides, *, default: Side, column: str) -> pc.Exp
 
 @_shallow
 def condition(filter: FilterLike | pc.Expression | None, sides: Sides, *, default: Side) -> pc.Expression | None:
-    """A clause filter as a boolean expression over ``sides.joined`` (None: no condition).
+    """A clause filter as a boolean expression over ``sides.joined``.
 
     SQL text may name both sides; a DNF filter or ``pc.Expression`` names the ``default`` side.
 
+    Args:
+        filter: SQL text, a DNF filter, an expression, or None.
+        sides: the sides the filter may name.
+        default: the side an unqualified column name means.
+
+    Returns:
+        The expression, or None for no condition.
+
     Raises:
-        InvalidFilterError, ColumnNotFoundError: as :func:`lakehouse.expressions.to_expression`.
+        InvalidFilterError: the filter is invalid (see :func:`lakehouse.expr.dnf.to_expression`).
+        ColumnNotFoundError: it names a column that does not exist.
+
+    Example:
+        >>> s = Sides.of(target=pa.schema([("v", pa.int64())]), source=pa.schema([("v", pa.int64())]))
+        >>> condition([("v", ">", 1)], s, default="source")
+        <pyarrow.compute.Expression (__s__v > 1)>
     """
     if filter is None:
         return None
@@ -384,9 +491,16 @@ def condition(filter: FilterLike | pc.Expression | None, sides: Sides, *, defaul
 def join_predicate(text: str, sides: Sides) -> tuple[list[tuple[str, str]], pc.Expression | None]:
     """A merge predicate split into equality keys and the rest.
 
-    Returns the ``(target column, source column)`` pairs of its top-level ``AND`` terms of the form
-    ``target.a = source.b`` (either order), and the other terms as one condition over
-    ``sides.joined`` (None if there are none). An unqualified name means the target.
+    An unqualified name means the target.
+
+    Args:
+        text: the predicate, SQL text.
+        sides: the merge's sides.
+
+    Returns:
+        The ``(target column, source column)`` pairs of its top-level ``AND`` terms of the form
+        ``target.a = source.b`` (either order), and the other terms as one condition over
+        ``sides.joined`` (None if there are none).
 
     Example:
         >>> s = Sides.of(target=pa.schema([("id", pa.int64())]), source=pa.schema([("k", pa.int64())]),

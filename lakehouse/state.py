@@ -72,6 +72,14 @@ _VECTOR_NAMES = tuple(f.name for f in VECTOR_FIELDS)
 def files_schema(metadata: Metadata) -> pa.Schema:
     """Schema of the files table for a table with ``metadata``.
 
+    Args:
+        metadata: the table metadata.
+
+    Returns:
+        ``path``, ``size_bytes``, ``num_rows``, ``modification_time``, ``partition.<c>`` per partition
+        column, ``min.<c>``/``max.<c>``/``null_count.<c>`` per stats column (physical names), then
+        :data:`VECTOR_FIELDS`.
+
     Example:
         >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64()), ("p", pa.int32())]),
         ...                 partition_by=("p",))
@@ -89,7 +97,25 @@ def files_schema(metadata: Metadata) -> pa.Schema:
 
 
 def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
-    """Add actions -> rows of the files table (one Arrow array per column, no per-row objects)."""
+    """Add actions -> rows of the files table (one Arrow array per column, no per-row objects).
+
+    Args:
+        adds: the add actions, their values typed by ``metadata``'s schema.
+        metadata: the table metadata.
+
+    Returns:
+        The files table rows, in the order of ``adds``.
+
+    Raises:
+        InvalidArgumentError: an add has the wrong number of partition values, a negative size or row
+            count, a null count outside ``0..num_rows`` or an invalid deletion vector (:func:`check_vectors`).
+
+    Example:
+        >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+        >>> a = AddFile(path="x.parquet", size_bytes=1, num_rows=2, modification_time=5, min={"a": 1})
+        >>> adds_to_table([a], meta).column("min.a").to_pylist()
+        [1]
+    """
     schema = files_schema(metadata)
     n_parts = len(metadata.partition_by)
     if any(len(a.partition) != n_parts for a in adds):
@@ -125,8 +151,15 @@ def adds_to_table(adds: Sequence[AddFile], metadata: Metadata) -> pa.Table:
 
 
 def with_vector_columns(files: pa.Table) -> pa.Table:
-    """``files`` with the deletion-vector columns (format §8) added if it lacks them: a checkpoint of a
-    table below protocol 4 has none (no file can have a vector there).
+    """``files`` with the deletion-vector columns (format §8) added if it lacks them.
+
+    A checkpoint of a table below protocol 4 has none (no file can have a vector there).
+
+    Args:
+        files: a files table.
+
+    Returns:
+        ``files``, with :data:`VECTOR_FIELDS` (no file with a vector) if they were missing.
 
     Example:
         >>> with_vector_columns(pa.table({"path": ["a"]})).column("num_deleted_rows").to_pylist()
@@ -142,15 +175,36 @@ def with_vector_columns(files: pa.Table) -> pa.Table:
 
 
 def without_vector_columns(files: pa.Table) -> pa.Table:
-    """``files`` without the deletion-vector columns (what a checkpoint below protocol 4 holds, §9)."""
+    """``files`` without the deletion-vector columns (what a checkpoint below protocol 4 holds, §9).
+
+    Args:
+        files: a files table.
+
+    Returns:
+        ``files`` without the :data:`VECTOR_FIELDS` columns.
+
+    Example:
+        >>> without_vector_columns(with_vector_columns(pa.table({"path": ["a"]}))).column_names
+        ['path']
+    """
     return files.drop_columns([c for c in _VECTOR_NAMES if c in files.column_names])
 
 
 def check_vectors(files: pa.Table) -> None:
-    """``InvalidArgumentError`` (a ``ValueError``) naming the first file whose deletion-vector columns
-    break format §8: ``num_deleted_rows`` outside ``0..num_rows``, a vector with no deleted row or
-    none with some, both or neither of inline bytes and a path, an inline vector over
-    ``MAX_INLINE_VECTOR_BYTES``, an offset or size out of range, a path not named as §5.8 requires.
+    """Check the deletion-vector columns of a files table against format §8.
+
+    Args:
+        files: a files table with the :data:`VECTOR_FIELDS` columns.
+
+    Raises:
+        InvalidArgumentError: (a ``ValueError``) naming the first file with ``num_deleted_rows`` outside
+            ``0..num_rows``, a vector with no deleted row or none with some, both or neither of inline bytes
+            and a path, an inline vector over ``MAX_INLINE_VECTOR_BYTES``, an offset or size out of range,
+            or a path not named as §5.8 requires.
+
+    Example:
+        >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+        >>> check_vectors(files_schema(meta).empty_table())
     """
     if not files.num_rows:
         return
@@ -184,6 +238,12 @@ def check_vectors(files: pa.Table) -> None:
 
 def vector_descriptors(files: pa.Table) -> list[DeletionVectorDescriptor | None]:
     """Per row of the files table, its deletion-vector descriptor (format §5.8), None without one.
+
+    Args:
+        files: a files table with the :data:`VECTOR_FIELDS` columns.
+
+    Returns:
+        One descriptor or None per row.
 
     Example:
         >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
@@ -238,6 +298,10 @@ def check_adds(adds: Sequence[AddFile], metadata: Metadata) -> tuple[str, str] |
     ``part-<32 hex digits>.parquet``), unique; sizes, row counts and times integers in ``0..2**63-1``;
     partition values and statistics values of the column types (the log value must survive decoding
     unchanged), min/max not NaN and null counts within ``0..num_rows``.
+
+    Args:
+        adds: the add actions.
+        metadata: the table metadata their values are typed by.
 
     Returns:
         None if all are valid, else ``(path, message)`` of the first fault, the message naming the field.
@@ -320,6 +384,13 @@ def _survives(value: Any, t: pa.DataType) -> bool:
 def files_to_adds(files: pa.Table, metadata: Metadata) -> list[AddFile]:
     """Rows of the files table -> add actions (the inverse of :func:`adds_to_table`).
 
+    Args:
+        files: a files table.
+        metadata: the table metadata it was built for.
+
+    Returns:
+        One add action per row, values log-encoded.
+
     Example:
         >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
         >>> a = AddFile(path="x.parquet", size_bytes=1, num_rows=1, modification_time=5, min={"a": 1},
@@ -344,8 +415,18 @@ def files_to_adds(files: pa.Table, metadata: Metadata) -> list[AddFile]:
 
 
 def retype_adds(adds: Sequence[AddFile], old: Metadata, new: Metadata) -> list[AddFile]:
-    """Add actions typed by ``old``'s schema, re-encoded for ``new``'s (after a schema change in the
-    same commit: a widened column's values are converted, e.g. date days to timestamp units).
+    """Add actions typed by ``old``'s schema, re-encoded for ``new``'s.
+
+    Used after a schema change in the same commit: a widened column's values are converted (e.g. date
+    days to timestamp units).
+
+    Args:
+        adds: the add actions, typed by ``old``.
+        old: the metadata they were written under.
+        new: the metadata to type them by.
+
+    Returns:
+        The add actions, typed by ``new`` (``adds`` itself if the files schemas agree).
 
     Example:
         >>> old = Metadata(table_id="t", schema=pa.schema([("d", pa.date32())]))
@@ -394,8 +475,10 @@ def _narrowed(column: pa.ChunkedArray, type: pa.DataType) -> pa.ChunkedArray:
 
 
 class DeferredFiles:
-    """A files table built on first use, once (thread-safe): a checkpoint's table is decoded only
-    when a reader asks for the files, so opening a table, its version, schema and history stay cheap.
+    """A files table built on first use, once (thread-safe).
+
+    A checkpoint's table is decoded only when a reader asks for the files, so opening a table, its
+    version, schema and history stay cheap.
 
     Example:
         >>> d = DeferredFiles(lambda: pa.table({"path": ["a"]}))
@@ -411,7 +494,16 @@ class DeferredFiles:
         self._lock = threading.Lock()
 
     def get(self) -> pa.Table:
-        """The table (built now if this is the first call; a failed build is retried next time)."""
+        """The table (built now if this is the first call; a failed build is retried next time).
+
+        Returns:
+            The files table.
+
+        Example:
+            >>> d = DeferredFiles(lambda: pa.table({"path": ["a", "b"]}))
+            >>> d.get() is d.get()
+            True
+        """
         table = self._table
         if table is None:
             with self._lock:
@@ -427,8 +519,20 @@ class DeferredFiles:
 class TableState:
     """Everything a snapshot needs: metadata, protocol, idempotent-writer versions and live files.
 
-    ``files_source`` is the files table or a :class:`DeferredFiles` that builds it on first use;
-    read it through :attr:`files`.
+    Attributes:
+        version: the table version.
+        timestamp: its commit time, in milliseconds since the epoch.
+        protocol: the protocol in force.
+        metadata: the metadata in force.
+        files_source: the files table, or a :class:`DeferredFiles` that builds it on first use; read
+            it through :attr:`files`.
+        app_versions: idempotent writer id -> the highest version it has applied.
+
+    Example:
+        >>> import lakehouse as lh
+        >>> state = lh.write_table("memory://doc-state", pa.table({"a": [1, 2]})).snapshot().state
+        >>> state.version, state.files.num_rows
+        (0, 1)
     """
 
     version: int
@@ -445,12 +549,44 @@ class TableState:
         return source if isinstance(source, pa.Table) else source.get()
 
     def with_files(self, files: pa.Table) -> TableState:
-        """This state with another files table (e.g. a transaction's working set)."""
+        """This state with another files table (e.g. a transaction's working set).
+
+        Args:
+            files: the files table.
+
+        Returns:
+            A new state.
+
+        Example:
+            >>> import lakehouse as lh
+            >>> state = lh.write_table("memory://doc-state-files", pa.table({"a": [1]})).snapshot().state
+            >>> state.with_files(state.files.slice(0, 0)).files.num_rows
+            0
+        """
         return replace(self, files_source=files)
 
     @classmethod
     def initial(cls, entries: Sequence[LogEntry]) -> TableState:
-        """The state after replaying ``entries`` from version 0 (which must define the table)."""
+        """The state after replaying ``entries`` from version 0 (which must define the table).
+
+        Args:
+            entries: the log entries from version 0 on, consecutive.
+
+        Returns:
+            The state at the last entry's version.
+
+        Raises:
+            CorruptLogError: version 0 lacks metadata or protocol, or the entries are not consecutive or
+                invalid (see :meth:`apply`).
+
+        Example:
+            >>> from lakehouse.log import CommitInfo
+            >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+            >>> v0 = LogEntry(version=0, commit=CommitInfo(id="c", timestamp=1, operation="create"),
+            ...               protocol=Protocol(), metadata=meta)
+            >>> TableState.initial([v0]).version
+            0
+        """
         first = entries[0]
         if first.metadata is None or first.protocol is None:
             raise CorruptLogError("version 0 lacks the table metadata or protocol", path=f"{LOG_DIR}/")
@@ -462,13 +598,32 @@ class TableState:
     def apply(self, entries: Sequence[LogEntry], *, trusted: bool = False) -> TableState:
         """The state after the consecutive ``entries`` that follow this one.
 
-        An entry adding a path that is already live is corrupt (format §10.2); ``trusted`` skips that
-        check (a scan of the files table) for an entry this process just committed, whose paths are
-        new data files or were checked against the live files before committing.
-
         The values of an add action are typed by the schema in force at its version (its entry's
         metadata, else the one before), so adds are decoded per run of entries between metadata
         changes and the files table is conformed to each new schema in turn (format.md §10.2).
+
+        Args:
+            entries: the log entries from this state's version + 1 on, consecutive.
+            trusted: skip the check that an added path is not already live (a scan of the files table), for
+                an entry this process just committed, whose paths are new data files or were checked against
+                the live files before committing. Without it such an entry is corrupt (format §10.2).
+
+        Returns:
+            The state at the last entry's version (this state if ``entries`` is empty).
+
+        Raises:
+            CorruptLogError: a version is missing or repeated, an add action is invalid or adds a live path,
+                or a deletion vector appears below protocol 4.
+
+        Example:
+            >>> from lakehouse.log import CommitInfo
+            >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))
+            >>> c0, c1 = (CommitInfo(id=f"c{v}", timestamp=v, operation="x") for v in (0, 1))
+            >>> s0 = TableState.initial([LogEntry(version=0, commit=c0, protocol=Protocol(), metadata=meta)])
+            >>> add = AddFile(path="x.parquet", size_bytes=1, num_rows=3, modification_time=2)
+            >>> s1 = s0.apply([LogEntry(version=1, commit=c1, add=(add,))])
+            >>> s1.version, s1.files.column("path").to_pylist()
+            (1, ['x.parquet'])
         """
         if not entries:
             return self
@@ -535,8 +690,14 @@ class TableState:
                        metadata=segments[-1][0], files_source=files, app_versions=txns)
 
     def with_metadata(self, metadata: Metadata) -> TableState:
-        """This state under other metadata (a schema change not yet committed): the files table is
-        conformed to it (renamed columns keep their statistics, widened ones are cast, new ones unknown).
+        """This state under other metadata (a schema change not yet committed).
+
+        Args:
+            metadata: the new metadata.
+
+        Returns:
+            A new state whose files table is conformed to it: renamed columns keep their statistics,
+            widened ones are cast, new ones are unknown.
 
         Example:
             >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int32())]))
@@ -556,12 +717,32 @@ class TableState:
         return replace(self, metadata=metadata, files_source=files)
 
     def app_version(self, app_id: str) -> int | None:
-        """The highest version recorded for ``app_id``, or None."""
+        """The highest version recorded for ``app_id``, or None.
+
+        Args:
+            app_id: an idempotent writer's id.
+
+        Returns:
+            Its highest applied version, or None if it never committed.
+
+        Example:
+            >>> import lakehouse as lh
+            >>> t = lh.write_table("memory://doc-state-app", pa.table({"a": [1]}), app_transaction=("etl", 3))
+            >>> t.snapshot().state.app_version("etl"), t.snapshot().state.app_version("other")
+            (3, None)
+        """
         return self.app_versions.get(app_id)
 
     def has_applied(self, txn: Sequence[AppTransaction]) -> bool:
-        """True if this state already records one of ``txn`` at its version or later: an idempotent
-        write carrying it is skipped (format §5.5). The one place that rule is decided.
+        """True if this state already records one of ``txn`` at its version or later.
+
+        An idempotent write carrying it is skipped (format §5.5). The one place that rule is decided.
+
+        Args:
+            txn: the writer progress markers a write carries.
+
+        Returns:
+            Whether the write was already applied.
 
         Example:
             >>> meta = Metadata(table_id="t", schema=pa.schema([("a", pa.int64())]))

@@ -28,8 +28,14 @@ _UNIT_FACTOR = {"s": 1000}  # Parquet has no seconds: pyarrow stores them as mil
 
 
 def stats_columns(schema: pa.Schema, partition_by: Sequence[str]) -> list[str]:
-    """Physical names of the data columns whose min/max the log records (the keys of an add action's
-    statistics and the ``<c>`` of the files table's ``min.<c>`` columns).
+    """Physical names of the data columns whose min/max the log records.
+
+    Args:
+        schema: the table schema.
+        partition_by: the partition columns (they have no statistics).
+
+    Returns:
+        The keys of an add action's statistics, the ``<c>`` of the files table's ``min.<c>`` columns.
 
     Example:
         >>> stats_columns(pa.schema([("a", pa.int64()), ("p", pa.int32())]), ["p"])
@@ -40,6 +46,13 @@ def stats_columns(schema: pa.Schema, partition_by: Sequence[str]) -> list[str]:
 
 def partition_columns(schema: pa.Schema, partition_by: Sequence[str]) -> list[str]:
     """Physical names of the partition columns, in partition order (the ``<p>`` of ``partition.<p>``).
+
+    Args:
+        schema: the table schema.
+        partition_by: the partition columns (table names).
+
+    Returns:
+        Their physical names.
 
     Example:
         >>> s = pa.schema([("a", pa.int64()), pa.field("q", pa.int32(), metadata={"lakehouse:physical": "p"})])
@@ -84,7 +97,23 @@ def _column_index(md: pq.FileMetaData, names: Sequence[str]) -> dict[str, int]:
 def file_stats(
     md: pq.FileMetaData, schema: pa.Schema
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int | None]]:
-    """``(min, max, null_count)`` per stats column of one Parquet file, log-encoded; None = unknown."""
+    """``(min, max, null_count)`` per stats column of one Parquet file, log-encoded.
+
+    Args:
+        md: the file's Parquet footer.
+        schema: the file's schema (physical names).
+
+    Returns:
+        Three maps column -> value, None where unknown (a row group without statistics, a NaN).
+
+    Example:
+        >>> import io, pyarrow.parquet as pq
+        >>> buf = io.BytesIO()
+        >>> w = pq.ParquetWriter(buf, pa.schema([("a", pa.int64())]))
+        >>> w.write_table(pa.table({"a": [3, None, 1]})); w.close()
+        >>> file_stats(w.writer.metadata, pa.schema([("a", pa.int64())]))
+        ({'a': 1}, {'a': 3}, {'a': 1})
+    """
     names = [f.name for f in schema if has_stats(f.type)]
     index = _column_index(md, names)
     mins: dict[str, Any] = {}

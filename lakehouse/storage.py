@@ -113,7 +113,11 @@ def _probe_verdict(key: ProbeKey, run: Callable[[], str | None]) -> str | None:
 
 
 def forget_probe_verdicts() -> None:
-    """Drop every cached capability verdict, so the next write on each endpoint probes again."""
+    """Drop every cached capability verdict, so the next write on each endpoint probes again.
+
+    Example:
+        >>> forget_probe_verdicts()
+    """
     with _PROBE_GUARD:
         _PROBE_VERDICTS.clear()
 
@@ -168,6 +172,16 @@ def _store_digest(fs: fsspec.AbstractFileSystem, options: Mapping[str, Any]) -> 
 class Storage:
     """A filesystem and the root folder of one table. Paths given to methods are relative.
 
+    Attributes:
+        fs: the fsspec filesystem.
+        root: the table's root folder on ``fs`` (no trailing ``/``).
+        uri: the URI the storage was opened with (absolute for local disk).
+        storage_options: the storage options as the user gave them.
+        unsafe_single_writer: ``"lakehouse.unsafe_single_writer"``: skip the atomic-create check.
+        allow_symlinks: ``"lakehouse.allow_symlinks"``: on local disk, follow links out of the root
+            (format §3.1).
+        real_root: on local disk, the root with every symbolic link resolved (once, at open); else empty.
+
     Example:
         >>> s = Storage.from_uri("memory://doc-storage2")
         >>> s.full_path("a/b")
@@ -180,16 +194,23 @@ class Storage:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     unsafe_single_writer: bool = False
     allow_symlinks: bool = False
-    """``"lakehouse.allow_symlinks"``: on local disk, follow links out of the root (format §3.1)."""
     real_root: str = ""
-    """On local disk, the root with every symbolic link resolved (once, at open); else empty."""
 
     @classmethod
     def from_uri(cls, uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Storage:
-        """Resolve ``uri`` (a path or any fsspec URL) with ``storage_options``: the fsspec backend's
-        own arguments, or deltalake-style keys (``AWS_ACCESS_KEY_ID``, ``AZURE_STORAGE_ACCOUNT_NAME``,
-        ...) translated by :func:`lakehouse.storage_options.translate` (``InvalidArgumentError``
-        for one the backend does not take).
+        """Resolve ``uri`` (a path or any fsspec URL) with ``storage_options``.
+
+        Args:
+            uri: a local path or any fsspec URL.
+            storage_options: the fsspec backend's own arguments, or deltalake-style keys
+                (``AWS_ACCESS_KEY_ID``, ``AZURE_STORAGE_ACCOUNT_NAME``, ...) translated by
+                :func:`lakehouse.storage_options.translate`, plus the ``"lakehouse.*"`` options.
+
+        Returns:
+            The storage.
+
+        Raises:
+            InvalidArgumentError: for a bad URI, an unknown protocol or an option the backend does not take.
 
         Example:
             >>> Storage.from_uri("memory://doc-storage3").root
@@ -227,7 +248,18 @@ class Storage:
 
     # -- paths ---------------------------------------------------------------------------------
     def full_path(self, rel: str) -> str:
-        """The filesystem path of ``rel`` under the table root."""
+        """The filesystem path of ``rel`` under the table root.
+
+        Args:
+            rel: a path relative to the root (empty: the root itself).
+
+        Returns:
+            The path on :attr:`fs`.
+
+        Example:
+            >>> Storage.from_uri("memory://doc-storage4").full_path("_lakehouse_log")
+            '/doc-storage4/_lakehouse_log'
+        """
         return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
 
     @property
@@ -241,7 +273,15 @@ class Storage:
         return isinstance(self.fs, MemoryFileSystem) and "memory" in _protocols(self.fs)
 
     def arrow_filesystem(self) -> pafs.FileSystem:
-        """A pyarrow filesystem over the same storage (native for local disk)."""
+        """A pyarrow filesystem over the same storage (native for local disk).
+
+        Returns:
+            A ``pyarrow.fs.FileSystem`` whose paths are those of :meth:`full_path`.
+
+        Example:
+            >>> Storage.from_uri("memory://doc-storage5").arrow_filesystem().type_name
+            'py::fsspec+memory'
+        """
         if self.is_local:
             return pafs.LocalFileSystem()
         return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
@@ -256,6 +296,9 @@ class Storage:
 
         Raises:
             UnsafePathError: a path leaves the root; it names the path.
+
+        Example:
+            >>> Storage.from_uri("memory://doc-storage6").check_contained(["a/b.parquet"])
         """
         if self.is_local and not self.allow_symlinks:
             check_contained(self.root, rels, real_root=self.real_root or None)
@@ -278,6 +321,16 @@ class Storage:
         Raises:
             FileNotFoundError: nothing is at ``rel``.
             CorruptLogError: the file is larger than ``max_bytes`` or not a regular file (``.path`` names it).
+
+        Example:
+            >>> s = Storage.from_uri("memory://doc-storage7")
+            >>> s.overwrite("a.bin", b"abc")
+            >>> s.read("a.bin")
+            b'abc'
+            >>> s.read("a.bin", max_bytes=2)
+            Traceback (most recent call last):
+            ...
+            lakehouse.errors.CorruptLogError: ...larger than the 2 bytes a reader reads of this kind of file; not read
         """
         path = self.full_path(rel)
         if self.is_local:
@@ -320,8 +373,17 @@ class Storage:
             hints: files that are only hints (``_last_checkpoint``): an oversized or special one
                 comes back as None, like a missing one, instead of raising.
 
+        Returns:
+            The bytes of each file, in the order of ``rels`` (None where missing).
+
         Raises:
             CorruptLogError: a file not in ``hints`` is oversized or not a regular file.
+
+        Example:
+            >>> s = Storage.from_uri("memory://doc-storage8")
+            >>> s.overwrite("a.bin", b"abc")
+            >>> s.read_many(["a.bin", "missing.bin"])
+            [b'abc', None]
         """
         caps = max_bytes if isinstance(max_bytes, list) else [max_bytes] * len(rels)
         if self.is_local or len(rels) == 1:
@@ -355,12 +417,36 @@ class Storage:
             self.fs.invalidate_cache(parent)
 
     def exists(self, rel: str) -> bool:
-        """True if a file or directory is at ``rel``."""
+        """True if a file or directory is at ``rel``.
+
+        Args:
+            rel: the path, relative to the root.
+
+        Returns:
+            Whether something is there (fsspec's cached listings are dropped first).
+
+        Example:
+            >>> Storage.from_uri("memory://doc-storage9").exists("nothing")
+            False
+        """
         self._forget(rel)
         return bool(self.fs.exists(self.full_path(rel)))
 
     def list(self, rel: str) -> list[str]:
-        """Names (not paths) of the entries directly under ``rel``; empty if it does not exist."""
+        """Names (not paths) of the entries directly under ``rel``; empty if it does not exist.
+
+        Args:
+            rel: a folder, relative to the root.
+
+        Returns:
+            The entry names.
+
+        Example:
+            >>> s = Storage.from_uri("memory://doc-storage10")
+            >>> s.overwrite("d/a.bin", b"1")
+            >>> s.list("d"), s.list("nothing")
+            (['a.bin'], [])
+        """
         base = self.full_path(rel)
         self._forget(rel)
         try:
@@ -377,9 +463,19 @@ class Storage:
         at a time without following links, and only a regular file is removed
         (:func:`lakehouse.localfs.delete_file`).
 
+        Args:
+            rel: the file, relative to the root.
+
         Raises:
             UnsafePathError: on local disk, a folder on the way is a symbolic link or ``rel`` is not a
                 regular file; nothing was deleted.
+
+        Example:
+            >>> s = Storage.from_uri("memory://doc-storage11")
+            >>> s.overwrite("a.bin", b"1")
+            >>> s.delete("a.bin"); s.delete("a.bin")
+            >>> s.exists("a.bin")
+            False
         """
         with contextlib.suppress(FileNotFoundError):
             if self.is_local:
@@ -388,7 +484,20 @@ class Storage:
                 self.fs.rm_file(self.full_path(rel))
 
     def overwrite(self, rel: str, data: bytes) -> None:
-        """Write ``data`` to ``rel``, replacing any file there (used only for hints)."""
+        """Write ``data`` to ``rel``, replacing any file there (used only for hints).
+
+        On local disk the bytes go to a temporary file, are fsynced, then renamed over ``rel``.
+
+        Args:
+            rel: the file, relative to the root.
+            data: its new bytes.
+
+        Example:
+            >>> s = Storage.from_uri("memory://doc-storage12")
+            >>> s.overwrite("a.bin", b"1"); s.overwrite("a.bin", b"2")
+            >>> s.read("a.bin")
+            b'2'
+        """
         path = self.full_path(rel)
         if self.is_local:
             self.check_contained((rel,))
@@ -408,7 +517,14 @@ class Storage:
         self.fs.pipe_file(path, data)
 
     def makedirs(self, rel: str) -> None:
-        """Create a directory (and parents) where the filesystem has directories."""
+        """Create a directory (and parents) where the filesystem has directories (local disk).
+
+        Args:
+            rel: the folder, relative to the root.
+
+        Example:
+            >>> Storage.from_uri("memory://doc-storage13").makedirs("a/b")
+        """
         if self.is_local:
             os.makedirs(self.full_path(rel), exist_ok=True)
 
@@ -430,6 +546,13 @@ class Storage:
 
         On a conditional object store this runs the capability probe once per (protocol,
         endpoint, store) and process (see the module docstring); transport errors of the probe propagate.
+
+        Raises:
+            UnsafeStorageError: the filesystem has no atomic create-if-absent, or the probe found the
+                store ignores it (and ``"lakehouse.unsafe_single_writer"`` is not set).
+
+        Example:
+            >>> Storage.from_uri("memory://doc-storage14").check_atomic_create()
         """
         if self.is_local or self.is_memory or self.unsafe_single_writer:
             return
@@ -481,9 +604,27 @@ class Storage:
                 self.fs.rm_file(path)
 
     def put_if_absent(self, rel: str, data: bytes) -> None:
-        """Publish ``data`` whole at ``rel`` only if nothing is there; ``FileExistsError`` otherwise.
+        """Publish ``data`` whole at ``rel`` only if nothing is there, atomically.
 
-        A reader never sees a partial file at ``rel``.
+        A reader never sees a partial file at ``rel``. This is the commit primitive.
+
+        Args:
+            rel: the file, relative to the root.
+            data: its bytes (not empty).
+
+        Raises:
+            FileExistsError: a file is already at ``rel``; nothing was written.
+            InvalidArgumentError: ``data`` is empty.
+            CommitTooLargeError: on an object store, ``data`` is larger than one request may carry.
+            UnsafeStorageError: the storage cannot create atomically (see :meth:`check_atomic_create`).
+
+        Example:
+            >>> s = Storage.from_uri("memory://doc-storage15")
+            >>> s.put_if_absent("a.bin", b"1")
+            >>> s.put_if_absent("a.bin", b"2")
+            Traceback (most recent call last):
+            ...
+            FileExistsError: /doc-storage15/a.bin
         """
         if not data:
             raise InvalidArgumentError("put_if_absent refuses empty files")

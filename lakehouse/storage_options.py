@@ -144,6 +144,12 @@ _PREFIXES = ("aws_", "azure_", "google_")
 def backend_of(uri: str) -> str:
     """The fsspec protocol of ``uri`` (of its last part for a chained URL); ``"file"`` for a path.
 
+    Args:
+        uri: a table URI or local path.
+
+    Returns:
+        The protocol, lower case.
+
     Example:
         >>> backend_of("s3://bucket/t"), backend_of("/data/t"), backend_of("simplecache::gs://b/t")
         ('s3', 'file', 'gs')
@@ -155,6 +161,12 @@ def backend_of(uri: str) -> str:
 
 def is_deltalake_style(key: str) -> bool:
     """True for a key written the deltalake way (an upper-case letter, or an aws_/azure_/google_ prefix).
+
+    Args:
+        key: a storage option's name.
+
+    Returns:
+        Whether :func:`translate` maps it to a backend argument.
 
     Example:
         >>> is_deltalake_style("AWS_REGION"), is_deltalake_style("aws_region"), is_deltalake_style("key")

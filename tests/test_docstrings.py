@@ -34,8 +34,9 @@ import lakehouse
 # checked wherever it is defined. Not yet here: ``lakehouse.scan`` (its public names in
 # ``lakehouse.__all__``, ``FileTask`` and ``read_task``, are checked; its internal ``Scan``,
 # ``ColumnMapping``, ``ScanPlan`` and ``TableDataset`` get Args/Returns/examples once scan.py is split:
-# it is near the ~800-line limit, docstrings counted) and the lower layers (log, schema, state,
-# storage, checkpoint, ...).
+# it is near the ~800-line limit, docstrings counted) and ``lakehouse.schema`` (28 public functions:
+# full Args/Returns/examples would take it to ~890 lines; its data-conforming half can move to a module
+# of its own first; its main functions already follow the style).
 CHECKED = {
     "lakehouse.table",
     "lakehouse.table_reads",
@@ -63,6 +64,27 @@ CHECKED = {
     "lakehouse.commit",
     "lakehouse.cli",
     "lakehouse.probe",
+    "lakehouse.log",
+    "lakehouse.storage",
+    "lakehouse.arguments",
+    "lakehouse.checkpoint",
+    "lakehouse.state",
+    "lakehouse.creation",
+    "lakehouse.expr.codec",
+    "lakehouse.expr.dnf",
+    "lakehouse.expr.literals",
+    "lakehouse.expr.prune",
+    "lakehouse.expr.sql",
+    "lakehouse.expr.bridge",
+    "lakehouse.records",
+    "lakehouse.partitioning",
+    "lakehouse.stats",
+    "lakehouse.localfs",
+    "lakehouse.storage_options",
+    "lakehouse.roaring",
+    "lakehouse.constraints",
+    "lakehouse.evolution",
+    "lakehouse.setexpr",
 }
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Example|Examples|Attributes|Note):\s*$", re.M)

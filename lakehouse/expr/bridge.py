@@ -75,7 +75,15 @@ def evaluate(expr: pc.Expression, table: pa.Table) -> pa.ChunkedArray:
 # ----------------------------------------------------------------------------------- AST
 @dataclass(frozen=True)
 class Field:
-    """A reference to a column; ``path`` has more than one name for nested struct fields."""
+    """A reference to a column.
+
+    Attributes:
+        path: the column's name, then the names of nested struct fields down to the referenced one.
+
+    Example:
+        >>> Field(("s", "x")).name
+        's'
+    """
 
     path: tuple[str, ...]
 
@@ -87,14 +95,32 @@ class Field:
 
 @dataclass(frozen=True, eq=False)
 class Literal:
-    """A literal value."""
+    """A literal value.
+
+    Attributes:
+        value: the value, as a pyarrow scalar.
+
+    Example:
+        >>> Literal(pa.scalar(3)).value.as_py()
+        3
+    """
 
     value: pa.Scalar
 
 
 @dataclass(frozen=True, eq=False)
 class Call:
-    """A call of the compute function ``name``; ``options`` is the options as a struct scalar."""
+    """A call of a compute function.
+
+    Attributes:
+        name: the compute function's name (``"less"``, ``"and_kleene"``, ...).
+        args: its arguments.
+        options: the function's options as a struct scalar, or None.
+
+    Example:
+        >>> build_expression(Call("less", (Field(("a",)), Literal(pa.scalar(3)))))
+        <pyarrow.compute.Expression (a < 3)>
+    """
 
     name: str
     args: tuple[Node, ...]
