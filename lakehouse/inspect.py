@@ -77,6 +77,7 @@ HISTORY_SCHEMA = pa.schema([
     pa.field("parameters", pa.string(), nullable=False),
     pa.field("read_version", pa.int64()),
     pa.field("blind_append", pa.bool_(), nullable=False),
+    pa.field("data_change", pa.bool_(), nullable=False),
     pa.field("commit_id", pa.string(), nullable=False),
     pa.field("lakehouse_version", pa.string(), nullable=False),
     pa.field("files_added", pa.int64(), nullable=False),
@@ -305,6 +306,7 @@ class Inspect:
             "parameters": [json.dumps(jsonable(i.get("parameters", {})), sort_keys=True) for i in info],
             "read_version": [i.get("read_version") for i in info],
             "blind_append": [bool(i.get("blind_append", False)) for i in info],
+            "data_change": [bool(i.get("data_change", True)) for i in info],
             "commit_id": [i.get("commit_id", "") for i in info],
             "lakehouse_version": [i.get("lakehouse_version", "") for i in info],
         }
