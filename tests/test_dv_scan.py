@@ -268,6 +268,13 @@ def test_dv_file_stored_vectors_every_reader(table_uri):
     assert t.to_pyarrow_dataset().count_rows() == len(want)
     assert t.to_arrow(filter=[("id", "<", 10)]).column("id").to_pylist() == [1, 3, 5, 7, 9]
     assert t.to_pyarrow_dataset().count_rows(filter=pc.field("v") < 5.0) == 5
+    dataset = t.to_pyarrow_dataset()
+    assert dataset.to_table(columns={"twice": pc.field("id") * 2}, filter=pc.field("id") < 6).column(
+        "twice").to_pylist() == [2, 6, 10]
+    in_order = dataset.to_table(columns=["id"]).column("id").to_pylist()  # files in the files table's order
+    assert dataset.head(3, columns=["id"]).column("id").to_pylist() == in_order[:3]
+    assert dataset.take([0, N // 2, N + 1]).column("id").to_pylist() == [in_order[i] for i in (0, N // 2, N + 1)]
+    assert sorted(pickle.loads(pickle.dumps(dataset)).to_table().column("id").to_pylist()) == want
     view = t.inspect.files()
     assert dict(zip(view.column("path").to_pylist(), view.column("num_deleted_rows").to_pylist())) == {a: N // 2, b: 0}
     assert sum(t.inspect.partitions().column("row_count").to_pylist()) == len(want)
@@ -283,12 +290,13 @@ def test_dv_read_task_refuses_a_task_whose_vector_is_not_a_descriptor(local_uri)
 
 
 def test_dv_kept_batches_refuses_a_file_whose_rows_differ_from_the_files_table():
-    keep = DeletionVector.from_positions([0]).mask(4, arrow=True)
+    keeps = {"x": DeletionVector.from_positions([0]).mask(4, arrow=True)}
     batch = pa.record_batch({"a": [1, 2, 3]})
     with pytest.raises(CorruptDeletionVectorError, match="holds 3 rows"):
-        list(kept_batches(iter([batch]), keep, path="x"))
+        list(kept_batches(iter([("x", batch)]), keeps))
     with pytest.raises(CorruptDeletionVectorError, match="more than the 4 rows"):
-        list(kept_batches(iter([batch, batch]), keep, path="x"))
+        list(kept_batches(iter([("x", batch), ("x", batch)]), keeps))
+    assert [b.num_rows for b in kept_batches(iter([("x", batch), ("x", batch.slice(0, 1))]), keeps)] == [2, 1]
 
 
 def test_dv_tables_without_vectors_keep_the_plain_scan(local_uri):
