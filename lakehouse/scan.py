@@ -602,6 +602,10 @@ class TableDataset(ds.FileSystemDataset):
         vectors = self._lh_vectors
         assert vectors
         fragments = list(self.get_fragments())
+        pushed = scan_plan(self.schema, None, filter).pushed if filter is not None else None
+        if pushed is not None:  # a file with a vector is read whole: skip it if its guarantee rules it out
+            possible = {f.path for f in super().get_fragments(filter=pushed)}
+            fragments = [f for f in fragments if f.path not in vectors or f.path in possible]
         runs: list[tuple[bool, list[ds.Fragment]]] = []  # consecutive files without / with a vector
         for fragment in fragments:
             marked = fragment.path in vectors

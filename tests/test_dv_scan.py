@@ -358,3 +358,28 @@ def test_dv_delete_with_a_filter_on_a_table_with_vectors(table_uri):
     model = pa.concat_tables([model, _rows(100, 3, 6).filter(pc.field("p") == 0)])
     assert _canon(t.to_arrow()) == _canon(model)
     assert t.to_pyarrow_dataset().count_rows() == model.num_rows
+
+
+def test_dv_lazy_dataset_skips_files_with_vectors_its_filter_rules_out(monkeypatch):
+    """A file with a vector is read whole, so the dataset first drops those whose partition values
+    and statistics contradict the pushed filter (as pyarrow does for the other files)."""
+    from lakehouse import scan
+
+    t = lh.write_table(f"memory://dv-skip-{uuid.uuid4().hex}", pa.table({"a": np.arange(30), "p": np.arange(30) // 10}),
+                       partition_by=["p"])
+    _mark(t, {p: [1] for p in t.files().column("path").to_pylist()})
+    read: list[int] = []
+    original = scan.kept_batches
+
+    def recorded(batches, keeps):
+        read.append(len(keeps))
+        return original(batches, keeps)
+
+    monkeypatch.setattr(scan, "kept_batches", recorded)
+    dataset = t.to_pyarrow_dataset()
+    assert dataset.to_table(filter=pc.field("p") == 1).column("a").to_pylist() == [10, *range(12, 20)]
+    assert dataset.count_rows(filter=pc.field("a") < 5) == 4  # statistics rule out two of the files
+    assert read == [1, 1]
+    pytest.importorskip("duckdb")
+    assert t.to_duckdb("t").sql("select count(*) from t where p = 2").fetchall() == [(9,)]
+    assert read[2:] == [1]
