@@ -383,3 +383,28 @@ def test_dv_lazy_dataset_skips_files_with_vectors_its_filter_rules_out(monkeypat
     pytest.importorskip("duckdb")
     assert t.to_duckdb("t").sql("select count(*) from t where p = 2").fetchall() == [(9,)]
     assert read[2:] == [1]
+
+
+def test_dv_dask_reads_through_vectors_at_every_version(local_uri):
+    dask = pytest.importorskip("dask")
+    from lakehouse.dask import read_dask
+
+    t = lh.write_table(local_uri, pa.table({"id": np.arange(3 * N), "p": np.arange(3 * N) // N}), partition_by=["p"])
+    paths = sorted(t.files().column("path").to_pylist())
+    _mark(t, {paths[0]: list(range(0, N, 2))})          # in a vector file
+    _mark(t, {paths[0]: [1], paths[1]: [0, 7]})          # unions, inline
+    models = [set(range(3 * N))]
+    at_one = _physical_ids_at(t, 1, paths[0])
+    models.append(models[0] - {at_one[i] for i in range(0, N, 2)})
+    first, second = _physical_ids_at(t, 2, paths[0]), _physical_ids_at(t, 2, paths[1])
+    models.append(models[1] - {first[1], second[0], second[7]})
+    with dask.config.set(scheduler="synchronous"):
+        for version, ids in enumerate(models):
+            frame = read_dask(local_uri, version=version, filter=[("id", ">=", 1)], columns=["id"]).compute()
+            assert sorted(frame["id"].tolist()) == sorted(i for i in ids if i >= 1), version
+
+
+def _physical_ids_at(t: lh.Table, version: int, path: str) -> list[int]:
+    (task,) = [x for x in t.snapshot(version=version).plan_files(columns=["id"]) if x.path == path]
+    with fsspec.open(task.uri, "rb") as f:
+        return pq.read_table(f, columns=["id"]).column("id").to_pylist()
