@@ -408,3 +408,17 @@ def _physical_ids_at(t: lh.Table, version: int, path: str) -> list[int]:
     (task,) = [x for x in t.snapshot(version=version).plan_files(columns=["id"]) if x.path == path]
     with fsspec.open(task.uri, "rb") as f:
         return pq.read_table(f, columns=["id"]).column("id").to_pylist()
+
+
+def test_dv_vectors_apply_under_column_mapping(table_uri):
+    """After a rename the data files keep the physical name: the vector scan works on those names."""
+    t = lh.write_table(table_uri, pa.table({"id": np.arange(20), "v": np.arange(20) * 1.5}))
+    (path,) = t.files().column("path").to_pylist()
+    _mark(t, {path: [0, 5, 6]})
+    t.alter.rename_column("id", "key")
+    want = [i for i in range(20) if i not in (0, 5, 6)]
+    assert t.to_arrow(columns=["key"]).column("key").to_pylist() == want
+    assert t.to_arrow(columns=["v"], filter=[("key", "<", 8)]).column("v").to_pylist() == [1.5, 3.0, 4.5, 6.0, 10.5]
+    assert t.to_batches(filter=[("v", ">", 20.0)]).read_all().column("key").to_pylist() == [i for i in want if i > 13]
+    (task,) = t.snapshot().plan_files(filter=[("key", ">=", 4)])
+    assert lh.read_task(pickle.loads(pickle.dumps(task))).column("key").to_pylist() == [i for i in want if i >= 4]
