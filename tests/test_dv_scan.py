@@ -192,7 +192,7 @@ steps = st.lists(st.one_of(
 
 
 @pytest.mark.parametrize("backend", ["memory", "local"])
-@settings(max_examples=150 if FUZZ else 4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=150 if FUZZ else 3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                                     HealthCheck.too_slow])
 @given(n=st.integers(1, 40), steps=steps, seed=st.integers(0, 2**16), k=st.integers(0, 60), j=st.integers(0, 2))
 def test_dv_every_reader_at_every_version_returns_the_models_rows(backend, tmp_path_factory, n, steps, seed, k, j):
@@ -272,6 +272,7 @@ def test_dv_file_stored_vectors_every_reader(table_uri):
     assert dataset.to_table(columns={"twice": pc.field("id") * 2}, filter=pc.field("id") < 6).column(
         "twice").to_pylist() == [2, 6, 10]
     in_order = dataset.to_table(columns=["id"]).column("id").to_pylist()  # files in the files table's order
+    assert dataset.to_table(columns=[]).num_rows == dataset.scanner(columns=[]).count_rows() == len(want)
     assert dataset.head(3, columns=["id"]).column("id").to_pylist() == in_order[:3]
     assert dataset.take([0, N // 2, N + 1]).column("id").to_pylist() == [in_order[i] for i in (0, N // 2, N + 1)]
     assert sorted(pickle.loads(pickle.dumps(dataset)).to_table().column("id").to_pylist()) == want
@@ -326,7 +327,7 @@ def test_dv_optimize_folds_vectors(local_uri):
     assert t.history(1)[0].info["data_change"] is False
     assert t.inspect.history(limit=1).column("data_change").to_pylist() == [False]
     assert t.inspect.log_entry(t.version)["remove"][0]["num_deleted_rows"] == 3
-    assert t.optimize(target_file_size=1) is None or t.files().num_rows == len(paths)  # nothing left to fold
+    assert t.optimize(target_file_size=1) is None  # nothing left to fold
     assert _canon(t.to_arrow(version=version - 1)) == before  # time travel still reads through the vector
 
 
