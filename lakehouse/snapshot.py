@@ -134,9 +134,11 @@ class Snapshot:
     def files(self, *, filter: FilterLike | pc.Expression | None = None) -> pa.Table:
         """One row per live data file that may hold rows matching ``filter``.
 
-        Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows``,
+        Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows`` (physical),
         ``modification_time``, ``partition.<c>``, and ``min.<c>``/``max.<c>``/``null_count.<c>``
-        (``<c>`` the column's current name).
+        (``<c>`` the column's current name), then ``num_deleted_rows`` (rows the file's deletion vector
+        deletes, 0 without one) and ``deletion_vector_inline``/``_path``/``_offset``/``_size`` (where
+        the vector is; format.md §8).
 
         Args:
             filter: keep only the files that may hold matching rows (by partition values and
@@ -163,7 +165,8 @@ class Snapshot:
 
         A dataset reads the data files by column name, so after a column was renamed (or a dropped
         name re-added) it cannot show the table's columns: ``SchemaMismatchError`` naming the column
-        (read with :meth:`to_batches` instead).
+        (read with :meth:`to_batches` instead). Rows deleted by deletion vectors are dropped by the
+        dataset's own scans (``scanner``, ``to_table``, ``count_rows``, ...; docs/ecosystem.md).
 
         Args:
             filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the
