@@ -6,7 +6,7 @@ Arrow operations from the snapshot's files table (:meth:`lakehouse.Snapshot.file
 :meth:`lakehouse.Table.history`; nothing here writes.
 
 * :meth:`Inspect.files` — one row per live data file: ``path``, ``size_bytes``, ``num_rows``,
-  ``modification_time``, ``partition`` (a struct of the typed partition values) and ``stats`` (a
+  ``num_deleted_rows``, ``modification_time``, ``partition`` (a struct of the typed partition values) and ``stats`` (a
   struct with ``min``/``max``/``null_count`` per column that has statistics).
 * :meth:`Inspect.partitions` — one row per partition: ``partition``, ``file_count``, ``row_count``,
   ``size_bytes``, ``last_modified``.
@@ -51,6 +51,7 @@ FILES_FIELDS = (
     pa.field("path", pa.string(), nullable=False),
     pa.field("size_bytes", pa.int64(), nullable=False),
     pa.field("num_rows", pa.int64(), nullable=False),
+    pa.field("num_deleted_rows", pa.int64(), nullable=False),
     pa.field("modification_time", _TS, nullable=False),
 )
 """The fixed leading columns of :meth:`Inspect.files` (``partition`` and ``stats`` follow)."""
@@ -76,6 +77,7 @@ HISTORY_SCHEMA = pa.schema([
     pa.field("parameters", pa.string(), nullable=False),
     pa.field("read_version", pa.int64()),
     pa.field("blind_append", pa.bool_(), nullable=False),
+    pa.field("data_change", pa.bool_(), nullable=False),
     pa.field("commit_id", pa.string(), nullable=False),
     pa.field("lakehouse_version", pa.string(), nullable=False),
     pa.field("files_added", pa.int64(), nullable=False),
@@ -190,10 +192,12 @@ class Inspect:
               as_of: dt.datetime | None = None) -> pa.Table:
         """One row per live data file (of ``version`` / ``as_of``) that may hold rows matching ``filter``.
 
-        Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows``,
-        ``modification_time`` (timestamp[ms, UTC]), ``partition`` (struct: one typed field per partition
-        column, empty for an unpartitioned table) and ``stats`` (struct: per column with statistics a
-        struct ``min``, ``max``, ``null_count``). With ``filter``, only the files pruning keeps.
+        Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows`` (the file's physical
+        rows), ``num_deleted_rows`` (those its deletion vector deletes, 0 without one; the file's live
+        rows are the difference), ``modification_time`` (timestamp[ms, UTC]), ``partition`` (struct: one
+        typed field per partition column, empty for an unpartitioned table) and ``stats`` (struct: per
+        column with statistics a struct ``min``, ``max``, ``null_count``).
+        With ``filter``, only the files pruning keeps.
 
         Args:
             filter: keep only the files that may hold matching rows (DNF tuples, SQL-like text or a
@@ -224,7 +228,8 @@ class Inspect:
                    as_of: dt.datetime | None = None) -> pa.Table:
         """One row per partition (of ``version`` / ``as_of``), sorted by partition value, nulls last.
 
-        Columns: ``partition`` (struct as in :meth:`files`), ``file_count``, ``row_count``,
+        Columns: ``partition`` (struct as in :meth:`files`), ``file_count``, ``row_count`` (live rows:
+        deleted rows not counted),
         ``size_bytes`` and ``last_modified`` (the newest file's modification time). An unpartitioned
         table with files has one row with an empty ``partition``; a table without files has none.
 
@@ -254,6 +259,8 @@ class Inspect:
         files = self._snapshot(version, as_of).files(filter=filter)
         parts, _ = _split(files)
         keys = [f"partition.{c}" for c in parts]
+        live = pc.subtract(files.column("num_rows"), files.column("num_deleted_rows"))  # rows a reader sees
+        files = files.set_column(files.schema.get_field_index("num_rows"), "num_rows", live)
         grouped = files.group_by(keys, use_threads=False).aggregate([
             ("path", "count"), ("num_rows", "sum"), ("size_bytes", "sum"), ("modification_time", "max"),
         ])
@@ -299,6 +306,7 @@ class Inspect:
             "parameters": [json.dumps(jsonable(i.get("parameters", {})), sort_keys=True) for i in info],
             "read_version": [i.get("read_version") for i in info],
             "blind_append": [bool(i.get("blind_append", False)) for i in info],
+            "data_change": [bool(i.get("data_change", True)) for i in info],
             "commit_id": [i.get("commit_id", "") for i in info],
             "lakehouse_version": [i.get("lakehouse_version", "") for i in info],
         }

@@ -527,13 +527,15 @@ def _restored_files(add_rows: pa.Table) -> list[str]:
 # -- optimize ----------------------------------------------------------------------------------
 def _bins(files: pa.Table, physical: Sequence[str], target: int, sort_by: Sequence[str]) -> list[pa.Table]:
     """Groups of files (rows of the files table) to rewrite together, each of one partition
-    (``physical``: the partition columns' physical names)."""
+    (``physical``: the partition columns' physical names). A file with a deletion vector is always
+    rewritten (folding its vector), even alone or large."""
     if files.num_rows == 0:
         return []
     keys = [f"partition.{c}" for c in physical]
     ordered = files.sort_by([(k, "ascending") for k in keys] + [("size_bytes", "ascending"), ("path", "ascending")])
     part_values = list(zip(*(ordered.column(k).to_pylist() for k in keys))) if keys else [()] * ordered.num_rows
     sizes = ordered.column("size_bytes").to_pylist()
+    marked = [n > 0 for n in ordered.column("num_deleted_rows").to_pylist()]
     groups: list[list[int]] = []
     start = 0
     for i in range(1, len(sizes) + 1):  # runs of one partition
@@ -543,10 +545,10 @@ def _bins(files: pa.Table, physical: Sequence[str], target: int, sort_by: Sequen
     out: list[list[int]] = []
     for rows in groups:
         if sort_by:  # a sorted layout needs the whole partition in one pass
-            if len(rows) > 1:
+            if len(rows) > 1 or marked[rows[0]]:
                 out.append(rows)
             continue
-        small = [i for i in rows if sizes[i] < target]
+        small = [i for i in rows if sizes[i] < target or marked[i]]
         current: list[int] = []
         total = 0
         for i in small:  # smallest first, greedy: each bin stays at or below the target
@@ -556,7 +558,7 @@ def _bins(files: pa.Table, physical: Sequence[str], target: int, sort_by: Sequen
             current.append(i)
             total += sizes[i]
         out.append(current)
-    return [ordered.take(pa.array(b, pa.int64())) for b in out if len(b) > 1]
+    return [ordered.take(pa.array(b, pa.int64())) for b in out if len(b) > 1 or (b and marked[b[0]])]
 
 
 def _sorted(table: pa.Table, columns: Sequence[str]) -> pa.Table:
@@ -582,10 +584,7 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
     """
     scan = Scan(storage, state)
     meta = state.metadata
-    candidates = scan.pruned(filter)
-    # a file with a deletion vector is not compacted until rewrites apply vectors (its deleted rows
-    # would come back); folding vectors is a later step
-    candidates = candidates.filter(pc.equal(candidates.column("num_deleted_rows"), 0))
+    candidates = scan.pruned(filter)  # a file with a deletion vector is read through it (its vector folds)
     # the files table names partition columns by physical name (a renamed column keeps its own)
     bins = _bins(candidates, partition_columns(meta.schema, meta.partition_by), target_file_size, sort_by)
     with contextlib.closing(progress_callback(progress)) as report:
@@ -632,9 +631,10 @@ def _rewrite(storage: Storage, state: TableState, scan: Scan, bins: list[pa.Tabl
         raise
     inputs = pa.concat_tables(bins)
     now = wall_clock_ms()
-    remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n) for p, s, n in zip(
-        inputs.column("path").to_pylist(), inputs.column("size_bytes").to_pylist(),
-        inputs.column("num_rows").to_pylist()))
+    remove = tuple(RemoveFile(path=p, deletion_time=now, size_bytes=s, num_rows=n, num_deleted_rows=d)
+                   for p, s, n, d in zip(inputs.column("path").to_pylist(), inputs.column("size_bytes").to_pylist(),
+                                         inputs.column("num_rows").to_pylist(),
+                                         inputs.column("num_deleted_rows").to_pylist()))
     request = CommitRequest(operation="optimize",
                             parameters={"target_file_size": target_file_size, "sort_by": list(sort_by),
                                         "filter": str(filter) if filter is not None else None,

@@ -61,7 +61,8 @@ class Commit:
         operation: ``"create"``, ``"write"``, ``"append"``, ``"overwrite"``, ``"delete"``,
             ``"restore"``, ``"optimize"``, ``"set_properties"``, ...
         info: the commit's details: ``commit_id``, ``parameters``, ``read_version``,
-            ``blind_append``, ``lakehouse_version``, ``files_added``/``files_removed`` and
+            ``blind_append``, ``data_change`` (False for a commit that only rearranges rows, such as
+            optimize; format §5.6), ``lakehouse_version``, ``files_added``/``files_removed`` and
             ``rows_added``/``rows_removed``.
 
     Example:
@@ -97,7 +98,7 @@ class Commit:
         c = e.commit
         info = {
             "commit_id": c.id, "parameters": dict(c.parameters), "read_version": c.read_version,
-            "blind_append": c.blind_append, "lakehouse_version": c.lakehouse_version,
+            "blind_append": c.blind_append, "data_change": c.data_change, "lakehouse_version": c.lakehouse_version,
             "files_added": len(e.add), "files_removed": len(e.remove),
             # live rows (format §5.8): a file re-added with a new deletion vector counts its live rows again
             "rows_added": sum(a.num_rows - a.num_deleted_rows for a in e.add),

@@ -16,9 +16,9 @@ guards, whose ``to_table``/``to_batches``/``count_rows``/``head`` pyarrow routes
 ``scanner``; :meth:`Scan.scan_fragment` / :meth:`Scan.count_fragment` (deletes, optimize) and
 :func:`read_task` (Dask, any engine running :class:`FileTask` values) scan a one-file
 :class:`TableDataset`. Row-level work that must happen for every reader, such as applying a data
-file's deletion vector (not implemented yet), belongs in :meth:`TableDataset.scanner` and nowhere
-else: there a file's batches can be read in order, unfiltered, its deleted positions dropped, and
-the filter applied to the rows left (as :func:`scan_plan` already does for floating-point terms).
+file's deletion vector, belongs in :meth:`TableDataset.scanner` and nowhere else: there a file with
+a vector is read in order, unfiltered, its deleted positions dropped (:mod:`lakehouse.dv_read`), and
+the filter applied to the rows left; files without one keep pushdown and row-group skipping.
 
 Example:
     >>> import lakehouse as lh, pyarrow as pa, pickle
@@ -44,6 +44,7 @@ import pyarrow.dataset as ds
 
 from .arguments import check_names, check_str
 from .datafile import logical_names, named_stats
+from .dv_read import VectorSet, kept_batches
 from .errors import (
     ArgumentTypeError,
     ColumnNotFoundError,
@@ -56,7 +57,7 @@ from .expr.bridge import exact_integer_literals, referenced_columns, rename_fiel
 from .expr.codec import decode_expression, encode_expression
 from .expr.dnf import FilterLike, to_expression
 from .expr.prune import conjuncts, files_mask, partition_verdicts
-from .log import Metadata
+from .log import DeletionVectorDescriptor, Metadata
 from .schema import (
     decode_values,
     has_stats,
@@ -68,7 +69,7 @@ from .schema import (
     relabel,
     renamed_paths,
 )
-from .state import TableState, files_to_adds
+from .state import TableState, files_to_adds, vector_descriptors
 from .stats import partition_columns, stats_columns
 from .storage import Storage
 
@@ -106,6 +107,11 @@ class FileTask:
     """The data file's path relative to the table root."""
     version: int = 0
     """The table version the task was planned at."""
+    num_deleted_rows: int = 0
+    """The rows of the file its deletion vector deletes (0: none); :func:`read_task` never returns
+    them. ``num_rows`` stays the file's physical row count."""
+    deletion_vector: DeletionVectorDescriptor | None = field(default=None, repr=False)
+    """Where the file's deletion vector is (format §5.8), None without one."""
 
 
 def _encode_schema(schema: pa.Schema) -> str:
@@ -244,12 +250,13 @@ class Scan:
         [2, 3]
     """
 
-    __slots__ = ("_mapping", "state", "storage")
+    __slots__ = ("_mapping", "_vectors", "state", "storage")
 
     def __init__(self, storage: Storage, state: TableState) -> None:
         self.storage = storage
         self.state = state
         self._mapping: ColumnMapping | None = None
+        self._vectors: VectorSet | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -344,6 +351,16 @@ class Scan:
             out.append(f"{kind}.{names[column]}" if column in names else name)
         return files.rename_columns(out)
 
+    # -- deletion vectors (format §5.8) ---------------------------------------------------------------
+    def vectors(self, files: pa.Table | None = None) -> VectorSet:
+        """The deletion vectors of ``files`` (rows of the files table; None: every live file), keyed
+        by the full path their fragments have; empty when no file has one (no I/O: loaded on use)."""
+        if files is None:
+            if self._vectors is None:
+                self._vectors = _vector_set(self.storage, self.state.files)
+            return self._vectors
+        return _vector_set(self.storage, files)
+
     # -- datasets -------------------------------------------------------------------------------------
     def dataset(self, files: pa.Table, *, guards: bool = False) -> TableDataset:
         """A dataset of ``files`` (rows of the files table) under the physical schema (see :meth:`logical`).
@@ -375,7 +392,9 @@ class Scan:
                 expr = expr & guard if parts else guard
             fragments.append(fmt.make_fragment(self.storage.full_path(path), filesystem=fs,
                                                partition_expression=expr, file_size=size))
-        return TableDataset(fragments, schema=self.columns.read_schema, format=fmt, filesystem=fs)
+        out = TableDataset(fragments, schema=self.columns.read_schema, format=fmt, filesystem=fs)
+        out._lh_vectors = self.vectors(files) or None
+        return out
 
     def pyarrow_dataset(self, expr: pc.Expression | None) -> TableDataset:
         """The guarded dataset of the files ``expr`` may match, for engines (``Snapshot.to_pyarrow_dataset``).
@@ -392,8 +411,11 @@ class Scan:
         return self.dataset(self.pruned(expr), guards=True)
 
     def _one(self, fragment: ds.Fragment) -> TableDataset:
-        return TableDataset([fragment], schema=self.columns.read_schema, format=fragment.format,
-                            filesystem=fragment.filesystem)
+        out = TableDataset([fragment], schema=self.columns.read_schema, format=fragment.format,
+                           filesystem=fragment.filesystem)
+        vectors = self.vectors()
+        out._lh_vectors = vectors.subset([fragment.path]) if fragment.path in vectors else None
+        return out
 
     def scan_fragment(self, fragment: ds.Fragment, *, filter: pc.Expression | None = None,
                       columns: list[str] | None = None) -> pa.Table:
@@ -408,7 +430,8 @@ class Scan:
                                                          filter=self.physical(filter)))
 
     def count_fragment(self, fragment: ds.Fragment, filter: pc.Expression) -> int:
-        """How many rows of one fragment of :meth:`dataset` match ``filter`` (pushed into the scan)."""
+        """How many rows of one fragment of :meth:`dataset` match ``filter`` (pushed into the scan; live
+        rows only: a row its deletion vector deletes is not counted)."""
         return self._one(fragment).count_rows(filter=self.physical(filter))
 
     # -- reads ------------------------------------------------------------------------------------------
@@ -489,7 +512,7 @@ class Scan:
 
 class TableDataset(ds.FileSystemDataset):
     """The dataset every read of data files goes through; its :meth:`scanner` is the one place where
-    a file's rows are read (see the module docstring: deletion vectors will be applied there).
+    a file's rows are read (see the module docstring: deletion vectors are applied there).
 
     It never lets pyarrow decide a floating-point term by Parquet statistics: pyarrow skips row
     groups by their Parquet min/max, which leave NaN out, and it folds comparisons with a NaN literal
@@ -501,17 +524,42 @@ class TableDataset(ds.FileSystemDataset):
     """
 
     _lh_filter: pc.Expression | None = None  # set by filter(): kept here, not in pyarrow's scan options
+    _lh_vectors: VectorSet | None = None  # the deletion vectors of its files that have one (None: none has)
 
     def __reduce__(self) -> tuple[Any, ...]:
         _, args = super().__reduce__()
-        return (_table_dataset, (args, self._lh_filter))
+        return (_table_dataset, (args, self._lh_filter, self._lh_vectors))
+
+    def _sub(self, fragments: list[ds.Fragment]) -> TableDataset:
+        """A dataset of some of its fragments (same filter, their vectors)."""
+        out = TableDataset(fragments, schema=self.schema, format=self.format, filesystem=self.filesystem)
+        out._lh_filter = self._lh_filter
+        if self._lh_vectors:
+            out._lh_vectors = self._lh_vectors.subset(f.path for f in fragments) or None
+        return out
 
     def filter(self, expression: pc.Expression) -> TableDataset:
         """As :meth:`pyarrow.dataset.Dataset.filter`: a dataset whose scans also apply ``expression``."""
-        out = TableDataset(list(self.get_fragments()), schema=self.schema, format=self.format,
-                           filesystem=self.filesystem)
+        out = self._sub(list(self.get_fragments()))
         out._lh_filter = expression if self._lh_filter is None else self._lh_filter & expression
         return out
+
+    def count_rows(self, filter: pc.Expression | None = None, **kwargs: Any) -> int:
+        """As :meth:`pyarrow.dataset.Dataset.count_rows`; live rows only (deleted rows are not counted).
+
+        Without a filter, a file with a deletion vector is counted from the files table (no read).
+        """
+        vectors = self._lh_vectors
+        if not vectors:
+            return super().count_rows(filter=filter, **kwargs)
+        if filter is None and self._lh_filter is None:
+            fragments = list(self.get_fragments())
+            plain = [f for f in fragments if f.path not in vectors]
+            count = self._sub(plain).count_rows(**kwargs) if plain else 0
+            return count + sum(vectors.live_rows(f.path) for f in fragments if f.path in vectors)
+        wanted = filter if self._lh_filter is None else self._lh_filter if filter is None else self._lh_filter & filter
+        names = [n for n in self.schema.names if n in referenced_columns(wanted)]
+        return self.scanner(columns=names, filter=filter, **kwargs).count_rows()
 
     def scanner(self, columns: Any = None, filter: pc.Expression | None = None, **kwargs: Any) -> ds.Scanner:
         """As :meth:`pyarrow.dataset.Dataset.scanner`, with terms on floating-point columns evaluated on rows.
@@ -528,6 +576,8 @@ class TableDataset(ds.FileSystemDataset):
             filter = self._lh_filter if filter is None else self._lh_filter & filter
         if filter is not None:  # Polars pushes `u < 5` with an int64 literal: compare integers exactly
             filter = exact_integer_literals(filter, self.schema)
+        if self._lh_vectors:
+            return self._vector_scanner(columns, filter, kwargs)
         named = list(columns) if isinstance(columns, list | tuple) else None
         plan = scan_plan(self.schema, named, filter) if filter is not None else None
         if plan is None or plan.residual is None:
@@ -544,11 +594,76 @@ class TableDataset(ds.FileSystemDataset):
         return ds.Scanner.from_batches(batches(), schema=schema)
 
 
-def _table_dataset(args: tuple[Any, ...], filter: pc.Expression | None) -> TableDataset:
+    def _vector_scanner(self, columns: Any, filter: pc.Expression | None, kwargs: dict[str, Any]) -> ds.Scanner:
+        """The scanner of a dataset where some files have deletion vectors: runs of files without one
+        are scanned as before (filter pushed, files and row groups skipped); a file with one is read
+        whole in file order (the columns returned and those the filter needs), its deleted positions
+        dropped, and then the filter evaluated on the rows left. Rows come in fragment order."""
+        vectors = self._lh_vectors
+        assert vectors
+        fragments = list(self.get_fragments())
+        runs: list[tuple[bool, list[ds.Fragment]]] = []
+        for fragment in fragments:
+            marked = fragment.path in vectors
+            if runs and runs[-1][0] == marked and not marked:
+                runs[-1][1].append(fragment)
+            else:
+                runs.append((marked, [fragment]))
+        plain = TableDataset([], schema=self.schema, format=self.format, filesystem=self.filesystem)
+        schema = plain.scanner(columns=columns, filter=filter, **kwargs).projected_schema
+        if isinstance(columns, list | tuple):
+            read: list[str] | None = list(columns)
+            if filter is not None:
+                read = [*columns, *sorted(referenced_columns(filter) - set(columns))]
+        else:
+            read = None  # all columns, then the projection (None or name -> expression)
+        project = _projection(columns, schema)
+        options = {k: v for k, v in kwargs.items() if k not in ("columns", "filter")}
+
+        def marked_batches(fragment: ds.Fragment, keep: pa.BooleanArray) -> Iterator[pa.RecordBatch]:
+            one = TableDataset([fragment], schema=self.schema, format=self.format, filesystem=self.filesystem)
+            scan = ds.FileSystemDataset.scanner(one, columns=read, **options)  # no filter: every row, in order
+            for batch in kept_batches(iter(scan.to_batches()), keep, path=fragment.path):
+                rows = pa.Table.from_batches([batch])
+                if filter is not None:
+                    rows = rows.filter(filter)
+                if rows.num_rows:
+                    yield from project(rows).to_batches()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            loaded = vectors.load(f.path for f in fragments if f.path in vectors)
+            for marked, run in runs:
+                if not marked:  # (``filter`` already holds the dataset's own filter)
+                    sub = TableDataset(run, schema=self.schema, format=self.format, filesystem=self.filesystem)
+                    yield from sub.scanner(columns=columns, filter=filter, **kwargs).to_batches()
+                    continue
+                (fragment,) = run
+                keep = loaded[fragment.path].mask(vectors.num_rows(fragment.path), arrow=True)
+                yield from marked_batches(fragment, keep)
+
+        return ds.Scanner.from_batches(batches(), schema=schema)
+
+
+def _table_dataset(args: tuple[Any, ...], filter: pc.Expression | None,
+                   vectors: VectorSet | None = None) -> TableDataset:
     """Unpickle a :class:`TableDataset`."""
     out = TableDataset(*args)
     out._lh_filter = filter
+    out._lh_vectors = vectors
     return out
+
+
+def _vector_set(storage: Storage, files: pa.Table) -> VectorSet:
+    """The deletion vectors of the rows of ``files`` that have one, by full path (empty: none has)."""
+    if files.num_rows == 0 or "num_deleted_rows" not in files.column_names:
+        return VectorSet(storage, {})
+    deleted = files.column("num_deleted_rows")
+    if not pc.max(deleted).as_py():
+        return VectorSet(storage, {})
+    marked = files.filter(pc.greater(deleted, 0))
+    return VectorSet(storage, {storage.full_path(p): (d, n) for p, n, d in zip(
+        marked.column("path").to_pylist(), marked.column("num_rows").to_pylist(), vector_descriptors(marked))
+        if d is not None})
 
 
 def _projection(columns: Any, schema: pa.Schema) -> Callable[[pa.Table], pa.Table]:
@@ -688,7 +803,8 @@ def build_tasks(files: pa.Table, *, storage: Storage, metadata: Metadata, versio
             uri=full if storage.is_local else storage.fs.unstrip_protocol(full), size_bytes=add.size_bytes,
             num_rows=add.num_rows, partition_values=dict(zip(metadata.partition_by, add.partition)),
             stats=named_stats(add, names), filter=filter_text, columns=cols, schema=schema_text, path=add.path,
-            version=version))
+            version=version, num_deleted_rows=add.deletion_vector.cardinality if add.deletion_vector else 0,
+            deletion_vector=add.deletion_vector))
     return tasks
 
 
@@ -730,12 +846,27 @@ def read_task(task: FileTask, *, storage_options: Mapping[str, Any] | None = Non
                                  partition_expression=_partition_expression(
                                      partition_columns(schema, partition_by), values))
     dataset = TableDataset([fragment], schema=mapping.read_schema, format=fmt, filesystem=fs)
+    if task.deletion_vector is not None:
+        dataset._lh_vectors = VectorSet(_table_storage(task, storage, storage_options),
+                                        {fragment.path: (task.deletion_vector, task.num_rows)})
     try:
         table = dataset.to_table(columns=mapping.physical_columns(plan.read), filter=mapping.physical(plan.pushed))
     except FileNotFoundError as exc:
         raise VersionNotFoundError(f"a data file of version {task.version} is gone (removed by vacuum, or lost): "
                                    f"{exc}", version=task.version) from None
     return plan.finish(mapping.logical(table))
+
+
+def _table_storage(task: FileTask, file: Storage, storage_options: Mapping[str, Any] | None) -> Storage:
+    """The storage of the table ``task`` belongs to (where its deletion vector file is): ``task.uri``
+    is the table root followed by ``task.path``."""
+    d = task.deletion_vector
+    if d is None or d.is_inline:
+        return file
+    if not isinstance(task.path, str) or not task.path or not task.uri.endswith("/" + task.path):
+        raise InvalidArgumentError(f"task.uri does not end with task.path {task.path!r}: the table's deletion "
+                                   f"vector file cannot be found", argument="task")
+    return Storage.from_uri(task.uri[:-len(task.path) - 1], storage_options)
 
 
 def _task_parts(task: Any) -> tuple[pa.Schema, pc.Expression | None, list[str] | None]:
@@ -751,6 +882,9 @@ def _task_parts(task: Any) -> tuple[pa.Schema, pc.Expression | None, list[str] |
     if task.filter is not None and not isinstance(task.filter, str):
         raise ArgumentTypeError(f"task.filter must be None or str, got {type(task.filter).__name__}", argument="task")
     expr = decode_expression(task.filter) if task.filter is not None else None
+    if task.deletion_vector is not None and not isinstance(task.deletion_vector, DeletionVectorDescriptor):
+        raise ArgumentTypeError(f"task.deletion_vector must be None or a DeletionVectorDescriptor, got "
+                                f"{type(task.deletion_vector).__name__}", argument="task")
     columns = check_names(task.columns, "task.columns")
     names = logical_schema(schema).names
     for c in columns or ():

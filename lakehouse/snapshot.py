@@ -117,9 +117,11 @@ class Snapshot:
     def files(self, *, filter: FilterLike | pc.Expression | None = None) -> pa.Table:
         """One row per live data file that may hold rows matching ``filter``.
 
-        Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows``,
+        Columns: ``path`` (relative to the table root), ``size_bytes``, ``num_rows`` (physical),
         ``modification_time``, ``partition.<c>``, and ``min.<c>``/``max.<c>``/``null_count.<c>``
-        (``<c>`` the column's current name).
+        (``<c>`` the column's current name), then ``num_deleted_rows`` (rows the file's deletion vector
+        deletes, 0 without one) and ``deletion_vector_inline``/``_path``/``_offset``/``_size`` (where
+        the vector is; format.md §8).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa

@@ -106,14 +106,6 @@ def _parts_in(files: pa.Table, paths: list[str]) -> pa.Table:
     return files.filter(pc.is_in(files.column("path"), pa.array(paths, pa.string())))
 
 
-def _refuse_vectors(files: pa.Table, paths: list[str]) -> None:
-    """``LakehouseError`` if one of ``paths`` has a deletion vector: rewriting its kept rows would bring
-    its deleted rows back until the scan applies vectors (issue 16; then this guard goes)."""
-    if paths and pc.any(pc.greater(_parts_in(files, paths).column("num_deleted_rows"), 0)).as_py():
-        raise LakehouseError("rewriting part of a data file that has a deletion vector is not supported yet; "
-                             "nothing was written")
-
-
 class Transaction:
     """A set of writes committed together. Get one from ``Table.transaction()``.
 
@@ -528,11 +520,11 @@ class Transaction:
 
         with ThreadPoolExecutor(4) as pool:
             counts = list(pool.map(matched, fragments))
-        totals = candidates.column("num_rows").to_pylist()
+        # live rows: the scan never returns (nor counts) a row a file's deletion vector deletes
+        totals = pc.subtract(candidates.column("num_rows"), candidates.column("num_deleted_rows")).to_pylist()
         paths = candidates.column("path").to_pylist()
         whole = [p for p, c, n in zip(paths, counts, totals) if c and c == n]
         partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
-        _refuse_vectors(candidates, [p for _, p in partial])
         # the kept rows of all partly matched files stream through one write: files are read one
         # ahead on a thread, remnants of one partition share files, and files are written in parallel
         kept = read_ahead(kept_rows, [f for f, _ in partial])

@@ -2,8 +2,8 @@
 (``Transaction.set_deletion_vectors``): vectors written and read back checked, the files table,
 checkpoints, time travel, vacuum and restore (format §5.8, §8, §9, §17.1, §17.3).
 
-Reading rows does not apply vectors yet (the scan does that next): these tests look at the files
-table and the state, except the one ``xfail`` test the lead turns on with the scan."""
+These tests look at the files table and the state (plus one read: readers apply the vectors; every
+reader is checked against a model in tests/test_dv_scan.py)."""
 
 from __future__ import annotations
 
@@ -310,8 +310,6 @@ def test_restore_refuses_a_version_whose_vector_file_was_vacuumed(local_uri):
     assert t.version == 2
 
 
-@pytest.mark.xfail(strict=True, reason="readers apply deletion vectors in the scan step (issue 16): "
-                                       "turn this on when scan.py applies them")
 def test_dv_readers_do_not_return_rows_a_deletion_vector_deletes(local_uri):
     t = _table(local_uri, parts=1)
     (a,) = _paths(t)
@@ -371,20 +369,21 @@ def test_vectors_follow_a_model_across_checkpoints_restores_and_time_travel(step
         assert got == expected, version
 
 
-def test_dv_copy_on_write_rewrite_of_a_file_with_a_vector_is_refused_until_scan_applies_vectors(local_uri):
-    """Until the scan applies vectors, rewriting part of a file with one would bring its deleted rows
-    back: refused (typed, nothing written). Whole-file deletes stay possible. The lead removes the
-    guard (``transaction._refuse_vectors``) with the scan step."""
+def test_dv_copy_on_write_rewrite_of_a_file_with_a_vector_keeps_its_deleted_rows_deleted(local_uri):
+    """A copy-on-write delete rewriting part of a file with a vector reads it through the vector: the
+    rows the vector deleted never come back (this was refused while readers ignored vectors)."""
     t = _table(local_uri)
     a, b = _paths(t)
     _mark(t, {a: _dv([0, 1])})
-    version = t.version
-    with pytest.raises(lh.LakehouseError, match="deletion vector"):
-        t.delete([("a", "=", 5)])
-    assert t.version == version and set(_deleted(t)) == {a, b}
-    t.delete([("a", "=", N + 5)])  # b has no vector: rewritten as before
-    t.delete([("p", "=", 0)])      # a goes whole
-    assert set(_deleted(t)) == set(t.files().column("path").to_pylist()) and a not in _deleted(t)
+    t.delete([("a", "=", 5)])
+    assert a not in set(t.files().column("path").to_pylist())  # rewritten, without rows 0, 1 and 5
+    assert sorted(t.to_arrow().column("a").to_pylist()) == [x for x in range(2 * N) if x not in (0, 1, 5)]
+    t.delete([("a", "in", [2, 3])])  # the rewritten file has no vector: rewritten as before
+    assert sorted(t.to_arrow().column("a").to_pylist()) == [x for x in range(2 * N) if x not in (0, 1, 2, 3, 5)]
+    _mark(t, {b: _dv([0])})
+    t.delete([("a", ">=", N + 1)])  # every live row of b matches: b goes whole
+    assert b not in set(t.files().column("path").to_pylist())
+    assert sorted(t.to_arrow().column("a").to_pylist()) == [x for x in range(N) if x not in (0, 1, 2, 3, 5)]
 
 
 def test_dv_describe_and_history_count_live_rows(local_uri):

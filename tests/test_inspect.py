@@ -60,7 +60,7 @@ def test_files_schema_is_stable(table):
                                                   nullable=False),
                           pa.field("stats", STATS_TYPE, nullable=False)])
     assert table.inspect.files().schema == expected
-    assert [f.name for f in FILES_FIELDS] == ["path", "size_bytes", "num_rows", "modification_time"]
+    assert [f.name for f in FILES_FIELDS] == ["path", "size_bytes", "num_rows", "num_deleted_rows", "modification_time"]
     assert table.inspect.files().schema.field("modification_time").type == TS
     # an empty filter result keeps the schema
     assert table.inspect.files(filter=[("day", "=", 99)]).schema == expected
