@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -92,6 +93,7 @@ class RemovedRows:
 
 
 Added = Callable[[], Iterable[pa.Table]]
+_SCAN_THREADS = 4  # files whose filter columns ``update`` reads at once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,16 +284,23 @@ def _plan_update(table: RowTarget, set: Any, filter: FilterLike | pc.Expression 
     tasks = table.plan_files(filter=expr)
     needed = sorted(referenced_columns(expr)) if expr is not None else []
     removed = []
+
+    def matched(task: FileTask) -> np.ndarray:
+        """Positions among the file's live rows where ``expr`` is true: files none of whose rows match
+        (the filter pushed into the read, row groups skipped by statistics) are read no further."""
+        if expr is None:
+            return np.arange(task.num_rows - task.num_deleted_rows, dtype=np.uint64)
+        if not read_task(dataclasses.replace(task, columns=tuple(needed) or None)).num_rows:
+            return np.zeros(0, dtype=np.uint64)
+        return np.flatnonzero(_mask(file_rows(task, needed or None), expr)).astype(np.uint64)
+
     report = progress_callback(progress)
     try:
-        for i, task in enumerate(tasks):
-            if expr is None:
-                positions = np.arange(task.num_rows, dtype=np.uint64)
-            else:
-                positions = np.flatnonzero(_mask(file_rows(task, needed or None), expr)).astype(np.uint64)
-            if len(positions):
-                removed.append(RemovedRows(task=task, positions=positions))
-            report(ProgressEvent("update", "scan", i + 1, len(tasks), "files"))
+        with ThreadPoolExecutor(_SCAN_THREADS) as pool:
+            for i, (task, positions) in enumerate(zip(tasks, pool.map(matched, tasks))):
+                if len(positions):
+                    removed.append(RemovedRows(task=task, positions=positions))
+                report(ProgressEvent("update", "scan", i + 1, len(tasks), "files"))
     finally:
         report.close()
 

@@ -202,3 +202,19 @@ def test_no_warning_for_a_good_table(tmp_path):
         warnings.simplefilter("error")
         t.delete("id = 1")
         t.update({"v": "0"}, filter="id = 2")
+
+
+def test_update_and_delete_without_filter_after_a_vector(tmp_path):
+    """Every live row of a file with a vector: positions count live rows, not physical ones."""
+    for mode in ("merge-on-read", "copy-on-write"):
+        t = _table(str(tmp_path / mode), BIG, properties={"delete_mode": mode})
+        t.alter.set_properties({"delete_mode": "merge-on-read"})
+        t.delete("id < 3")
+        t.alter.set_properties({"delete_mode": mode})
+        t.update({"v": "0"})
+        assert t.to_arrow().num_rows == BIG - 3 and set(t.to_arrow().column("v").to_pylist()) == {0}
+        dropped, carried, new = commit_lineage(t, t.version)
+        assert len(dropped) == len(new) == BIG - 3 and not carried
+        t.upsert(pa.table({"id": pa.array([5], pa.int64()), "v": pa.array([1], pa.int64())}), on="id")
+        t.delete()
+        assert t.to_arrow().num_rows == 0
