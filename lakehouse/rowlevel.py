@@ -306,7 +306,11 @@ def _plan_update(table: RowTarget, set: Any, filter: FilterLike | pc.Expression 
 
     def added() -> Iterator[pa.Table]:
         for item in removed:
-            rows = file_rows(item.task).take(pa.array(item.positions.astype(np.int64)))
+            # the matching rows, in file order: read with the filter pushed down (row groups without a
+            # match skipped), else (no filter, or a count that differs) taken from the whole file
+            rows = read_task(item.task) if expr is not None else None
+            if rows is None or rows.num_rows != item.count:
+                rows = file_rows(item.task).take(pa.array(item.positions.astype(np.int64)))
             yield updated_rows(rows, values, out)
 
     return RowChanges(schema=out, removed=tuple(removed), added=added, num_added=sum(r.count for r in removed),
