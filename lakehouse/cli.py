@@ -435,7 +435,7 @@ def describe(uri: str, version: int | None, as_of: dt.datetime | None, output: s
         "timestamp": snap.timestamp, "partition_by": snap.partition_by,
         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in snap.schema],
         "properties": snap.properties, "files": files.num_rows,
-        "rows": _total(files, "num_rows") - _total(table.files(version=snap.version), "num_deleted_rows"),
+        "rows": _total(files, "num_rows") - _total(files, "num_deleted_rows"),  # live rows (format §5.8)
         "size_bytes": _total(files, "size_bytes"),
     }
     if snap.version == latest:

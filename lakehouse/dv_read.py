@@ -7,7 +7,7 @@ by batch with a running row offset, and only then is a filter evaluated on the r
 
 :class:`VectorSet` holds the vectors of the files of one read (by the full path their dataset
 fragments have), loaded on first use in one batched call (:func:`lakehouse.dv_store.load_vectors`);
-:func:`kept_batches` drops the deleted rows of one file's batches. ``lakehouse.scan.TableDataset``
+:func:`kept_batches` drops the deleted rows of files' batches. ``lakehouse.scan.TableDataset``
 calls them from its ``scanner``, the one place every reader goes through.
 
 Example:
@@ -15,7 +15,7 @@ Example:
     >>> from lakehouse.deletion_vector import DeletionVector
     >>> batches = [pa.record_batch({"a": [0, 1, 2]}), pa.record_batch({"a": [3, 4]})]
     >>> keep = DeletionVector.from_positions([1, 3]).mask(5, arrow=True)
-    >>> [b.column(0).to_pylist() for b in kept_batches(iter(batches), keep, path="x.parquet")]
+    >>> [b.column(0).to_pylist() for b in kept_batches(((("x"), b) for b in batches), {"x": keep})]
     [[0, 2], [4]]
 """
 
@@ -112,33 +112,35 @@ class VectorSet:
             return {p: self._loaded[p] for p in wanted}
 
 
-def kept_batches(batches: Iterator[pa.RecordBatch], keep: pa.BooleanArray, *,
-                 path: str) -> Iterator[pa.RecordBatch]:
-    """The rows of one data file's ``batches`` (all of its rows, in file order) that ``keep`` keeps.
+def kept_batches(batches: Iterator[tuple[str, pa.RecordBatch]],
+                 keeps: Mapping[str, pa.BooleanArray]) -> Iterator[pa.RecordBatch]:
+    """The rows of data files' batches that their keep-masks keep.
 
     Args:
-        batches: the file's batches, in order, none of its rows skipped.
-        keep: the file's keep-mask (:meth:`DeletionVector.mask` with ``arrow=True``), one value per row.
-        path: the file, named in errors.
+        batches: (the file's path, a batch) for every row of every file in ``keeps``, each file's
+            batches in file order and together (as ``Scanner.scan_batches`` gives them), none of
+            its rows skipped.
+        keeps: per file, its keep-mask (:meth:`DeletionVector.mask` with ``arrow=True``).
 
     Returns:
         The batches with the deleted rows dropped (empty batches are not yielded).
 
     Raises:
-        CorruptDeletionVectorError: the file holds another number of rows than its vector's mask
-            (the files table and the data file disagree).
+        CorruptDeletionVectorError: a file holds another number of rows than its mask (the files
+            table and the data file disagree).
     """
-    offset = 0
-    size = len(keep)
-    for batch in batches:
-        n = batch.num_rows
-        if offset + n > size:
-            raise CorruptDeletionVectorError(f"the data file holds more than the {size} rows the files table "
-                                             f"records; its deletion vector cannot be applied", path=path)
-        kept = batch.filter(keep.slice(offset, n))
-        offset += n
+    offsets = dict.fromkeys(keeps, 0)
+    for path, batch in batches:
+        keep = keeps[path]
+        at, n = offsets[path], batch.num_rows
+        if at + n > len(keep):
+            raise CorruptDeletionVectorError(f"the data file holds more than the {len(keep)} rows the files "
+                                             f"table records; its deletion vector cannot be applied", path=path)
+        offsets[path] = at + n
+        kept = batch.filter(keep.slice(at, n))
         if kept.num_rows:
             yield kept
-    if offset != size:
-        raise CorruptDeletionVectorError(f"the data file holds {offset} rows, the files table records {size}; "
-                                         f"its deletion vector cannot be applied", path=path)
+    for path, at in offsets.items():
+        if at != len(keeps[path]):
+            raise CorruptDeletionVectorError(f"the data file holds {at} rows, the files table records "
+                                             f"{len(keeps[path])}; its deletion vector cannot be applied", path=path)

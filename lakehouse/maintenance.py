@@ -573,6 +573,8 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
              progress: ProgressLike = None) -> CommitResult | None:
     """Compact small files (of the partitions ``filter`` may touch) into files of about
     ``target_file_size`` bytes on storage, optionally sorted by ``sort_by``; None if nothing to do.
+    Files with a deletion vector are always rewritten, without their deleted rows (the vectors fold
+    away; format §17.4); the commit has ``data_change`` false.
     ``progress`` hears ``("optimize", "rewrite")`` events, one per bin of files rewritten.
 
     Example:

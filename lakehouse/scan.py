@@ -602,10 +602,14 @@ class TableDataset(ds.FileSystemDataset):
         vectors = self._lh_vectors
         assert vectors
         fragments = list(self.get_fragments())
-        runs: list[tuple[bool, list[ds.Fragment]]] = []
+        pushed = scan_plan(self.schema, None, filter).pushed if filter is not None else None
+        if pushed is not None:  # a file with a vector is read whole: skip it if its guarantee rules it out
+            possible = {f.path for f in super().get_fragments(filter=pushed)}
+            fragments = [f for f in fragments if f.path not in vectors or f.path in possible]
+        runs: list[tuple[bool, list[ds.Fragment]]] = []  # consecutive files without / with a vector
         for fragment in fragments:
             marked = fragment.path in vectors
-            if runs and runs[-1][0] == marked and not marked:
+            if runs and runs[-1][0] == marked:
                 runs[-1][1].append(fragment)
             else:
                 runs.append((marked, [fragment]))
@@ -620,10 +624,11 @@ class TableDataset(ds.FileSystemDataset):
         project = _projection(columns, schema)
         options = {k: v for k, v in kwargs.items() if k not in ("columns", "filter")}
 
-        def marked_batches(fragment: ds.Fragment, keep: pa.BooleanArray) -> Iterator[pa.RecordBatch]:
-            one = TableDataset([fragment], schema=self.schema, format=self.format, filesystem=self.filesystem)
-            scan = ds.FileSystemDataset.scanner(one, columns=read, **options)  # no filter: every row, in order
-            for batch in kept_batches(iter(scan.to_batches()), keep, path=fragment.path):
+        def marked_batches(run: list[ds.Fragment], keeps: dict[str, pa.BooleanArray]) -> Iterator[pa.RecordBatch]:
+            sub = TableDataset(run, schema=self.schema, format=self.format, filesystem=self.filesystem)
+            # no filter: every row of every file, each file's batches in order (files read ahead)
+            tagged = ds.FileSystemDataset.scanner(sub, columns=read, **options).scan_batches()
+            for batch in kept_batches(((t.fragment.path, t.record_batch) for t in tagged), keeps):
                 rows = pa.Table.from_batches([batch])
                 if filter is not None:
                     rows = rows.filter(filter)
@@ -637,9 +642,8 @@ class TableDataset(ds.FileSystemDataset):
                     sub = TableDataset(run, schema=self.schema, format=self.format, filesystem=self.filesystem)
                     yield from sub.scanner(columns=columns, filter=filter, **kwargs).to_batches()
                     continue
-                (fragment,) = run
-                keep = loaded[fragment.path].mask(vectors.num_rows(fragment.path), arrow=True)
-                yield from marked_batches(fragment, keep)
+                yield from marked_batches(run, {f.path: loaded[f.path].mask(vectors.num_rows(f.path), arrow=True)
+                                                for f in run})
 
         return ds.Scanner.from_batches(batches(), schema=schema)
 

@@ -137,7 +137,8 @@ class Snapshot:
 
         A dataset reads the data files by column name, so after a column was renamed (or a dropped
         name re-added) it cannot show the table's columns: ``SchemaMismatchError`` naming the column
-        (read with :meth:`to_batches` instead).
+        (read with :meth:`to_batches` instead). Rows deleted by deletion vectors are dropped by the
+        dataset's own scans (``scanner``, ``to_table``, ``count_rows``, ...; docs/ecosystem.md).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa

@@ -940,6 +940,7 @@ class Table:
 
         ``filter`` limits the work to the files it may match (e.g. some partitions). With
         ``sort_by`` every partition of more than one file is rewritten as a whole, sorted.
+        A file with a deletion vector is always rewritten, without its deleted rows (vectors fold away).
         ``progress`` as for :meth:`append` (one event per group of files rewritten).
 
         Args:
