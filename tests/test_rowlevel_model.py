@@ -5,7 +5,8 @@ Random small tables (partitioned or not, nulls in keys and values) go through ra
 row by row over Python dicts (its own reading of SQL MERGE: first matching clause of a kind wins,
 null keys never match, a target row matched by several source rows is an error when a matched
 clause exists). After every step the table is read through ``to_arrow``, ``to_pandas``,
-``to_batches`` and ``plan_files`` + ``read_task``, and at the end every version is read back
+``to_batches``, ``plan_files`` + ``read_task``, ``to_pyarrow_dataset``, the PyCapsule stream and
+``to_polars``, and at the end every version is read back
 (time travel). It runs under both ``delete_mode`` values (merge-on-read with the small-file
 threshold lowered, so tiny files get deletion vectors). After every commit its lineage (format
 §5.4) is checked against the model: the rows it dropped (``dropped_rows``, whole removes, new
@@ -26,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import lakehouse as lh
@@ -196,6 +197,9 @@ def check_all_readers(t: lh.Table, expected: list[Row], version: int | None = No
     planned = [r for task in tasks for r in lh.read_task(task).to_pylist()]
     assert _sorted(planned) == want
     assert _sorted(_from_pandas(t.to_pandas(version=version))) == want
+    assert _sorted(t.to_pyarrow_dataset(version=version).to_table().to_pylist()) == want
+    assert _sorted(pa.table(t.snapshot(version) if version is not None else t).to_pylist()) == want  # PyCapsule
+    assert _sorted(t.to_polars(version=version).collect().to_arrow().to_pylist()) == want
 
 
 def _pool(model: list[Row]) -> list[Any]:
@@ -369,17 +373,17 @@ def check_lineage(t: lh.Table, before: list[Row], after: list[Row], deleted: lis
 MODES = ["merge-on-read", "copy-on-write"]
 
 
-@pytest.mark.parametrize("mode", MODES)
-@PROFILE
-@given(initial=st.lists(rows, max_size=8), partitioned=st.booleans(), n=st.integers(1, MAX_STEPS), data=st.data())
-def test_rowlevel_changes_match_the_model(mode, initial, partitioned, n, data):
+def run_model(mode: str, initial: list[Row], partitioned: bool, n: int, data: st.DataObject, *, small: int,
+              most: float) -> bool:
+    """Random steps on a fresh table in ``mode`` (rewrite thresholds ``small``/``most``), every reader
+    and the lineage checked after each, every version at the end; whether a vector was written."""
     uri = f"memory://rowlevel-model-{uuid.uuid4().hex}"
     t = lh.write_table(uri, _arrow(initial), partition_by=["p"] if partitioned else None,
                        properties={"delete_mode": mode})
     model = [_fit(r) for r in initial]
     versions = {0: model}
-    small = lakehouse.rowremoval.REWRITE_BELOW_ROWS
-    lakehouse.rowremoval.REWRITE_BELOW_ROWS = data.draw(st.sampled_from([0, 0, 3, small]), label="small")
+    saved = lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION
+    lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION = small, most
     try:
         for _ in range(n):
             op = data.draw(op_for(_pool(model)))
@@ -391,12 +395,33 @@ def test_rowlevel_changes_match_the_model(mode, initial, partitioned, n, data):
             model = new
             check_all_readers(t, model)
     finally:
-        lakehouse.rowremoval.REWRITE_BELOW_ROWS = small
-    if mode == "copy-on-write":
-        assert all(n == 0 for n in t.files().column("num_deleted_rows").to_pylist())
+        lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION = saved
     assert sorted(versions) == list(range(t.version + 1))
     for version, expected in versions.items():
         check_all_readers(t, expected, version)
+    vectored = any(a.deletion_vector is not None for v in range(1, t.version + 1)
+                   for a in read_entry(Storage.from_uri(uri), v).add)
+    event(f"{mode}: deletion vectors written: {vectored}")
+    assert not (vectored and mode == "copy-on-write")
+    return vectored
+
+
+@pytest.mark.parametrize("mode", MODES)
+@PROFILE
+@given(initial=st.lists(rows, max_size=8), partitioned=st.booleans(), n=st.integers(1, MAX_STEPS), data=st.data())
+def test_rowlevel_changes_match_the_model(mode, initial, partitioned, n, data):
+    # tiny files: the small-file threshold is lowered (and often the most-rows-gone one) so vectors are written
+    small = data.draw(st.sampled_from([0, 0, 3, lakehouse.rowremoval.REWRITE_BELOW_ROWS]), label="small")
+    most = data.draw(st.sampled_from([1.0, lakehouse.rowremoval.REWRITE_FRACTION]), label="most")
+    run_model(mode, initial, partitioned, n, data, small=small, most=most)
+
+
+@settings(PROFILE, max_examples=200 if FUZZ else 10)
+@given(initial=st.lists(rows, min_size=4, max_size=10), n=st.integers(2, MAX_STEPS + 1), data=st.data())
+def test_deletion_vectors_match_the_model(initial, n, data):
+    """Merge-on-read with every file vectored unless all its rows go: vectors over vectors, then
+    rewrites and time travel over them."""
+    run_model("merge-on-read", initial, data.draw(st.booleans()), n, data, small=0, most=1.0)
 
 
 def test_model_example_duplicate_and_null_keys():
