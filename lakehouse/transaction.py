@@ -328,6 +328,12 @@ class Transaction:
     def delete(self, filter: FilterLike | pc.Expression | None = None) -> None:
         """Delete the rows where ``filter`` is true (all rows if ``filter`` is None).
 
+        A file the filter is proven true for from its partition values, or whose live rows all match,
+        is removed. In a file where only some rows match, they go as the table property
+        ``delete_mode`` says (:meth:`remove_rows`): into the file's deletion vector (merge-on-read, the
+        default) or by rewriting the file (copy-on-write, and for small files or files of which most
+        rows would be gone).
+
         Args:
             filter: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression``; None deletes every
                 row.
