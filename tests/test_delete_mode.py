@@ -6,6 +6,7 @@ operation under both modes; these are the worked examples."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import warnings
 
 import pyarrow as pa
@@ -218,3 +219,21 @@ def test_update_and_delete_without_filter_after_a_vector(tmp_path):
         t.upsert(pa.table({"id": pa.array([5], pa.int64()), "v": pa.array([1], pa.int64())}), on="id")
         t.delete()
         assert t.to_arrow().num_rows == 0
+
+
+def test_lineage_vector_in_its_own_file_is_vacuumed_with_the_version_before_it(tmp_path):
+    """A large ``dropped_rows`` vector goes into a vector file; vacuum keeps it while the version
+    before its commit is retained (a change feed can read both sides), and deletes it with the
+    removed data file once not (format §17.1)."""
+    t = _table(str(tmp_path / "t"), BIG, properties={"delete_mode": "copy-on-write"})
+    t.delete(pc.field("id").isin(list(range(0, BIG, 3))))  # a third, spread out: an array container
+    entry = _entry(t)
+    dropped = entry.remove[0].dropped_rows
+    assert dropped is not None and dropped.path is not None and dropped.cardinality == len(range(0, BIG, 3))
+    t.vacuum(retention=dt.timedelta(days=1), dry_run=False, enforce_retention=False)
+    assert (tmp_path / "t" / dropped.path).exists()
+    dropped_rows, carried, new = commit_lineage(t, t.version)
+    assert len(dropped_rows) == dropped.cardinality and len(carried) == BIG - dropped.cardinality and not new
+    gone = t.vacuum(retention=dt.timedelta(0), dry_run=False, enforce_retention=False)
+    assert set(gone) == {dropped.path, entry.remove[0].path}
+    assert _ids(t) == [i for i in range(BIG) if i % 3]
