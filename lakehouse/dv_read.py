@@ -137,9 +137,11 @@ def kept_batches(batches: Iterator[tuple[str, pa.RecordBatch]],
             raise CorruptDeletionVectorError(f"the data file holds more than the {len(keep)} rows the files "
                                              f"table records; its deletion vector cannot be applied", path=path)
         offsets[path] = at + n
-        kept = batch.filter(keep.slice(at, n))
-        if kept.num_rows:
-            yield kept
+        part = keep.slice(at, n)
+        if part.false_count == 0:  # no deleted row in this batch (deletes are often clustered): no copy
+            yield batch
+        elif part.true_count:
+            yield batch.filter(part)
     for path, at in offsets.items():
         if at != len(keeps[path]):
             raise CorruptDeletionVectorError(f"the data file holds {at} rows, the files table records "
