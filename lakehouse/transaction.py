@@ -727,6 +727,9 @@ class Transaction:
         if removal.vectors:
             self._revector(_parts_in(removal.rows, list(removal.vectors)), removal.vectors,
                            {p: removal.fresh[p] for p in removal.vectors})
+            # as for set_deletion_vectors: a re-added file conflicts through its remove, or row by row
+            # where a rebase can merge vectors (format §12), not as a file read
+            self._read_files.difference_update(removal.vectors)
 
     def set_deletion_vectors(self, vectors: Mapping[str, DeletionVector]) -> None:
         """Mark rows of live files deleted (merge-on-read, format.md §5.8): ``vectors`` maps the path
