@@ -92,9 +92,12 @@ class MergeResult:
     num_updated: int = 0
     num_deleted: int = 0
     num_files_added: int = 0
+    """New data files written: the updated and inserted rows, and the kept rows of rewritten files."""
     num_files_removed: int = 0
+    """Data files removed for good: those whose rows all went and those rewritten (copy-on-write);
+    a file that only got a new deletion vector stays and is not counted here."""
     num_deletion_vectors: int = 0
-    """Deletion vectors written (always 0 until merge-on-read lands: files are rewritten)."""
+    """Files that got a new deletion vector in the commit (merge-on-read, table property ``delete_mode``)."""
     timings: Mapping[str, float] = field(default_factory=dict)
     """Milliseconds per phase: ``prepare`` (source), ``scan`` (finding matches), ``apply`` (clauses), ``write``."""
 
@@ -413,8 +416,9 @@ class TableMerger:
         if outcome is not None and outcome.skipped:
             return MergeResult(version=outcome.version, timings=timings)
         return MergeResult(version=tx.version, num_inserted=run.inserted,  # type: ignore[arg-type]
-                           num_updated=run.updated, num_deleted=run.deleted, num_files_added=len(written),
-                           num_files_removed=len(changes.removed), timings=timings)
+                           num_updated=run.updated, num_deleted=run.deleted,
+                           num_files_added=len(written.files_added), num_files_removed=written.files_removed,
+                           num_deletion_vectors=written.deletion_vectors, timings=timings)
 
 
 class _Run:

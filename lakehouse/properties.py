@@ -5,8 +5,8 @@ ones (:data:`PROPERTY_SPECS`: kind, default and largest value) are checked when 
 table is created and by ``Table.alter.set_properties``. A value another writer set that breaks those
 rules (written by an older or foreign writer) is never trusted when read: the typed getters
 (:func:`target_file_size`, :func:`checkpoint_interval`, :func:`vacuum_min_retention`,
-:func:`log_min_retention`, and :func:`int_property` under them) return the default and warn with
-:class:`PropertyWarning`. Names starting
+:func:`log_min_retention`, :func:`delete_mode`, and :func:`int_property` under them) return the
+default and warn with :class:`PropertyWarning`. Names starting
 with ``constraint.`` hold CHECK constraints (§16.1) and are written only by
 ``Table.alter.add_constraint``.
 
@@ -31,6 +31,7 @@ from typing import Any
 from .errors import InvalidTableError
 
 __all__ = [
+    "CHOICE_PROPERTIES",
     "CONSTRAINT_PREFIX",
     "DEFAULT_PROPERTIES",
     "KNOWN_PROPERTIES",
@@ -40,6 +41,7 @@ __all__ = [
     "check_properties",
     "check_property",
     "checkpoint_interval",
+    "delete_mode",
     "int_property",
     "log_min_retention",
     "target_file_size",
@@ -91,8 +93,17 @@ PROPERTY_SPECS: Mapping[str, PropertySpec] = {
 }
 """Every plain property lakehouse reads (all documented in ``docs/format.md`` §16, which a test checks)."""
 
-KNOWN_PROPERTIES: Mapping[str, str] = {name: spec.kind for name, spec in PROPERTY_SPECS.items()}
-"""Every plain property lakehouse reads, with the kind of integer it must hold."""
+CHOICE_PROPERTIES: Mapping[str, tuple[str, ...]] = {
+    "delete_mode": ("merge-on-read", "copy-on-write"),
+}
+"""Every property lakehouse reads that takes one of a few words: its values, the default first
+(documented in ``docs/format.md`` §16)."""
+
+KNOWN_PROPERTIES: Mapping[str, str] = {
+    **{name: spec.kind for name, spec in PROPERTY_SPECS.items()},
+    **{name: "one of " + ", ".join(values) for name, values in CHOICE_PROPERTIES.items()},
+}
+"""Every plain property lakehouse reads, with the kind of value it must hold."""
 
 DEFAULT_PROPERTIES: Mapping[str, str] = {
     name: str(PROPERTY_SPECS[name].default) for name in ("checkpoint_interval", "target_file_size")
@@ -123,7 +134,7 @@ def check_property(name: Any, value: Any) -> str:
     Raises:
         InvalidTableError: the name is not a non-empty string, names a constraint (those are set
             with ``Table.alter.add_constraint``), or the value is None or invalid or out of range for
-            a known property.
+            a known property (not one of its words for ``delete_mode``).
 
     Example:
         >>> check_property("checkpoint_interval", 5)
@@ -139,6 +150,9 @@ def check_property(name: Any, value: Any) -> str:
     if isinstance(value, bool):
         raise InvalidTableError(f"property {name!r} must be a string or an integer, got {value!r}")
     text = str(value)
+    choices = CHOICE_PROPERTIES.get(name)
+    if choices is not None and text not in choices:
+        raise InvalidTableError(f"property {name!r} must be one of {', '.join(map(repr, choices))}, got {text!r}")
     spec = PROPERTY_SPECS.get(name)
     if spec is not None and _parse(spec, text) is None:
         raise InvalidTableError(f"property {name!r} must be a {spec.kind} integer of at most {spec.maximum}, "
@@ -272,3 +286,29 @@ def log_min_retention(properties: Mapping[str, str]) -> dt.timedelta:
         datetime.timedelta(days=7)
     """
     return dt.timedelta(seconds=_read(properties, "log_min_retention_seconds"))
+
+
+def delete_mode(properties: Mapping[str, str]) -> str:
+    """How row-level deletes and updates remove rows of existing files (property ``delete_mode``):
+    ``"merge-on-read"`` (the default: deletion vectors, format §5.8, §16) or ``"copy-on-write"``
+    (the files are rewritten without the rows).
+
+    Args:
+        properties: the table's properties.
+
+    Returns:
+        The value to use (the default, with a :class:`PropertyWarning`, if another writer set a bad one).
+
+    Example:
+        >>> delete_mode({}), delete_mode({"delete_mode": "copy-on-write"})
+        ('merge-on-read', 'copy-on-write')
+    """
+    choices = CHOICE_PROPERTIES["delete_mode"]
+    raw = properties.get("delete_mode")
+    if raw is None:
+        return choices[0]
+    if raw not in choices:
+        warnings.warn(f"table property 'delete_mode' holds {raw!r}, not one of {', '.join(map(repr, choices))}: "
+                      f"using the default {choices[0]!r}", PropertyWarning, stacklevel=3)
+        return choices[0]
+    return raw

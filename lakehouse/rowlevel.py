@@ -4,9 +4,10 @@ An operation that changes rows (``update``, ``merge``, ``upsert``) first decides
 a :class:`RowChanges` value: for each data file it touches, the positions of the rows it removes
 (rows are numbered in file order from 0, as :func:`lakehouse.read_task` returns them), and the new
 rows to write (updated rows, inserted rows) in the table schema. :func:`commit_row_changes` then
-records it inside a :class:`~lakehouse.transaction.Transaction`, in one commit: today copy-on-write
-(each touched file is rewritten without its removed rows, in order, and the new rows are added);
-deletion vectors will replace the rewrite without changing how changes are decided.
+records it inside a :class:`~lakehouse.transaction.Transaction`, in one commit: removed rows of a
+touched file go into its deletion vector (merge-on-read) or the file is rewritten without them
+(copy-on-write), as the table property ``delete_mode`` and ``lakehouse.rowremoval`` decide; the new
+rows are added.
 
 Example:
     >>> import lakehouse as lh, pyarrow as pa
@@ -42,6 +43,7 @@ from .expr.dnf import FilterLike, to_expression
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .scan import FileTask, read_task
 from .setexpr import Sides, evaluate, evaluate_checked, set_value
+from .transaction import RowsRemoved
 
 if TYPE_CHECKING:
     from .commit import CommitOutcome
@@ -98,6 +100,7 @@ class RemovedRows:
 
 
 Added = Callable[[], Iterable[pa.Table]]
+_SCAN_THREADS = 4  # files whose filter columns ``update`` reads at once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,26 +179,8 @@ def fit_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _kept(item: RemovedRows) -> pa.Table | None:
-    """The rows of ``item``'s file that stay, in order (None if none)."""
-    if item.count >= item.task.num_rows:
-        return None
-    rows = file_rows(item.task)
-    keep = np.ones(rows.num_rows, dtype=bool)
-    keep[item.positions.astype(np.int64)] = False
-    return rows.filter(pa.array(keep))
-
-
-def _stream(changes: RowChanges) -> Iterator[pa.RecordBatch]:
-    """The kept rows of every touched file (the next file read ahead on a thread), then the added rows."""
-    with ThreadPoolExecutor(1) as pool:
-        items = list(changes.removed)
-        ahead = pool.submit(_kept, items[0]) if items else None
-        for i in range(len(items)):
-            kept = ahead.result() if ahead is not None else None
-            ahead = pool.submit(_kept, items[i + 1]) if i + 1 < len(items) else None
-            if kept is not None and kept.num_rows:
-                yield from fit_rows(kept, changes.schema).to_batches()
+def _added_batches(changes: RowChanges) -> Iterator[pa.RecordBatch]:
+    """The added rows, fitted to ``changes.schema``."""
     for table in changes.added():
         if table.num_rows:
             yield from fit_rows(table, changes.schema).to_batches()
@@ -203,13 +188,17 @@ def _stream(changes: RowChanges) -> Iterator[pa.RecordBatch]:
 
 def commit_row_changes(tx: Transaction, changes: RowChanges, *, schema_mode: SchemaMode = "strict",
                        operation: str = "update", parameters: Mapping[str, Any] | None = None,
-                       progress: ProgressLike = None) -> list[str]:
-    """Record ``changes`` in ``tx`` (copy-on-write) as one operation; returns the paths written.
+                       progress: ProgressLike = None) -> RowsRemoved:
+    """Record ``changes`` in ``tx`` as one operation (``Transaction.remove_rows``).
 
-    Each touched file is replaced by its kept rows (in order) and the added rows are written, all in
-    the transaction's one commit: a concurrent removal of a touched file, or a concurrent commit
-    adding rows one of ``changes.reads`` may match, makes it ``CommitConflictError``. Constraints
-    and NOT NULL are enforced on every row written.
+    The table property ``delete_mode`` decides how removed rows go (format §16): in
+    ``"merge-on-read"`` mode (the default) a touched file gets a deletion vector, unless it is small
+    or most of its rows would be gone (then it is rewritten; ``lakehouse.rowremoval``); in
+    ``"copy-on-write"`` mode each touched file is rewritten without its removed rows, its kept rows in
+    order in files of their own. A file whose rows all go is removed. The added rows are written
+    into new files. All in the transaction's one commit: a concurrent removal of a touched file, or a
+    concurrent commit adding rows one of ``changes.reads`` may match, makes it ``CommitConflictError``.
+    Constraints and NOT NULL are enforced on every row written.
 
     Args:
         tx: the transaction, opened at the version the changes were decided on.
@@ -221,13 +210,13 @@ def commit_row_changes(tx: Transaction, changes: RowChanges, *, schema_mode: Sch
         progress: as for ``Table.append``.
 
     Returns:
-        The paths of the data files written.
+        What was written and removed (``RowsRemoved``: files added, files removed, deletion vectors).
     """
     if changes.is_empty:
-        return []
-    data = pa.RecordBatchReader.from_batches(changes.schema, _stream(changes))
-    return tx.rewrite_files([r.path for r in changes.removed], data, reads=changes.reads, schema_mode=schema_mode,
-                            operation=operation, parameters=parameters, progress=progress)
+        return RowsRemoved()
+    data = pa.RecordBatchReader.from_batches(changes.schema, _added_batches(changes)) if changes.num_added else None
+    return tx.remove_rows({r.path: r.positions for r in changes.removed}, data, reads=changes.reads,
+                          schema_mode=schema_mode, operation=operation, parameters=parameters, progress=progress)
 
 
 def _mask(rows: pa.Table, expr: pc.Expression | None) -> np.ndarray:
@@ -311,22 +300,33 @@ def _plan_update(table: RowTarget, set: Any, filter: FilterLike | pc.Expression 
     tasks = candidate_files(table, expr)
     needed = sorted(referenced_columns(expr)) if expr is not None else []
     removed = []
+
+    def matched(task: FileTask) -> np.ndarray:
+        """Positions among the file's live rows where ``expr`` is true: files none of whose rows match
+        (the filter pushed into the read, row groups skipped by statistics) are read no further."""
+        if expr is None:
+            return np.arange(task.num_rows - task.num_deleted_rows, dtype=np.uint64)
+        if not read_task(dataclasses.replace(task, columns=tuple(needed) or None)).num_rows:
+            return np.zeros(0, dtype=np.uint64)
+        return np.flatnonzero(_mask(file_rows(task, needed or None), expr)).astype(np.uint64)
+
     report = progress_callback(progress)
     try:
-        for i, task in enumerate(tasks):
-            if expr is None:
-                positions = np.arange(task.num_rows, dtype=np.uint64)
-            else:
-                positions = np.flatnonzero(_mask(file_rows(task, needed or None), expr)).astype(np.uint64)
-            if len(positions):
-                removed.append(RemovedRows(task=task, positions=positions))
-            report(ProgressEvent("update", "scan", i + 1, len(tasks), "files"))
+        with ThreadPoolExecutor(_SCAN_THREADS) as pool:
+            for i, (task, positions) in enumerate(zip(tasks, pool.map(matched, tasks))):
+                if len(positions):
+                    removed.append(RemovedRows(task=task, positions=positions))
+                report(ProgressEvent("update", "scan", i + 1, len(tasks), "files"))
     finally:
         report.close()
 
     def added() -> Iterator[pa.Table]:
         for item in removed:
-            rows = file_rows(item.task).take(pa.array(item.positions.astype(np.int64)))
+            # the matching rows, in file order: read with the filter pushed down (row groups without a
+            # match skipped), else (no filter, or a count that differs) taken from the whole file
+            rows = read_task(item.task) if expr is not None else None
+            if rows is None or rows.num_rows != item.count:
+                rows = file_rows(item.task).take(pa.array(item.positions.astype(np.int64)))
             yield updated_rows(rows, values, out)
 
     return RowChanges(schema=out, removed=tuple(removed), added=added, num_added=sum(r.count for r in removed),

@@ -529,7 +529,8 @@ class Table(TableReads, TableMaintenance):
 
     def delete(self, filter: FilterLike | pc.Expression | None = None, *,
                app_transaction: tuple[str, int] | None = None) -> int:
-        """Delete the rows matching ``filter``; whole files are dropped, partly matched ones rewritten.
+        """Delete the rows matching ``filter``; whole files are dropped, partly matched ones get a
+        deletion vector or are rewritten, as the table property ``delete_mode`` says (format §5.8, §16).
 
         Args:
             filter: the rows to delete (DNF tuples, SQL-like text or an expression); None deletes

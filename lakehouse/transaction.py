@@ -19,9 +19,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -31,31 +33,33 @@ from .clock import now_ms
 from .commit import CommitRequest, commit
 from .constraints import combine_checks, constraint_checker
 from .deletion_vector import DeletionVector
-from .dv_store import load_vector, write_vectors
+from .dv_store import load_vector, load_vectors, write_vectors
 from .errors import (
     CommitConflictError,
     CommitError,
     CommitStateUnknownError,
     ConstraintViolationError,
     InvalidArgumentError,
+    InvalidFilterError,
     LakehouseError,
     SchemaMismatchError,
 )
 from .evolution import merge_schema, raised_protocol, replace_schema
-from .expr.bridge import referenced_columns
+from .expr.bridge import evaluate, referenced_columns
 from .expr.dnf import FilterLike, to_expression
 from .handle import TableHandle
 from .log import AddFile, AppTransaction, Metadata, RemoveFile
 from .progress import ProgressLike
-from .properties import check_property
+from .properties import check_property, delete_mode
 from .replay import read_entry
+from .rowremoval import physical_positions, removal_kind
 from .scan import Scan, read_ahead
 from .schema import logical_schema, to_reader
 from .snapshot import Snapshot
 from .state import TableState, adds_to_table, files_to_adds, retype_adds, vector_descriptors
 from .write import delete_files, write_data_files
 
-__all__ = ["SchemaMode", "Transaction", "app_transactions"]
+__all__ = ["RowsRemoved", "SchemaMode", "Transaction", "app_transactions"]
 
 SchemaMode = Literal["strict", "merge", "overwrite"]
 """How a write treats data whose schema differs from the table's: ``"strict"`` refuses it
@@ -106,6 +110,39 @@ def _parts_in(files: pa.Table, paths: list[str]) -> pa.Table:
     return files.filter(pc.is_in(files.column("path"), pa.array(paths, pa.string())))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RowsRemoved:
+    """What :meth:`Transaction.remove_rows` did.
+
+    Attributes:
+        files_added: paths of the data files written.
+        files_removed: files removed for good (dropped or rewritten).
+        deletion_vectors: files given a new deletion vector instead.
+
+    Example:
+        >>> RowsRemoved().files_removed
+        0
+    """
+
+    files_added: tuple[str, ...] = ()
+    """Paths of the data files written (kept rows of rewritten files, then the new rows)."""
+    files_removed: int = 0
+    """Files removed: dropped (all their rows went) or rewritten; not those given a deletion vector."""
+    deletion_vectors: int = 0
+    """Files that kept their place with a new deletion vector (merge-on-read)."""
+
+
+@dataclass(slots=True)
+class _Removal:
+    """How one operation removes rows of live files (see ``lakehouse.rowremoval``)."""
+
+    rows: pa.Table  # the touched files (rows of the files table)
+    drop: list[str] = field(default_factory=list)
+    vectors: dict[str, DeletionVector] = field(default_factory=dict)  # path -> its whole new vector
+    fresh: dict[str, DeletionVector] = field(default_factory=dict)  # path -> the positions newly deleted
+    rewrite: list[tuple[str, np.ndarray]] = field(default_factory=list)  # path, keep mask over its live rows
+
+
 class Transaction:
     """A set of writes committed together. Get one from ``Table.transaction()``.
 
@@ -133,6 +170,11 @@ class Transaction:
         self._removed: dict[str, RemoveFile] = {}
         self._revectored: dict[str, AddFile] = {}  # live files re-added with a new deletion vector (never deleted)
         self._vector_files: set[str] = set()  # the deletion-vector files this transaction wrote
+        self._lineage_files: set[str] = set()  # those of them holding the commit's dropped_rows (format §5.4)
+        # lineage (format §5.4): per removed file rewritten in part, the rows it dropped (a removed file
+        # absent here dropped all its live rows); False once a transaction re-touches rows it carried
+        self._dropped: dict[str, DeletionVector] = {}
+        self._lineage = True
         self._predicates: list[pc.Expression | None] = []
         self._read_files: set[str] = set()
         self._read_rows: dict[str, DeletionVector] = {}  # rows of live files read and left alone (format §12)
@@ -194,7 +236,9 @@ class Transaction:
         self._base = self._base.with_metadata(meta)
         self._working = self._base.with_files(files).with_metadata(meta).files
         # values of add actions are typed by the commit's schema (format.md §5.3): re-encode ours
-        self._added = {a.path: a for a in retype_adds(list(self._added.values()), old, meta)}
+        carried = {a.path: a.carried_rows for a in self._added.values()}
+        self._added = {a.path: dataclasses.replace(a, carried_rows=carried[a.path])
+                       for a in retype_adds(list(self._added.values()), old, meta)}
         self._revectored = {a.path: a for a in retype_adds(list(self._revectored.values()), old, meta)}
         self._new_metadata = meta
 
@@ -211,18 +255,27 @@ class Transaction:
     def _include(self, adds: list[AddFile]) -> None:
         self._pending.extend(adds)
 
-    def _drop(self, rows: pa.Table) -> None:
+    def _drop(self, rows: pa.Table, partial: Mapping[str, DeletionVector] | None = None) -> None:
+        """Remove the live files ``rows``; ``partial``: of those rewritten in part, the rows dropped
+        (lineage; the others dropped every live row)."""
         if rows.num_rows == 0:
             return
         now = now_ms()
         paths = rows.column("path").to_pylist()
         ours = {p for p in paths if p in self._added}
         for p in ours:
+            if self._added[p].carried_rows:  # rows carried from a removed file: which file is not known
+                self._lineage = False
             del self._added[p]
         delete_files(self._storage, sorted(ours))  # never committed, so nobody can read them
         sizes, counts = rows.column("size_bytes").to_pylist(), rows.column("num_rows").to_pylist()
         deleted = rows.column("num_deleted_rows").to_pylist()
         for p, size, n, d in zip(paths, sizes, counts, deleted):
+            if p not in ours:
+                if partial is not None and p in partial:
+                    self._dropped[p] = self._dropped[p].union(partial[p]) if p in self._dropped else partial[p]
+                else:
+                    self._dropped.pop(p, None)  # every live row (at the base) goes
             self._revectored.pop(p, None)  # its remove (with the vector it had at the base) is recorded
             if p not in ours and p not in self._removed:
                 self._removed[p] = RemoveFile(path=p, deletion_time=now, size_bytes=size, num_rows=n,
@@ -276,6 +329,12 @@ class Transaction:
 
     def delete(self, filter: FilterLike | pc.Expression | None = None) -> None:
         """Delete the rows where ``filter`` is true (all rows if ``filter`` is None).
+
+        A file the filter is proven true for from its partition values, or whose live rows all match,
+        is removed. In a file where only some rows match, they go as the table property
+        ``delete_mode`` says (:meth:`remove_rows`): into the file's deletion vector (merge-on-read, the
+        default) or by rewriting the file (copy-on-write, and for small files or files of which most
+        rows would be gone).
 
         Args:
             filter: DNF tuples, SQL-like text or a ``pyarrow.compute.Expression``; None deletes every
@@ -502,10 +561,7 @@ class Transaction:
         self._delete_rows(scan, candidates, expr)
 
     def _delete_rows(self, scan: Scan, candidates: pa.Table, expr: pc.Expression) -> None:
-        dataset = scan.dataset(candidates)
-        schema = self.schema
-        fragments = list(dataset.get_fragments())
-
+        fragments = list(scan.dataset(candidates).get_fragments())
         plan = scan.plan(None, expr)  # float terms are evaluated on rows, not on Parquet stats
         needed = sorted(referenced_columns(expr))
 
@@ -514,26 +570,169 @@ class Transaction:
                 return scan.count_fragment(fragment, expr)
             return scan.scan_fragment(fragment, filter=plan.pushed, columns=needed).filter(plan.residual).num_rows
 
-        def kept_rows(fragment: ds.Fragment) -> pa.Table:
-            if plan.residual is None:
-                return scan.scan_fragment(fragment, filter=_keep(expr))
-            return scan.scan_fragment(fragment).filter(_keep(expr))
+        def positions(fragment: ds.Fragment) -> np.ndarray:
+            """The live positions (among the file's live rows, in file order) where ``expr`` is true."""
+            rows = scan.scan_fragment(fragment, columns=needed)
+            try:
+                values = evaluate(expr, rows)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise InvalidFilterError(f"the filter {expr} cannot be evaluated: {str(exc).splitlines()[0]}") from None
+            return np.flatnonzero(pc.fill_null(values, False).to_numpy(zero_copy_only=False))
 
         with ThreadPoolExecutor(4) as pool:
             counts = list(pool.map(matched, fragments))
-        # live rows: the scan never returns (nor counts) a row a file's deletion vector deletes
-        totals = pc.subtract(candidates.column("num_rows"), candidates.column("num_deleted_rows")).to_pylist()
-        paths = candidates.column("path").to_pylist()
-        whole = [p for p, c, n in zip(paths, counts, totals) if c and c == n]
-        partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
-        # the kept rows of all partly matched files stream through one write: files are read one
-        # ahead on a thread, remnants of one partition share files, and files are written in parallel
-        kept = read_ahead(kept_rows, [f for f, _ in partial])
-        rewritten = self._write(pa.RecordBatchReader.from_batches(schema, kept)) if partial else []
-        # one pass over the files table, after the reads: dropping a file this transaction added
-        # deletes it from storage
-        self._drop(_parts_in(candidates, whole + [p for _, p in partial]))
-        self._include(rewritten)
+            # live rows: the scan never returns (nor counts) a row a file's deletion vector deletes
+            totals = pc.subtract(candidates.column("num_rows"), candidates.column("num_deleted_rows")).to_pylist()
+            paths = candidates.column("path").to_pylist()
+            whole = [p for p, c, n in zip(paths, counts, totals) if c and c == n]
+            partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
+            found = dict(zip([p for _, p in partial], pool.map(positions, [f for f, _ in partial])))
+        removed: dict[str, np.ndarray] = {p: np.arange(n) for p, n in zip(paths, totals) if p in set(whole)}
+        removed.update(found)
+        if removed:
+            self._remove_live(_parts_in(candidates, list(removed)), removed)
+
+    def remove_rows(self, removed: Mapping[str, Any], data: Any = None, *,
+                    reads: Sequence[pc.Expression | None] = (), schema_mode: SchemaMode = "strict",
+                    operation: str = "delete", parameters: Mapping[str, Any] | None = None,
+                    progress: ProgressLike = None) -> RowsRemoved:
+        """Remove rows of live files and add ``data``, as one operation: the commit of row-level
+        changes (``lakehouse.rowlevel.commit_row_changes``).
+
+        ``removed`` numbers each file's rows among its *live* rows, in file order (as
+        :func:`lakehouse.read_task` returns them). The table property ``delete_mode`` decides, per
+        file (``lakehouse.rowremoval``): a file whose live rows all go is removed; in
+        ``"merge-on-read"`` mode (the default) the rows are marked in the file's deletion vector,
+        unless the file is small or most of its rows would be gone, when it is rewritten; in
+        ``"copy-on-write"`` mode it is rewritten. A rewrite writes the file's kept rows, in order, into
+        files of their own (their ``carried_rows``, format §5.4) and records the rows it dropped on the
+        file's remove. ``data`` may read the touched files lazily: it is written before any is dropped.
+        ``reads``: the filters (over the table's column names; None: the whole table) whose rows the
+        change was decided on (conflict checks, as for :meth:`rewrite_files`).
+
+        Args:
+            removed: data-file path -> the positions (among its live rows; sorted, distinct) removed.
+            data: the new rows (Arrow-shaped; may read the touched files lazily), or None.
+            reads: the filters whose rows the change was decided on (None: the whole table).
+            schema_mode: ``"strict"`` or ``"merge"`` (for ``data``).
+            operation: the operation name recorded in the commit.
+            parameters: the operation's parameters, recorded as given.
+            progress: None, True (a progress bar) or a callable taking ``ProgressEvent``.
+
+        Returns:
+            What was done (:class:`RowsRemoved`).
+
+        Raises:
+            InvalidArgumentError: a path is not live in this transaction, or a position is beyond its
+                live rows.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-tx-remove-rows", pa.table({"a": [1, 2, 3]}))
+            >>> path = t.files().column("path")[0].as_py()
+            >>> with t.transaction() as tx:
+            ...     done = tx.remove_rows({path: [1]}, pa.table({"a": [20]}))
+            >>> sorted(t.to_arrow().column("a").to_pylist()), done.files_removed
+            ([1, 3, 20], 1)
+        """
+        self._check_open()
+        merge = _check_mode(schema_mode)
+        if self._skip:
+            return RowsRemoved()
+        rows = _parts_in(self._files, list(removed))
+        missing = sorted(set(removed) - set(rows.column("path").to_pylist()))
+        if missing:
+            raise InvalidArgumentError(f"files to remove rows of are not live at version {self._base.version}: "
+                                       f"{missing[:5]}", argument="removed")
+        positions = {p: np.asarray(v, dtype=np.int64) for p, v in removed.items() if len(v)}
+        self._predicates.extend(reads)  # removed and rewritten files conflict as removes; vectored ones by row
+        removal = self._plan_removal(_parts_in(rows, list(positions)), positions)
+        kept = self._write_kept(removal)
+        adds = [] if data is None else self._write(data, merge=merge, progress=progress, operation=operation)
+        self._apply_removal(removal)
+        self._include(kept + adds)
+        self._operations.append((operation, dict(parameters or {})))
+        return RowsRemoved(files_added=tuple(a.path for a in kept + adds),
+                           files_removed=len(removal.drop) + len(removal.rewrite),
+                           deletion_vectors=len(removal.vectors))
+
+    def _remove_live(self, rows: pa.Table, positions: Mapping[str, np.ndarray]) -> None:
+        """Remove the rows at ``positions`` (among each file's live rows) of the live files ``rows``."""
+        removal = self._plan_removal(rows, positions)
+        kept = self._write_kept(removal)
+        self._apply_removal(removal)
+        self._include(kept)
+
+    def _plan_removal(self, rows: pa.Table, positions: Mapping[str, np.ndarray]) -> _Removal:
+        """Per file: drop, vector or rewrite (``rowremoval.removal_kind`` under the table's ``delete_mode``)."""
+        mode = delete_mode(self._base.metadata.properties)
+        paths = rows.column("path").to_pylist()
+        counts, deleted = rows.column("num_rows").to_pylist(), rows.column("num_deleted_rows").to_pylist()
+        descriptors = vector_descriptors(rows)
+        kinds = [removal_kind(num_rows=n, num_deleted=d, removing=len(positions[p]), mode=mode,
+                              written=p in self._added) for p, n, d in zip(paths, counts, deleted)]
+        load = [i for i, k in enumerate(kinds) if k != "drop" and descriptors[i] is not None]
+        wanted = [(d, counts[i]) for i in load if (d := descriptors[i]) is not None]
+        loaded = dict(zip(load, load_vectors(self._storage, wanted)))
+        out = _Removal(rows=rows)
+        for i, (p, n, d, kind) in enumerate(zip(paths, counts, deleted, kinds)):
+            live = positions[p]
+            if len(live) and (int(live.min()) < 0 or int(live.max()) >= n - d):
+                raise InvalidArgumentError(f"row position {int(live.max())} is beyond the {n - d} live rows of {p!r}",
+                                           argument="removed")
+            if kind == "drop":
+                out.drop.append(p)
+                continue
+            current = loaded.get(i)
+            fresh = DeletionVector.from_positions(physical_positions(live, current, n))
+            out.fresh[p] = fresh
+            if kind == "vector":
+                out.vectors[p] = fresh if current is None else current.union(fresh)
+            else:
+                keep = np.ones(n - d, dtype=bool)
+                keep[live] = False
+                out.rewrite.append((p, keep))
+        return out
+
+    def _write_kept(self, removal: _Removal) -> list[AddFile]:
+        """Write the kept rows of the files ``removal`` rewrites, in file order: those of files in the
+        log into files of their own (all rows carried over, format §5.4), those of files this
+        transaction wrote (new rows of this commit) into others."""
+        if not removal.rewrite:
+            return []
+        rows = _parts_in(removal.rows, [p for p, _ in removal.rewrite])
+        scan = self._scan(rows)
+        keep = dict(removal.rewrite)
+        paths = rows.column("path").to_pylist()
+        fragments = list(scan.dataset(rows).get_fragments())  # in the order of ``rows``
+
+        def kept_rows(item: tuple[ds.Fragment, str]) -> pa.Table:
+            fragment, path = item
+            return scan.scan_fragment(fragment).filter(pa.array(keep[path]))
+
+        out: list[AddFile] = []
+        for carried in (True, False):
+            items = [(f, p) for f, p in zip(fragments, paths) if (p not in self._added) == carried]
+            if not items:
+                continue
+            adds = self._write(pa.RecordBatchReader.from_batches(self.schema, read_ahead(kept_rows, items)))
+            if carried:
+                adds = [dataclasses.replace(a, carried_rows=a.num_rows) for a in adds]
+                self._added.update((a.path, a) for a in adds)
+            out += adds
+        return out
+
+    def _apply_removal(self, removal: _Removal) -> None:
+        """Drop and revector the files of ``removal`` (after its rewrites and the new rows are written)."""
+        gone = removal.drop + [p for p, _ in removal.rewrite]
+        if gone:
+            self._drop(_parts_in(removal.rows, gone), {p: removal.fresh[p] for p, _ in removal.rewrite})
+        if removal.vectors:
+            self._revector(_parts_in(removal.rows, list(removal.vectors)), removal.vectors,
+                           {p: removal.fresh[p] for p in removal.vectors})
+            # as for set_deletion_vectors: a re-added file conflicts through its remove, or row by row
+            # where a rebase can merge vectors (format §12), not as a file read
+            self._read_files.difference_update(removal.vectors)
 
     def set_deletion_vectors(self, vectors: Mapping[str, DeletionVector]) -> None:
         """Mark rows of live files deleted (merge-on-read, format.md §5.8): ``vectors`` maps the path
@@ -579,13 +778,13 @@ class Transaction:
         new = self._merged_vectors(rows, vectors)
         if not new:
             return  # nothing new is deleted
-        whole = [p for p, (v, n) in new.items() if v.cardinality == n]
-        changed = {p: v for p, (v, n) in new.items() if v.cardinality != n}
+        whole = [p for p, (v, n, _) in new.items() if v.cardinality == n]
+        changed = {p: v for p, (v, n, _) in new.items() if v.cardinality != n}
         # no read_files entry: a re-added file's rows are checked one by one on rebase (format §12)
         if whole:
             self._drop(_parts_in(rows, whole))
         if changed:
-            self._revector(_parts_in(rows, list(changed)), changed)
+            self._revector(_parts_in(rows, list(changed)), changed, {p: new[p][2] for p in changed})
         self._operations.append(("delete_rows", {"files": len(new)}))
 
     def read_predicate(self, filter: FilterLike | pc.Expression | None) -> None:
@@ -661,25 +860,34 @@ class Transaction:
                 self._read_rows[path] = self._read_rows[path].union(vector) if path in self._read_rows else vector
 
     def _merged_vectors(self, rows: pa.Table, vectors: Mapping[str, DeletionVector]) -> dict[str, tuple[
-            DeletionVector, int]]:
-        """Per file whose vector changes: its new vector (the current one plus ``vectors``) and row count."""
-        out: dict[str, tuple[DeletionVector, int]] = {}
+            DeletionVector, int, DeletionVector]]:
+        """Per file whose vector changes: its new vector (the current one plus ``vectors``), row count
+        and the positions newly deleted."""
+        out: dict[str, tuple[DeletionVector, int, DeletionVector]] = {}
         counts = rows.column("num_rows").to_pylist()
         for path, n, current in zip(rows.column("path").to_pylist(), counts, vector_descriptors(rows)):
             vector = vectors[path]
             if vector.cardinality and int(vector.positions[-1]) >= n:
                 raise InvalidArgumentError(f"row position {int(vector.positions[-1])} is beyond the {n} rows of "
                                            f"{path!r}", argument="vectors")
+            fresh = vector
             if current is not None:
-                vector = load_vector(self._storage, current, num_rows=n).union(vector)
+                old = load_vector(self._storage, current, num_rows=n)
+                vector = old.union(vector)
                 if vector.cardinality == current.cardinality:
                     continue  # nothing new is deleted
+                fresh = vector.difference(old)
             if vector.cardinality:
-                out[path] = (vector, n)
+                out[path] = (vector, n, fresh)
         return out
 
-    def _revector(self, rows: pa.Table, vectors: dict[str, DeletionVector]) -> None:
-        """Remove ``rows`` (live files) and re-add them with ``vectors`` (format §4.2, §5.8)."""
+    def _revector(self, rows: pa.Table, vectors: dict[str, DeletionVector],
+                  fresh: Mapping[str, DeletionVector]) -> None:
+        """Remove ``rows`` (live files) and re-add them with ``vectors`` (format §4.2, §5.8); ``fresh``:
+        the positions each vector deletes that the file's current one did not (lineage, should the file
+        be dropped later in this transaction)."""
+        for p, v in fresh.items():
+            self._dropped[p] = self._dropped[p].union(v) if p in self._dropped else v
         descriptors = write_vectors(self._storage, vectors)
         self._vector_files.update(d.path for d in descriptors.values() if d.path is not None)
         now = now_ms()
@@ -751,13 +959,33 @@ class Transaction:
         params: dict[str, Any] = dict(ops[0][1]) if len(ops) == 1 else {"operations": [o for o, _ in ops]}
         scan = Scan(self._storage, self._base)  # conflict checks prune by physical names
         meta = self._new_metadata
+        added, removed = self._lineage_actions()
         return CommitRequest(
-            operation=name, parameters=params, add=(*self._added.values(), *self._revectored.values()),
-            remove=tuple(self._removed.values()), txn=self._txn, metadata=meta,
+            operation=name, parameters=params, add=(*added, *self._revectored.values()),
+            remove=removed, txn=self._txn, metadata=meta,
             protocol=None if meta is None else raised_protocol(meta, self._base.protocol, self._read_metadata),
             read_predicates=tuple(scan.physical(p) for p in self._predicates), read_files=frozenset(self._read_files),
             read_rows={p: v for p, v in self._read_rows.items() if p not in self._removed or p in self._revectored},
         )
+
+    def _lineage_actions(self) -> tuple[list[AddFile], tuple[RemoveFile, ...]]:
+        """The adds (not the vector replacements) and removes of the commit with their lineage (format
+        §5.4): when the commit removes files (vector replacements too), every add records
+        ``carried_rows`` and every remove of a file rewritten in part its ``dropped_rows`` (the others
+        dropped all their live rows); none if this transaction lost track (it rewrote again rows it
+        had carried)."""
+        added, removed = list(self._added.values()), tuple(self._removed.values())
+        if not self._lineage or not removed:
+            return [a if a.carried_rows is None else dataclasses.replace(a, carried_rows=None) for a in added], removed
+        added = [a if a.carried_rows is not None else dataclasses.replace(a, carried_rows=0) for a in added]
+        partial = {p: v for p, v in self._dropped.items() if p in self._removed and p not in self._revectored}
+        if not partial:
+            return added, removed
+        descriptors = write_vectors(self._storage, partial)
+        self._lineage_files = {d.path for d in descriptors.values() if d.path is not None}
+        self._vector_files.update(self._lineage_files)
+        return added, tuple(dataclasses.replace(r, dropped_rows=descriptors[r.path]) if r.path in descriptors else r
+                            for r in removed)
 
     def commit(self) -> int:
         """Commit all operations as one new version and return it.
@@ -802,7 +1030,8 @@ class Transaction:
             delete_files(self._storage, [*self._added, *sorted(self._vector_files)])
         elif self._vector_files:  # a rebase may have replaced our vectors by merged ones (format §12)
             live = vector_descriptors(_parts_in(result.state.files, list(self._revectored)))
-            delete_files(self._storage, sorted(self._vector_files - {d.path for d in live if d is not None}))
+            kept = {d.path for d in live if d is not None} | self._lineage_files  # the entry refers to these
+            delete_files(self._storage, sorted(self._vector_files - kept))
         self._version = result.version
         self._on_commit(result.state, result.skipped)
         return result.version

@@ -373,6 +373,7 @@ def test_dv_copy_on_write_rewrite_of_a_file_with_a_vector_keeps_its_deleted_rows
     """A copy-on-write delete rewriting part of a file with a vector reads it through the vector: the
     rows the vector deleted never come back (this was refused while readers ignored vectors)."""
     t = _table(local_uri)
+    t.alter.set_properties({"delete_mode": "copy-on-write"})
     a, b = _paths(t)
     _mark(t, {a: _dv([0, 1])})
     t.delete([("a", "=", 5)])

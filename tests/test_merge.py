@@ -206,7 +206,7 @@ def test_merge_conflicts(tmp_path):
     r = stale.upsert(pa.table({"id": pa.array([3], pa.int64()), "v": pa.array([1], pa.int64())}), on="id")
     assert r.version == 3
     stale = lh.Table.open(t.uri, version=3)
-    t.delete("id = 3")  # removes a file the merge rewrites
+    t.delete("id = 4")  # removes the file the merge rewrites (id 3 and 4 live in separate files since v3)
     with pytest.raises(lh.CommitConflictError):
         stale.upsert(pa.table({"id": pa.array([4], pa.int64()), "v": pa.array([1], pa.int64())}), on="id")
 

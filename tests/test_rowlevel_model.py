@@ -5,25 +5,37 @@ Random small tables (partitioned or not, nulls in keys and values) go through ra
 row by row over Python dicts (its own reading of SQL MERGE: first matching clause of a kind wins,
 null keys never match, a target row matched by several source rows is an error when a matched
 clause exists). After every step the table is read through ``to_arrow``, ``to_pandas``,
-``to_batches`` and ``plan_files`` + ``read_task``, and at the end every version is read back
-(time travel). CI runs a bounded profile; ``LH_FUZZ=1`` a long one.
+``to_batches``, ``plan_files`` + ``read_task``, ``to_pyarrow_dataset``, the PyCapsule stream and
+``to_polars``, and at the end every version is read back
+(time travel). It runs under both ``delete_mode`` values (merge-on-read with the small-file
+threshold lowered, so tiny files get deletion vectors). After every commit its lineage (format
+§5.4) is checked against the model: the rows it dropped (``dropped_rows``, whole removes, new
+vector positions) are exactly the rows the operation deleted or replaced, and the rows of removed
+files it did not drop are exactly the carried rows of the added files. CI runs a bounded profile;
+``LH_FUZZ=1`` a long one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import lakehouse as lh
 import lakehouse.merge
+import lakehouse.rowremoval
+from lakehouse.dv_store import load_vector
+from lakehouse.replay import read_entry
+from lakehouse.storage import Storage
 
 FUZZ = os.environ.get("LH_FUZZ") == "1"
 PROFILE = settings(max_examples=400 if FUZZ else 20, deadline=None, derandomize=not FUZZ,
@@ -185,6 +197,9 @@ def check_all_readers(t: lh.Table, expected: list[Row], version: int | None = No
     planned = [r for task in tasks for r in lh.read_task(task).to_pylist()]
     assert _sorted(planned) == want
     assert _sorted(_from_pandas(t.to_pandas(version=version))) == want
+    assert _sorted(t.to_pyarrow_dataset(version=version).to_table().to_pylist()) == want
+    assert _sorted(pa.table(t.snapshot(version) if version is not None else t).to_pylist()) == want  # PyCapsule
+    assert _sorted(t.to_polars(version=version).collect().to_arrow().to_pylist()) == want
 
 
 def _pool(model: list[Row]) -> list[Any]:
@@ -286,22 +301,127 @@ def run_merge(t: lh.Table, op: dict[str, Any], source: list[Row]) -> lh.MergeRes
     return m.execute()
 
 
-@PROFILE
-@given(initial=st.lists(rows, max_size=8), partitioned=st.booleans(), n=st.integers(1, MAX_STEPS), data=st.data())
-def test_rowlevel_changes_match_the_model(initial, partitioned, n, data):
+# -- lineage (format §5.4, §5.8) ---------------------------------------------------------------------
+def _bag(rows_: list[Row]) -> Counter:
+    return Counter(tuple(sorted(_fit(r).items())) for r in rows_)
+
+
+def commit_lineage(t: lh.Table, version: int) -> tuple[list[Row], list[Row], list[Row]] | None:
+    """The rows commit ``version`` dropped, carried and added new, from its log entry and the files it
+    names (read physically, vectors applied by hand); None if it removes nothing. Checks the lineage
+    rule on the way: every removed live row is dropped or carried, and nothing else."""
+    storage = Storage.from_uri(t.uri)
+    entry = read_entry(storage, version)
+    if not entry.remove:
+        assert all(a.carried_rows is None for a in entry.add)
+        return None
+    before = {task.path: task for task in t.plan_files(version=version - 1)}
+    after = {task.path: task for task in t.plan_files(version=version)}
+
+    def physical(task: Any) -> list[Row]:
+        return lh.read_task(dataclasses.replace(task, deletion_vector=None, num_deleted_rows=0)).to_pylist()
+
+    def vector(task: Any) -> set[int]:
+        if task.deletion_vector is None:
+            return set()
+        return set(load_vector(storage, task.deletion_vector, num_rows=task.num_rows).positions.tolist())
+
+    replaced = {a.path for a in entry.add} & {r.path for r in entry.remove}
+    live, dropped, carried, new = [], [], [], []
+    for r in entry.remove:
+        task = before[r.path]
+        rows_, old = physical(task), vector(task)
+        assert r.num_deleted_rows == len(old)
+        live += [row for i, row in enumerate(rows_) if i not in old]
+        if r.path in replaced:
+            gone = vector(after[r.path]) - old
+            assert r.dropped_rows is None and vector(after[r.path]) >= old and gone
+        elif r.dropped_rows is None:
+            gone = set(range(len(rows_))) - old  # every live row
+        else:
+            gone = set(load_vector(storage, r.dropped_rows, num_rows=r.num_rows).positions.tolist())
+            assert not gone & old, "dropped_rows names a row its vector had already deleted"
+        dropped += [rows_[i] for i in sorted(gone)]
+    for a in entry.add:
+        task = after[a.path]
+        rows_ = physical(task)
+        if a.path in replaced:
+            keep = vector(task)
+            carried += [row for i, row in enumerate(rows_) if i not in keep]
+            continue
+        assert a.carried_rows is not None, "a commit that removes files records carried_rows on every add"
+        carried += rows_[:a.carried_rows]
+        new += rows_[a.carried_rows:]
+    assert _bag(live) == _bag(dropped) + _bag(carried)
+    return dropped, carried, new
+
+
+def check_lineage(t: lh.Table, before: list[Row], after: list[Row], deleted: list[Row] | None = None) -> None:
+    """The latest commit's lineage says exactly what changed: ``before`` minus its dropped rows plus
+    its new rows is ``after`` (and, for a delete, the dropped rows are ``deleted``, no row is new)."""
+    lineage = commit_lineage(t, t.version)
+    if lineage is None:
+        assert _bag(before) - _bag(after) == Counter(), "rows went but the commit removed no file"
+        return
+    dropped, _, new = lineage
+    assert _bag(before) - _bag(dropped) + _bag(new) == _bag(after)
+    assert not _bag(dropped) - _bag(before)
+    if deleted is not None:
+        assert _bag(dropped) == _bag(deleted) and not new
+
+
+MODES = ["merge-on-read", "copy-on-write"]
+
+
+def run_model(mode: str, initial: list[Row], partitioned: bool, n: int, data: st.DataObject, *, small: int,
+              most: float) -> bool:
+    """Random steps on a fresh table in ``mode`` (rewrite thresholds ``small``/``most``), every reader
+    and the lineage checked after each, every version at the end; whether a vector was written."""
     uri = f"memory://rowlevel-model-{uuid.uuid4().hex}"
-    t = lh.write_table(uri, _arrow(initial), partition_by=["p"] if partitioned else None)
+    t = lh.write_table(uri, _arrow(initial), partition_by=["p"] if partitioned else None,
+                       properties={"delete_mode": mode})
     model = [_fit(r) for r in initial]
     versions = {0: model}
-    for _ in range(n):
-        op = data.draw(op_for(_pool(model)))
-        model, changed = step(t, model, op)
-        if changed:
-            versions[t.version] = model
-        check_all_readers(t, model)
+    saved = lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION
+    lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION = small, most
+    try:
+        for _ in range(n):
+            op = data.draw(op_for(_pool(model)))
+            new, changed = step(t, model, op)
+            if changed:
+                versions[t.version] = new
+                deleted = [r for r in model if UPDATE_FILTERS[op["filter"]][1](r)] if op["kind"] == "delete" else None
+                check_lineage(t, model, new, deleted)
+            model = new
+            check_all_readers(t, model)
+    finally:
+        lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION = saved
     assert sorted(versions) == list(range(t.version + 1))
     for version, expected in versions.items():
         check_all_readers(t, expected, version)
+    vectored = any(a.deletion_vector is not None for v in range(1, t.version + 1)
+                   for a in read_entry(Storage.from_uri(uri), v).add)
+    event(f"{mode}: deletion vectors written: {vectored}")
+    assert not (vectored and mode == "copy-on-write")
+    return vectored
+
+
+@pytest.mark.parametrize("mode", MODES)
+@PROFILE
+@given(initial=st.lists(rows, max_size=8), partitioned=st.booleans(), n=st.integers(1, MAX_STEPS), data=st.data())
+def test_rowlevel_changes_match_the_model(mode, initial, partitioned, n, data):
+    # tiny files: the small-file threshold is lowered (and often the most-rows-gone one) so vectors are written
+    small = data.draw(st.sampled_from([0, 0, 3, lakehouse.rowremoval.REWRITE_BELOW_ROWS]), label="small")
+    most = data.draw(st.sampled_from([1.0, lakehouse.rowremoval.REWRITE_FRACTION]), label="most")
+    run_model(mode, initial, partitioned, n, data, small=small, most=most)
+
+
+@settings(PROFILE, max_examples=200 if FUZZ else 10)
+@given(initial=st.lists(rows, min_size=4, max_size=10), n=st.integers(2, MAX_STEPS + 1), data=st.data())
+def test_deletion_vectors_match_the_model(initial, n, data):
+    """Merge-on-read with every file vectored unless all its rows go: vectors over vectors, then
+    rewrites and time travel over them."""
+    run_model("merge-on-read", initial, data.draw(st.booleans()), n, data, small=0, most=1.0)
 
 
 def test_model_example_duplicate_and_null_keys():
