@@ -52,6 +52,7 @@ from .expr.prune import files_mask
 from .log import (
     CHECKPOINT_POINTER,
     DELETION_VECTORS_VERSION,
+    READER_VERSION,
     WRITER_VERSION,
     AddFile,
     AppTransaction,
@@ -76,7 +77,7 @@ from .storage import (
 )
 from .vector_rebase import Rebased, rebase_vectors, revectored
 
-__all__ = ["CommitOutcome", "CommitRequest", "CommitResult", "catch_up", "commit"]
+__all__ = ["CommitOutcome", "CommitRequest", "CommitResult", "catch_up", "commit", "supported_raise"]
 
 _log = logging.getLogger("lakehouse")
 
@@ -236,7 +237,7 @@ def _check_conflicts(request: CommitRequest, state: TableState, winners: list[Lo
         if adding and any(a.path in adding for a in w.add):  # e.g. a retried commit_files of the same files
             raise conflict("already added a data file this commit adds")
 
-        if w.metadata is not None or w.protocol is not None:
+        if w.metadata is not None or (w.protocol is not None and not supported_raise(w.protocol)):
             raise conflict("changed the table metadata")
         if request.metadata is not None:
             raise conflict("landed before this metadata change")
@@ -305,6 +306,24 @@ def _entry(request: CommitRequest, state: TableState | None, version: int, commi
                       data_change=request.data_change)
     return LogEntry(version=version, commit=info, protocol=_protocol(request, state), metadata=request.metadata,
                     add=request.add, remove=request.remove, txn=request.txn)
+
+
+def supported_raise(protocol: Protocol) -> bool:
+    """True if a winner's protocol action (without metadata) is one this writer reads and writes, as
+    the first deletion vector's raise to 4: a commit rebased over it stays valid, so it is no conflict
+    by itself (format §12 rule 2).
+
+    Args:
+        protocol: the winner's protocol action.
+
+    Returns:
+        Whether both of its versions are ones this library supports.
+
+    Example:
+        >>> supported_raise(Protocol(min_reader_version=4, min_writer_version=4))
+        True
+    """
+    return protocol.min_reader_version <= READER_VERSION and protocol.min_writer_version <= WRITER_VERSION
 
 
 def _protocol(request: CommitRequest, state: TableState | None) -> Protocol | None:
@@ -489,7 +508,8 @@ def _across_cleanup(storage: Storage, request: CommitRequest,
         return state, request, frozenset()
     if latest.has_applied(request.txn):
         return latest, request, frozenset()
-    if request.blind_append and latest.metadata == state.metadata and latest.protocol == state.protocol:
+    if request.blind_append and latest.metadata == state.metadata and (
+            latest.protocol == state.protocol or supported_raise(latest.protocol)):
         adding = pa.array([a.path for a in request.add], pa.string())
         live = latest.files.column("path")
         if len(adding) and pc.any(pc.is_in(live, adding)).as_py():  # e.g. a retried commit_files that landed

@@ -311,9 +311,10 @@ def test_replacing_a_vector_conflicts_like_a_remove(local_uri):
     assert os.path.exists(os.path.join(local_uri, path))
 
 
-def test_the_raise_to_protocol_4_rebases_over_an_append_but_an_append_conflicts_with_it(local_uri):
-    """Format §12 rule 2: a winner's protocol action conflicts with us; our own raise to 4 for a
-    vector decides nothing on the version read, so it rebases over a concurrent append."""
+def test_the_raise_to_protocol_4_and_a_concurrent_append_rebase_over_each_other(local_uri):
+    """Format §12 rule 2: our own raise to 4 for a vector decides nothing on the version read, so it
+    rebases over a concurrent append; and a blind append rebases over a winner whose only protocol
+    change is that supported raise (it used to conflict: the first vector failed every writer)."""
     t = _table(local_uri)
     stale = lh.Table.open(local_uri)
     t.append(pa.table({"a": [1]}))
@@ -322,9 +323,9 @@ def test_the_raise_to_protocol_4_rebases_over_an_append_but_an_append_conflicts_
     assert sorted(stale.files().column("num_deleted_rows").to_pylist()) == [0, 1]
     state = t.snapshot(version=1).state
     a = files_to_adds(state.files, state.metadata)[0]
-    with pytest.raises(lh.CommitConflictError, match="metadata"):
-        commit(t._storage, state, CommitRequest(operation="append", add=(dataclasses.replace(
-            a, path=f"part-{uuid.uuid4().hex}.parquet"),)))
+    landed = commit(t._storage, state, CommitRequest(operation="append", add=(dataclasses.replace(
+        a, path=f"part-{uuid.uuid4().hex}.parquet"),)))
+    assert landed.version == 3 and landed.state.protocol == Protocol(min_reader_version=4, min_writer_version=4)
 
 
 def test_a_vector_conflicts_with_a_concurrent_remove(local_uri):

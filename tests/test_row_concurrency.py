@@ -383,3 +383,33 @@ def test_rebased_vectors_match_the_model(base, ours, winners, read):
     final = landed if conflicted or not mine else landed | mine
     rows = [i for i, _ in live_rows(t)]
     assert rows == sorted(set(range(N + 1)) - final)
+
+
+@pytest.mark.parametrize("second", ["append", "delete_other_row", "delete_same_row"])
+def test_the_first_vector_raising_the_protocol_conflicts_with_no_one_by_itself(tmp_path, second):
+    """The first merge-on-read delete raises the protocol to 4 (format §5.8); a concurrent writer that
+    read the table before it is judged by the other rules (§12 rule 2), not failed for the raise."""
+    import numpy as np
+
+    uri = str(tmp_path / "t")
+    lh.write_table(uri, pa.table({"id": np.arange(20_000)}))
+    first, other = lh.Table.open(uri), lh.Table.open(uri)
+    assert first.snapshot().state.protocol.min_writer_version < 4
+    tx = other.transaction()  # reads version 0: it commits after the raise
+    first.delete("id = 7")  # a deletion vector: the protocol goes to 4
+    assert first.snapshot().state.protocol.min_writer_version == 4
+    if second == "append":
+        tx.append(pa.table({"id": [20_000]}))
+        tx.commit()
+        expected = 20_000
+    elif second == "delete_other_row":
+        tx.delete("id = 9")
+        tx.commit()
+        expected = 19_998
+    else:
+        tx.delete("id = 7")
+        with pytest.raises(lh.CommitConflictError):
+            tx.commit()
+        expected = 19_999
+    ids = lh.Table.open(uri).to_arrow().column("id").to_pylist()
+    assert len(ids) == expected and 7 not in ids and len(set(ids)) == len(ids)
