@@ -24,6 +24,7 @@ from .errors import (
     CommitTooLargeError,
     ConstraintViolationError,
     CorruptLogError,
+    DuplicateMatchError,
     InvalidArgumentError,
     InvalidDataError,
     InvalidDataFileError,
@@ -40,6 +41,7 @@ from .errors import (
     VersionNotFoundError,
 )
 from .inspect import Inspect
+from .merge import MergeResult, TableMerger
 from .probe import StorageReport, check_storage
 from .properties import PropertyWarning
 from .snapshot import Snapshot
@@ -62,6 +64,7 @@ __all__ = [
     "ConstraintViolationError",
     "CorruptLogError",
     "DataFile",
+    "DuplicateMatchError",
     "FileTask",
     "Inspect",
     "InvalidArgumentError",
@@ -70,6 +73,7 @@ __all__ = [
     "InvalidFilterError",
     "InvalidTableError",
     "LakehouseError",
+    "MergeResult",
     "PropertyWarning",
     "RetentionError",
     "SchemaMismatchError",
@@ -77,6 +81,7 @@ __all__ = [
     "StorageReport",
     "Table",
     "TableExistsError",
+    "TableMerger",
     "TableNotFoundError",
     "Transaction",
     "UnsafePathError",

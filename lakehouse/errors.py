@@ -11,6 +11,7 @@ inherits it too, so ``except FileNotFoundError`` keeps working::
     ├── ColumnNotFoundError       (also KeyError)
     ├── InvalidFilterError        (also ValueError)
     ├── ConstraintViolationError  (also ValueError)
+    ├── DuplicateMatchError       (also ValueError)  - a merge target row matched by several source rows
     ├── InvalidTableError         (also ValueError)  - bad arguments for a table (properties, partitioning)
     ├── InvalidDataError          (also TypeError)   - data that is not Arrow-shaped
     ├── InvalidDataFileError      (also ValueError)  - a DataFile record given to commit_files
@@ -47,6 +48,7 @@ __all__ = [
     "CommitTooLargeError",
     "ConstraintViolationError",
     "CorruptLogError",
+    "DuplicateMatchError",
     "InvalidArgumentError",
     "InvalidDataError",
     "InvalidDataFileError",
@@ -172,6 +174,20 @@ class ConstraintViolationError(LakehouseError, ValueError):
         self.expression = expression
         self.column = column
         self.rows = list(rows or [])
+
+
+class DuplicateMatchError(LakehouseError, ValueError):
+    """A merge found a target row matched by several source rows (SQL MERGE refuses to pick one);
+    nothing was written. ``.path`` is the target data file, ``.position`` the row's position in it,
+    ``.key`` the row's join-key values and ``.matches`` how many source rows matched it."""
+
+    def __init__(self, message: str, *, path: str | None = None, position: int | None = None,
+                 key: dict[str, object] | None = None, matches: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.position = position
+        self.key = dict(key or {})
+        self.matches = matches
 
 
 def _sample_text(rows: list[dict[str, object]]) -> str:

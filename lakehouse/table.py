@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,6 +54,9 @@ from .storage import Storage
 from .tasks import DataFile, FileTask
 from .transaction import SchemaMode, Transaction
 from .write import WriteOptions, delete_files
+
+if TYPE_CHECKING:
+    from .merge import MergeResult, TableMerger
 
 __all__ = ["Commit", "Table"]
 
@@ -783,6 +786,70 @@ class Table:
             [(2,)]
         """
         return self.snapshot(version, as_of).to_duckdb(name, connection)
+
+
+    # -- row-level changes (lakehouse.rowlevel, lakehouse.merge) -------------------------------
+    def update(self, set: Mapping[str, Any], filter: FilterLike | pc.Expression | None = None, *,
+               schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None,
+               progress: ProgressLike = None) -> int:
+        """Set columns of the rows matching ``filter`` (all rows if None); returns the new version, or
+        the current one if no row matches (nothing is committed).
+
+        ``set`` maps column names to a non-string literal or ``pa.Scalar``, a ``pc.Expression`` or
+        SQL-like text (``"value + 1"``, ``"'x'"``; see :mod:`lakehouse.setexpr`) over the row's columns.
+        Updating a partition column moves the rows; constraints and NOT NULL are enforced on them.
+        ``schema_mode="merge"`` lets ``set`` add a nullable column. A concurrent commit adding rows
+        the filter may match, or removing a file the update rewrites, is ``CommitConflictError``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-update", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> t.update({"v": "v * 10"}, filter="id = 2"), t.to_arrow().sort_by("id").column("v").to_pylist()
+            (1, [1, 20])
+        """
+        from .rowlevel import update_table
+
+        return update_table(self, set, filter, schema_mode=schema_mode, app_transaction=app_transaction,
+                            progress=progress)
+
+
+    def merge(self, source: Any, on: str | Sequence[str] | None = None, *, predicate: str | None = None,
+              source_alias: str = "source", target_alias: str = "target", schema_mode: SchemaMode = "strict",
+              app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> TableMerger:
+        """Start a MERGE of ``source`` (any Arrow-shaped data) into this table on equal ``on`` columns
+        (nulls never match) or a SQL ``predicate`` naming ``source_alias``/``target_alias`` columns; add
+        clauses and call ``execute()`` (see :class:`~lakehouse.merge.TableMerger`). ``schema_mode="merge"``
+        lets source columns the table lacks join it (taken by ``set=None`` / ``values=None`` clauses).
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-merge", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> r = t.merge(pa.table({"id": [2], "op": ["del"]}), on="id").when_matched_delete(
+            ...     filter="source.op = 'del'").execute()
+            >>> r.num_deleted, t.to_arrow().column("id").to_pylist()
+            (1, [1])
+        """
+        from .merge import TableMerger
+
+        return TableMerger(self, source, on=on, predicate=predicate, source_alias=source_alias,
+                           target_alias=target_alias, schema_mode=schema_mode, app_transaction=app_transaction,
+                           progress=progress)
+
+    def upsert(self, source: Any, on: str | Sequence[str], *, schema_mode: SchemaMode = "strict",
+               app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> MergeResult:
+        """Update the rows whose ``on`` keys the source has to its values (rows that would not change
+        are skipped: neither rewritten nor counted) and insert the source rows that match none.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> t = lh.write_table("memory://doc-table-upsert", pa.table({"id": [1, 2], "v": [1, 2]}))
+            >>> r = t.upsert(pa.table({"id": [1, 2, 3], "v": [1, 20, 30]}), on="id")
+            >>> r.num_updated, r.num_inserted, r.version
+            (1, 1, 1)
+        """
+        from .merge import upsert
+
+        return upsert(self, source, on, schema_mode=schema_mode, app_transaction=app_transaction, progress=progress)
 
 
 def _reopen(uri: str, version: int, storage_options: Mapping[str, Any], pinned: bool = False,

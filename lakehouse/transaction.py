@@ -395,6 +395,36 @@ class Transaction:
         self._drop(_parts_in(candidates, whole + [p for _, p in partial]))
         self._include(rewritten)
 
+    def rewrite_files(self, removed: Sequence[str], data: Any, *, reads: Sequence[pc.Expression | None] = (),
+                      schema_mode: SchemaMode = "strict", operation: str = "rewrite",
+                      parameters: Mapping[str, Any] | None = None, progress: ProgressLike = None) -> list[str]:
+        """Replace the live files ``removed`` by the rows of ``data``, as one operation: the commit of
+        row-level changes written copy-on-write (``lakehouse.rowlevel.commit_row_changes``).
+
+        ``data`` may read the files in ``removed`` lazily: they are dropped only after it is written.
+        ``reads``: the filters (over the table's column names; None: the whole table) whose rows the
+        change was decided on: a concurrent commit adding files that may match one conflicts, and so
+        does a concurrent removal of a file in ``removed``. Returns the paths of the files written.
+
+        Raises:
+            InvalidArgumentError: a path in ``removed`` is not live in this transaction.
+        """
+        self._check_open()
+        merge = _check_mode(schema_mode)
+        if self._skip:
+            return []
+        live = set(_parts_in(self._files, list(removed)).column("path").to_pylist())
+        missing = sorted(set(removed) - live)
+        if missing:
+            raise InvalidArgumentError(f"files to rewrite are not live at version {self._base.version}: {missing[:5]}")
+        self._predicates.extend(reads)
+        adds = self._write(data, merge=merge, progress=progress, operation=operation)
+        if removed:
+            self._remove_paths(removed)
+        self._include(adds)
+        self._operations.append((operation, dict(parameters or {})))
+        return [a.path for a in adds]
+
     # -- ending ----------------------------------------------------------------------------------
     def _request(self) -> CommitRequest:
         ops = self._operations

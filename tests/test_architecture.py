@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "constraints": 3,
     "evolution": 3,
     "sqlfilter": 3,
+    "setexpr": 3,
     "state": 4,
     "checkpoint": 4,
     "replay": 4,
@@ -51,6 +52,8 @@ LAYERS: dict[str, int] = {
     "writer": 6,
     "inspect": 6,
     "probe": 6,
+    "rowlevel": 6,
+    "merge": 6,
     "__init__": 7,
     # planned (design): lazy integrations, the command line
     "maintenance": 5,

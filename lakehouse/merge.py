@@ -1,0 +1,544 @@
+"""``Table.merge`` and ``Table.upsert``: SQL MERGE over a table, modelled on deltalake's ``TableMerger``.
+
+A merge joins a *source* (any Arrow-shaped data) to the table (the *target*) on equal keys
+(``on=``) or a predicate, then applies clauses in order, the first matching clause of a kind
+winning: matched rows may be updated or deleted, source rows that match nothing inserted, and
+target rows that no source row matches (``not_matched_by_source``) updated or deleted. A null key
+never matches. A target row matched by several source rows is :class:`~lakehouse.DuplicateMatchError`
+(when a matched clause could act on it), raised before anything is written.
+
+How it runs, reading as little as it can: candidate target files are pruned by the source's key
+range (and exact key set when small) against partition values and min/max statistics; only the key
+columns of the candidates are read to find matched row positions (``pa.Table.join``); full rows
+are read only of the files with matches (and, for ``not_matched_by_source`` clauses, of the files
+their filters may match). The change is recorded by :func:`lakehouse.rowlevel.commit_row_changes`
+in one commit. The source is held in memory (a stream is read whole: a limitation for now).
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> t = lh.write_table("memory://doc-merge", pa.table({"id": [1, 2], "v": ["a", "b"]}))
+    >>> r = t.upsert(pa.table({"id": [2, 3], "v": ["B", "c"]}), on="id")
+    >>> r.num_updated, r.num_inserted, sorted(t.to_arrow().to_pylist(), key=lambda x: x["id"])[1]
+    (1, 1, {'id': 2, 'v': 'B'})
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .arguments import check_choice, check_names, check_str
+from .errors import DuplicateMatchError, InvalidArgumentError, SchemaMismatchError
+from .expressions import FilterLike, referenced_columns, rename_fields
+from .progress import ProgressEvent, ProgressLike, progress_callback
+from .rowlevel import RemovedRows, RowChanges, commit_row_changes, file_rows, fit_rows, set_values, updated_rows
+from .schema import can_widen, to_reader
+from .setexpr import SOURCE, TARGET, Side, Sides, condition, evaluate, join_predicate
+from .tasks import FileTask
+
+if TYPE_CHECKING:
+    from .table import Table
+    from .transaction import SchemaMode
+
+__all__ = ["MergeResult", "TableMerger"]
+
+_POS = "__pos__"
+_ROW = "__row__"
+_SMALL_KEY_SET = 1000  # prune by the exact key set (not only its range) up to this many distinct keys
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergeResult:
+    """What a merge or upsert did.
+
+    Example:
+        >>> MergeResult(version=3, num_inserted=1).num_deletion_vectors
+        0
+    """
+
+    version: int
+    """The version committed (the current one if nothing changed or the app transaction was applied)."""
+    num_inserted: int = 0
+    num_updated: int = 0
+    num_deleted: int = 0
+    num_files_added: int = 0
+    num_files_removed: int = 0
+    num_deletion_vectors: int = 0
+    """Deletion vectors written (always 0 until merge-on-read lands: files are rewritten)."""
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Milliseconds per phase: ``prepare`` (source), ``scan`` (finding matches), ``apply`` (clauses), ``write``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Clause:
+    action: Literal["update", "delete", "insert"]
+    condition: pc.Expression | None
+    values: dict[str, pc.Expression] | None = None
+    skip_unchanged: bool = False
+
+
+def _source_table(source: Any) -> pa.Table:
+    if isinstance(source, pa.Table):
+        return source
+    return to_reader(source).read_all()
+
+
+def _join_type(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _key_array(col: pa.ChunkedArray, typ: pa.DataType, column: str) -> pa.ChunkedArray:
+    """A join key column in the target's type; NaN made null and -0.0 made 0.0 (SQL equality)."""
+    typ = _join_type(typ)
+    try:
+        col = col.cast(typ) if col.type != typ else col
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SchemaMismatchError(f"source key column {column!r} ({col.type}) does not fit the target's type {typ}: "
+                                  f"{str(exc).splitlines()[0]}", column=column) from None
+    if pa.types.is_floating(typ):
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, typ), pc.add(col, pa.scalar(0.0, typ)))
+    return col
+
+
+class TableMerger:
+    """A merge being built: add clauses, then :meth:`execute`. Get one from ``Table.merge``.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-merger", pa.table({"id": [1, 2], "v": [1, 2]}))
+        >>> src = pa.table({"id": [2, 3], "v": [20, 30]})
+        >>> r = (t.merge(src, on="id").when_matched_update({"v": "source.v + target.v"})
+        ...       .when_not_matched_insert().execute())
+        >>> (r.num_updated, r.num_inserted), sorted(t.to_arrow().column("v").to_pylist())
+        ((1, 1), [1, 22, 30])
+    """
+
+    def __init__(self, table: Table, source: Any, *, on: str | Sequence[str] | None = None,
+                 predicate: str | None = None, source_alias: str = "source", target_alias: str = "target",
+                 schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None,
+                 progress: ProgressLike = None, operation: str = "merge") -> None:
+        started = time.perf_counter()
+        check_choice(schema_mode, "schema_mode", ("strict", "merge"))
+        source_alias, target_alias = check_str(source_alias, "source_alias"), check_str(target_alias, "target_alias")
+        if source_alias == target_alias:
+            raise InvalidArgumentError("source_alias and target_alias must differ", argument="source_alias")
+        self._table = table
+        self._source = _source_table(source)
+        self._schema = table.schema
+        self._sides = Sides.of(target=self._schema, source=self._source.schema, target_alias=target_alias,
+                               source_alias=source_alias)
+        self._keys, self._residual = self._join(on, predicate)
+        self._merge = schema_mode == "merge"
+        self._schema_mode = schema_mode
+        self._out = self._schema
+        self._app = app_transaction
+        self._progress = progress
+        self._operation = operation
+        self._matched: list[_Clause] = []
+        self._by_source: list[_Clause] = []
+        self._by_source_filters: list[pc.Expression | None] = []
+        self._inserts: list[_Clause] = []
+        self._params: dict[str, Any] = {"on": list(on) if isinstance(on, list | tuple) else on,
+                                        "predicate": predicate, "clauses": []}
+        self._timings = {"prepare": (time.perf_counter() - started) * 1000}
+
+    def _join(self, on: str | Sequence[str] | None, predicate: str | None) -> tuple[list[tuple[str, str]],
+                                                                                      pc.Expression | None]:
+        if (on is None) == (predicate is None):
+            raise InvalidArgumentError("pass exactly one of on= (key columns) or predicate= (SQL text)", argument="on")
+        if predicate is not None:
+            return join_predicate(check_str(predicate, "predicate"), self._sides)
+        names = check_names([on] if isinstance(on, str) else on, "on") or []
+        if not names:
+            raise InvalidArgumentError("on= names no column", argument="on")
+        for n in names:
+            self._sides.column("target", n)
+            self._sides.column("source", n)
+        return [(n, n) for n in names], None
+
+    # -- clauses ---------------------------------------------------------------------------------
+    def _sides_for(self, visible: tuple[Side, ...]) -> Sides:
+        s = self._sides
+        return Sides(schemas={k: s.schemas[k] for k in visible}, prefixes={k: s.prefixes[k] for k in visible},
+                     aliases=dict(s.aliases))
+
+    def _same_names(self) -> dict[str, pc.Expression]:
+        """``set=None``: every target column the source has (plus, with schema_mode="merge", the others)."""
+        source = self._source.schema
+        out = self._out
+        values = {}
+        for f in source:
+            if f.name in out.names:
+                old = out.field(f.name)
+                if self._merge and old.type != f.type and can_widen(old.type, f.type):
+                    out = out.set(out.get_field_index(f.name), old.with_type(f.type))
+            elif self._merge:
+                out = out.append(f.with_nullable(True))
+            else:
+                continue
+            values[f.name] = pc.field(SOURCE + f.name)
+        self._out = out
+        return values
+
+    def _values(self, set: Mapping[str, Any] | None, visible: tuple[Side, ...], default: Side) -> dict[str, Any]:
+        if set is None:
+            return self._same_names()
+        values, self._out = set_values(set, self._sides_for(visible), self._out, default=default, merge=self._merge)
+        return values
+
+    def _record(self, kind: str, set: Any, filter: Any) -> None:
+        self._params["clauses"].append({"clause": kind, "set": None if set is None else sorted(set),
+                                        "filter": filter if isinstance(filter, str) or filter is None else str(filter)})
+
+    def when_matched_update(self, set: Mapping[str, Any] | None = None,
+                            filter: FilterLike | pc.Expression | None = None) -> TableMerger:
+        """Update matched target rows where ``filter`` holds: ``set`` maps target columns to values
+        (see :mod:`lakehouse.setexpr`; unqualified names are the target's); None takes every source
+        column of the same name."""
+        cond = condition(filter, self._sides, default="target")
+        self._matched.append(_Clause(action="update", condition=cond,
+                                     values=self._values(set, ("target", "source"), "target")))
+        self._record("when_matched_update", set, filter)
+        return self
+
+    def when_matched_delete(self, filter: FilterLike | pc.Expression | None = None) -> TableMerger:
+        """Delete matched target rows where ``filter`` holds."""
+        self._matched.append(_Clause(action="delete", condition=condition(filter, self._sides, default="target")))
+        self._record("when_matched_delete", None, filter)
+        return self
+
+    def when_not_matched_insert(self, values: Mapping[str, Any] | None = None,
+                                filter: FilterLike | pc.Expression | None = None) -> TableMerger:
+        """Insert source rows that match no target row, where ``filter`` holds (unqualified names are
+        the source's): ``values`` maps target columns to values (the others are null); None takes
+        every source column of the same name."""
+        sides = self._sides_for(("source",))
+        cond = condition(filter, sides, default="source")
+        self._inserts.append(_Clause(action="insert", condition=cond, values=self._values(values, ("source",),
+                                                                                           "source")))
+        self._record("when_not_matched_insert", values, filter)
+        return self
+
+    def _by_source_clause(self, clause: _Clause, filter: Any) -> None:
+        self._by_source.append(clause)
+        cond = clause.condition
+        self._by_source_filters.append(None if cond is None else
+                                       rename_fields(cond, lambda p: (p[0][len(TARGET):], *p[1:])))
+
+    def when_not_matched_by_source_update(self, set: Mapping[str, Any],
+                                          filter: FilterLike | pc.Expression | None = None) -> TableMerger:
+        """Update target rows that no source row matches, where ``filter`` (over the target) holds."""
+        if set is None:
+            raise InvalidArgumentError("when_not_matched_by_source_update needs set=", argument="set")
+        sides = self._sides_for(("target",))
+        clause = _Clause(action="update", condition=condition(filter, sides, default="target"),
+                         values=self._values(set, ("target",), "target"))
+        self._by_source_clause(clause, filter)
+        self._record("when_not_matched_by_source_update", set, filter)
+        return self
+
+    def when_not_matched_by_source_delete(self, filter: FilterLike | pc.Expression | None = None) -> TableMerger:
+        """Delete target rows that no source row matches, where ``filter`` (over the target) holds."""
+        sides = self._sides_for(("target",))
+        self._by_source_clause(_Clause(action="delete", condition=condition(filter, sides, default="target")), filter)
+        self._record("when_not_matched_by_source_delete", None, filter)
+        return self
+
+    # -- execution -------------------------------------------------------------------------------
+    def execute(self) -> MergeResult:
+        """Run the merge: one commit (none if nothing changes); returns a :class:`MergeResult`.
+
+        Raises:
+            DuplicateMatchError: a target row is matched by several source rows (nothing written).
+            ConstraintViolationError, SchemaMismatchError: a row written breaks a constraint, NOT NULL
+                or its column's type.
+            CommitConflictError: a concurrent commit removed a file this merge rewrites, or added
+                rows it could have matched (or a ``not_matched_by_source`` clause could act on).
+        """
+        if not (self._matched or self._inserts or self._by_source):
+            raise InvalidArgumentError("the merge has no clause: add when_matched_update(), "
+                                       "when_not_matched_insert(), ...")
+        table = self._table
+        tx = table.transaction(app_transaction=self._app)
+        try:
+            run = _Run(self, table)
+            changes = run.changes()
+        except BaseException:
+            tx.abort()
+            raise
+        timings = dict(self._timings) | run.timings
+        if changes.is_empty:
+            tx.abort()
+            return MergeResult(version=table.version, timings=timings)
+        started = time.perf_counter()
+        with tx:
+            params = {**self._params, "inserted": run.inserted, "updated": run.updated, "deleted": run.deleted}
+            written = commit_row_changes(tx, changes, schema_mode=self._schema_mode, operation=self._operation,
+                                         parameters=params, progress=self._progress)
+        timings["write"] = (time.perf_counter() - started) * 1000
+        outcome = table.last_outcome
+        if outcome is not None and outcome.skipped:
+            return MergeResult(version=outcome.version, timings=timings)
+        return MergeResult(version=tx.version, num_inserted=run.inserted,  # type: ignore[arg-type]
+                           num_updated=run.updated, num_deleted=run.deleted, num_files_added=len(written),
+                           num_files_removed=len(changes.removed), timings=timings)
+
+
+class _Run:
+    """One execution of a merge against the table at the transaction's version."""
+
+    def __init__(self, merger: TableMerger, table: Table) -> None:
+        self.m = merger
+        self.table = table
+        self.timings: dict[str, float] = {}
+        self.inserted = self.updated = self.deleted = 0
+        source = merger._source
+        self.source = source.append_column(_ROW, pa.array(np.arange(source.num_rows, dtype=np.int64)))
+        self.report = progress_callback(merger._progress)
+
+    # -- finding matches ---------------------------------------------------------------------------
+    def source_keys(self) -> pa.Table:
+        """The source's join keys (target types, prefixed) and row numbers; rows with a null key dropped."""
+        cols, names = [], []
+        for t, s in self.m._keys:
+            cols.append(_key_array(self.source.column(s), self.m._schema.field(t).type, s))
+            names.append(SOURCE + s)
+        keys = pa.Table.from_arrays([*cols, self.source.column(_ROW)], names=[*names, _ROW])
+        for name in names:
+            keys = keys.filter(pc.is_valid(keys.column(name)))
+        return keys
+
+    def key_prune(self, keys: pa.Table) -> pc.Expression | None:
+        """A filter over the target that every row a source key can match satisfies (None: no bound)."""
+        expr: pc.Expression | None = None
+        for t, s in self.m._keys:
+            typ = _join_type(self.m._schema.field(t).type)
+            if pa.types.is_floating(typ) or not (pa.types.is_integer(typ) or pa.types.is_string(typ)
+                                                 or pa.types.is_temporal(typ) or pa.types.is_decimal(typ)
+                                                 or pa.types.is_large_string(typ)):
+                continue
+            col = keys.column(SOURCE + s)
+            if col.num_chunks == 0 or len(col) == 0:
+                return pc.scalar(False)
+            bounds = pc.min_max(col)
+            term = (pc.field(t) >= bounds["min"]) & (pc.field(t) <= bounds["max"])
+            if len(self.m._keys) == 1:
+                distinct = pc.unique(col)
+                if len(distinct) <= _SMALL_KEY_SET:
+                    term = term & pc.field(t).isin(distinct)
+            expr = term if expr is None else expr & term
+        return expr
+
+    def target_keys(self, task: FileTask, extra: list[str]) -> pa.Table:
+        names = [t for t, _ in self.m._keys]
+        wanted = list(dict.fromkeys(names + extra))
+        rows = file_rows(task, wanted or None)
+        cols = [_key_array(rows.column(t), self.m._schema.field(t).type, t) for t in names]
+        cols += [rows.column(c) for c in extra if c not in names]
+        out_names = [TARGET + t for t in names] + [TARGET + c for c in extra if c not in names]
+        out = pa.Table.from_arrays([*cols, pa.array(np.arange(rows.num_rows, dtype=np.int64))],
+                                   names=[*out_names, _POS])
+        for t in names:
+            out = out.filter(pc.is_valid(out.column(TARGET + t)))
+        return out
+
+    def pairs(self, task: FileTask, skeys: pa.Table) -> pa.Table:
+        """The (target position, source row) pairs of one file that match."""
+        residual = self.m._residual
+        needed = sorted(referenced_columns(residual)) if residual is not None else []
+        t_extra = [c[len(TARGET):] for c in needed if c.startswith(TARGET)]
+        s_extra = [c for c in needed if c.startswith(SOURCE)]
+        tkeys = self.target_keys(task, t_extra)
+        if self.m._keys:
+            joined = tkeys.join(skeys, keys=[TARGET + t for t, _ in self.m._keys],
+                                right_keys=[SOURCE + s for _, s in self.m._keys], join_type="inner",
+                                use_threads=False)
+        else:  # no equality: every pair (a cross join of this file with the source)
+            joined = tkeys.append_column("__one__", pa.array(np.zeros(tkeys.num_rows, np.int8))).join(
+                skeys.append_column("__one__", pa.array(np.zeros(skeys.num_rows, np.int8))), keys="__one__",
+                join_type="inner", use_threads=False)
+        if residual is not None and joined.num_rows:
+            rows = joined.column(_ROW)
+            for c in s_extra:
+                if c not in joined.column_names:
+                    joined = joined.append_column(c, self.source.column(c[len(SOURCE):]).take(rows))
+            keep = pc.fill_null(evaluate(joined, {"m": residual}).column("m"), False)
+            joined = joined.filter(keep)
+        return joined.select([_POS, _ROW])
+
+    def check_duplicates(self, task: FileTask, pairs: pa.Table) -> None:
+        if not self.m._matched or pairs.num_rows < 2:
+            return
+        counts = pc.value_counts(pairs.column(_POS))
+        many = counts.filter(pc.greater(counts.field("counts"), 1))
+        if len(many):
+            pos, n = many[0]["values"].as_py(), many[0]["counts"].as_py()
+            row = file_rows(task).slice(pos, 1).to_pylist()[0]
+            key = {t: row[t] for t, _ in self.m._keys}
+            raise DuplicateMatchError(f"target row {pos} of {task.path!r} (key {key}) is matched by {n} source rows; "
+                                      f"a merge must match each target row at most once (deduplicate the source)",
+                                      path=task.path, position=pos, key=key, matches=n)
+
+    def candidates(self, skeys: pa.Table) -> tuple[list[FileTask], dict[str, FileTask]]:
+        """Files a source row may match, and files a by-source clause may act on (by path)."""
+        m = self.m
+        match: list[FileTask] = []
+        if m._matched or m._inserts:
+            prune = self.key_prune(skeys) if m._keys else None
+            match = [] if skeys.num_rows == 0 else self.table.plan_files(filter=prune)
+            self.reads: list[pc.Expression | None] = [prune]
+        else:
+            self.reads = []
+        by_source: dict[str, FileTask] = {}
+        if m._by_source:
+            filters = m._by_source_filters
+            prune_by: pc.Expression | None = None
+            if all(f is not None for f in filters):
+                for f in filters:
+                    prune_by = f if prune_by is None else prune_by | f
+            by_source = {t.path: t for t in self.table.plan_files(filter=prune_by)}
+            self.reads.append(prune_by)
+        return match, by_source
+
+    # -- applying clauses ----------------------------------------------------------------------------
+    def apply(self, clauses: list[_Clause], target: pa.Table, joined: pa.Table, positions: np.ndarray,
+              removed: list[np.ndarray], added: list[pa.Table]) -> None:
+        """Apply ``clauses`` (first match wins) to rows ``positions`` of a file: ``target`` their rows,
+        ``joined`` the same rows prefixed by side (with their source rows for matched clauses)."""
+        left = np.ones(len(positions), dtype=bool)
+        for clause in clauses:
+            if not left.any():
+                break
+            mask = left.copy()
+            if clause.condition is not None:
+                hit = pc.fill_null(evaluate(joined, {"m": clause.condition}).column("m"), False)
+                mask &= np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+            left &= ~mask
+            if not mask.any():
+                continue
+            idx = pa.array(np.flatnonzero(mask))
+            if clause.action == "delete":
+                removed.append(positions[mask])
+                self.deleted += int(mask.sum())
+                continue
+            rows = updated_rows(target.take(idx), clause.values or {}, self.m._out, on=joined.take(idx))
+            if clause.skip_unchanged:
+                changed = _changed(fit_rows(target.take(idx), self.m._out), rows)
+                rows = rows.filter(pa.array(changed))
+                mask[mask] = changed
+            removed.append(positions[mask])
+            added.append(rows)
+            self.updated += rows.num_rows
+
+    def file_changes(self, task: FileTask, pairs: pa.Table | None, by_source: bool) -> tuple[np.ndarray, list]:
+        rows = file_rows(task)
+        removed: list[np.ndarray] = []
+        added: list[pa.Table] = []
+        prefixed = rows.rename_columns([TARGET + c for c in rows.column_names])
+        matched = np.zeros(rows.num_rows, dtype=bool)
+        if pairs is not None and pairs.num_rows:
+            positions = pairs.column(_POS).to_numpy()
+            matched[positions] = True
+            if self.m._matched:
+                src = self.source.drop_columns([_ROW]).take(pairs.column(_ROW))
+                joined = _hstack(prefixed.take(positions), src.rename_columns([SOURCE + c for c in src.column_names]))
+                self.apply(self.m._matched, rows.take(positions), joined, positions, removed, added)
+        if by_source and (~matched).any():
+            positions = np.flatnonzero(~matched)
+            self.apply(self.m._by_source, rows.take(positions), prefixed.take(positions), positions, removed, added)
+        out = np.unique(np.concatenate(removed)).astype(np.uint64) if removed else np.empty(0, np.uint64)
+        return out, added
+
+    def inserts(self, matched_rows: np.ndarray) -> list[pa.Table]:
+        if not self.m._inserts:
+            return []
+        rest = self.source.filter(pa.array(~matched_rows)).drop_columns([_ROW])
+        if rest.num_rows == 0:
+            return []
+        joined = rest.rename_columns([SOURCE + c for c in rest.column_names])
+        empty = pa.Table.from_arrays([pa.nulls(rest.num_rows, f.type) for f in self.m._out], schema=self.m._out)
+        added: list[pa.Table] = []
+        removed: list[np.ndarray] = []
+        before = self.updated
+        self.apply(self.m._inserts, empty, joined, np.arange(rest.num_rows), removed, added)
+        self.inserted += self.updated - before
+        self.updated = before
+        return added
+
+    def changes(self) -> RowChanges:
+        started = time.perf_counter()
+        skeys = self.source_keys()
+        match, by_source = self.candidates(skeys)
+        pairs: dict[str, pa.Table] = {}
+        matched_rows = np.zeros(self.source.num_rows, dtype=bool)
+        for i, task in enumerate(match):
+            p = self.pairs(task, skeys)
+            if p.num_rows:
+                self.check_duplicates(task, p)
+                pairs[task.path] = p
+                matched_rows[p.column(_ROW).to_numpy()] = True
+            self.report(ProgressEvent(self.m._operation, "scan", i + 1, len(match), "files"))
+        self.timings["scan"] = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        tasks = {t.path: t for t in match if t.path in pairs} | by_source
+        removed, added = [], []
+        for i, (path, task) in enumerate(sorted(tasks.items())):
+            positions, rows = self.file_changes(task, pairs.get(path), path in by_source)
+            if len(positions):
+                removed.append(RemovedRows(task=task, positions=positions))
+            added += rows
+            self.report(ProgressEvent(self.m._operation, "apply", i + 1, len(tasks), "files"))
+        added += self.inserts(matched_rows)
+        self.report.close()
+        self.timings["apply"] = (time.perf_counter() - started) * 1000
+        tables = tuple(a for a in added if a.num_rows)
+        return RowChanges(schema=self.m._out, removed=tuple(removed), added=lambda: tables,
+                          num_added=sum(a.num_rows for a in tables), reads=tuple(self.reads))
+
+
+def _hstack(left: pa.Table, right: pa.Table) -> pa.Table:
+    return pa.Table.from_arrays([*left.columns, *right.columns], names=[*left.column_names, *right.column_names])
+
+
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Per row: are ``a`` and ``b`` equal, nulls equal to nulls (and NaN to NaN)."""
+    try:
+        eq = pc.fill_null(pc.equal(a, b), False)
+        both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+        out = pc.or_(eq, both_null)
+        if pa.types.is_floating(a.type):
+            out = pc.or_(out, pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)), False))
+        return np.asarray(out.to_numpy(zero_copy_only=False), dtype=bool)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return np.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist())], dtype=bool)
+
+
+def _changed(old: pa.Table, new: pa.Table) -> np.ndarray:
+    """Per row: does ``new`` differ from ``old`` in some column."""
+    same = np.ones(old.num_rows, dtype=bool)
+    for name in old.column_names:
+        same &= _same(old.column(name), new.column(name))
+    return ~same
+
+
+def upsert(table: Table, source: Any, on: str | Sequence[str], *, schema_mode: SchemaMode = "strict",
+           app_transaction: tuple[str, int] | None = None, progress: ProgressLike = None) -> MergeResult:
+    """``Table.upsert``: update matched rows to the source's values (skipping rows that would not
+    change) and insert the rest. See :class:`TableMerger`.
+
+    Raises:
+        DuplicateMatchError: a target row is matched by several source rows.
+    """
+    merger = TableMerger(table, source, on=on, schema_mode=schema_mode, app_transaction=app_transaction,
+                         progress=progress, operation="upsert")
+    merger.when_matched_update()
+    merger._matched[-1] = _Clause(action="update", condition=None, values=merger._matched[-1].values,
+                                  skip_unchanged=True)
+    merger.when_not_matched_insert()
+    return merger.execute()

@@ -1,0 +1,325 @@
+"""Row-level changes: the seam between deciding which rows change and recording it, and ``update``.
+
+An operation that changes rows (``update``, ``merge``, ``upsert``) first decides, reading the table,
+a :class:`RowChanges` value: for each data file it touches, the positions of the rows it removes
+(rows are numbered in file order from 0, as :func:`lakehouse.read_task` returns them), and the new
+rows to write (updated rows, inserted rows) in the table schema. :func:`commit_row_changes` then
+records it inside a :class:`~lakehouse.transaction.Transaction`, in one commit: today copy-on-write
+(each touched file is rewritten without its removed rows, in order, and the new rows are added);
+deletion vectors will replace the rewrite without changing how changes are decided.
+
+Example:
+    >>> import lakehouse as lh, pyarrow as pa
+    >>> t = lh.write_table("memory://doc-rowlevel", pa.table({"id": [1, 2, 3], "v": [10, 20, 30]}))
+    >>> t.update({"v": "v + 1"}, filter="id >= 2")
+    1
+    >>> t.to_arrow().sort_by("id").column("v").to_pylist()
+    [10, 21, 31]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .arguments import check_choice
+from .errors import ArgumentTypeError, ColumnNotFoundError, InvalidArgumentError, SchemaMismatchError
+from .expressions import FilterLike, referenced_columns, to_expression
+from .progress import ProgressEvent, ProgressLike, progress_callback
+from .setexpr import Sides, evaluate, set_value
+from .tasks import FileTask, read_task
+
+if TYPE_CHECKING:
+    from .table import Table
+    from .transaction import SchemaMode, Transaction
+
+__all__ = ["RemovedRows", "RowChanges", "commit_row_changes", "file_rows", "fit_rows", "update_table"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemovedRows:
+    """The rows one operation removes from one live data file.
+
+    Example:
+        >>> import lakehouse as lh, numpy as np, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-removed-rows", pa.table({"a": [1, 2, 3]}))
+        >>> RemovedRows(task=t.plan_files()[0], positions=np.array([0, 2], np.uint64)).count
+        2
+    """
+
+    task: FileTask
+    """The file (planned at the operation's read version); its ``path`` and ``num_rows`` (physical rows)."""
+    positions: np.ndarray
+    """Sorted, distinct row positions (``uint64``) removed from the file."""
+
+    @property
+    def path(self) -> str:
+        """The file's path relative to the table root."""
+        return self.task.path
+
+    @property
+    def count(self) -> int:
+        """How many rows are removed."""
+        return len(self.positions)
+
+
+Added = Callable[[], Iterable[pa.Table]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RowChanges:
+    """What a row-level operation changes: rows removed per file, and new rows written.
+
+    ``added`` yields the new rows (each table in ``schema``), possibly computed lazily, file by file,
+    when the change is committed; ``num_added`` is how many it yields. ``reads`` are the filters (over
+    the table's columns; None: the whole table) whose rows the decision depended on (conflict checks).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> RowChanges(schema=pa.schema([("a", pa.int64())])).is_empty
+        True
+    """
+
+    schema: pa.Schema
+    """The schema of the rows written: the table's (plus new nullable or widened columns with
+    ``schema_mode="merge"``)."""
+    removed: tuple[RemovedRows, ...] = ()
+    added: Added = field(default=lambda: ())
+    num_added: int = 0
+    reads: tuple[pc.Expression | None, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True if nothing is removed or added (and nothing is committed)."""
+        return not self.removed and self.num_added == 0
+
+    @property
+    def num_removed(self) -> int:
+        """Rows removed, over all files."""
+        return sum(r.count for r in self.removed)
+
+
+def file_rows(task: FileTask, columns: Sequence[str] | None = None) -> pa.Table:
+    """Every row of ``task``'s file in file order (position = index), its ``columns`` only (None: all).
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-file-rows", pa.table({"a": [3, 1, 2]}))
+        >>> file_rows(t.plan_files(filter=[("a", ">", 2)])[0]).column("a").to_pylist()
+        [3, 1, 2]
+    """
+    return read_task(dataclasses.replace(task, filter=None, columns=None if columns is None else tuple(columns)))
+
+
+def fit_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` with ``schema``'s columns in its order and types; a column ``rows`` lacks is null.
+
+    Raises:
+        SchemaMismatchError: a value does not fit its column's type (naming the column).
+    """
+    columns = []
+    for f in schema:
+        if f.name not in rows.column_names:
+            columns.append(pa.nulls(rows.num_rows, f.type))
+            continue
+        col = rows.column(f.name)
+        if col.type != f.type:
+            try:
+                col = col.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaMismatchError(f"values for column {f.name!r} do not fit its type {f.type}: "
+                                          f"{str(exc).splitlines()[0]}", column=f.name) from None
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _kept(item: RemovedRows) -> pa.Table | None:
+    """The rows of ``item``'s file that stay, in order (None if none)."""
+    if item.count >= item.task.num_rows:
+        return None
+    rows = file_rows(item.task)
+    keep = np.ones(rows.num_rows, dtype=bool)
+    keep[item.positions.astype(np.int64)] = False
+    return rows.filter(pa.array(keep))
+
+
+def _stream(changes: RowChanges) -> Iterator[pa.RecordBatch]:
+    """The kept rows of every touched file (the next file read ahead on a thread), then the added rows."""
+    with ThreadPoolExecutor(1) as pool:
+        items = list(changes.removed)
+        ahead = pool.submit(_kept, items[0]) if items else None
+        for i in range(len(items)):
+            kept = ahead.result() if ahead is not None else None
+            ahead = pool.submit(_kept, items[i + 1]) if i + 1 < len(items) else None
+            if kept is not None and kept.num_rows:
+                yield from fit_rows(kept, changes.schema).to_batches()
+    for table in changes.added():
+        if table.num_rows:
+            yield from fit_rows(table, changes.schema).to_batches()
+
+
+def commit_row_changes(tx: Transaction, changes: RowChanges, *, schema_mode: SchemaMode = "strict",
+                       operation: str = "update", parameters: Mapping[str, Any] | None = None,
+                       progress: ProgressLike = None) -> list[str]:
+    """Record ``changes`` in ``tx`` (copy-on-write) as one operation; returns the paths written.
+
+    Each touched file is replaced by its kept rows (in order) and the added rows are written, all in
+    the transaction's one commit: a concurrent removal of a touched file, or a concurrent commit
+    adding rows one of ``changes.reads`` may match, makes it ``CommitConflictError``. Constraints
+    and NOT NULL are enforced on every row written.
+
+    Args:
+        tx: the transaction, opened at the version the changes were decided on.
+        changes: what to change.
+        schema_mode: ``"merge"`` lets new nullable columns and widened types of ``changes.schema``
+            join the table schema in the same commit.
+        operation: the operation name in the log.
+        parameters: the operation's parameters in the log.
+        progress: as for ``Table.append``.
+
+    Returns:
+        The paths of the data files written.
+    """
+    if changes.is_empty:
+        return []
+    data = pa.RecordBatchReader.from_batches(changes.schema, _stream(changes))
+    return tx.rewrite_files([r.path for r in changes.removed], data, reads=changes.reads, schema_mode=schema_mode,
+                            operation=operation, parameters=parameters, progress=progress)
+
+
+def _mask(rows: pa.Table, expr: pc.Expression | None) -> np.ndarray:
+    """Where ``expr`` is TRUE on ``rows`` (null counts as false)."""
+    if expr is None:
+        return np.ones(rows.num_rows, dtype=bool)
+    values = evaluate(rows, {"m": expr}).column("m")
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def updated_rows(rows: pa.Table, values: Mapping[str, pc.Expression], schema: pa.Schema, *,
+                 on: pa.Table | None = None) -> pa.Table:
+    """``rows`` with ``values`` (expressions over ``on``, default ``rows``; one row of ``on`` per row of
+    ``rows``) replacing their columns, fitted to ``schema``.
+
+    Raises:
+        SchemaMismatchError: a value does not fit its column's type.
+        InvalidArgumentError: a value cannot be computed (overflow, division by zero, ...).
+    """
+    if not values:
+        return fit_rows(rows, schema)
+    wanted = {name: expr.cast(schema.field(name).type) for name, expr in values.items()}
+    on = rows if on is None else on
+    try:
+        new = evaluate(on, wanted)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        name = next(iter(values))
+        for n, e in wanted.items():  # name the column at fault
+            try:
+                evaluate(on, {n: e})
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                name = n
+                break
+        raise SchemaMismatchError(f"cannot compute the new values of column {name!r} ({schema.field(name).type}): "
+                                  f"{str(exc).splitlines()[0]}", column=name) from None
+    out = rows
+    for name in new.column_names:
+        if name in out.column_names:
+            out = out.set_column(out.column_names.index(name), name, new.column(name))
+        else:
+            out = out.append_column(name, new.column(name))
+    return fit_rows(out, schema)
+
+
+def check_set(set: Any) -> Mapping[str, Any]:
+    """``set`` as a mapping of column names to values; ``ArgumentTypeError`` otherwise."""
+    if not isinstance(set, Mapping):
+        raise ArgumentTypeError(f"set must be a mapping of column names to values, got {type(set).__name__}",
+                                argument="set")
+    for name in set:
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"set keys must be column names (str), got {name!r}", argument="set")
+    return set
+
+
+def set_values(set: Mapping[str, Any], sides: Sides, schema: pa.Schema, *, default: Any = "target",
+               merge: bool = False) -> tuple[dict[str, pc.Expression], pa.Schema]:
+    """The SET expressions over ``sides.joined`` and the schema of the rows written (``schema``, plus
+    a new nullable column per unknown name with ``merge``; ``ColumnNotFoundError`` without)."""
+    values: dict[str, pc.Expression] = {}
+    for name, value in check_set(set).items():
+        expr = set_value(value, sides, default=default, column=name)
+        if name not in schema.names:
+            if not merge:
+                raise ColumnNotFoundError(name, available=list(schema.names))
+            typ = evaluate(sides.joined.empty_table(), {"v": expr}).schema.field("v").type
+            if pa.types.is_null(typ):
+                raise InvalidArgumentError(f"the new column {name!r} needs a typed value, not NULL", argument="set")
+            schema = schema.append(pa.field(name, typ, nullable=True))
+        values[name] = expr
+    return values, schema
+
+
+def _plan_update(table: Table, set: Any, filter: FilterLike | pc.Expression | None, *, merge: bool,
+                 progress: ProgressLike) -> RowChanges:
+    schema = table.schema
+    expr = to_expression(filter, schema)
+    values, out = set_values(set, Sides.of(target=schema), schema, merge=merge)
+    if not values:
+        raise InvalidArgumentError("set names no column to update", argument="set")
+    tasks = table.plan_files(filter=expr)
+    needed = sorted(referenced_columns(expr)) if expr is not None else []
+    removed = []
+    report = progress_callback(progress)
+    try:
+        for i, task in enumerate(tasks):
+            if expr is None:
+                positions = np.arange(task.num_rows, dtype=np.uint64)
+            else:
+                positions = np.flatnonzero(_mask(file_rows(task, needed or None), expr)).astype(np.uint64)
+            if len(positions):
+                removed.append(RemovedRows(task=task, positions=positions))
+            report(ProgressEvent("update", "scan", i + 1, len(tasks), "files"))
+    finally:
+        report.close()
+
+    def added() -> Iterator[pa.Table]:
+        for item in removed:
+            rows = file_rows(item.task).take(pa.array(item.positions.astype(np.int64)))
+            yield updated_rows(rows, values, out)
+
+    return RowChanges(schema=out, removed=tuple(removed), added=added, num_added=sum(r.count for r in removed),
+                      reads=(expr,))
+
+
+def update_table(table: Table, set: Any, filter: FilterLike | pc.Expression | None = None, *,
+                 schema_mode: SchemaMode = "strict", app_transaction: tuple[str, int] | None = None,
+                 progress: ProgressLike = None) -> int:
+    """``Table.update``: set columns of the rows matching ``filter``; returns the version.
+
+    Raises:
+        ColumnNotFoundError: ``set`` or ``filter`` names a column the table lacks.
+        SchemaMismatchError: a new value does not fit its column's type.
+        ConstraintViolationError, SchemaMismatchError: a row written breaks a constraint or NOT NULL.
+    """
+    check_choice(schema_mode, "schema_mode", ("strict", "merge"))
+    tx = table.transaction(app_transaction=app_transaction)
+    try:
+        changes = _plan_update(table, set, filter, merge=schema_mode == "merge", progress=progress)
+    except BaseException:
+        tx.abort()
+        raise
+    if changes.is_empty:
+        tx.abort()
+        return table.version
+    with tx:
+        params = {"filter": str(changes.reads[0]) if changes.reads[0] is not None else None,
+                  "set": sorted(set), "rows": changes.num_added}
+        commit_row_changes(tx, changes, schema_mode=schema_mode, operation="update", parameters=params,
+                           progress=progress)
+    return tx.version  # type: ignore[return-value]
