@@ -465,7 +465,7 @@ class Bench:
 # -- formatting ------------------------------------------------------------------------------------
 def _outcome(res: dict[str, Any]) -> str:
     if "timeout" in res:
-        return f"timeout >{res['timeout']:.0f} s"
+        return f"timeout >{res['timeout']:g} s"
     if "unavailable" in res:
         return "n/a"
     if "error" in res:
@@ -603,7 +603,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--big-source-rows", type=int, default=None, help="the big upsert source (default rows/10)")
     p.add_argument("--small-rows", type=int, default=None, help="the small target of upsert_small (default rows/10)")
     p.add_argument("--repeat", type=int, default=None, help="runs of each measurement (default 3; quick 2)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds before a child is killed (default 900; quick "
+    p.add_argument("--timeout", type=float, default=None, help="seconds before a child is killed (default 600; quick "
                    "120)")
     p.add_argument("--only", default=",".join(CASES), help=f"cases, from {','.join(CASES)}")
     p.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
@@ -616,7 +616,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a.big_source_rows = a.big_source_rows or max(2, a.rows // 10)
     a.small_rows = a.small_rows or max(2, a.rows // 10)
     a.repeat = a.repeat or (2 if a.quick else 3)
-    a.timeout = a.timeout or (120.0 if a.quick else 900.0)
+    a.timeout = a.timeout or (120.0 if a.quick else 600.0)
     a.only = [c for c in a.only.split(",") if c]
     a.engines = [e for e in a.engines.split(",") if e]
     if set(a.only) - set(CASES):

@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench_merge.py"
 
 
-def _run(tmp_path: Path, *args: str) -> dict:
+def _run(tmp_path: Path, *args: str, timeout: str = "120", repeat: str = "1") -> dict:
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--rows", "3000", "--repeat", "1", "--timeout", "120",
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--rows", "3000", "--repeat", repeat, "--timeout", timeout,
                            "--workdir", str(tmp_path), "--out", str(out), *args],
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,6 +56,14 @@ def test_lakehouse_cases_run_and_are_right(tmp_path: Path) -> None:
     assert isinstance(values["read: raw pq.read_table of the compacted lakehouse files"], float)
     assert {c for c, _, _ in result["targets"]}  # the targets table is filled in
     assert not list(tmp_path.glob("lh-merge-*")), "the work folder is removed"
+
+
+def test_a_child_over_the_timeout_is_recorded_not_waited_for(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--engines", "lakehouse", "--only", "delete_1", timeout="0.001", repeat="2")
+    (fig,) = [f for f in result["figures"] if f["metric"] == "delete 1 row (id =)"]
+    assert fig["values"]["lakehouse"] == "timeout >0.001 s"
+    assert len(fig["samples"]["lakehouse"]) == 1  # not repeated after a timeout
+    assert "timeout >0.001 s" in (tmp_path / "out" / "merge.md").read_text()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deltalake") is None, reason="deltalake not installed (bench extra)")
