@@ -209,6 +209,19 @@ def _check(engine: str, loc: str) -> dict[str, int]:
     return {"rows": t.num_rows, "marked": int(marked), "distinct_ids": pc.count_distinct(t.column("id")).as_py()}
 
 
+def _layout(engine: str, loc: str) -> dict[str, int]:
+    """Live data files, and rows masked by deletion vectors where the engine reports them (untimed)."""
+    if engine.startswith("lakehouse"):
+        files = _lh_open(loc).files()
+        out = {"files": files.num_rows}
+        if "num_deleted_rows" in files.column_names:
+            out["deleted_by_vectors"] = int(pc.sum(files.column("num_deleted_rows")).as_py() or 0)
+        return out
+    if engine == "deltalake":
+        return {"files": len(_delta(loc).file_uris())}
+    return {"files": len(list(_iceberg(loc).scan().plan_files()))}
+
+
 def child_main(argv: list[str]) -> None:
     """``child OP ENGINE LOC ARGS_JSON``: one timed operation, one JSON line on stdout."""
     op, engine, loc, a = argv[0], argv[1], argv[2], json.loads(argv[3])
@@ -242,6 +255,8 @@ def child_main(argv: list[str]) -> None:
     if a.get("check"):
         del source
         out["check"] = _check(engine, loc)
+    if op in ("read", "rawread"):
+        out["layout"] = _layout(engine, loc)
     print(json.dumps(out, default=str))
 
 
@@ -446,6 +461,10 @@ class Bench:
                 if e == "lakehouse":
                     for _ in range(self.a.repeat):
                         raw[e].append(self.child("rawread", e, loc, {}))
+            for name, group in (("after the 1% delete", after[e]), ("compacted", compact[e])):
+                if group and "layout" in group[0]:
+                    lay = group[0]["layout"]
+                    self.notes[f"read {e} layout {name}"] = ", ".join(f"{k} {v:,}" for k, v in lay.items())
             log(f"  read {e}: after delete {_brief(after[e])}, compacted {_brief(compact[e])}"
                 + (f", raw pyarrow {_brief(raw[e])}" if e in raw else ""))
             for group in (after[e], compact[e], raw.get(e, [])):
