@@ -368,6 +368,8 @@ class Bench:
                     stopped.add(e)  # timeout, n/a or error: not repeated
                     log(f"  {case} {e}: {_outcome(res)}")
                     continue
+                if res["seconds"] > self.a.once_over:
+                    stopped.add(e)  # one slow sample is enough (pyiceberg's upsert: minutes)
                 if expect is not None and res.get("check") != {**res["check"], **expect}:
                     self.notes[f"{case} {e}"] = f"WRONG RESULT: expected {expect}, got {res['check']}"
                 log(f"  {case} {e} #{r}: {res['seconds']:.3f} s, peak RSS "
@@ -624,6 +626,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=None, help="runs of each measurement (default 3; quick 2)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a child is killed (default 600; quick "
                    "120)")
+    p.add_argument("--once-over", type=float, default=120.0,
+                   help="a run that took longer than this many seconds is not repeated (default 120)")
     p.add_argument("--only", default=",".join(CASES), help=f"cases, from {','.join(CASES)}")
     p.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
     p.add_argument("--seed", type=int, default=42)
