@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-dev
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test fuzz lint bench bench-suite docs clean distclean
+.PHONY: help venv demo test fuzz lint bench bench-suite bench-merge docs clean distclean
 
 help:
 	@echo "make demo       run examples/demo.py (creates ./demo-table)"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      run benchmarks/bench_core.py (lakehouse vs raw pyarrow, ~5 min)"
 	@echo "make bench-suite  the full suite vs pyarrow, deltalake, pyiceberg (10M rows, ~9 min; QUICK=1 for ~2 min)"
+	@echo "make bench-merge  upsert/merge, update, delete, reads after deletes vs deltalake, pyiceberg (10M rows; QUICK=1 for 200k)"
 	@echo "make docs       build the documentation site into ./site (mkdocs --strict; installs the docs extra)"
 	@echo "make venv       create .venv and install the package with its dev extra"
 	@echo "make clean      remove build and run artefacts; distclean also removes .venv"
@@ -73,6 +74,10 @@ bench: $(STAMP)
 bench-suite: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/suite.py $(if $(QUICK),--quick,)
+
+bench-merge: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/bench_merge.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf build dist site *.egg-info demo-table benchmarks/results .pytest_cache .hypothesis .mypy_cache .ruff_cache
