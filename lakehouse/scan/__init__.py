@@ -18,7 +18,10 @@ Where every read meets the data files: each reader reaches them through ONE meth
 ``Snapshot.to_batches`` (and so the Arrow PyCapsule stream) scan :meth:`Scan.dataset`;
 ``to_pyarrow_dataset`` (and so Polars, DuckDB) hands out :meth:`Scan.dataset` with statistics
 guards, whose ``to_table``/``to_batches``/``count_rows``/``head`` pyarrow routes through
-``scanner``; :meth:`Scan.scan_fragment` / :meth:`Scan.count_fragment` (deletes, optimize) and
+``scanner`` (when some files carry vectors, a :class:`LiveDataset`: those files' live rows, read
+through ``scanner`` when it is made, held in memory next to the plain files' dataset, so that
+pyarrow's C++, which never calls ``scanner``, sees live rows only too); :meth:`Scan.scan_fragment`
+/ :meth:`Scan.count_fragment` (deletes, optimize) and
 :func:`read_task` (Dask, any engine running :class:`FileTask` values) scan a one-file
 :class:`TableDataset`. Row-level work that must happen for every reader, such as applying a data
 file's deletion vector, belongs in :meth:`TableDataset.scanner` and nowhere else: there a file with
@@ -36,9 +39,9 @@ Example:
 """
 
 from .core import Scan
-from .dataset import TableDataset, read_ahead
+from .dataset import LiveDataset, TableDataset, read_ahead
 from .mapping import ColumnMapping, ScanPlan, scan_plan
 from .tasks import FileTask, build_tasks, read_task
 
-__all__ = ["ColumnMapping", "FileTask", "Scan", "ScanPlan", "TableDataset", "build_tasks", "read_ahead",
+__all__ = ["ColumnMapping", "FileTask", "LiveDataset", "Scan", "ScanPlan", "TableDataset", "build_tasks", "read_ahead",
            "read_task", "scan_plan"]

@@ -20,7 +20,15 @@ from ..schema import logical_schema, renamed_paths
 from ..state import TableState
 from ..stats import partition_columns, stats_columns
 from ..storage import Storage
-from .dataset import TableDataset, partition_expression, stats_guards, table_dataset, vector_set
+from .dataset import (
+    LiveDataset,
+    TableDataset,
+    live_dataset,
+    partition_expression,
+    stats_guards,
+    table_dataset,
+    vector_set,
+)
 from .mapping import ColumnMapping, ScanPlan, scan_plan
 from .tasks import FileTask, build_tasks
 
@@ -314,18 +322,24 @@ class Scan:
         return table_dataset(fragments, schema=self.columns.read_schema, format=fmt, filesystem=fs,
                              vectors=self.vectors(files))
 
-    def pyarrow_dataset(self, expr: pc.Expression | None) -> TableDataset:
+    def pyarrow_dataset(self, expr: pc.Expression | None) -> TableDataset | LiveDataset:
         """The guarded dataset of the files ``expr`` may match, for engines (``Snapshot.to_pyarrow_dataset``).
+
+        When some of those files carry deletion vectors, they are read now, their live rows held in
+        memory, so that every consumer of the dataset, pyarrow's C++ included, sees live rows only
+        (:func:`~lakehouse.scan.dataset.live_dataset`).
 
         Args:
             expr: a bound filter over the table's columns (:meth:`expression`), or None: every row.
 
         Returns:
-            A :class:`TableDataset` with statistics guards (see :meth:`dataset`).
+            A :class:`TableDataset` with statistics guards (see :meth:`dataset`) when no file kept has
+            a vector, else a :class:`~lakehouse.scan.dataset.LiveDataset` of it.
 
         Raises:
             SchemaMismatchError: a column is stored under another name in the data files (renamed or
                 re-added), which a pyarrow dataset cannot show.
+            VersionNotFoundError: a data file with a vector is gone (vacuumed or lost).
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -339,7 +353,10 @@ class Scan:
             raise SchemaMismatchError(
                 f"column {column!r} is stored under another name in the data files (renamed or re-added), "
                 f"which a pyarrow dataset cannot show; read with to_batches() or to_arrow()", column=column)
-        return self.dataset(self.pruned(expr), guards=True)
+        try:
+            return live_dataset(self.dataset(self.pruned(expr), guards=True))
+        except FileNotFoundError as exc:
+            raise self._missing_file(exc) from None
 
     def _one(self, fragment: ds.Fragment) -> TableDataset:
         vectors = self.vectors()

@@ -23,7 +23,8 @@ from ..state import vector_descriptors
 from ..storage import Storage
 from .mapping import scan_plan
 
-__all__ = ["TableDataset", "partition_expression", "read_ahead", "stats_guards", "table_dataset", "vector_set"]
+__all__ = ["LiveDataset", "TableDataset", "live_dataset", "partition_expression", "read_ahead", "stats_guards",
+           "table_dataset", "vector_set"]
 
 
 class TableDataset(ds.FileSystemDataset):
@@ -196,6 +197,152 @@ class TableDataset(ds.FileSystemDataset):
                                                 for f in run})
 
         return ds.Scanner.from_batches(batches(), schema=schema)
+
+
+_NOT_FOR_MEMORY = ("fragment_scan_options", "cache_metadata")  # scanner options only file fragments take
+
+
+class LiveDataset(ds.UnionDataset):
+    """The lazy dataset of a table some of whose files carry deletion vectors (see :func:`live_dataset`).
+
+    A fragment cannot express a deletion vector, and pyarrow's C++ scans a dataset without calling
+    its Python methods (``Scanner.from_dataset``, ``ds.dataset([...])`` unions, Acero scan nodes and
+    joins, fragments read one by one). So this is a ``pyarrow.dataset.UnionDataset`` of two children
+    that hold only live rows by themselves: a :class:`TableDataset` of the files without a vector
+    (lazy: filter pushdown, file and row-group skipping) and a ``pyarrow.dataset.InMemoryDataset`` of
+    the live rows of the files with one, read when the dataset was made. Its own :meth:`scanner`
+    (and so ``to_table``, ``to_batches``, ``count_rows``, ``head``, ``take``, Polars, DuckDB) scans the
+    first through :meth:`TableDataset.scanner` (floating-point terms evaluated on rows) and filters
+    the second row by row. ``get_fragments()`` yields the Parquet fragments of the plain files, then
+    in-memory fragments of the live rows. It pickles with its rows.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> plain = lh.write_table("memory://doc-live", pa.table({"a": [1, 2]})).to_pyarrow_dataset()
+        >>> d = live_dataset(plain, pa.table({"a": [9]}))
+        >>> sorted(ds.Scanner.from_dataset(d).to_table().column("a").to_pylist())
+        [1, 2, 9]
+    """
+
+    _lh_plain: TableDataset  # the files without a vector
+    _lh_live: pa.Table  # the live rows of the files with one (physical names)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_live, (self._lh_plain, self._lh_live))
+
+    def filter(self, expression: pc.Expression) -> LiveDataset:
+        """As :meth:`pyarrow.dataset.Dataset.filter`: a dataset whose scans also apply ``expression``.
+
+        Args:
+            expression: a filter over the dataset's (physical) columns.
+
+        Returns:
+            A new :class:`LiveDataset`: the plain files' dataset filtered (:meth:`TableDataset.filter`)
+            and the live rows that match.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> plain = lh.write_table("memory://doc-live-filter", pa.table({"a": [1, 2, 3]})).to_pyarrow_dataset()
+            >>> d = live_dataset(table_dataset([], schema=plain.schema, format=plain.format,
+            ...                                filesystem=plain.filesystem), plain.to_table())
+            >>> d.filter(pc.field("a") > 1).count_rows()
+            2
+        """
+        return _live(self._lh_plain.filter(expression),
+                     self._lh_live.filter(exact_integer_literals(expression, self.schema)))
+
+    def count_rows(self, filter: pc.Expression | None = None, **kwargs: Any) -> int:
+        """As :meth:`pyarrow.dataset.Dataset.count_rows`: the live rows where ``filter`` holds.
+
+        Args:
+            filter: a filter over the dataset's (physical) columns, or None.
+            **kwargs: passed to pyarrow's scanner.
+
+        Returns:
+            How many live rows match.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> plain = lh.write_table("memory://doc-live-count", pa.table({"a": [1, 2, 3]})).to_pyarrow_dataset()
+            >>> live_dataset(plain, pa.table({"a": [7]})).count_rows(filter=pc.field("a") > 1)
+            3
+        """
+        plain = self._lh_plain.count_rows(filter=filter, **kwargs)
+        if filter is None:
+            return plain + self._lh_live.num_rows
+        return plain + self._lh_live.filter(exact_integer_literals(filter, self.schema)).num_rows
+
+    def scanner(self, columns: Any = None, filter: pc.Expression | None = None, **kwargs: Any) -> ds.Scanner:
+        """As :meth:`pyarrow.dataset.Dataset.scanner`: the plain files' rows, then the live rows in memory.
+
+        Args:
+            columns: None, a list of column names, or a dict of name -> expression (as pyarrow's).
+            filter: a filter over the dataset's (physical) columns, or None.
+            **kwargs: passed to pyarrow's scanners.
+
+        Returns:
+            A one-shot ``pyarrow.dataset.Scanner``.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> plain = lh.write_table("memory://doc-live-scanner", pa.table({"a": [1, 2]})).to_pyarrow_dataset()
+            >>> live_dataset(plain, pa.table({"a": [5]})).scanner(filter=pc.field("a") > 1).to_table().num_rows
+            2
+        """
+        plain = self._lh_plain.scanner(columns=columns, filter=filter, **kwargs)
+        if filter is not None:
+            filter = exact_integer_literals(filter, self.schema)
+        options = {k: v for k, v in kwargs.items() if k not in _NOT_FOR_MEMORY}
+        memory = ds.InMemoryDataset(self._lh_live, schema=self.schema).scanner(columns=columns, filter=filter,
+                                                                             **options)
+        schema = plain.projected_schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield from plain.to_batches()
+            for batch in memory.to_batches():
+                yield batch if batch.schema == schema else batch.cast(schema)
+
+        return ds.Scanner.from_batches(batches(), schema=schema)
+
+
+def _live(plain: TableDataset, live: pa.Table) -> LiveDataset:
+    """The union of ``plain`` and the rows ``live`` (also unpickles a :class:`LiveDataset`)."""
+    out = LiveDataset(plain.schema, [plain, ds.InMemoryDataset(live, schema=plain.schema)])
+    out._lh_plain = plain
+    out._lh_live = live
+    return out
+
+
+def live_dataset(dataset: TableDataset, live: pa.Table | None = None) -> TableDataset | LiveDataset:
+    """``dataset`` as a dataset whose underlying Arrow object itself yields only live rows.
+
+    A dataset with no deletion vector is returned as it is. Otherwise the files carrying one are read
+    now, through :meth:`TableDataset.scanner` (their deleted rows dropped), into memory, and the
+    result is a :class:`LiveDataset` of the other files (still lazy) and those rows.
+
+    Args:
+        dataset: a :class:`TableDataset` (e.g. :meth:`lakehouse.scan.Scan.dataset`).
+        live: rows to hold in memory instead of reading ``dataset``'s files with vectors (then
+            ``dataset`` is taken as the plain part, whole).
+
+    Returns:
+        ``dataset`` itself, or a :class:`LiveDataset`.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> plain = lh.write_table("memory://doc-live-dataset", pa.table({"a": [1, 2]})).to_pyarrow_dataset()
+        >>> live_dataset(plain) is plain, live_dataset(plain, pa.table({"a": [3]})).count_rows()
+        (True, 3)
+    """
+    if live is not None:
+        return _live(dataset, live)
+    vectors = dataset._lh_vectors
+    if not vectors:
+        return dataset
+    fragments = list(dataset.get_fragments())
+    marked = dataset._sub([f for f in fragments if f.path in vectors])
+    plain = dataset._sub([f for f in fragments if f.path not in vectors])
+    return _live(plain, marked.to_table())
 
 
 def _unpickle(args: tuple[Any, ...], filter: pc.Expression | None,
