@@ -7,7 +7,7 @@ by batch with a running row offset, and only then is a filter evaluated on the r
 
 :class:`VectorSet` holds the vectors of the files of one read (by the full path their dataset
 fragments have), loaded on first use in one batched call (:func:`lakehouse.dv_store.load_vectors`);
-:func:`kept_batches` drops the deleted rows of files' batches. ``lakehouse.scan.TableDataset``
+:func:`kept_batches` drops the deleted rows of files' batches. ``lakehouse.scan.dataset.TableDataset``
 calls them from its ``scanner``, the one place every reader goes through.
 
 Example:

@@ -165,8 +165,10 @@ class Snapshot:
 
         A dataset reads the data files by column name, so after a column was renamed (or a dropped
         name re-added) it cannot show the table's columns: ``SchemaMismatchError`` naming the column
-        (read with :meth:`to_batches` instead). Rows deleted by deletion vectors are dropped by the
-        dataset's own scans (``scanner``, ``to_table``, ``count_rows``, ...; docs/ecosystem.md).
+        (read with :meth:`to_batches` instead). Rows deleted by deletion vectors never come out of it,
+        whoever scans it (its own methods, ``Scanner.from_dataset``, unions, Acero, its fragments):
+        the files kept that carry a vector are read into memory now, live rows only
+        (docs/ecosystem.md); ``optimize()`` folds vectors away.
 
         Args:
             filter: rows to keep: DNF tuples (``[("a", "<", 2)]``), SQL-like text (``"a < 2"``, the

@@ -362,9 +362,12 @@ def test_dv_delete_with_a_filter_on_a_table_with_vectors(table_uri):
 
 
 def test_dv_lazy_dataset_skips_files_with_vectors_its_filter_rules_out(monkeypatch):
-    """A file with a vector is read whole, so the dataset first drops those whose partition values
-    and statistics contradict the pushed filter (as pyarrow does for the other files)."""
-    from lakehouse import scan
+    """A file with a vector is read whole, so a guarded ``TableDataset`` first drops those whose
+    partition values and statistics contradict the pushed filter (as pyarrow does for the other
+    files); ``to_pyarrow_dataset`` reads the files with vectors its filter keeps once, when made."""
+    from lakehouse.scan import Scan
+    from lakehouse.scan import dataset as scan  # where TableDataset calls kept_batches
+    from lakehouse.storage import Storage
 
     t = lh.write_table(f"memory://dv-skip-{uuid.uuid4().hex}", pa.table({"a": np.arange(30), "p": np.arange(30) // 10}),
                        partition_by=["p"])
@@ -377,13 +380,18 @@ def test_dv_lazy_dataset_skips_files_with_vectors_its_filter_rules_out(monkeypat
         return original(batches, keeps)
 
     monkeypatch.setattr(scan, "kept_batches", recorded)
-    dataset = t.to_pyarrow_dataset()
+    state = t.snapshot().state
+    dataset = Scan(Storage.from_uri(t.uri), state).dataset(state.files, guards=True)
     assert dataset.to_table(filter=pc.field("p") == 1).column("a").to_pylist() == [10, *range(12, 20)]
     assert dataset.count_rows(filter=pc.field("a") < 5) == 4  # statistics rule out two of the files
     assert read == [1, 1]
+    lazy = t.to_pyarrow_dataset(filter=[("p", "=", 1)])  # pruned to one file, read now
+    assert read[2:] == [1]
+    assert lazy.to_table(filter=pc.field("p") == 1).column("a").to_pylist() == [10, *range(12, 20)]
+    assert lazy.count_rows(filter=pc.field("a") < 15) == 4
+    assert read[3:] == []  # held in memory: not read again
     pytest.importorskip("duckdb")
     assert t.to_duckdb("t").sql("select count(*) from t where p = 2").fetchall() == [(9,)]
-    assert read[2:] == [1]
 
 
 def test_dv_dask_reads_through_vectors_at_every_version(local_uri):
