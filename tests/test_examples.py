@@ -26,7 +26,7 @@ def run(script: str, tmp_path: Path, *args: str) -> str:
 
 
 def test_every_example_is_tested():
-    tested = {"demo.py", "time_travel.py", "maintenance.py", "duckdb_polars.py"}
+    tested = {"demo.py", "time_travel.py", "maintenance.py", "duckdb_polars.py", "cdc_upsert.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -86,3 +86,12 @@ def test_duckdb_polars(tmp_path):
 @pytest.mark.parametrize("script", ["time_travel.py", "maintenance.py", "duckdb_polars.py"])
 def test_examples_have_a_docstring_that_says_how_to_run_them(script):
     assert f"python examples/{script}" in (EXAMPLES / script).read_text()
+
+
+def test_cdc_upsert(tmp_path):
+    pytest.importorskip("sqlglot")
+    lines = run("cdc_upsert.py", tmp_path).splitlines()
+    assert lines[:3] == ["batch 1: version 1, +3 ~0 -0", "batch 2: version 2, +1 ~1 -1",
+                         "batch 2 again: version 2, skipped=True"]
+    assert lines[3].startswith("now: [{'id': 1,") and "'id': 3" not in lines[3] and "'amount': 25.0" in lines[3]
+    assert lines[4] == "after batch 1: [1, 2, 3]"
