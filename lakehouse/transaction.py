@@ -18,130 +18,38 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from .arguments import check_app_transaction, check_choice
-from .clock import now_ms
 from .commit import CommitRequest, commit
-from .constraints import combine_checks, constraint_checker
 from .deletion_vector import DeletionVector
-from .dv_store import load_vector, load_vectors, write_vectors
 from .errors import (
-    CommitConflictError,
     CommitError,
     CommitStateUnknownError,
     ConstraintViolationError,
     InvalidArgumentError,
-    InvalidFilterError,
     LakehouseError,
-    SchemaMismatchError,
 )
 from .evolution import merge_schema, raised_protocol, replace_schema
-from .expr.bridge import evaluate, referenced_columns
+from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike, to_expression
 from .handle import TableHandle
-from .log import AddFile, AppTransaction, Metadata, RemoveFile
+from .log import AddFile, Metadata
 from .progress import ProgressLike
-from .properties import check_property, delete_mode
-from .replay import read_entry
-from .rowremoval import physical_positions, removal_kind
-from .scan import Scan, read_ahead
+from .properties import check_property
+from .removal_plan import Removal, RowsRemoved, matching_positions, parts_in
+from .scan import Scan
 from .schema import logical_schema, to_reader
 from .snapshot import Snapshot
-from .state import TableState, adds_to_table, files_to_adds, retype_adds, vector_descriptors
-from .write import delete_files, write_data_files
+from .state import TableState, adds_to_table
+from .tx_checks import SchemaMode, app_transactions, check_partitioning, check_schema_mode, kept_by, within_check
+from .tx_files import TransactionFiles
 
 __all__ = ["RowsRemoved", "SchemaMode", "Transaction", "app_transactions"]
-
-SchemaMode = Literal["strict", "merge", "overwrite"]
-"""How a write treats data whose schema differs from the table's: ``"strict"`` refuses it
-(``SchemaMismatchError``); ``"merge"`` lets new nullable columns and widened types join the table
-schema in the same commit (see ``lakehouse.evolution``) and fills the nullable columns the data
-lacks with nulls; ``"overwrite"`` (only for a whole-table overwrite) replaces the schema, and the
-partitioning if asked, by the data's."""
-
-
-def app_transactions(app_transaction: Any) -> tuple[AppTransaction, ...]:
-    """The ``txn`` actions of a write given an idempotent writer's ``app_transaction`` (or none).
-
-    Args:
-        app_transaction: None, or ``(app_id, version)``: a non-empty string and an int >= 0.
-
-    Returns:
-        No action, or the one that records ``(app_id, version)`` (format §12: a state that already
-        records it, or a later version, skips the write).
-
-    Raises:
-        ArgumentTypeError: ``app_transaction`` is not such a pair.
-        InvalidArgumentError: the app id is empty or the version negative.
-
-    Example:
-        >>> app_transactions(("etl", 5))
-        (AppTransaction(app_id='etl', version=5),)
-    """
-    app = check_app_transaction(app_transaction)
-    return () if app is None else (AppTransaction(app_id=app[0], version=app[1]),)
-
-
-def _check_mode(schema_mode: str, *, replace: bool = False) -> bool:
-    """True for ``"merge"``; ``InvalidArgumentError`` for anything but the modes (``"overwrite"`` only
-    where ``replace`` allows it)."""
-    check_choice(schema_mode, "schema_mode", ("strict", "merge", "overwrite"))
-    if schema_mode == "overwrite" and not replace:
-        raise InvalidArgumentError("schema_mode='overwrite' replaces the whole table: use it with an overwrite "
-                                   "without a filter", argument="schema_mode")
-    return schema_mode == "merge"
-
-
-def _keep(expr: pc.Expression) -> pc.Expression:
-    """Rows a delete keeps: where ``expr`` is false or null (SQL semantics)."""
-    return ~expr | expr.is_null()
-
-
-def _parts_in(files: pa.Table, paths: list[str]) -> pa.Table:
-    return files.filter(pc.is_in(files.column("path"), pa.array(paths, pa.string())))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RowsRemoved:
-    """What :meth:`Transaction.remove_rows` did.
-
-    Attributes:
-        files_added: paths of the data files written.
-        files_removed: files removed for good (dropped or rewritten).
-        deletion_vectors: files given a new deletion vector instead.
-
-    Example:
-        >>> RowsRemoved().files_removed
-        0
-    """
-
-    files_added: tuple[str, ...] = ()
-    """Paths of the data files written (kept rows of rewritten files, then the new rows)."""
-    files_removed: int = 0
-    """Files removed: dropped (all their rows went) or rewritten; not those given a deletion vector."""
-    deletion_vectors: int = 0
-    """Files that kept their place with a new deletion vector (merge-on-read)."""
-
-
-@dataclass(slots=True)
-class _Removal:
-    """How one operation removes rows of live files (see ``lakehouse.rowremoval``)."""
-
-    rows: pa.Table  # the touched files (rows of the files table)
-    drop: list[str] = field(default_factory=list)
-    vectors: dict[str, DeletionVector] = field(default_factory=dict)  # path -> its whole new vector
-    fresh: dict[str, DeletionVector] = field(default_factory=dict)  # path -> the positions newly deleted
-    rewrite: list[tuple[str, np.ndarray]] = field(default_factory=list)  # path, keep mask over its live rows
-
 
 class Transaction:
     """A set of writes committed together. Get one from ``Table.transaction()``.
@@ -161,20 +69,8 @@ class Transaction:
     def __init__(self, handle: TableHandle, base: TableState, *,
                  app_transaction: tuple[str, int] | None = None) -> None:
         self._storage = handle.storage
-        self._base = base
+        self._changes = TransactionFiles(handle.storage, base, handle.write_options())
         self._on_commit = handle.on_commit
-        self._options = handle.write_options()
-        self._working = base.files
-        self._pending: list[AddFile] = []  # added files not yet joined into ``_working``
-        self._added: dict[str, AddFile] = {}
-        self._removed: dict[str, RemoveFile] = {}
-        self._revectored: dict[str, AddFile] = {}  # live files re-added with a new deletion vector (never deleted)
-        self._vector_files: set[str] = set()  # the deletion-vector files this transaction wrote
-        self._lineage_files: set[str] = set()  # those of them holding the commit's dropped_rows (format §5.4)
-        # lineage (format §5.4): per removed file rewritten in part, the rows it dropped (a removed file
-        # absent here dropped all its live rows); False once a transaction re-touches rows it carried
-        self._dropped: dict[str, DeletionVector] = {}
-        self._lineage = True
         self._predicates: list[pc.Expression | None] = []
         self._read_files: set[str] = set()
         self._read_rows: dict[str, DeletionVector] = {}  # rows of live files read and left alone (format §12)
@@ -213,75 +109,29 @@ class Transaction:
             raise LakehouseError("this transaction is already committed or aborted")
 
     # -- bookkeeping -----------------------------------------------------------------------------
+    @property
+    def _base(self) -> TableState:
+        """The state this transaction works on (its metadata includes the transaction's changes)."""
+        return self._changes.state
+
+    @property
+    def _files(self) -> pa.Table:
+        """The live files as this transaction sees them (``TransactionFiles.files``)."""
+        return self._changes.files
+
     def _write(self, data: Any, check: Callable[[pa.RecordBatch], None] | None = None, *,
                merge: bool = False, progress: ProgressLike = None, operation: str = "write") -> list[AddFile]:
         if merge:
             data = to_reader(data)  # read the schema once: a stream can be consumed only once
             self._evolve(merge_schema(self._base.metadata, data.schema))
-        meta = self._base.metadata
-        check = combine_checks(constraint_checker(meta.properties), check)  # CHECK constraints (format §16.1)
-        self._storage.check_atomic_create()  # an unsafe store is refused before any data file is written
-        adds = write_data_files(self._storage, data, schema=meta.schema, partition_by=meta.partition_by,
-                                options=self._options, check=check, widen=merge, progress=progress,
-                                operation=operation)
-        self._added.update((a.path, a) for a in adds)
-        return adds
+        return self._changes.write(data, check, widen=merge, progress=progress, operation=operation)
 
     def _evolve(self, meta: Metadata) -> None:
         """Continue under ``meta`` (a merged schema), which the commit will carry."""
-        old = self._base.metadata
-        if meta is old:
+        if meta is self._base.metadata:
             return
-        files = self._files  # added files join under the schema they were written with
-        self._base = self._base.with_metadata(meta)
-        self._working = self._base.with_files(files).with_metadata(meta).files
-        # values of add actions are typed by the commit's schema (format.md §5.3): re-encode ours
-        carried = {a.path: a.carried_rows for a in self._added.values()}
-        self._added = {a.path: dataclasses.replace(a, carried_rows=carried[a.path])
-                       for a in retype_adds(list(self._added.values()), old, meta)}
-        self._revectored = {a.path: a for a in retype_adds(list(self._revectored.values()), old, meta)}
+        self._changes.evolve(meta)
         self._new_metadata = meta
-
-    @property
-    def _files(self) -> pa.Table:
-        """The live files as this transaction sees them. Added files join the table only when an
-        operation reads it, so a plain append builds no files-table rows here (the commit does)."""
-        if self._pending:
-            added = adds_to_table(self._pending, self._base.metadata)
-            self._working = pa.concat_tables([self._working, added])
-            self._pending = []
-        return self._working
-
-    def _include(self, adds: list[AddFile]) -> None:
-        self._pending.extend(adds)
-
-    def _drop(self, rows: pa.Table, partial: Mapping[str, DeletionVector] | None = None) -> None:
-        """Remove the live files ``rows``; ``partial``: of those rewritten in part, the rows dropped
-        (lineage; the others dropped every live row)."""
-        if rows.num_rows == 0:
-            return
-        now = now_ms()
-        paths = rows.column("path").to_pylist()
-        ours = {p for p in paths if p in self._added}
-        for p in ours:
-            if self._added[p].carried_rows:  # rows carried from a removed file: which file is not known
-                self._lineage = False
-            del self._added[p]
-        delete_files(self._storage, sorted(ours))  # never committed, so nobody can read them
-        sizes, counts = rows.column("size_bytes").to_pylist(), rows.column("num_rows").to_pylist()
-        deleted = rows.column("num_deleted_rows").to_pylist()
-        for p, size, n, d in zip(paths, sizes, counts, deleted):
-            if p not in ours:
-                if partial is not None and p in partial:
-                    self._dropped[p] = self._dropped[p].union(partial[p]) if p in self._dropped else partial[p]
-                else:
-                    self._dropped.pop(p, None)  # every live row (at the base) goes
-            self._revectored.pop(p, None)  # its remove (with the vector it had at the base) is recorded
-            if p not in ours and p not in self._removed:
-                self._removed[p] = RemoveFile(path=p, deletion_time=now, size_bytes=size, num_rows=n,
-                                              num_deleted_rows=d)
-        files = self._files
-        self._working = files.filter(pc.invert(pc.is_in(files.column("path"), pa.array(paths, pa.string()))))
 
     def _scan(self, files: pa.Table) -> Scan:
         return Scan(self._storage, self._base.with_files(files))
@@ -319,12 +169,12 @@ class Transaction:
             (1, ['a', 'b'], 3)
         """
         self._check_open()
-        merge = _check_mode(schema_mode)
+        merge = check_schema_mode(schema_mode)
         if partition_by is not None:
-            self._check_partitioning(partition_by)
+            check_partitioning(partition_by, self._base.metadata.partition_by)
         if self._skip:
             return
-        self._include(self._write(data, merge=merge, progress=progress, operation="append"))
+        self._changes.include(self._write(data, merge=merge, progress=progress, operation="append"))
         self._operations.append(("append", {"schema_mode": "merge"} if merge else {}))
 
     def delete(self, filter: FilterLike | pc.Expression | None = None) -> None:
@@ -395,40 +245,21 @@ class Transaction:
             [1, 5]
         """
         self._check_open()
-        merge = _check_mode(schema_mode, replace=filter is None)
+        merge = check_schema_mode(schema_mode, replace=filter is None)
         if schema_mode != "overwrite" and partition_by is not None:
-            self._check_partitioning(partition_by)
+            check_partitioning(partition_by, self._base.metadata.partition_by)
         if self._skip:
             return
         if schema_mode == "overwrite":
             self._replace(data, partition_by, progress)
             return
         expr = to_expression(filter, self.schema)
-        check = None
-        if expr is not None:
-            def check(batch: pa.RecordBatch) -> None:
-                outside = pa.Table.from_batches([batch]).filter(_keep(expr)).num_rows
-                if outside:
-                    raise ConstraintViolationError(
-                        f"{outside} rows of the data do not match the overwrite filter {expr}"
-                    )
+        check = None if expr is None else within_check(expr)
         adds = self._write(data, check, merge=merge, progress=progress, operation="overwrite")
         self._delete(expr)
-        self._include(adds)
+        self._changes.include(adds)
         params: dict[str, Any] = {"filter": str(expr) if expr is not None else None}
         self._operations.append(("overwrite", {**params, "schema_mode": "merge"} if merge else params))
-
-    def _check_partitioning(self, partition_by: Sequence[str]) -> None:
-        """``SchemaMismatchError`` naming the first partition column where ``partition_by`` and the table's differ."""
-        parts = [partition_by] if isinstance(partition_by, str) else list(partition_by)
-        table = list(self._base.metadata.partition_by)
-        if parts == table:
-            return
-        i = next(i for i, (a, b) in enumerate(zip([*parts, None], [*table, None])) if a != b)
-        column = parts[i] if i < len(parts) else table[i]
-        raise SchemaMismatchError(f"partition_by={parts} differs from the table's partitioning {table} (at "
-                                  f"{column!r}): pass schema_mode='overwrite' to an overwrite to replace it",
-                                  column=str(column))
 
     def _replace(self, data: Any, partition_by: Sequence[str] | None, progress: ProgressLike) -> None:
         """Replace every row, the schema and the partitioning by ``data``'s (one commit)."""
@@ -436,7 +267,7 @@ class Transaction:
         meta = replace_schema(self._base.metadata, data.schema, partition_by)
         self._delete(None)  # every live file goes: none is read under the new schema
         self._evolve(meta)
-        self._include(self._write(data, progress=progress, operation="overwrite"))
+        self._changes.include(self._write(data, progress=progress, operation="overwrite"))
         self._operations.append(("overwrite", {"filter": None, "schema_mode": "overwrite",
                                                "partition_by": list(meta.partition_by)}))
 
@@ -506,7 +337,7 @@ class Transaction:
             2
         """
         self._check_open()
-        self._added.update((a.path, a) for a in adds)
+        self._changes.added.update((a.path, a) for a in adds)
         if self._skip:
             return
         expr = to_expression(filter, self.schema)
@@ -518,7 +349,7 @@ class Transaction:
             self._remove_paths(removed)
         if overwrite:
             self._delete(expr)
-        self._include(adds)
+        self._changes.include(adds)
         params: dict[str, Any] = {"files": len(adds)}
         if overwrite:
             params["filter"] = str(expr) if expr is not None else None
@@ -528,69 +359,43 @@ class Transaction:
         """ConstraintViolationError if some row of ``adds`` does not match ``expr`` (statistics first,
         then the columns the filter needs, of the files statistics cannot clear)."""
         outside = Snapshot(self._storage, self._base.with_files(adds_to_table(adds, self._base.metadata)))
-        rows = outside.to_arrow(columns=sorted(referenced_columns(expr)), filter=_keep(expr)).num_rows
+        rows = outside.to_arrow(columns=sorted(referenced_columns(expr)), filter=kept_by(expr)).num_rows
         if rows:
             raise ConstraintViolationError(f"{rows} rows of the data files do not match the overwrite filter {expr}")
 
     def _remove_paths(self, paths: Sequence[str]) -> None:
         files = self._files
-        rows = _parts_in(files, list(paths))
+        rows = parts_in(files, list(paths))
         missing = sorted(set(paths) - set(rows.column("path").to_pylist()))
         if missing:
             raise InvalidArgumentError(f"files to remove are not live at version {self._base.version}: {missing[:5]}")
         self._read_files.update(paths)
-        self._drop(rows)
+        self._changes.drop(rows)
 
     def _delete(self, expr: pc.Expression | None) -> None:
         self._predicates.append(expr)
+        changes = self._changes
         if expr is None:
-            self._read_files.update(p for p in self._files.column("path").to_pylist() if p not in self._added)
-            self._drop(self._files)
+            self._read_files.update(p for p in changes.files.column("path").to_pylist() if p not in changes.added)
+            changes.drop(changes.files)
             return
         scan = self._scan(self._files)
         candidates = scan.pruned(expr)
-        self._read_files.update(p for p in candidates.column("path").to_pylist() if p not in self._added)
+        self._read_files.update(p for p in candidates.column("path").to_pylist() if p not in self._changes.added)
         if candidates.num_rows == 0:
             return
         # a file goes whole only where the filter is proven TRUE for all its rows (decided on its
         # partition values); pruning only keeps files that MAY match, so the rest is read
         whole = scan.whole_file_verdicts(expr, candidates)
         if whole is not None:
-            self._drop(candidates.filter(whole))
+            self._changes.drop(candidates.filter(whole))
             return
         self._delete_rows(scan, candidates, expr)
 
     def _delete_rows(self, scan: Scan, candidates: pa.Table, expr: pc.Expression) -> None:
-        fragments = list(scan.dataset(candidates).get_fragments())
-        plan = scan.plan(None, expr)  # float terms are evaluated on rows, not on Parquet stats
-        needed = sorted(referenced_columns(expr))
-
-        def matched(fragment: ds.Fragment) -> int:
-            if plan.residual is None:
-                return scan.count_fragment(fragment, expr)
-            return scan.scan_fragment(fragment, filter=plan.pushed, columns=needed).filter(plan.residual).num_rows
-
-        def positions(fragment: ds.Fragment) -> np.ndarray:
-            """The live positions (among the file's live rows, in file order) where ``expr`` is true."""
-            rows = scan.scan_fragment(fragment, columns=needed)
-            try:
-                values = evaluate(expr, rows)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise InvalidFilterError(f"the filter {expr} cannot be evaluated: {str(exc).splitlines()[0]}") from None
-            return np.flatnonzero(pc.fill_null(values, False).to_numpy(zero_copy_only=False))
-
-        with ThreadPoolExecutor(4) as pool:
-            counts = list(pool.map(matched, fragments))
-            # live rows: the scan never returns (nor counts) a row a file's deletion vector deletes
-            totals = pc.subtract(candidates.column("num_rows"), candidates.column("num_deleted_rows")).to_pylist()
-            paths = candidates.column("path").to_pylist()
-            whole = [p for p, c, n in zip(paths, counts, totals) if c and c == n]
-            partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
-            found = dict(zip([p for _, p in partial], pool.map(positions, [f for f, _ in partial])))
-        removed: dict[str, np.ndarray] = {p: np.arange(n) for p, n in zip(paths, totals) if p in set(whole)}
-        removed.update(found)
+        removed = matching_positions(scan, candidates, expr)
         if removed:
-            self._remove_live(_parts_in(candidates, list(removed)), removed)
+            self._remove_live(parts_in(candidates, list(removed)), removed)
 
     def remove_rows(self, removed: Mapping[str, Any], data: Any = None, *,
                     reads: Sequence[pc.Expression | None] = (), schema_mode: SchemaMode = "strict",
@@ -636,21 +441,21 @@ class Transaction:
             ([1, 3, 20], 1)
         """
         self._check_open()
-        merge = _check_mode(schema_mode)
+        merge = check_schema_mode(schema_mode)
         if self._skip:
             return RowsRemoved()
-        rows = _parts_in(self._files, list(removed))
+        rows = parts_in(self._files, list(removed))
         missing = sorted(set(removed) - set(rows.column("path").to_pylist()))
         if missing:
             raise InvalidArgumentError(f"files to remove rows of are not live at version {self._base.version}: "
                                        f"{missing[:5]}", argument="removed")
         positions = {p: np.asarray(v, dtype=np.int64) for p, v in removed.items() if len(v)}
         self._predicates.extend(reads)  # removed and rewritten files conflict as removes; vectored ones by row
-        removal = self._plan_removal(_parts_in(rows, list(positions)), positions)
-        kept = self._write_kept(removal)
+        removal = self._changes.plan_removal(parts_in(rows, list(positions)), positions)
+        kept = self._changes.write_kept(removal)
         adds = [] if data is None else self._write(data, merge=merge, progress=progress, operation=operation)
         self._apply_removal(removal)
-        self._include(kept + adds)
+        self._changes.include(kept + adds)
         self._operations.append((operation, dict(parameters or {})))
         return RowsRemoved(files_added=tuple(a.path for a in kept + adds),
                            files_removed=len(removal.drop) + len(removal.rewrite),
@@ -658,81 +463,17 @@ class Transaction:
 
     def _remove_live(self, rows: pa.Table, positions: Mapping[str, np.ndarray]) -> None:
         """Remove the rows at ``positions`` (among each file's live rows) of the live files ``rows``."""
-        removal = self._plan_removal(rows, positions)
-        kept = self._write_kept(removal)
+        removal = self._changes.plan_removal(rows, positions)
+        kept = self._changes.write_kept(removal)
         self._apply_removal(removal)
-        self._include(kept)
+        self._changes.include(kept)
 
-    def _plan_removal(self, rows: pa.Table, positions: Mapping[str, np.ndarray]) -> _Removal:
-        """Per file: drop, vector or rewrite (``rowremoval.removal_kind`` under the table's ``delete_mode``)."""
-        mode = delete_mode(self._base.metadata.properties)
-        paths = rows.column("path").to_pylist()
-        counts, deleted = rows.column("num_rows").to_pylist(), rows.column("num_deleted_rows").to_pylist()
-        descriptors = vector_descriptors(rows)
-        kinds = [removal_kind(num_rows=n, num_deleted=d, removing=len(positions[p]), mode=mode,
-                              written=p in self._added) for p, n, d in zip(paths, counts, deleted)]
-        load = [i for i, k in enumerate(kinds) if k != "drop" and descriptors[i] is not None]
-        wanted = [(d, counts[i]) for i in load if (d := descriptors[i]) is not None]
-        loaded = dict(zip(load, load_vectors(self._storage, wanted)))
-        out = _Removal(rows=rows)
-        for i, (p, n, d, kind) in enumerate(zip(paths, counts, deleted, kinds)):
-            live = positions[p]
-            if len(live) and (int(live.min()) < 0 or int(live.max()) >= n - d):
-                raise InvalidArgumentError(f"row position {int(live.max())} is beyond the {n - d} live rows of {p!r}",
-                                           argument="removed")
-            if kind == "drop":
-                out.drop.append(p)
-                continue
-            current = loaded.get(i)
-            fresh = DeletionVector.from_positions(physical_positions(live, current, n))
-            out.fresh[p] = fresh
-            if kind == "vector":
-                out.vectors[p] = fresh if current is None else current.union(fresh)
-            else:
-                keep = np.ones(n - d, dtype=bool)
-                keep[live] = False
-                out.rewrite.append((p, keep))
-        return out
-
-    def _write_kept(self, removal: _Removal) -> list[AddFile]:
-        """Write the kept rows of the files ``removal`` rewrites, in file order: those of files in the
-        log into files of their own (all rows carried over, format §5.4), those of files this
-        transaction wrote (new rows of this commit) into others."""
-        if not removal.rewrite:
-            return []
-        rows = _parts_in(removal.rows, [p for p, _ in removal.rewrite])
-        scan = self._scan(rows)
-        keep = dict(removal.rewrite)
-        paths = rows.column("path").to_pylist()
-        fragments = list(scan.dataset(rows).get_fragments())  # in the order of ``rows``
-
-        def kept_rows(item: tuple[ds.Fragment, str]) -> pa.Table:
-            fragment, path = item
-            return scan.scan_fragment(fragment).filter(pa.array(keep[path]))
-
-        out: list[AddFile] = []
-        for carried in (True, False):
-            items = [(f, p) for f, p in zip(fragments, paths) if (p not in self._added) == carried]
-            if not items:
-                continue
-            adds = self._write(pa.RecordBatchReader.from_batches(self.schema, read_ahead(kept_rows, items)))
-            if carried:
-                adds = [dataclasses.replace(a, carried_rows=a.num_rows) for a in adds]
-                self._added.update((a.path, a) for a in adds)
-            out += adds
-        return out
-
-    def _apply_removal(self, removal: _Removal) -> None:
+    def _apply_removal(self, removal: Removal) -> None:
         """Drop and revector the files of ``removal`` (after its rewrites and the new rows are written)."""
-        gone = removal.drop + [p for p, _ in removal.rewrite]
-        if gone:
-            self._drop(_parts_in(removal.rows, gone), {p: removal.fresh[p] for p, _ in removal.rewrite})
-        if removal.vectors:
-            self._revector(_parts_in(removal.rows, list(removal.vectors)), removal.vectors,
-                           {p: removal.fresh[p] for p in removal.vectors})
-            # as for set_deletion_vectors: a re-added file conflicts through its remove, or row by row
-            # where a rebase can merge vectors (format §12), not as a file read
-            self._read_files.difference_update(removal.vectors)
+        self._changes.apply_removal(removal)
+        # as for set_deletion_vectors: a re-added file conflicts through its remove, or row by row
+        # where a rebase can merge vectors (format §12), not as a file read
+        self._read_files.difference_update(removal.vectors)
 
     def set_deletion_vectors(self, vectors: Mapping[str, DeletionVector]) -> None:
         """Mark rows of live files deleted (merge-on-read, format.md §5.8): ``vectors`` maps the path
@@ -766,26 +507,10 @@ class Transaction:
             raise InvalidArgumentError("vectors must map data-file paths to DeletionVector values", argument="vectors")
         if self._skip or not vectors:
             return
-        rows = _parts_in(self._files, list(vectors))
-        found = rows.column("path").to_pylist()
-        missing = sorted(set(vectors) - set(found))
-        if missing:
-            raise InvalidArgumentError(f"files to mark rows deleted in are not live: {missing[:5]}", argument="vectors")
-        ours = sorted(p for p in found if p in self._added)
-        if ours:
-            raise InvalidArgumentError(f"this transaction wrote {ours[0]!r}: rewrite it instead of marking rows "
-                                       f"deleted in it", argument="vectors")
-        new = self._merged_vectors(rows, vectors)
-        if not new:
-            return  # nothing new is deleted
-        whole = [p for p, (v, n, _) in new.items() if v.cardinality == n]
-        changed = {p: v for p, (v, n, _) in new.items() if v.cardinality != n}
         # no read_files entry: a re-added file's rows are checked one by one on rebase (format §12)
-        if whole:
-            self._drop(_parts_in(rows, whole))
+        changed = self._changes.add_vectors(vectors)
         if changed:
-            self._revector(_parts_in(rows, list(changed)), changed, {p: new[p][2] for p in changed})
-        self._operations.append(("delete_rows", {"files": len(new)}))
+            self._operations.append(("delete_rows", {"files": changed}))
 
     def read_predicate(self, filter: FilterLike | pc.Expression | None) -> None:
         """Declare that this transaction's commit depends on the rows matching ``filter`` (format.md
@@ -846,9 +571,9 @@ class Transaction:
             raise InvalidArgumentError("rows must map data-file paths to DeletionVector values", argument="rows")
         if self._skip or not rows:
             return
-        files = _parts_in(self._files, list(rows))
+        files = parts_in(self._files, list(rows))
         found = dict(zip(files.column("path").to_pylist(), files.column("num_rows").to_pylist()))
-        missing = sorted(p for p in rows if p not in found or p in self._added)
+        missing = sorted(p for p in rows if p not in found or p in self._changes.added)
         if missing:
             raise InvalidArgumentError(f"files to declare read rows of are not live at version "
                                        f"{self._base.version}: {missing[:5]}", argument="rows")
@@ -858,48 +583,6 @@ class Transaction:
                                            f"rows of {path!r}", argument="rows")
             if vector.cardinality:
                 self._read_rows[path] = self._read_rows[path].union(vector) if path in self._read_rows else vector
-
-    def _merged_vectors(self, rows: pa.Table, vectors: Mapping[str, DeletionVector]) -> dict[str, tuple[
-            DeletionVector, int, DeletionVector]]:
-        """Per file whose vector changes: its new vector (the current one plus ``vectors``), row count
-        and the positions newly deleted."""
-        out: dict[str, tuple[DeletionVector, int, DeletionVector]] = {}
-        counts = rows.column("num_rows").to_pylist()
-        for path, n, current in zip(rows.column("path").to_pylist(), counts, vector_descriptors(rows)):
-            vector = vectors[path]
-            if vector.cardinality and int(vector.positions[-1]) >= n:
-                raise InvalidArgumentError(f"row position {int(vector.positions[-1])} is beyond the {n} rows of "
-                                           f"{path!r}", argument="vectors")
-            fresh = vector
-            if current is not None:
-                old = load_vector(self._storage, current, num_rows=n)
-                vector = old.union(vector)
-                if vector.cardinality == current.cardinality:
-                    continue  # nothing new is deleted
-                fresh = vector.difference(old)
-            if vector.cardinality:
-                out[path] = (vector, n, fresh)
-        return out
-
-    def _revector(self, rows: pa.Table, vectors: dict[str, DeletionVector],
-                  fresh: Mapping[str, DeletionVector]) -> None:
-        """Remove ``rows`` (live files) and re-add them with ``vectors`` (format §4.2, §5.8); ``fresh``:
-        the positions each vector deletes that the file's current one did not (lineage, should the file
-        be dropped later in this transaction)."""
-        for p, v in fresh.items():
-            self._dropped[p] = self._dropped[p].union(v) if p in self._dropped else v
-        descriptors = write_vectors(self._storage, vectors)
-        self._vector_files.update(d.path for d in descriptors.values() if d.path is not None)
-        now = now_ms()
-        adds = files_to_adds(rows, self._base.metadata)
-        for a, deleted in zip(adds, rows.column("num_deleted_rows").to_pylist()):
-            if a.path not in self._removed:  # the remove records the vector the file had at the base
-                self._removed[a.path] = RemoveFile(path=a.path, deletion_time=now, size_bytes=a.size_bytes,
-                                                   num_rows=a.num_rows, num_deleted_rows=deleted)
-            self._revectored[a.path] = dataclasses.replace(a, deletion_vector=descriptors[a.path])
-        files = self._files
-        self._working = files.filter(pc.invert(pc.is_in(files.column("path"), rows.column("path"))))
-        self._include([self._revectored[a.path] for a in adds])
 
     def rewrite_files(self, removed: Sequence[str], data: Any, *, reads: Sequence[pc.Expression | None] = (),
                       schema_mode: SchemaMode = "strict", operation: str = "rewrite",
@@ -937,10 +620,10 @@ class Transaction:
             [1, 3]
         """
         self._check_open()
-        merge = _check_mode(schema_mode)
+        merge = check_schema_mode(schema_mode)
         if self._skip:
             return []
-        live = set(_parts_in(self._files, list(removed)).column("path").to_pylist())
+        live = set(parts_in(self._files, list(removed)).column("path").to_pylist())
         missing = sorted(set(removed) - live)
         if missing:
             raise InvalidArgumentError(f"files to rewrite are not live at version {self._base.version}: {missing[:5]}")
@@ -948,7 +631,7 @@ class Transaction:
         adds = self._write(data, merge=merge, progress=progress, operation=operation)
         if removed:
             self._remove_paths(removed)
-        self._include(adds)
+        self._changes.include(adds)
         self._operations.append((operation, dict(parameters or {})))
         return [a.path for a in adds]
 
@@ -959,33 +642,15 @@ class Transaction:
         params: dict[str, Any] = dict(ops[0][1]) if len(ops) == 1 else {"operations": [o for o, _ in ops]}
         scan = Scan(self._storage, self._base)  # conflict checks prune by physical names
         meta = self._new_metadata
-        added, removed = self._lineage_actions()
+        added, removed = self._changes.lineage_actions()
         return CommitRequest(
-            operation=name, parameters=params, add=(*added, *self._revectored.values()),
+            operation=name, parameters=params, add=(*added, *self._changes.revectored.values()),
             remove=removed, txn=self._txn, metadata=meta,
             protocol=None if meta is None else raised_protocol(meta, self._base.protocol, self._read_metadata),
             read_predicates=tuple(scan.physical(p) for p in self._predicates), read_files=frozenset(self._read_files),
-            read_rows={p: v for p, v in self._read_rows.items() if p not in self._removed or p in self._revectored},
+            read_rows={p: v for p, v in self._read_rows.items()
+                       if p not in self._changes.removed or p in self._changes.revectored},
         )
-
-    def _lineage_actions(self) -> tuple[list[AddFile], tuple[RemoveFile, ...]]:
-        """The adds (not the vector replacements) and removes of the commit with their lineage (format
-        §5.4): when the commit removes files (vector replacements too), every add records
-        ``carried_rows`` and every remove of a file rewritten in part its ``dropped_rows`` (the others
-        dropped all their live rows); none if this transaction lost track (it rewrote again rows it
-        had carried)."""
-        added, removed = list(self._added.values()), tuple(self._removed.values())
-        if not self._lineage or not removed:
-            return [a if a.carried_rows is None else dataclasses.replace(a, carried_rows=None) for a in added], removed
-        added = [a if a.carried_rows is not None else dataclasses.replace(a, carried_rows=0) for a in added]
-        partial = {p: v for p, v in self._dropped.items() if p in self._removed and p not in self._revectored}
-        if not partial:
-            return added, removed
-        descriptors = write_vectors(self._storage, partial)
-        self._lineage_files = {d.path for d in descriptors.values() if d.path is not None}
-        self._vector_files.update(self._lineage_files)
-        return added, tuple(dataclasses.replace(r, dropped_rows=descriptors[r.path]) if r.path in descriptors else r
-                            for r in removed)
 
     def commit(self) -> int:
         """Commit all operations as one new version and return it.
@@ -1014,7 +679,7 @@ class Transaction:
         self._check_open()
         self._closed = True
         if self._skip:  # nothing was written but files given to add_files: they are not needed
-            delete_files(self._storage, list(self._added))  # (and no deletion vector was written)
+            self._changes.discard()  # (and no deletion vector was written)
             self._version = self._base.version
             self._on_commit(self._base, True)
             return self._base.version
@@ -1023,32 +688,15 @@ class Transaction:
         except CommitStateUnknownError:
             raise  # the entry may have landed: its data files must stay
         except CommitError as exc:  # a conflict, or a write that certainly did not land
-            delete_files(self._storage, [p for p in self._added if p not in self._committed_by(exc)])
-            delete_files(self._storage, sorted(self._vector_files))  # fresh names: no other commit has them
+            self._changes.discard_lost(exc)
             raise
         if result.skipped:
-            delete_files(self._storage, [*self._added, *sorted(self._vector_files)])
-        elif self._vector_files:  # a rebase may have replaced our vectors by merged ones (format §12)
-            live = vector_descriptors(_parts_in(result.state.files, list(self._revectored)))
-            kept = {d.path for d in live if d is not None} | self._lineage_files  # the entry refers to these
-            delete_files(self._storage, sorted(self._vector_files - kept))
+            self._changes.discard()
+        else:  # a rebase may have replaced our vectors by merged ones (format §12)
+            self._changes.discard_unused_vectors(result.state.files)
         self._version = result.version
         self._on_commit(result.state, result.skipped)
         return result.version
-
-    def _committed_by(self, exc: CommitError) -> set[str]:
-        """Paths the winning commit of a conflict added: never deleted, even if this one added them too."""
-        version = getattr(exc, "version", None)
-        if not isinstance(exc, CommitConflictError) or version is None:
-            return set()
-        if exc.live_paths:  # the conflict found them live (after a log clean-up)
-            return set(exc.live_paths)
-        try:
-            entry = read_entry(self._storage, version)
-        except Exception:  # cannot tell: keep every file (an orphan is vacuum's, a lost file is not)
-            return set(self._added)
-        # a winner the log no longer holds (cleaned up) cannot tell which files it added: keep them all
-        return set(self._added) if entry is None else {a.path for a in entry.add}
 
     def abort(self) -> None:
         """Discard the transaction and delete the files it wrote.
@@ -1066,5 +714,5 @@ class Transaction:
         """
         if not self._closed:
             self._closed = True
-            delete_files(self._storage, [*self._added, *sorted(self._vector_files)])
+            self._changes.discard()
 

@@ -59,6 +59,8 @@ CHECKED = {
     "lakehouse.integrations.dask",
     "lakehouse.writer",
     "lakehouse.transaction",
+    "lakehouse.tx_checks",
+    "lakehouse.removal_plan",
     "lakehouse.alter",
     "lakehouse.inspect",
     "lakehouse.errors",
