@@ -318,7 +318,9 @@ class Inspect:
         """The data files ``to_version`` (latest if None) has and ``from_version`` has not, and the reverse.
 
         One row per file: ``change`` (``"added"`` or ``"removed"``), then the columns of
-        :meth:`files` without ``stats``. Added files come first, each group sorted by path.
+        :meth:`files` without ``stats``. Added files come first, each group sorted by path. A file
+        whose deletion vector changed between the versions shows twice, removed with its old
+        ``num_deleted_rows`` and added with its new one (as the log records it, format §4.2).
 
         Args:
             from_version: the older version.
@@ -339,8 +341,10 @@ class Inspect:
         """
         old = _files_view(self._snapshot(from_version, None).files()).drop_columns(["stats"])
         new = _files_view(self._snapshot(to_version, None).files()).drop_columns(["stats"])
-        added = new.filter(pc.invert(pc.is_in(new.column("path"), value_set=_array(old.column("path")))))
-        removed = old.filter(pc.invert(pc.is_in(old.column("path"), value_set=_array(new.column("path")))))
+        # a file whose deletion vector changed (removed and re-added, format §4.2) shows on both sides
+        old_keys, new_keys = _file_keys(old), _file_keys(new)
+        added = new.filter(pc.invert(pc.is_in(new_keys, value_set=old_keys)))
+        removed = old.filter(pc.invert(pc.is_in(old_keys, value_set=new_keys)))
         if added.schema.field("partition").type != removed.schema.field("partition").type:
             # the partitioning changed between the versions (a restore or replace): show values as text
             added, removed = (_partition_as_text(t) for t in (added, removed))
@@ -403,3 +407,9 @@ def _partition_as_text(table: pa.Table) -> pa.Table:
                     pa.string())
     i = table.schema.get_field_index("partition")
     return table.set_column(i, pa.field("partition", pa.string(), nullable=False), text)
+
+
+def _file_keys(files: pa.Table) -> pa.Array:
+    """One key per file of a files view: its path and how many of its rows its vector deletes."""
+    deleted = pc.cast(files.column("num_deleted_rows"), pa.string())
+    return _array(pc.binary_join_element_wise(files.column("path"), deleted, "#"))

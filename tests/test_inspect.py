@@ -194,3 +194,16 @@ def test_inspect_is_read_only_and_bound_to_the_table(table):
 def test_as_of_before_the_first_commit(table):
     with pytest.raises(lh.VersionNotFoundError):
         table.inspect.files(as_of=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+
+
+def test_diff_shows_a_file_whose_deletion_vector_changed(tmp_path):
+    """A merge-on-read delete removes and re-adds the file with a vector (format §4.2): the diff shows
+    it on both sides, with its old and new ``num_deleted_rows`` (it used to show nothing)."""
+    import numpy as np
+
+    t = lh.write_table(str(tmp_path / "t"), pa.table({"id": np.arange(20_000)}))
+    t.delete("id = 5")
+    rows = t.inspect.diff(0, 1).select(["change", "num_rows", "num_deleted_rows"]).to_pylist()
+    assert rows == [{"change": "added", "num_rows": 20_000, "num_deleted_rows": 1},
+                    {"change": "removed", "num_rows": 20_000, "num_deleted_rows": 0}]
+    assert t.inspect.diff(1, 1).num_rows == 0
