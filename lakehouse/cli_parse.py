@@ -123,7 +123,20 @@ def _typed(value: Any, typ: pa.DataType) -> Any:
 
 
 def typed_filter(filter_: Any, schema: pa.Schema) -> Any:
-    """JSON has no dates, times or decimals: their text (``"2024-05-01"``) becomes the column's type."""
+    """JSON has no dates, times or decimals: their text (``"2024-05-01"``) becomes the column's type.
+
+    Args:
+        filter_: a parsed ``--filter`` (DNF tuples, SQL text or None).
+        schema: the table's schema.
+
+    Returns:
+        The filter with date, time, timestamp and decimal values typed; SQL text and None as given.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> typed_filter([("d", ">", "2024-05-01")], pa.schema([("d", pa.date32())]))
+        [('d', '>', datetime.date(2024, 5, 1))]
+    """
     if filter_ is None or isinstance(filter_, str):  # SQL text is typed by the library
         return filter_
     if isinstance(filter_, tuple):
@@ -206,6 +219,21 @@ def parse_size(text: str) -> int:
 
 
 def parse_as_of(text: str | None) -> dt.datetime | None:
+    """An ``--as-of`` value: an ISO 8601 time with a time zone (``Z`` for UTC), or None.
+
+    Args:
+        text: the option's value, or None.
+
+    Returns:
+        An aware datetime, or None.
+
+    Raises:
+        click.BadParameter: not ISO 8601, or without a time zone.
+
+    Example:
+        >>> parse_as_of("2024-05-01T12:00:00Z").isoformat()
+        '2024-05-01T12:00:00+00:00'
+    """
     if text is None:
         return None
     raw = text.strip()
@@ -221,6 +249,18 @@ def parse_as_of(text: str | None) -> dt.datetime | None:
 
 
 def split_names(values: Sequence[str]) -> list[str] | None:
+    """Column names from repeated, comma-separated option values (None if there are none).
+
+    Args:
+        values: the option's values, e.g. ``("a,b", "c")``.
+
+    Returns:
+        The names in order, or None.
+
+    Example:
+        >>> split_names(("a, b", "c"))
+        ['a', 'b', 'c']
+    """
     names = [n.strip() for v in values for n in v.split(",") if n.strip()]
     return names or None
 

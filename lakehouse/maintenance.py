@@ -261,6 +261,19 @@ def vacuum(storage: Storage, state: TableState, *, retention: dt.timedelta, dry_
     disk the deletions never follow a symbolic link (format §3.1): a candidate whose folder became a
     link after the listing is spared.
 
+    Args:
+        storage: the table's storage.
+        state: the table's latest state.
+        retention: keep what versions this recent need.
+        dry_run: only list what would be deleted.
+        enforce_retention: refuse a retention below ``vacuum_min_retention_seconds``.
+        now_ms: the current time in ms (None: the clock).
+        progress: None, True (a bar) or a callable taking ``ProgressEvent``.
+        lease: seconds a reading of the log vouches for (format §17.1).
+
+    Returns:
+        The relative paths deleted (or, in a dry run, that would be), sorted.
+
     Raises:
         RetentionError: ``retention`` is not a timedelta, is negative, or is below the table's
             minimum while ``enforce_retention``.
@@ -384,6 +397,16 @@ def cleanup_log(storage: Storage, state: TableState, *, retention: dt.timedelta,
     older than ``retention``) covers; returns the number of entries removed. Temporary files that
     crashed writers left in the log folder (format §17.2) go too once they are older than ``retention``.
 
+    Args:
+        storage: the table's storage.
+        state: the table's latest state.
+        retention: keep what versions this recent need.
+        enforce_retention: refuse a retention below ``log_min_retention_seconds``.
+        now_ms: the current time in ms (None: the clock).
+
+    Returns:
+        The number of log entries removed.
+
     Raises:
         UnsafePathError: on local disk, the log folder is a symbolic link (deletions never follow
             links, format §3.1); nothing was deleted through it.
@@ -438,6 +461,15 @@ def restore(storage: Storage, state: TableState, target: TableState, *,
     After committing, restore checks that the files it brought back still exist (if a vacuum is
     running it first waits ``2 * lease`` seconds, format §17.1): if a concurrent vacuum deleted one,
     it commits a restore of ``state``'s version (undoing itself) and raises.
+
+    Args:
+        storage: the table's storage.
+        state: the table's latest state.
+        target: the state to bring back.
+        lease: a concurrent vacuum's lease in seconds (format §17.1).
+
+    Returns:
+        The commit's result (its version and state).
 
     Raises:
         VersionNotFoundError: a file of ``target`` no longer exists (vacuumed); nothing is committed,
@@ -576,6 +608,18 @@ def optimize(storage: Storage, state: TableState, *, target_file_size: int, filt
     Files with a deletion vector are always rewritten, without their deleted rows (the vectors fold
     away; format §17.4); the commit has ``data_change`` false.
     ``progress`` hears ``("optimize", "rewrite")`` events, one per bin of files rewritten.
+
+    Args:
+        storage: the table's storage.
+        state: the table's latest state.
+        target_file_size: bytes per file written.
+        filter: limit the work to files it may match (None: every file).
+        sort_by: sort each rewritten partition by these columns.
+        options: the write options (None: the defaults).
+        progress: None, True (a bar) or a callable taking ``ProgressEvent``.
+
+    Returns:
+        The commit's result, or None if there was nothing to do.
 
     Example:
         >>> import lakehouse as lh, pyarrow as pa

@@ -62,6 +62,12 @@ def removal_kind(*, num_rows: int, num_deleted: int, removing: int, mode: str, w
 
     Returns:
         ``"drop"``, ``"vector"`` or ``"rewrite"``.
+
+    Example:
+        >>> removal_kind(num_rows=100_000, num_deleted=0, removing=1, mode="merge-on-read")
+        'vector'
+        >>> removal_kind(num_rows=100, num_deleted=0, removing=1, mode="merge-on-read")
+        'rewrite'
     """
     if removing >= num_rows - num_deleted:
         return "drop"
