@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .deletion_vector import DeletionVector
-from .dv_store import load_vector, load_vectors
+from .dv_store import load_vectors
 from .errors import InvalidArgumentError, InvalidFilterError
 from .expr.bridge import evaluate, referenced_columns
 from .rowremoval import physical_positions, removal_kind
@@ -280,15 +280,20 @@ def merged_vectors(storage: Storage, rows: pa.Table, vectors: Mapping[str, Delet
         ([1], 5)
     """
     out: dict[str, tuple[DeletionVector, int, DeletionVector]] = {}
-    counts = rows.column("num_rows").to_pylist()
-    for path, n, current in zip(rows.column("path").to_pylist(), counts, vector_descriptors(rows)):
+    paths, counts = rows.column("path").to_pylist(), rows.column("num_rows").to_pylist()
+    for path, n in zip(paths, counts):
         vector = vectors[path]
         if vector.cardinality and int(vector.positions[-1]) >= n:
             raise InvalidArgumentError(f"row position {int(vector.positions[-1])} is beyond the {n} rows of "
                                        f"{path!r}", argument="vectors")
-        fresh = vector
+    descriptors = vector_descriptors(rows)
+    # the current vectors in one batched read (neighbours in one request, files concurrently), not one by one
+    wanted = [(d, n) for d, n in zip(descriptors, counts) if d is not None]
+    loaded = iter(load_vectors(storage, wanted))
+    for path, n, current in zip(paths, counts, descriptors):
+        vector = fresh = vectors[path]
         if current is not None:
-            old = load_vector(storage, current, num_rows=n)
+            old = next(loaded)
             vector = old.union(vector)
             if vector.cardinality == current.cardinality:
                 continue  # nothing new is deleted
