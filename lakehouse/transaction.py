@@ -449,7 +449,9 @@ class Transaction:
         if missing:
             raise InvalidArgumentError(f"files to remove rows of are not live at version {self._base.version}: "
                                        f"{missing[:5]}", argument="removed")
-        positions = {p: np.asarray(v, dtype=np.int64) for p, v in removed.items() if len(v)}
+        # sorted and distinct whatever the caller passed: a repeated position must never count as another
+        # removed row (the drop decision compares the count with the file's live rows)
+        positions = {p: np.unique(np.asarray(v, dtype=np.int64)) for p, v in removed.items() if len(v)}
         self._predicates.extend(reads)  # removed and rewritten files conflict as removes; vectored ones by row
         removal = self._changes.plan_removal(parts_in(rows, list(positions)), positions)
         kept = self._changes.write_kept(removal)

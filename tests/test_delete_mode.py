@@ -237,3 +237,13 @@ def test_lineage_vector_in_its_own_file_is_vacuumed_with_the_version_before_it(t
     gone = t.vacuum(retention=dt.timedelta(0), dry_run=False, enforce_retention=False)
     assert set(gone) == {dropped.path, entry.remove[0].path}
     assert _ids(t) == [i for i in range(BIG) if i % 3]
+
+
+def test_remove_rows_counts_a_repeated_position_once(tmp_path):
+    """``Transaction.remove_rows`` with a position given twice removes that row once: the file is not
+    taken for wholly removed (two positions listed for a 2-row file, one of them repeated)."""
+    t = lh.write_table(str(tmp_path / "t"), pa.table({"id": [1, 2]}))
+    path = t.files().column("path")[0].as_py()
+    with t.transaction() as tx:
+        tx.remove_rows({path: [0, 0]})
+    assert t.to_arrow().column("id").to_pylist() == [2]
