@@ -339,10 +339,12 @@ class Inspect:
             >>> t.inspect.diff(0, 1).select(["change", "num_rows"]).to_pylist()
             [{'change': 'added', 'num_rows': 2}, {'change': 'removed', 'num_rows': 1}]
         """
-        old = _files_view(self._snapshot(from_version, None).files()).drop_columns(["stats"])
-        new = _files_view(self._snapshot(to_version, None).files()).drop_columns(["stats"])
+        old_files = self._snapshot(from_version, None).files()
+        new_files = self._snapshot(to_version, None).files()
+        old = _files_view(old_files).drop_columns(["stats"])
+        new = _files_view(new_files).drop_columns(["stats"])
         # a file whose deletion vector changed (removed and re-added, format §4.2) shows on both sides
-        old_keys, new_keys = _file_keys(old), _file_keys(new)
+        old_keys, new_keys = _file_keys(old_files), _file_keys(new_files)
         added = new.filter(pc.invert(pc.is_in(new_keys, value_set=old_keys)))
         removed = old.filter(pc.invert(pc.is_in(old_keys, value_set=new_keys)))
         if added.schema.field("partition").type != removed.schema.field("partition").type:
@@ -410,6 +412,11 @@ def _partition_as_text(table: pa.Table) -> pa.Table:
 
 
 def _file_keys(files: pa.Table) -> pa.Array:
-    """One key per file of a files view: its path and how many of its rows its vector deletes."""
-    deleted = pc.cast(files.column("num_deleted_rows"), pa.string())
-    return _array(pc.binary_join_element_wise(files.column("path"), deleted, "#"))
+    """One key per file of a files table (format §8): its path and where its deletion vector is (the
+    inline bytes, or the vector file and offset), so a changed vector is a changed key even when it
+    deletes as many rows as the old one did."""
+    parts = [pc.cast(files.column(c), pa.binary()) for c in ("path", "deletion_vector_path")]
+    parts.append(pc.cast(pc.cast(files.column("deletion_vector_offset"), pa.string()), pa.binary()))
+    parts.append(files.column("deletion_vector_inline"))
+    filled = [pc.fill_null(part, b"") for part in parts]
+    return _array(pc.binary_join_element_wise(*filled, b"\x00"))

@@ -207,3 +207,16 @@ def test_diff_shows_a_file_whose_deletion_vector_changed(tmp_path):
     assert rows == [{"change": "added", "num_rows": 20_000, "num_deleted_rows": 1},
                     {"change": "removed", "num_rows": 20_000, "num_deleted_rows": 0}]
     assert t.inspect.diff(1, 1).num_rows == 0
+
+
+def test_diff_shows_a_vector_replaced_by_another_deleting_as_many_rows(tmp_path):
+    """Row 5 deleted, restored, then row 6 deleted: the file's vector changed though it still deletes
+    one row; the diff compares where the vector is, not only how many rows it deletes."""
+    import numpy as np
+
+    t = lh.write_table(str(tmp_path / "t"), pa.table({"id": np.arange(20_000)}))
+    t.delete("id = 5")
+    t.restore(0)
+    t.delete("id = 6")
+    rows = t.inspect.diff(1, 3).select(["change", "num_deleted_rows"]).to_pylist()
+    assert rows == [{"change": "added", "num_deleted_rows": 1}, {"change": "removed", "num_deleted_rows": 1}]
