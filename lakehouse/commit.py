@@ -508,8 +508,7 @@ def _across_cleanup(storage: Storage, request: CommitRequest,
         return state, request, frozenset()
     if latest.has_applied(request.txn):
         return latest, request, frozenset()
-    if request.blind_append and latest.metadata == state.metadata and (
-            latest.protocol == state.protocol or supported_raise(latest.protocol)):
+    if request.blind_append and latest.metadata == state.metadata and supported_raise(latest.protocol):
         adding = pa.array([a.path for a in request.add], pa.string())
         live = latest.files.column("path")
         if len(adding) and pc.any(pc.is_in(live, adding)).as_py():  # e.g. a retried commit_files that landed
