@@ -662,11 +662,15 @@ def _hstack(left: pa.Table, right: pa.Table) -> pa.Table:
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
     """Per row: are ``a`` and ``b`` equal, nulls equal to nulls (and NaN to NaN)."""
     try:
-        eq = pc.fill_null(pc.equal(a, b), False)
         both_null = pc.and_(pc.is_null(a), pc.is_null(b))
-        out = pc.or_(eq, both_null)
         if pa.types.is_floating(a.type):
-            out = pc.or_(out, pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)), False))
+            # compared bit for bit: pc.equal calls -0.0 and 0.0 equal, and an upsert must still write 0.0
+            va, vb = (np.asarray(pc.fill_null(x, 0).to_numpy(zero_copy_only=False)) for x in (a, b))
+            unsigned = np.dtype(f"u{va.dtype.itemsize}")
+            valid = np.asarray(pc.and_(pc.is_valid(a), pc.is_valid(b)).to_numpy(zero_copy_only=False), dtype=bool)
+            bits = (va.view(unsigned) == vb.view(unsigned)) | (np.isnan(va) & np.isnan(vb))
+            return (valid & bits) | np.asarray(both_null.to_numpy(zero_copy_only=False), dtype=bool)
+        out = pc.or_(pc.fill_null(pc.equal(a, b), False), both_null)
         return np.asarray(out.to_numpy(zero_copy_only=False), dtype=bool)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return np.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist())], dtype=bool)

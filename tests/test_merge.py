@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -298,3 +300,16 @@ def test_deeply_nested_filters_and_values_are_typed_errors(tmp_path):
     r = t.merge(SOURCE, on="id").when_not_matched_by_source_delete(filter=" or ".join(["id = 1"] * 1200)).execute()
     assert r.num_deleted == 1
     assert t.update({"v": 0}, filter=" or ".join(["id = 4"] * 1200)) == 2
+
+
+def test_upsert_writes_a_float_whose_sign_of_zero_changes():
+    """``upsert`` skips rows that would not change; -0.0 -> 0.0 is a change (``pc.equal`` calls them
+    equal), while NaN -> NaN, null -> null and 1.5 -> 1.5 are not."""
+    import math
+
+    t = lh.write_table(f"memory://merge-zero-{uuid.uuid4().hex}",
+                       pa.table({"id": [1, 2, 3, 4], "v": [-0.0, float("nan"), None, 1.5]}))
+    r = t.upsert(pa.table({"id": [1, 2, 3, 4], "v": [0.0, float("nan"), None, 1.5]}), on="id")
+    assert r.num_updated == 1
+    first = t.to_arrow().sort_by("id").column("v")[0].as_py()
+    assert first == 0.0 and math.copysign(1.0, first) == 1.0
