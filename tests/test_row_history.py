@@ -75,17 +75,20 @@ def _deleter(uri: str, opts: dict[str, Any], me: int, targets: dict[str, list[in
         barrier.wait(timeout=120)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and any(pending.values()):
-            t.refresh()
+            # the transaction refreshes the handle: the chunk is chosen from exactly the version it
+            # commits on (chosen from an earlier reading, a row another deleter took in between is
+            # already deleted in the base: deleting it again is a no-op, not a row this commit adds)
+            tx = t.transaction()
             current = _vectors(t)
             for f in pending:  # rows another deleter took are not ours to delete any more
                 pending[f] = {p for p in pending[f] if p not in current[f]}
             files = [f for f in pending if pending[f]]
             if not files:
+                tx.abort()
                 break
             chunk = {f: sorted(rng.sample(sorted(pending[f]), min(len(pending[f]), rng.randint(1, 6))))
                      for f in rng.sample(files, rng.randint(1, len(files)))}
             ids = [i for f, ps in chunk.items() for i in _ids(index[f], ps)]
-            tx = t.transaction()
             tx.read_predicate(pc.field("id").isin(ids))
             tx.set_deletion_vectors({f: DeletionVector.from_positions(ps) for f, ps in chunk.items()})
             try:
