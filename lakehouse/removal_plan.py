@@ -228,14 +228,18 @@ def matching_positions(scan: Scan, candidates: pa.Table, expr: pc.Expression) ->
             return scan.count_fragment(fragment, expr)
         return scan.scan_fragment(fragment, filter=plan.pushed, columns=needed).filter(plan.residual).num_rows
 
-    def positions(fragment: ds.Fragment) -> np.ndarray:
-        """The live positions (among the file's live rows, in file order) where ``expr`` is true."""
-        rows = scan.scan_fragment(fragment, columns=needed)
+    num_rows = dict(zip(candidates.column("path").to_pylist(), candidates.column("num_rows").to_pylist()))
+
+    def positions(item: tuple[ds.Fragment, str]) -> np.ndarray:
+        """The live positions (among the file's live rows, in file order) where ``expr`` is true,
+        reading only the row groups whose statistics may hold such rows."""
+        fragment, path = item
+        rows, live = scan.file_groups(fragment, num_rows[path]).read(needed, prune=plan.pushed)
         try:
             values = evaluate(expr, rows)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise InvalidFilterError(f"the filter {expr} cannot be evaluated: {str(exc).splitlines()[0]}") from None
-        return np.flatnonzero(pc.fill_null(values, False).to_numpy(zero_copy_only=False))
+        return live[np.flatnonzero(pc.fill_null(values, False).to_numpy(zero_copy_only=False))]
 
     with ThreadPoolExecutor(4) as pool:
         counts = list(pool.map(matched, fragments))
@@ -244,7 +248,7 @@ def matching_positions(scan: Scan, candidates: pa.Table, expr: pc.Expression) ->
         paths = candidates.column("path").to_pylist()
         whole = [p for p, c, n in zip(paths, counts, totals) if c and c == n]
         partial = [(f, p) for f, p, c, n in zip(fragments, paths, counts, totals) if c and c != n]
-        found = dict(zip([p for _, p in partial], pool.map(positions, [f for f, _ in partial])))
+        found = dict(zip([p for _, p in partial], pool.map(positions, partial)))
     removed: dict[str, np.ndarray] = {p: np.arange(n) for p, n in zip(paths, totals) if p in set(whole)}
     removed.update(found)
     return removed

@@ -41,7 +41,7 @@ from .errors import (
 from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike, to_expression
 from .progress import ProgressEvent, ProgressLike, progress_callback
-from .scan import FileTask, read_task
+from .scan import FileGroups, FileTask, read_task, scan_plan, task_groups
 from .setexpr import Sides, evaluate, evaluate_checked, set_value
 from .transaction import RowsRemoved
 
@@ -301,14 +301,17 @@ def _plan_update(table: RowTarget, set: Any, filter: FilterLike | pc.Expression 
     needed = sorted(referenced_columns(expr)) if expr is not None else []
     removed = []
 
+    pushed = scan_plan(schema, None, expr).pushed  # float terms are never judged on statistics
+    files: dict[str, FileGroups] = {}
+
     def matched(task: FileTask) -> np.ndarray:
-        """Positions among the file's live rows where ``expr`` is true: files none of whose rows match
-        (the filter pushed into the read, row groups skipped by statistics) are read no further."""
+        """Positions among the file's live rows where ``expr`` is true, reading only the row groups
+        whose statistics may hold such rows."""
         if expr is None:
             return np.arange(task.num_rows - task.num_deleted_rows, dtype=np.uint64)
-        if not read_task(dataclasses.replace(task, columns=tuple(needed) or None)).num_rows:
-            return np.zeros(0, dtype=np.uint64)
-        return np.flatnonzero(_mask(file_rows(task, needed or None), expr)).astype(np.uint64)
+        groups = files[task.path] = task_groups(task)
+        rows, live = groups.read(needed, prune=pushed)
+        return live[_mask(rows, expr)].astype(np.uint64)
 
     report = progress_callback(progress)
     try:
@@ -322,12 +325,9 @@ def _plan_update(table: RowTarget, set: Any, filter: FilterLike | pc.Expression 
 
     def added() -> Iterator[pa.Table]:
         for item in removed:
-            # the matching rows, in file order: read with the filter pushed down (row groups without a
-            # match skipped), else (no filter, or a count that differs) taken from the whole file
-            rows = read_task(item.task) if expr is not None else None
-            if rows is None or rows.num_rows != item.count:
-                rows = file_rows(item.task).take(pa.array(item.positions.astype(np.int64)))
-            yield updated_rows(rows, values, out)
+            # the matching rows, in file order, read from the row groups that hold them only
+            groups = files.get(item.task.path) or task_groups(item.task)
+            yield updated_rows(groups.take(item.positions), values, out)
 
     return RowChanges(schema=out, removed=tuple(removed), added=added, num_added=sum(r.count for r in removed),
                       reads=(expr,))

@@ -43,6 +43,10 @@ from .storage import Storage
 __all__ = ["WriteOptions", "delete_files", "write_data_files"]
 
 
+ROW_GROUP_ROWS = 1 << 14
+"""Rows per Parquet row group unless told otherwise (tests lower it to get many groups per file)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteOptions:
     """How data files are laid out.
@@ -63,7 +67,7 @@ class WriteOptions:
 
     target_file_bytes: int = 128 << 20
     max_buffer_bytes: int = 192 << 20
-    row_group_rows: int = 1 << 14
+    row_group_rows: int = field(default_factory=lambda: ROW_GROUP_ROWS)
     compression: str = "zstd"
     max_workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
 

@@ -44,6 +44,7 @@ CHECKED = {
     "lakehouse.scan.core",
     "lakehouse.scan.dataset",
     "lakehouse.scan.mapping",
+    "lakehouse.scan.groups",
     "lakehouse.scan.tasks",
     "lakehouse.datafile",
     "lakehouse.write",

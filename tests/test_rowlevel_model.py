@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 import lakehouse as lh
 import lakehouse.merge
 import lakehouse.rowremoval
+import lakehouse.write
 from lakehouse.dv_store import load_vector
 from lakehouse.replay import read_entry
 from lakehouse.storage import Storage
@@ -371,6 +372,7 @@ def check_lineage(t: lh.Table, before: list[Row], after: list[Row], deleted: lis
 
 
 MODES = ["merge-on-read", "copy-on-write"]
+ROW_GROUPS = [1, 2, 3, 1 << 14]  # rows per Parquet row group of the files written
 
 
 def run_model(mode: str, initial: list[Row], partitioned: bool, n: int, data: st.DataObject, *, small: int,
@@ -378,13 +380,16 @@ def run_model(mode: str, initial: list[Row], partitioned: bool, n: int, data: st
     """Random steps on a fresh table in ``mode`` (rewrite thresholds ``small``/``most``), every reader
     and the lineage checked after each, every version at the end; whether a vector was written."""
     uri = f"memory://rowlevel-model-{uuid.uuid4().hex}"
-    t = lh.write_table(uri, _arrow(initial), partition_by=["p"] if partitioned else None,
-                       properties={"delete_mode": mode})
-    model = [_fit(r) for r in initial]
-    versions = {0: model}
-    saved = lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION
+    saved = (lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION,
+             lakehouse.write.ROW_GROUP_ROWS)
+    # files of several row groups: row-level writes read only the groups that may hold their rows
+    lakehouse.write.ROW_GROUP_ROWS = data.draw(st.sampled_from(ROW_GROUPS), label="row_group_rows")
     lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION = small, most
     try:
+        t = lh.write_table(uri, _arrow(initial), partition_by=["p"] if partitioned else None,
+                           properties={"delete_mode": mode})
+        model = [_fit(r) for r in initial]
+        versions = {0: model}
         for _ in range(n):
             op = data.draw(op_for(_pool(model)))
             new, changed = step(t, model, op)
@@ -395,7 +400,8 @@ def run_model(mode: str, initial: list[Row], partitioned: bool, n: int, data: st
             model = new
             check_all_readers(t, model)
     finally:
-        lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION = saved
+        (lakehouse.rowremoval.REWRITE_BELOW_ROWS, lakehouse.rowremoval.REWRITE_FRACTION,
+         lakehouse.write.ROW_GROUP_ROWS) = saved
     assert sorted(versions) == list(range(t.version + 1))
     for version, expected in versions.items():
         check_all_readers(t, expected, version)
@@ -438,13 +444,14 @@ def test_model_example_duplicate_and_null_keys():
 def test_one_merge_matches_the_model(initial, partitioned, data):
     """One merge on a fresh table: every combination of clause kinds (including none of a kind)."""
     op = data.draw(merge_op(_pool(initial)))
-    t = lh.write_table(f"memory://rowlevel-merge-{uuid.uuid4().hex}", _arrow(initial),
-                       partition_by=["p"] if partitioned else None)
-    budget = lakehouse.merge._ROWS_BUDGET
+    budget, groups = lakehouse.merge._ROWS_BUDGET, lakehouse.write.ROW_GROUP_ROWS
     lakehouse.merge._ROWS_BUDGET = data.draw(st.sampled_from([budget, 0]))  # 0: updated rows computed again
+    lakehouse.write.ROW_GROUP_ROWS = data.draw(st.sampled_from(ROW_GROUPS), label="row_group_rows")
     try:
+        t = lh.write_table(f"memory://rowlevel-merge-{uuid.uuid4().hex}", _arrow(initial),
+                           partition_by=["p"] if partitioned else None)
         model, _ = step(t, [_fit(r) for r in initial], op)
     finally:
-        lakehouse.merge._ROWS_BUDGET = budget
+        lakehouse.merge._ROWS_BUDGET, lakehouse.write.ROW_GROUP_ROWS = budget, groups
     check_all_readers(t, model)
     check_all_readers(t, [_fit(r) for r in initial], 0)

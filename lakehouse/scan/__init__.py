@@ -11,7 +11,9 @@ read the data files (:meth:`Scan.dataset`). Distributed engines get the same rea
 The package, by concern: :mod:`lakehouse.scan.mapping` (:class:`ColumnMapping`, :func:`scan_plan`),
 :mod:`lakehouse.scan.dataset` (:class:`TableDataset`, where deletion vectors are applied; fragment
 guarantees; :func:`read_ahead`), :mod:`lakehouse.scan.tasks` (:class:`FileTask`, :func:`build_tasks`,
-:func:`read_task`) and :mod:`lakehouse.scan.core` (:class:`Scan`); every name is re-exported here.
+:func:`read_task`, :func:`task_groups`), :mod:`lakehouse.scan.groups` (:class:`FileGroups`: a data
+file read by row group, rows with their live positions, for row-level writes) and
+:mod:`lakehouse.scan.core` (:class:`Scan`); every name is re-exported here.
 
 Where every read meets the data files: each reader reaches them through ONE method,
 :meth:`TableDataset.scanner`. ``Snapshot.to_arrow`` (and so ``to_pandas``) and
@@ -40,8 +42,9 @@ Example:
 
 from .core import Scan
 from .dataset import LiveDataset, TableDataset, read_ahead
+from .groups import FileGroups, RowGroup
 from .mapping import ColumnMapping, ScanPlan, scan_plan
-from .tasks import FileTask, build_tasks, read_task
+from .tasks import FileTask, build_tasks, read_task, task_groups
 
-__all__ = ["ColumnMapping", "FileTask", "LiveDataset", "Scan", "ScanPlan", "TableDataset", "build_tasks", "read_ahead",
-           "read_task", "scan_plan"]
+__all__ = ["ColumnMapping", "FileGroups", "FileTask", "LiveDataset", "RowGroup", "Scan", "ScanPlan", "TableDataset",
+           "build_tasks", "read_ahead", "read_task", "scan_plan", "task_groups"]

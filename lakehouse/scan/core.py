@@ -29,6 +29,7 @@ from .dataset import (
     table_dataset,
     vector_set,
 )
+from .groups import FileGroups
 from .mapping import ColumnMapping, ScanPlan, scan_plan
 from .tasks import FileTask, build_tasks
 
@@ -363,6 +364,29 @@ class Scan:
         return table_dataset([fragment], schema=self.columns.read_schema, format=fragment.format,
                              filesystem=fragment.filesystem,
                              vectors=vectors.subset([fragment.path]) if fragment.path in vectors else None)
+
+    def file_groups(self, fragment: ds.Fragment, num_rows: int) -> FileGroups:
+        """One fragment of :meth:`dataset`, readable by row group with live positions (row-level writes).
+
+        Args:
+            fragment: a fragment of :meth:`dataset`.
+            num_rows: its file's physical row count.
+
+        Returns:
+            Its :class:`~lakehouse.scan.groups.FileGroups`.
+
+        Example:
+            >>> import lakehouse as lh, pyarrow as pa
+            >>> s = lh.write_table("memory://doc-scan-file-groups", pa.table({"a": [1, 2, 3]})).snapshot()
+            >>> scan = Scan(Storage.from_uri(s.uri), s.state)
+            >>> [fragment] = scan.dataset(scan.pruned(None)).get_fragments()
+            >>> scan.file_groups(fragment, 3).read(["a"])[1].tolist()
+            [0, 1, 2]
+        """
+        vectors = self.vectors()
+        return FileGroups(fragment, mapping=self.columns, num_rows=num_rows,
+                          vectors=vectors.subset([fragment.path]) if fragment.path in vectors else None,
+                          version=self.state.version)
 
     def scan_fragment(self, fragment: ds.Fragment, *, filter: pc.Expression | None = None,
                       columns: list[str] | None = None) -> pa.Table:

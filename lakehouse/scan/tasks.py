@@ -28,9 +28,10 @@ from ..state import files_to_adds
 from ..stats import partition_columns
 from ..storage import Storage
 from .dataset import partition_expression, table_dataset
+from .groups import FileGroups
 from .mapping import ColumnMapping, scan_plan
 
-__all__ = ["FileTask", "build_tasks", "read_task"]
+__all__ = ["FileTask", "build_tasks", "read_task", "task_groups"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,9 +165,23 @@ def read_task(task: FileTask, *, storage_options: Mapping[str, Any] | None = Non
         [2, 3]
     """
     schema, expr, columns = _task_parts(task)
-    partition_by = list(task.partition_values)
     mapping = ColumnMapping.of(schema)
     plan = scan_plan(logical_schema(schema), columns, expr)
+    fragment, vectors = _fragment(task, schema, storage_options)
+    fmt, fs = fragment.format, fragment.filesystem
+    dataset = table_dataset([fragment], schema=mapping.read_schema, format=fmt, filesystem=fs, vectors=vectors)
+    try:
+        table = dataset.to_table(columns=mapping.physical_columns(plan.read), filter=mapping.physical(plan.pushed))
+    except FileNotFoundError as exc:
+        raise VersionNotFoundError(f"a data file of version {task.version} is gone (removed by vacuum, or lost): "
+                                   f"{exc}", version=task.version) from None
+    return plan.finish(mapping.logical(table))
+
+
+def _fragment(task: FileTask, schema: pa.Schema, storage_options: Mapping[str, Any] | None
+              ) -> tuple[ds.ParquetFileFragment, VectorSet | None]:
+    """The task's file as a Parquet fragment (with its partition values) and its deletion vector."""
+    partition_by = list(task.partition_values)
     storage = Storage.from_uri(task.uri, storage_options)
     fmt = ds.ParquetFileFormat()
     fs = storage.arrow_filesystem()
@@ -178,13 +193,32 @@ def read_task(task: FileTask, *, storage_options: Mapping[str, Any] | None = Non
     if task.deletion_vector is not None:
         vectors = VectorSet(_table_storage(task, storage, storage_options),
                             {fragment.path: (task.deletion_vector, task.num_rows)})
-    dataset = table_dataset([fragment], schema=mapping.read_schema, format=fmt, filesystem=fs, vectors=vectors)
-    try:
-        table = dataset.to_table(columns=mapping.physical_columns(plan.read), filter=mapping.physical(plan.pushed))
-    except FileNotFoundError as exc:
-        raise VersionNotFoundError(f"a data file of version {task.version} is gone (removed by vacuum, or lost): "
-                                   f"{exc}", version=task.version) from None
-    return plan.finish(mapping.logical(table))
+    return fragment, vectors
+
+
+def task_groups(task: FileTask, *, storage_options: Mapping[str, Any] | None = None) -> FileGroups:
+    """A planned file, readable by row group with positions among its live rows (row-level writes).
+
+    Args:
+        task: a task from ``plan_files``.
+        storage_options: those of the table's filesystem, or None.
+
+    Returns:
+        Its :class:`~lakehouse.scan.groups.FileGroups` (the task's filter and columns are ignored).
+
+    Raises:
+        ArgumentTypeError, InvalidArgumentError: as :func:`read_task`.
+
+    Example:
+        >>> import lakehouse as lh, pyarrow as pa
+        >>> t = lh.write_table("memory://doc-task-groups", pa.table({"a": [1, 2]}))
+        >>> task_groups(t.plan_files()[0]).num_rows
+        2
+    """
+    schema, _, _ = _task_parts(task)
+    fragment, vectors = _fragment(task, schema, storage_options)
+    return FileGroups(fragment, mapping=ColumnMapping.of(schema), num_rows=task.num_rows, vectors=vectors,
+                      version=task.version)
 
 
 def _table_storage(task: FileTask, file: Storage, storage_options: Mapping[str, Any] | None) -> Storage:
