@@ -9,9 +9,10 @@ in arrival order (an ``int64`` column, ``__row__`` by default). What it holds:
   appended as a new column).
 - **Larger**: the rows are spilled as Arrow IPC to a temporary folder on local disk (``tempfile``;
   never the table's filesystem), **range-partitioned on the key column**. The boundaries are
-  quantiles of the keys of the first ``budget`` bytes read (the sample); a partition that still
-  comes out larger than the budget is partitioned again from its own sample, and adjacent small
-  partitions are grouped, so a chunk holds about ``budget`` bytes. A chunk larger than the budget
+  quantiles of the keys of the first ``budget`` bytes read (the sample), and a key equal to a
+  boundary gets a partition of its own (a frequent value is kept apart from its neighbours); a
+  partition that still comes out larger than the budget is partitioned again from its own sample,
+  and adjacent small partitions are grouped, so a chunk holds about ``budget`` bytes. A chunk larger than the budget
   remains only when it holds one key value (skew): it is correct, only larger. Keys are compared in
   their own type (integers, floats, temporal types, strings, binary, decimals; a dictionary by its
   values). Holding at most about ``budget`` bytes of source at a time (plus one batch), nothing is
@@ -27,6 +28,9 @@ Where rows go, so a merge can rely on it:
   the one chunk, whose bounds cover its other keys. With ``key=None`` chunks are arrival-order
   slices.
 - Within a chunk rows are in arrival order (row numbers ascending).
+- Columns keep their types, except view types (``string_view``, ``binary_view``, list views, as
+  Polars and DuckDB hand strings over), which become their large forms: pyarrow cannot yet take
+  or filter views.
 
 Example:
     >>> import pyarrow as pa
@@ -57,8 +61,8 @@ from .schema import to_reader
 
 __all__ = ["MergeSource"]
 
-_STREAMED_PARTS = 64  # partitions of a stream of unknown size (a partition too large is split again)
-_MAX_PARTS = 256  # spill files open at once
+_STREAMED_PARTS = 64  # key ranges of a stream of unknown size (a range too large is split again)
+_MAX_PARTS = 128  # key ranges at most (twice as many spill files open at once: see _partition_ids)
 _MAX_DEPTH = 6  # times a too large partition is partitioned again
 
 
@@ -86,7 +90,7 @@ def _numeric_type(t: pa.DataType) -> pa.DataType | None:
 def _comparable(col: pa.Array | pa.ChunkedArray, t: pa.DataType) -> pa.Array:
     """``col`` as one array of its comparable type ``t``."""
     if isinstance(col, pa.ChunkedArray):
-        col = pa.concat_arrays(col.chunks) if col.num_chunks != 1 else col.chunk(0)
+        col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
     if pa.types.is_dictionary(col.type):
         col = col.dictionary_decode()
     return col if col.type.equals(t) else col.cast(t)
@@ -122,22 +126,64 @@ def _boundaries(sample: pa.Array, parts: int) -> pa.Array:
 
 
 def _partition_ids(keys: pa.Array, bounds: pa.Array) -> np.ndarray:
-    """For each key the number of boundaries at or below it; ``len(bounds) + 1`` for null and NaN."""
-    ids = np.full(len(keys), len(bounds) + 1, dtype=np.int64)
+    """Each key's region among the boundaries ``b``: ``< b[0]``, ``= b[0]``, ``(b[0], b[1])``, ``= b[1]``, ...
+
+    A key below ``b[j]`` and above ``b[j - 1]`` is in region ``2 j``, a key equal to ``b[j]`` in
+    ``2 j + 1`` (so a value frequent enough to be a boundary gets a region of its own), and null and
+    NaN keys in the last, ``2 len(b) + 1``.
+    """
+    m = len(bounds)
+    ids = np.full(len(keys), 2 * m + 1, dtype=np.int64)
     valid = _valid_mask(keys)
     values = keys.filter(pa.array(valid)) if not valid.all() else keys
     nt = _numeric_type(keys.type)
-    if nt is not None:
-        ids[valid] = np.searchsorted(_to_numpy(bounds, nt), _to_numpy(values, nt), side="right")
-        return ids
-    n = len(values)  # any sortable type: sort keys and boundaries together, a boundary before equal keys
-    both = pa.table({"k": pa.chunked_array([values, bounds], type=keys.type),
-                     "b": np.r_[np.zeros(n, np.int8), np.ones(len(bounds), np.int8)]})
-    order = pc.sort_indices(both, sort_keys=[("k", "ascending"), ("b", "descending")]).to_numpy()
-    is_bound = both.column("b").to_numpy()[order]
-    below = np.cumsum(is_bound)
-    ids[np.flatnonzero(valid)[order[is_bound == 0]]] = below[is_bound == 0]
+    if nt is not None:  # numbers: -0.0 and 0.0 are equal
+        b, v = _to_numpy(bounds, nt), _to_numpy(values, nt)
+        below = np.searchsorted(b, v, side="left")
+        equal = b[np.minimum(below, m - 1)] == v if m else np.zeros(len(v), dtype=bool)
+    else:  # any sortable type: sort keys and boundaries together, a boundary after equal keys
+        n = len(values)
+        both = pa.table({"k": pa.chunked_array([values, bounds], type=keys.type),
+                         "b": np.r_[np.zeros(n, np.int8), np.ones(m, np.int8)]})
+        order = pc.sort_indices(both, sort_keys=[("k", "ascending"), ("b", "ascending")]).to_numpy()
+        is_bound = both.column("b").to_numpy()[order]
+        below = np.empty(n, dtype=np.int64)
+        below[order[is_bound == 0]] = np.cumsum(is_bound)[is_bound == 0]
+        equal = np.zeros(n, dtype=bool)
+        if m:
+            at = bounds.take(pa.array(np.minimum(below, m - 1)))
+            equal = np.asarray(pc.equal(values, at).to_numpy(zero_copy_only=False), dtype=bool)
+    ids[valid] = 2 * below + equal
     return ids
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    """``t`` with view types as their large forms (pyarrow cannot take or filter views yet)."""
+    if pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary_view(t):
+        return pa.large_binary()
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return pa.large_list(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_plain_type(f.type)) for f in t])
+    return t
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_type(_plain_type(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def _plain(data: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.RecordBatch | pa.Table:
+    """``data`` with its view columns cast to ``schema`` (the others untouched, not copied)."""
+    if data.schema.equals(schema):
+        return data
+    columns = [c if c.type.equals(f.type) else c.cast(f.type) for c, f in zip(data.columns, schema, strict=True)]
+    return type(data).from_arrays(columns, schema=schema)
 
 
 # -- spill files ------------------------------------------------------------------------------------
@@ -208,7 +254,7 @@ class _Spiller:
     def __init__(self, folder: str, schema: pa.Schema, key: str | None, bounds: pa.Array | None,
                  budget: int) -> None:
         self.folder, self.schema, self.key, self.bounds = folder, schema, key, bounds
-        self.count = 1 if bounds is None else len(bounds) + 2  # the last one holds null and NaN keys
+        self.count = 1 if bounds is None else 2 * len(bounds) + 2  # the last one holds null and NaN keys
         self.key_type = None if key is None else _comparable_type(schema.field(key).type)
         self.threshold = max(1, budget // (2 * self.count))
         self.stream = _has_dictionary(pa.struct(list(schema)))
@@ -293,7 +339,8 @@ class _Numbered:
 
     def __init__(self, reader: pa.RecordBatchReader, row_column: str) -> None:
         self.reader, self.row_column, self.next_row = reader, row_column, 0
-        self.schema = reader.schema.append(pa.field(row_column, pa.int64(), nullable=False))
+        self.plain = _plain_schema(reader.schema)
+        self.schema = self.plain.append(pa.field(row_column, pa.int64(), nullable=False))
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while True:
@@ -303,6 +350,7 @@ class _Numbered:
                 return
             rows = pa.array(np.arange(self.next_row, self.next_row + batch.num_rows, dtype=np.int64))
             self.next_row += batch.num_rows
+            batch = _plain(batch, self.plain)
             yield pa.RecordBatch.from_arrays([*batch.columns, rows], schema=self.schema)
 
 
@@ -386,7 +434,8 @@ class MergeSource:
     object is garbage-collected) to remove its temporary files. It does not change after :meth:`of`.
 
     Attributes:
-        schema: the source's schema plus the row-number column (last).
+        schema: the source's schema (view types as their large forms) plus the row-number column
+            (last, ``int64`` not null).
         num_rows: rows read.
         num_chunks: chunks (1 when nothing was spilled, an empty source too).
         spilled: whether the rows are in temporary files.
@@ -464,7 +513,8 @@ class MergeSource:
             _check_sortable(key, reader.schema.field(key).type)
         if isinstance(source, pa.Table) and source.nbytes <= budget:  # as it is: no copy
             rows = pa.array(np.arange(source.num_rows, dtype=np.int64))
-            table = source.append_column(pa.field(row_column, pa.int64(), nullable=False), rows)
+            table = _plain(source, _plain_schema(source.schema))
+            table = table.append_column(pa.field(row_column, pa.int64(), nullable=False), rows)
             return cls(schema=table.schema, key=key, row_column=row_column, num_rows=table.num_rows, table=table)
         numbered = _Numbered(reader, row_column)
         batches = iter(numbered)
