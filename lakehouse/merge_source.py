@@ -157,13 +157,24 @@ def _partition_ids(keys: pa.Array, bounds: pa.Array) -> np.ndarray:
     return ids
 
 
+def _no(t: pa.DataType) -> bool:
+    return False
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of these (``pa.concat_batches`` where pyarrow has it, >= 19)."""
+    if hasattr(pa, "concat_batches"):
+        return pa.concat_batches(batches)
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]  # pragma: no cover
+
+
 def _plain_type(t: pa.DataType) -> pa.DataType:
     """``t`` with view types as their large forms (pyarrow cannot take or filter views yet)."""
     if pa.types.is_string_view(t):
         return pa.large_string()
     if pa.types.is_binary_view(t):
         return pa.large_binary()
-    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+    if getattr(pa.types, "is_list_view", _no)(t) or getattr(pa.types, "is_large_list_view", _no)(t):
         return pa.large_list(t.value_field.with_type(_plain_type(t.value_type)))
     if pa.types.is_list(t):
         return pa.list_(t.value_field.with_type(_plain_type(t.value_type)))
@@ -292,7 +303,7 @@ class _Spiller:
         pieces = self.buffers[part]
         if not pieces:
             return
-        batch = pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
+        batch = pieces[0] if len(pieces) == 1 else _concat(pieces)
         self.buffers[part], self.sizes[part] = [], 0
         if self.writers[part] is None:
             path = self.paths[part] = os.path.join(self.folder, f"part-{uuid.uuid4().hex}.arrow")
@@ -450,24 +461,48 @@ class MergeSource:
         (True, 1000, 0, [994, 999])
     """
 
-    schema: pa.Schema
-    num_rows: int
-    num_chunks: int
-    spilled: bool
-    key: str | None
-    row_column: str
+    __slots__ = ("__weakref__", "_bounds", "_chunks", "_closed", "_finalizer", "_key", "_num_rows",
+                 "_row_column", "_schema", "_table")
 
     def __init__(self, *, schema: pa.Schema, key: str | None, row_column: str, num_rows: int,
                  table: pa.Table | None = None, chunks: list[_Chunk] | None = None,
                  folder: str | None = None) -> None:
-        self.schema, self.key, self.row_column, self.num_rows = schema, key, row_column, num_rows
+        self._schema, self._key, self._row_column, self._num_rows = schema, key, row_column, num_rows
         self._table = table
-        self._chunks = chunks or []
-        self.spilled = folder is not None
-        self.num_chunks = 1 if table is not None else len(self._chunks)
+        self._chunks = tuple(chunks or ())
         self._closed = False
         self._finalizer = weakref.finalize(self, shutil.rmtree, folder, True) if folder else None
         self._bounds = self._memory_bounds() if table is not None else None
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The source's schema (view types as their large forms) plus the row-number column, last."""
+        return self._schema
+
+    @property
+    def num_rows(self) -> int:
+        """Rows read from the source."""
+        return self._num_rows
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks: 1 when nothing was spilled (an empty source too)."""
+        return 1 if self._table is not None else len(self._chunks)
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the rows are in temporary files (else one in-memory chunk)."""
+        return self._finalizer is not None
+
+    @property
+    def key(self) -> str | None:
+        """The column chunks are partitioned on (None: arrival-order chunks)."""
+        return self._key
+
+    @property
+    def row_column(self) -> str:
+        """The name of the ``int64`` row-number column."""
+        return self._row_column
 
     @classmethod
     def of(cls, source: Any, key: str | None, *, budget: int, row_column: str = "__row__") -> MergeSource:

@@ -220,6 +220,8 @@ def test_chunks_hold_every_row_once_partitioned_by_key(data, budget, as_table, k
 def test_a_table_that_fits_is_not_copied() -> None:
     table = pa.table({"k": pa.array(np.arange(1000)), "s": pa.array([str(i) for i in range(1000)])})
     with MergeSource.of(table, "k", budget=table.nbytes) as src:
+        with pytest.raises(AttributeError):
+            src.num_rows = 3  # immutable
         got = src.chunk(0)
         for name in ("k", "s"):
             before = [b.address for c in table.column(name).chunks for b in c.buffers() if b is not None]
@@ -375,4 +377,5 @@ def test_memory_is_bounded_by_the_budget_not_the_source() -> None:
                          timeout=300, check=True).stdout.split()
     spilled, all_rows, chunks, peak, seconds = out[0] == "True", out[1] == "True", int(out[2]), int(out[3]), out[4]
     assert spilled and all_rows and chunks >= 16
-    assert peak < 100 << 20, f"pool grew by {peak / 2 ** 20:.0f} MiB for a ~335 MB source ({seconds} s)"
+    # measured: ~31 MiB (the 16 MiB sample, the partition buffers, one batch), 32 chunks, ~3 s
+    assert peak < 64 << 20, f"pool grew by {peak / 2 ** 20:.0f} MiB for a ~335 MB source ({seconds} s)"
