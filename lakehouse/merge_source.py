@@ -182,6 +182,8 @@ def _plain_type(t: pa.DataType) -> pa.DataType:
         return pa.large_list(t.value_field.with_type(_plain_type(t.value_type)))
     if pa.types.is_struct(t):
         return pa.struct([f.with_type(_plain_type(f.type)) for f in t])
+    if pa.types.is_dictionary(t):  # Polars' Categorical: dictionary<string_view, uint32>
+        return pa.dictionary(t.index_type, _plain_type(t.value_type), t.ordered)
     return t
 
 

@@ -253,7 +253,8 @@ def test_chunks_are_about_the_budget_and_re_readable() -> None:
         check_source(src, table, budget, "k", rng)
 
 
-@pytest.mark.parametrize("kind", ["pandas", "polars", "duckdb", "capsule", "batch"])
+@pytest.mark.parametrize("kind", ["pandas", "polars", "duckdb", "capsule", "batch", "pandas-categorical",
+                                  "polars-categorical"])
 def test_any_arrow_shaped_source(kind: str) -> None:
     table = pa.table({"k": pa.array([5, None, 3, 3, 1, 9] * 50, pa.int64()), "s": ["a", "b", None, "d", "e", "f"] * 50})
     if kind == "pandas":
@@ -277,10 +278,24 @@ def test_any_arrow_shaped_source(kind: str) -> None:
             def __arrow_c_stream__(self, requested_schema=None):
                 return table.__arrow_c_stream__(requested_schema)
         source, expected = Capsule(), table
-    else:
+    elif kind == "batch":
         source, expected = table.to_batches()[0], table
+    else:  # the key a dictionary: pandas (large_string values) or Polars (string_view values)
+        import pandas as pd
+        values = ["b", "a", None, "c", "a", "a"] * 50
+        key = pd.Categorical(values)
+        source = pd.DataFrame({"k": key, "v": np.arange(300)})
+        if kind == "polars-categorical":
+            pl = pytest.importorskip("polars")
+            source = pl.from_pandas(source)
+            assert pa.types.is_string_view(pa.table(source).schema.field("k").type.value_type)
+        expected = pa.table({"k": pa.array(values).dictionary_encode(), "v": np.arange(300)})
     with scratch() as folder, MergeSource.of(source, "k", budget=500) as src:
         assert src.spilled and any(folder.iterdir())
+        if kind.endswith("categorical"):
+            assert pa.types.is_dictionary(src.schema.field("k").type)
+            expected = expected.cast(pa.schema([pa.field("k", src.schema.field("k").type), ("v", pa.int64())]))
+            assert src.chunk_bounds(0)[0].as_py() == "a"
         check_source(src, expected, 500, "k", np.random.default_rng(2))
 
 
