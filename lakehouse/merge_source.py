@@ -64,6 +64,7 @@ __all__ = ["MergeSource"]
 _STREAMED_PARTS = 64  # key ranges of a stream of unknown size (a range too large is split again)
 _MAX_PARTS = 128  # key ranges at most (twice as many spill files open at once: see _partition_ids)
 _MAX_DEPTH = 6  # times a too large partition is partitioned again
+_ROUTE_ROWS = 1 << 16  # small incoming batches are gathered up to this many rows before routing
 
 
 # -- comparing keys ---------------------------------------------------------------------------------
@@ -278,10 +279,27 @@ class _Spiller:
         self.batches: list[list[_Batch]] = [[] for _ in range(self.count)]
         self.lows: list[list[pa.Scalar]] = [[] for _ in range(self.count)]
         self.highs: list[list[pa.Scalar]] = [[] for _ in range(self.count)]
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = self.pending_bytes = 0
+        self.route_bytes = max(1, budget // 4)
 
     def add(self, batch: pa.RecordBatch) -> None:
+        """Take a batch; small ones are gathered first (the per-batch cost is in routing, not rows)."""
         if batch.num_rows == 0:
             return
+        self.pending.append(batch)
+        self.pending_rows += batch.num_rows
+        self.pending_bytes += batch.nbytes
+        if self.pending_rows >= _ROUTE_ROWS or self.pending_bytes >= self.route_bytes:
+            self._route_pending()
+
+    def _route_pending(self) -> None:
+        if self.pending:
+            batch = self.pending[0] if len(self.pending) == 1 else _concat(self.pending)
+            self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
+            self._route(batch)
+
+    def _route(self, batch: pa.RecordBatch) -> None:
         if self.bounds is None:
             self._buffer(0, batch)
             return
@@ -324,6 +342,7 @@ class _Spiller:
 
     def finish(self) -> list[_Part | None]:
         """Flush and close everything; the partitions in key order (None: empty), nulls last."""
+        self._route_pending()
         for part in range(self.count):
             self._flush(part)
         self.close()
@@ -390,8 +409,9 @@ def _spill(folder: str, schema: pa.Schema, key: str | None, sample: list[pa.Reco
         del keys
     spiller = _Spiller(folder, schema, key, bounds, budget)
     try:
+        sample.reverse()  # pop from the end: each batch let go once written, in arrival order
         while sample:
-            spiller.add(sample.pop(0))
+            spiller.add(sample.pop())
         for batch in rest:
             spiller.add(batch)
         return spiller.finish()
