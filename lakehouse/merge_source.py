@@ -111,6 +111,16 @@ def _to_numpy(keys: pa.Array, nt: pa.DataType) -> np.ndarray:
     return keys.to_numpy(zero_copy_only=False)
 
 
+def _min_max(keys: pa.Array) -> tuple[pa.Scalar, pa.Scalar]:
+    """The lowest and highest non-null key (null scalars if none); durations through their integers."""
+    nt = _numeric_type(keys.type)
+    if nt is not None and not nt.equals(keys.type) and pa.types.is_duration(keys.type):  # no min_max kernel
+        low_high = pc.min_max(keys.view(nt))
+        return low_high["min"].cast(keys.type), low_high["max"].cast(keys.type)
+    low_high = pc.min_max(keys)
+    return low_high["min"], low_high["max"]
+
+
 def _boundaries(sample: pa.Array, parts: int) -> pa.Array:
     """Sorted distinct quantiles of the valid keys of ``sample``, cutting it into about ``parts``."""
     keys = sample.filter(pa.array(_valid_mask(sample)))
@@ -336,9 +346,9 @@ class _Spiller:
         if self.key is not None and part < self.count - 1:
             assert self.key_type is not None
             keys = _comparable(batch.column(self.key), self.key_type)
-            low_high = pc.min_max(keys)
-            self.lows[part].append(low_high["min"])
-            self.highs[part].append(low_high["max"])
+            low, high = _min_max(keys)
+            self.lows[part].append(low)
+            self.highs[part].append(high)
 
     def finish(self) -> list[_Part | None]:
         """Flush and close everything; the partitions in key order (None: empty), nulls last."""
@@ -353,8 +363,8 @@ class _Spiller:
                 continue
             low = high = None
             if self.lows[part]:
-                low = pc.min_max(pa.array(self.lows[part], type=self.key_type))["min"]
-                high = pc.min_max(pa.array(self.highs[part], type=self.key_type))["max"]
+                low = _min_max(pa.array(self.lows[part], type=self.key_type))[0]
+                high = _min_max(pa.array(self.highs[part], type=self.key_type))[1]
             out.append(_Part(self.paths[part], tuple(self.batches[part]), low, high))
         return out
 
@@ -751,8 +761,8 @@ class MergeSource:
         if self.key is None or self._table is None:
             return None, None
         keys = _comparable(self._table.column(self.key), _comparable_type(self.schema.field(self.key).type))
-        low_high = pc.min_max(keys.filter(pa.array(_valid_mask(keys))))
-        return self._key_scalar(low_high["min"]), self._key_scalar(low_high["max"])
+        low, high = _min_max(keys.filter(pa.array(_valid_mask(keys))))
+        return self._key_scalar(low), self._key_scalar(high)
 
 
 def _any_between(sorted_values: np.ndarray, low: int, high: int) -> bool:

@@ -66,12 +66,14 @@ def _pool(kind: str) -> tuple[pa.DataType, st.SearchStrategy]:
     if kind == "decimal":
         return pa.decimal128(10, 2), st.sampled_from([decimal.Decimal(x) for x in ("-1.50", "0.00", "0.01", "3.14",
                                                                                     "99999999.99")])
+    if kind == "duration":  # no min_max kernel in pyarrow
+        return pa.duration("us"), st.integers(-3, 40).map(lambda s: dt.timedelta(seconds=s))
     if kind == "dict":
         return pa.dictionary(pa.int32(), pa.string()), st.sampled_from(["x", "y", "zz", "a"])
     raise AssertionError(kind)
 
 
-KINDS = ["int", "int8", "string", "float", "timestamp", "decimal", "dict"]
+KINDS = ["int", "int8", "string", "float", "timestamp", "duration", "decimal", "dict"]
 
 
 @st.composite
@@ -144,6 +146,15 @@ def _decoded(col: pa.ChunkedArray) -> pa.Array:
     return col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
 
 
+def _min_max(keys: pa.Array) -> tuple[pa.Scalar, pa.Scalar]:
+    """The model's min and max (pyarrow has no min_max for durations: through int64)."""
+    if pa.types.is_duration(keys.type):
+        mm = pc.min_max(keys.cast(pa.int64()))
+        return mm["min"].cast(keys.type), mm["max"].cast(keys.type)
+    mm = pc.min_max(keys)
+    return mm["min"], mm["max"]
+
+
 def check_source(src: MergeSource, table: pa.Table, budget: int, key: str | None, rng: np.random.Generator) -> None:
     """Every property of the module doc, for one source built from ``table``."""
     expected = numbered(table)
@@ -175,8 +186,8 @@ def check_source(src: MergeSource, table: pa.Table, budget: int, key: str | None
                 continue
             assert not seen_null_chunk, "null/NaN chunks come after every key range"
             assert valid.all(), "null and NaN keys are in chunks of their own"
-            mm = pc.min_max(keys.filter(pa.array(valid)))
-            assert pc.equal(mm["min"], low).as_py() and pc.equal(mm["max"], high).as_py()
+            lo, hi = _min_max(keys.filter(pa.array(valid)))
+            assert pc.equal(lo, low).as_py() and pc.equal(hi, high).as_py()
             if previous_high is not None:
                 assert pc.less(previous_high, low).as_py(), f"chunk {i - 1}'s keys are all below chunk {i}'s"
             previous_high = high
@@ -185,8 +196,8 @@ def check_source(src: MergeSource, table: pa.Table, budget: int, key: str | None
         keys = _decoded(chunks[0].column(key))
         valid = _valid(keys)
         if valid.any():
-            mm = pc.min_max(keys.filter(pa.array(valid)))
-            assert pc.equal(mm["min"], low).as_py() and pc.equal(mm["max"], high).as_py()
+            lo, hi = _min_max(keys.filter(pa.array(valid)))
+            assert pc.equal(lo, low).as_py() and pc.equal(hi, high).as_py()
         else:
             assert (low, high) == (None, None)
     else:
