@@ -7,12 +7,17 @@ target rows that no source row matches (``not_matched_by_source``) updated or de
 never matches. A target row matched by several source rows is :class:`~lakehouse.DuplicateMatchError`
 (when a matched clause could act on it), raised before anything is written.
 
-How it runs, reading as little as it can: candidate target files are pruned by the source's key
-range (and exact key set when small) against partition values and min/max statistics; only the key
-columns of the candidates are read to find matched row positions (``pa.Table.join``); full rows
-are read only of the files with matches (and, for ``not_matched_by_source`` clauses, of the files
-their filters may match). The change is recorded by :func:`lakehouse.rowlevel.commit_row_changes`
-in one commit. The source is held in memory (a stream is read whole: a limitation for now).
+How it runs, reading as little as it can: the source is read once, streaming, into a
+:class:`~lakehouse.merge_source.MergeSource` (held in memory when it fits a budget, else spilled to
+local disk in key-range chunks) and merged one chunk at a time. Candidate target files are pruned
+by the chunk's key range (and exact key set when small) against partition values and min/max
+statistics; only the key columns of the row groups whose min/max may hold a source key are read to
+find matched row positions (a single numeric key through a sorted-key probe,
+:class:`~lakehouse.merge_match.KeyProbe`; other keys through ``pa.Table.join``); of the matched
+rows only the row groups holding them are read. Target rows that no source row matched are read
+only for ``not_matched_by_source`` clauses (of the files their filters may match). Updated rows
+beyond a budget are computed again while they are written. The change is recorded by
+:func:`lakehouse.rowlevel.commit_row_changes` in one commit.
 
 Example:
     >>> import lakehouse as lh, pyarrow as pa
@@ -35,9 +40,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .arguments import check_choice, check_names, check_str
-from .errors import CommitConflictError, DuplicateMatchError, InvalidArgumentError, SchemaMismatchError
+from .errors import CommitConflictError, DuplicateMatchError, InvalidArgumentError
 from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike
+from .merge_match import KeyProbe, key_array, prunable
+from .merge_source import MergeSource
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .rowlevel import (
     RemovedRows,
@@ -45,12 +52,11 @@ from .rowlevel import (
     RowTarget,
     candidate_files,
     commit_row_changes,
-    file_rows,
     fit_rows,
     set_values,
     updated_rows,
 )
-from .scan import FileTask
+from .scan import FileGroups, FileTask, task_groups
 from .schema import can_widen, to_reader
 from .setexpr import SOURCE, TARGET, Side, Sides, condition, evaluate_checked, join_predicate
 
@@ -61,9 +67,11 @@ __all__ = ["MergeResult", "TableMerger"]
 
 _POS = "__pos__"
 _ROW = "__row__"
+_LOC = "__loc__"
 _SCAN_THREADS = 4  # files whose key columns are read at once
 _SMALL_KEY_SET = 1000  # prune by the exact key set (not only its range) up to this many distinct keys
 _ROWS_BUDGET = 256 << 20  # bytes of updated rows held from deciding to writing; beyond, computed again
+_SOURCE_BUDGET = 256 << 20  # bytes of source held in memory; a larger source is spilled in key-range chunks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,33 +118,6 @@ class _Clause:
     skip_unchanged: bool = False
 
 
-def _source_table(source: Any) -> pa.Table:
-    if isinstance(source, pa.Table):
-        return source
-    return to_reader(source).read_all()
-
-
-def _join_type(t: pa.DataType) -> pa.DataType:
-    return t.value_type if pa.types.is_dictionary(t) else t
-
-
-def _key_array(col: pa.ChunkedArray, typ: pa.DataType, column: str) -> pa.ChunkedArray:
-    """A join key column in the target's type; NaN made null and -0.0 made 0.0 (SQL equality)."""
-    typ = _join_type(typ)
-    source = _join_type(col.type)
-    if pa.types.is_timestamp(typ) and pa.types.is_timestamp(source) and (typ.tz is None) != (source.tz is None):
-        raise SchemaMismatchError(f"key column {column!r}: a timestamp with a time zone ({typ if typ.tz else source}) "
-                                  f"cannot be matched with one without (it names no instant)", column=column)
-    try:
-        col = col.cast(typ) if col.type != typ else col
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise SchemaMismatchError(f"source key column {column!r} ({col.type}) does not fit the target's type {typ}: "
-                                  f"{str(exc).splitlines()[0]}", column=column) from None
-    if pa.types.is_floating(typ):
-        col = pc.if_else(pc.is_nan(col), pa.scalar(None, typ), pc.add(col, pa.scalar(0.0, typ)))
-    return col
-
-
 class TableMerger:
     """A merge being built: add clauses, then :meth:`execute`. Get one from ``Table.merge``.
 
@@ -160,9 +141,16 @@ class TableMerger:
         if source_alias == target_alias:
             raise InvalidArgumentError("source_alias and target_alias must differ", argument="source_alias")
         self._table = table
-        self._source = _source_table(source)
         self._schema = table.schema
-        self._sides = Sides.of(target=self._schema, source=self._source.schema, target_alias=target_alias,
+        raw = source if isinstance(source, pa.Table) else to_reader(source)
+        self._sides = Sides.of(target=self._schema, source=raw.schema, target_alias=target_alias,
+                               source_alias=source_alias)
+        self._join(on, predicate)  # names checked before the source is read
+        # read once, streaming: held in memory when it fits the budget, else spilled in key-range chunks
+        key = on if isinstance(on, str) else (on[0] if on else None)
+        self._source = MergeSource.of(raw, key, budget=_SOURCE_BUDGET, row_column=_ROW)
+        self._source_schema = self._source.schema.remove(self._source.schema.get_field_index(_ROW))
+        self._sides = Sides.of(target=self._schema, source=self._source_schema, target_alias=target_alias,
                                source_alias=source_alias)
         self._keys, self._residual = self._join(on, predicate)
         self._merge = schema_mode == "merge"
@@ -202,7 +190,7 @@ class TableMerger:
 
     def _same_names(self) -> dict[str, pc.Expression]:
         """``set=None``: every target column the source has (plus, with schema_mode="merge", the others)."""
-        source = self._source.schema
+        source = self._source_schema
         out = self._out
         values = {}
         for f in source:
@@ -422,86 +410,117 @@ class TableMerger:
 
 
 class _Run:
-    """One execution of a merge against the table at the transaction's version."""
+    """One execution of a merge against the table at the transaction's version, source chunk by chunk."""
 
     def __init__(self, merger: TableMerger, table: RowTarget) -> None:
         self.m = merger
         self.table = table
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {"scan": 0.0, "apply": 0.0}
         self.inserted = self.updated = self.deleted = 0
-        source = merger._source
-        self.source = source.append_column(_ROW, pa.array(np.arange(source.num_rows, dtype=np.int64)))
+        self.src = merger._source
         self.report = progress_callback(merger._progress)
+        self.files: dict[str, FileGroups] = {}  # footers read once per file
+        self.chunk = pa.table({_ROW: pa.array([], pa.int64())})
+        self.chunk_index = -1
 
-    # -- finding matches ---------------------------------------------------------------------------
+    # -- the source, a chunk at a time -------------------------------------------------------------
+    def load(self, i: int) -> pa.Table:
+        """Make chunk ``i`` of the source the current one."""
+        if i != self.chunk_index:
+            self.chunk = self.src.chunk(i)
+            self.chunk_index = i
+        return self.chunk
+
     def source_keys(self) -> pa.Table:
-        """The source's join keys (target types, prefixed) and row numbers; rows with a null key dropped."""
+        """The current chunk's join keys (target types, prefixed) and row indexes in the chunk; rows with
+        a null key dropped."""
         cols, names = [], []
         for t, s in self.m._keys:
-            cols.append(_key_array(self.source.column(s), self.m._schema.field(t).type, s))
+            cols.append(key_array(self.chunk.column(s), self.m._schema.field(t).type, s))
             names.append(SOURCE + s)
-        keys = pa.Table.from_arrays([*cols, self.source.column(_ROW)], names=[*names, _ROW])
+        keys = pa.Table.from_arrays([*cols, pa.array(np.arange(self.chunk.num_rows, dtype=np.int64))],
+                                    names=[*names, _LOC])
         for name in names:
             keys = keys.filter(pc.is_valid(keys.column(name)))
         return keys
 
+    def probe(self, skeys: pa.Table) -> KeyProbe | None:
+        """The sorted-key probe of a single-column key that numpy orders (None: join instead)."""
+        if len(self.m._keys) != 1:
+            return None
+        _, s = self.m._keys[0]
+        return KeyProbe.of(skeys.column(SOURCE + s), skeys.column(_LOC).to_numpy())
+
+    # -- finding matches ---------------------------------------------------------------------------
     def key_prune(self, keys: pa.Table) -> pc.Expression | None:
         """A filter over the target that every row a source key can match satisfies (None: no bound)."""
         expr: pc.Expression | None = None
         for t, s in self.m._keys:
-            typ = _join_type(self.m._schema.field(t).type)
-            if pa.types.is_floating(typ) or not (pa.types.is_integer(typ) or pa.types.is_string(typ)
-                                                 or pa.types.is_temporal(typ) or pa.types.is_decimal(typ)
-                                                 or pa.types.is_large_string(typ)):
+            if not prunable(self.m._schema.field(t).type):
                 continue
             col = keys.column(SOURCE + s)
             if col.num_chunks == 0 or len(col) == 0:
                 return pc.scalar(False)
             bounds = pc.min_max(col)
             term = (pc.field(t) >= bounds["min"]) & (pc.field(t) <= bounds["max"])
-            if len(self.m._keys) == 1:
+            if len(self.m._keys) == 1 and len(col) <= _SMALL_KEY_SET * 64:
                 distinct = pc.unique(col)
                 if len(distinct) <= _SMALL_KEY_SET:
                     term = term & pc.field(t).isin(distinct)
             expr = term if expr is None else expr & term
         return expr
 
-    def target_keys(self, task: FileTask, extra: list[str]) -> pa.Table:
-        names = [t for t, _ in self.m._keys]
-        wanted = list(dict.fromkeys(names + extra))
-        rows = file_rows(task, wanted or None)
-        cols = [_key_array(rows.column(t), self.m._schema.field(t).type, t) for t in names]
-        cols += [rows.column(c) for c in extra if c not in names]
-        out_names = [TARGET + t for t in names] + [TARGET + c for c in extra if c not in names]
-        out = pa.Table.from_arrays([*cols, pa.array(np.arange(rows.num_rows, dtype=np.int64))],
-                                   names=[*out_names, _POS])
-        for t in names:
-            out = out.filter(pc.is_valid(out.column(TARGET + t)))
+    def file(self, task: FileTask) -> FileGroups:
+        """The task's file, read by row group (its footer read once per merge)."""
+        out = self.files.get(task.path)
+        if out is None:
+            out = self.files[task.path] = task_groups(task)
         return out
 
-    def pairs(self, task: FileTask, skeys: pa.Table) -> pa.Table:
-        """The (target position, source row) pairs of one file that match."""
+    def pairs(self, task: FileTask, skeys: pa.Table, probe: KeyProbe | None) -> pa.Table:
+        """The (target live position, chunk row index) pairs of one file that match, reading the key
+        columns of only the row groups whose min/max may hold a source key."""
         residual = self.m._residual
         needed = sorted(referenced_columns(residual)) if residual is not None else []
         t_extra = [c[len(TARGET):] for c in needed if c.startswith(TARGET)]
         s_extra = [c for c in needed if c.startswith(SOURCE)]
-        tkeys = self.target_keys(task, t_extra)
-        if self.m._keys:
-            joined = tkeys.join(skeys, keys=[TARGET + t for t, _ in self.m._keys],
-                                right_keys=[SOURCE + s for _, s in self.m._keys], join_type="inner",
-                                use_threads=False)
-        else:  # no equality: every pair (a cross join of this file with the source)
-            joined = tkeys.append_column("__one__", pa.array(np.zeros(tkeys.num_rows, np.int8))).join(
-                skeys.append_column("__one__", pa.array(np.zeros(skeys.num_rows, np.int8))), keys="__one__",
-                join_type="inner", use_threads=False)
+        names = [t for t, _ in self.m._keys]
+        files = self.file(task)
+        keep = probe.covers(files.bounds(names[0])) if probe is not None else None
+        rows, live = files.read(list(dict.fromkeys(names + t_extra)) or None, keep=keep)
+        cols = [key_array(rows.column(t), self.m._schema.field(t).type, t) for t in names]
+        cols += [rows.column(c) for c in t_extra if c not in names]
+        out_names = [TARGET + t for t in names] + [TARGET + c for c in t_extra if c not in names]
+        tkeys = pa.Table.from_arrays([*cols, pa.array(live)], names=[*out_names, _POS])
+        if probe is not None:
+            which, local = probe.match(tkeys.column(0))
+            joined = tkeys.take(pa.array(which)).append_column(_LOC, pa.array(local))
+        else:
+            for t in names:
+                tkeys = tkeys.filter(pc.is_valid(tkeys.column(TARGET + t)))
+            if self.m._keys:
+                joined = tkeys.join(skeys, keys=[TARGET + t for t, _ in self.m._keys],
+                                    right_keys=[SOURCE + s for _, s in self.m._keys], join_type="inner",
+                                    use_threads=False)
+            else:  # no equality: every pair (a cross join of this file with the source)
+                joined = tkeys.append_column("__one__", pa.array(np.zeros(tkeys.num_rows, np.int8))).join(
+                    skeys.append_column("__one__", pa.array(np.zeros(skeys.num_rows, np.int8))), keys="__one__",
+                    join_type="inner", use_threads=False)
         if residual is not None and joined.num_rows:
-            rows = joined.column(_ROW)
+            local_rows = joined.column(_LOC)
             for c in s_extra:
                 if c not in joined.column_names:
-                    joined = joined.append_column(c, self.source.column(c[len(SOURCE):]).take(rows))
-            keep = pc.fill_null(evaluate_checked(joined, residual, "the merge predicate"), False)
-            joined = joined.filter(keep)
-        return joined.select([_POS, _ROW])
+                    joined = joined.append_column(c, self.chunk.column(c[len(SOURCE):]).take(local_rows))
+            keep_rows = pc.fill_null(evaluate_checked(joined, residual, "the merge predicate"), False)
+            joined = joined.filter(keep_rows)
+        return joined.select([_POS, _LOC])
+
+    def duplicate(self, task: FileTask, position: int, matches: int) -> DuplicateMatchError:
+        row = self.file(task).take(np.array([position])).to_pylist()[0]
+        key = {t: row[t] for t, _ in self.m._keys}
+        return DuplicateMatchError(f"target row {position} of {task.path!r} (key {key}) is matched by {matches} "
+                                   f"source rows; a merge must match each target row at most once (deduplicate "
+                                   f"the source)", path=task.path, position=position, key=key, matches=matches)
 
     def check_duplicates(self, task: FileTask, pairs: pa.Table) -> None:
         if not self.m._matched or pairs.num_rows < 2:
@@ -509,32 +528,21 @@ class _Run:
         counts = pc.value_counts(pairs.column(_POS))
         many = counts.filter(pc.greater(counts.field("counts"), 1))
         if len(many):
-            pos, n = many[0]["values"].as_py(), many[0]["counts"].as_py()
-            row = file_rows(task).slice(pos, 1).to_pylist()[0]
-            key = {t: row[t] for t, _ in self.m._keys}
-            raise DuplicateMatchError(f"target row {pos} of {task.path!r} (key {key}) is matched by {n} source rows; "
-                                      f"a merge must match each target row at most once (deduplicate the source)",
-                                      path=task.path, position=pos, key=key, matches=n)
+            raise self.duplicate(task, many[0]["values"].as_py(), many[0]["counts"].as_py())
 
-    def candidates(self, skeys: pa.Table) -> tuple[list[FileTask], dict[str, FileTask]]:
-        """Files a source row may match, and files a by-source clause may act on (by path)."""
-        m = self.m
-        # matches are needed by every clause kind: by-source clauses act only on unmatched rows
-        prune = self.key_prune(skeys) if m._keys else None
-        match = [] if skeys.num_rows == 0 else candidate_files(self.table, prune)
-        # a concurrent append the source could match changes what matched and insert clauses do; by-source
-        # clauses read through their own filters below
-        self.reads: list[pc.Expression | None] = [prune] if m._matched or m._inserts else []
-        by_source: dict[str, FileTask] = {}
-        if m._by_source:
-            filters = m._by_source_filters
-            prune_by: pc.Expression | None = None
-            if all(f is not None for f in filters):
-                for f in filters:
-                    prune_by = f if prune_by is None else prune_by | f
-            by_source = {t.path: t for t in candidate_files(self.table, prune_by)}
-            self.reads.append(prune_by)
-        return match, by_source
+    def candidates(self, skeys: pa.Table) -> tuple[list[FileTask], pc.Expression | None]:
+        """Files a row of the current chunk may match, and the filter they were pruned by."""
+        prune = self.key_prune(skeys) if self.m._keys else None
+        return ([] if skeys.num_rows == 0 else candidate_files(self.table, prune)), prune
+
+    def by_source_files(self) -> tuple[dict[str, FileTask], pc.Expression | None]:
+        """Files a by-source clause may act on (by path), and the filter they were pruned by."""
+        prune_by: pc.Expression | None = None
+        filters = self.m._by_source_filters
+        if all(f is not None for f in filters):
+            for f in filters:
+                prune_by = f if prune_by is None else prune_by | f
+        return {t.path: t for t in candidate_files(self.table, prune_by)}, prune_by
 
     # -- applying clauses ----------------------------------------------------------------------------
     def apply(self, clauses: list[_Clause], target: pa.Table, joined: pa.Table, positions: np.ndarray,
@@ -566,29 +574,48 @@ class _Run:
             added.append(rows)
             self.updated += rows.num_rows
 
-    def file_changes(self, task: FileTask, pairs: pa.Table | None, by_source: bool) -> tuple[np.ndarray, list]:
-        rows = file_rows(task)
+    def matched_rows(self, task: FileTask, pairs: pa.Table) -> pa.Table | None:
+        """The target rows of one file's pairs, one per pair (None: no matched clause needs them); only
+        the row groups holding them are read."""
+        if not self.m._matched or not pairs.num_rows:
+            return None
+        return self.file(task).take(pairs.column(_POS).to_numpy())
+
+    def matched_changes(self, task: FileTask, pairs: pa.Table, target: pa.Table | None = None
+                        ) -> tuple[list[np.ndarray], list[pa.Table]]:
+        """Matched clauses on one file's pairs with the current chunk (``target``: their
+        :meth:`matched_rows`, read now when not given)."""
         removed: list[np.ndarray] = []
         added: list[pa.Table] = []
-        prefixed = rows.rename_columns([TARGET + c for c in rows.column_names])
-        matched = np.zeros(rows.num_rows, dtype=bool)
-        if pairs is not None and pairs.num_rows:
-            positions = pairs.column(_POS).to_numpy()
-            matched[positions] = True
-            if self.m._matched:
-                src = self.source.drop_columns([_ROW]).take(pairs.column(_ROW))
-                joined = _hstack(prefixed.take(positions), src.rename_columns([SOURCE + c for c in src.column_names]))
-                self.apply(self.m._matched, rows.take(positions), joined, positions, removed, added)
-        if by_source and (~matched).any():
-            positions = np.flatnonzero(~matched)
-            self.apply(self.m._by_source, rows.take(positions), prefixed.take(positions), positions, removed, added)
-        out = np.unique(np.concatenate(removed)).astype(np.uint64) if removed else np.empty(0, np.uint64)
-        return out, added
+        if not self.m._matched or not pairs.num_rows:
+            return removed, added
+        positions = pairs.column(_POS).to_numpy()
+        if target is None:
+            target = self.file(task).take(positions)
+        src = self.chunk.drop_columns([_ROW]).take(pairs.column(_LOC))
+        joined = _hstack(target.rename_columns([TARGET + c for c in target.column_names]),
+                         src.rename_columns([SOURCE + c for c in src.column_names]))
+        self.apply(self.m._matched, target, joined, positions, removed, added)
+        return removed, added
 
-    def inserts(self, matched_rows: np.ndarray) -> list[pa.Table]:
+    def by_source_changes(self, task: FileTask, matched: np.ndarray) -> tuple[list[np.ndarray], list[pa.Table]]:
+        """By-source clauses on the rows of one file no source row matched (``matched``: live positions)."""
+        removed: list[np.ndarray] = []
+        added: list[pa.Table] = []
+        rows, live = self.file(task).read(None)
+        unmatched = ~np.isin(live, matched) if len(matched) else np.ones(len(live), dtype=bool)
+        if unmatched.any():
+            idx = pa.array(np.flatnonzero(unmatched))
+            target = rows.take(idx)
+            prefixed = target.rename_columns([TARGET + c for c in target.column_names])
+            self.apply(self.m._by_source, target, prefixed, live[unmatched], removed, added)
+        return removed, added
+
+    def inserts(self, matched_local: np.ndarray) -> list[pa.Table]:
+        """Insert clauses on the current chunk's rows that matched nothing."""
         if not self.m._inserts:
             return []
-        rest = self.source.filter(pa.array(~matched_rows)).drop_columns([_ROW])
+        rest = self.chunk.filter(pa.array(~matched_local)).drop_columns([_ROW])
         if rest.num_rows == 0:
             return []
         joined = rest.rename_columns([SOURCE + c for c in rest.column_names])
@@ -608,50 +635,107 @@ class _Run:
         finally:
             self.report.close()
 
-    def _changes(self) -> RowChanges:
-        started = time.perf_counter()
-        skeys = self.source_keys()
-        match, by_source = self.candidates(skeys)
+    def _scan(self, match: list[FileTask], skeys: pa.Table, seen: dict[str, list[np.ndarray]]
+              ) -> dict[str, pa.Table]:
+        """The matching pairs of the current chunk, per file path (duplicates refused)."""
+        probe = self.probe(skeys)
         pairs: dict[str, pa.Table] = {}
-        matched_rows = np.zeros(self.source.num_rows, dtype=bool)
+        # what each file had matched is needed by by-source clauses, and to refuse a target row matched
+        # by rows of two chunks
+        track = bool(self.m._by_source) or self.src.num_chunks > 1
         with ThreadPoolExecutor(_SCAN_THREADS) as pool:  # key columns of the candidates, read in parallel
-            found = pool.map(lambda task: self.pairs(task, skeys), match)
+            found = pool.map(lambda task: self.pairs(task, skeys, probe), match)
             for i, (task, p) in enumerate(zip(match, found)):
                 if p.num_rows:
                     self.check_duplicates(task, p)
+                    if track:
+                        positions = np.unique(p.column(_POS).to_numpy())
+                        if self.m._matched and seen.get(task.path):  # matched again by another chunk's rows
+                            again = np.intersect1d(np.concatenate(seen[task.path]), positions)
+                            if len(again):
+                                raise self.duplicate(task, int(again[0]), 2)
+                        seen.setdefault(task.path, []).append(positions)
                     pairs[task.path] = p
-                    matched_rows[p.column(_ROW).to_numpy()] = True
                 self.report(ProgressEvent(self.m._operation, "scan", i + 1, len(match), "files"))
-        self.timings["scan"] = (time.perf_counter() - started) * 1000
-        started = time.perf_counter()
-        tasks = {t.path: t for t in match if t.path in pairs} | by_source
-        removed, held, later = [], [], []
-        held_bytes, num_added = 0, 0
-        for i, (path, task) in enumerate(sorted(tasks.items())):
-            positions, rows = self.file_changes(task, pairs.get(path), path in by_source)
-            if len(positions):
-                removed.append(RemovedRows(task=task, positions=positions))
+        return pairs
+
+    def _changes(self) -> RowChanges:
+        m = self.m
+        removed: dict[str, list[np.ndarray]] = {}
+        tasks: dict[str, FileTask] = {}
+        seen: dict[str, list[np.ndarray]] = {}  # per file: live positions matched, over all chunks
+        self.reads: list[pc.Expression | None] = []
+        held: list[pa.Table] = []
+        later: list[tuple[str, int, Any, Any]] = []
+        held_bytes = num_added = 0
+
+        def hold(rows: list[pa.Table], redo: tuple[str, int, Any, Any]) -> None:
+            nonlocal held_bytes, num_added
             size = sum(r.nbytes for r in rows)
             num_added += sum(r.num_rows for r in rows)
-            if held_bytes + size <= self.m._budget:
-                held += rows
+            if held_bytes + size <= m._budget:
+                held.extend(rows)
                 held_bytes += size
-            elif rows:  # over the budget: computed again, file by file, while they are written
-                later.append((task, pairs.get(path), path in by_source))
-            self.report(ProgressEvent(self.m._operation, "apply", i + 1, len(tasks), "files"))
-        inserted = self.inserts(matched_rows)
-        num_added += sum(r.num_rows for r in inserted)
-        self.timings["apply"] = (time.perf_counter() - started) * 1000
-        eager = tuple(a for a in held + inserted if a.num_rows)
+            elif rows:  # over the budget: computed again, chunk by chunk, while they are written
+                later.append(redo)
+
+        for c in range(self.src.num_chunks):
+            started = time.perf_counter()
+            self.load(c)
+            skeys = self.source_keys()
+            match, prune = self.candidates(skeys)
+            if m._matched or m._inserts:
+                # a concurrent append the source could match changes what matched and insert clauses do
+                self.reads.append(prune)
+            pairs = self._scan(match, skeys, seen)
+            self.timings["scan"] += (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            by_path = {t.path: t for t in match}
+            matched_local = np.zeros(self.chunk.num_rows, dtype=bool)
+            ordered = sorted(pairs.items())
+            with ThreadPoolExecutor(_SCAN_THREADS) as pool:  # the matched rows of the files, read in parallel
+                targets = pool.map(self.matched_rows, [by_path[path] for path, _ in ordered], [p for _, p in ordered])
+                for i, ((path, p), target) in enumerate(zip(ordered, targets)):
+                    matched_local[p.column(_LOC).to_numpy()] = True
+                    tasks[path] = by_path[path]
+                    gone, rows = self.matched_changes(by_path[path], p, target)
+                    removed.setdefault(path, []).extend(gone)
+                    hold(rows, ("matched", c, by_path[path], p))
+                    self.report(ProgressEvent(m._operation, "apply", i + 1, len(pairs), "files"))
+            hold(self.inserts(matched_local), ("insert", c, matched_local, None))
+            self.timings["apply"] += (time.perf_counter() - started) * 1000
+        if m._by_source:
+            started = time.perf_counter()
+            by_source, prune_by = self.by_source_files()
+            self.reads.append(prune_by)  # by-source clauses read through their own filters
+            for path, task in sorted(by_source.items()):
+                matched = np.concatenate(seen[path]) if seen.get(path) else np.empty(0, np.int64)
+                tasks[path] = task
+                gone, rows = self.by_source_changes(task, matched)
+                removed.setdefault(path, []).extend(gone)
+                hold(rows, ("by_source", -1, task, matched))
+            self.timings["apply"] += (time.perf_counter() - started) * 1000
+        out = [RemovedRows(task=tasks[p], positions=np.unique(np.concatenate(v)).astype(np.uint64))
+               for p, v in sorted(removed.items()) if v and sum(len(x) for x in v)]
+        eager = tuple(a for a in held if a.num_rows)
 
         def added() -> Iterator[pa.Table]:
             yield from eager
-            for task, file_pairs, acted_on in later:
-                counts = (self.inserted, self.updated, self.deleted)
-                yield from self.file_changes(task, file_pairs, acted_on)[1]
+            counts = (self.inserted, self.updated, self.deleted)
+            try:
+                for kind, chunk, a, b in later:
+                    if chunk >= 0:
+                        self.load(chunk)
+                    if kind == "matched":
+                        yield from self.matched_changes(a, b)[1]
+                    elif kind == "insert":
+                        yield from self.inserts(a)
+                    else:
+                        yield from self.by_source_changes(a, b)[1]
+            finally:
                 self.inserted, self.updated, self.deleted = counts
 
-        return RowChanges(schema=self.m._out, removed=tuple(removed), added=added, num_added=num_added,
+        return RowChanges(schema=m._out, removed=tuple(out), added=added, num_added=num_added,
                           reads=tuple(self.reads))
 
 

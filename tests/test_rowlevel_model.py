@@ -444,8 +444,10 @@ def test_model_example_duplicate_and_null_keys():
 def test_one_merge_matches_the_model(initial, partitioned, data):
     """One merge on a fresh table: every combination of clause kinds (including none of a kind)."""
     op = data.draw(merge_op(_pool(initial)))
-    budget, groups = lakehouse.merge._ROWS_BUDGET, lakehouse.write.ROW_GROUP_ROWS
+    budget, groups, source = lakehouse.merge._ROWS_BUDGET, lakehouse.write.ROW_GROUP_ROWS, lakehouse.merge._SOURCE_BUDGET
     lakehouse.merge._ROWS_BUDGET = data.draw(st.sampled_from([budget, 0]))  # 0: updated rows computed again
+    # a small source budget: the source is spilled and merged in key-range chunks
+    lakehouse.merge._SOURCE_BUDGET = data.draw(st.sampled_from([source, 64, 256]), label="source_budget")
     lakehouse.write.ROW_GROUP_ROWS = data.draw(st.sampled_from(ROW_GROUPS), label="row_group_rows")
     try:
         t = lh.write_table(f"memory://rowlevel-merge-{uuid.uuid4().hex}", _arrow(initial),
@@ -453,5 +455,6 @@ def test_one_merge_matches_the_model(initial, partitioned, data):
         model, _ = step(t, [_fit(r) for r in initial], op)
     finally:
         lakehouse.merge._ROWS_BUDGET, lakehouse.write.ROW_GROUP_ROWS = budget, groups
+        lakehouse.merge._SOURCE_BUDGET = source
     check_all_readers(t, model)
     check_all_readers(t, [_fit(r) for r in initial], 0)
