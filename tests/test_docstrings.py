@@ -35,7 +35,8 @@ import lakehouse
 # full Args/Returns/examples would take it to ~890 lines; its data-conforming half can move to a module
 # of its own first; its main functions already follow the style).
 CHECKED = {
-    "lakehouse.cli_parse", "lakehouse.rowremoval", "lakehouse.merge", "lakehouse.merge_match", "lakehouse.merge_source", "lakehouse.maintenance",
+    "lakehouse.cli_parse", "lakehouse.rowremoval", "lakehouse.merge", "lakehouse.merge_match",
+    "lakehouse.merge_source", "lakehouse.maintenance",
     "lakehouse.table",
     "lakehouse.table_reads",
     "lakehouse.table_maintenance",

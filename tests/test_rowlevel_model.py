@@ -444,7 +444,8 @@ def test_model_example_duplicate_and_null_keys():
 def test_one_merge_matches_the_model(initial, partitioned, data):
     """One merge on a fresh table: every combination of clause kinds (including none of a kind)."""
     op = data.draw(merge_op(_pool(initial)))
-    budget, groups, source = lakehouse.merge._ROWS_BUDGET, lakehouse.write.ROW_GROUP_ROWS, lakehouse.merge._SOURCE_BUDGET
+    budget, groups = lakehouse.merge._ROWS_BUDGET, lakehouse.write.ROW_GROUP_ROWS
+    source = lakehouse.merge._SOURCE_BUDGET
     lakehouse.merge._ROWS_BUDGET = data.draw(st.sampled_from([budget, 0]))  # 0: updated rows computed again
     # a small source budget: the source is spilled and merged in key-range chunks
     lakehouse.merge._SOURCE_BUDGET = data.draw(st.sampled_from([source, 64, 256]), label="source_budget")
