@@ -36,6 +36,12 @@ __all__ = ["KeyProbe", "join_type", "key_array", "prunable"]
 def join_type(t: pa.DataType) -> pa.DataType:
     """The type keys of a column of type ``t`` are compared in (a dictionary's value type).
 
+    Args:
+        t: a column's type.
+
+    Returns:
+        ``t``, or its value type when it is a dictionary.
+
     Example:
         >>> join_type(pa.dictionary(pa.int8(), pa.string()))
         DataType(string)
@@ -78,6 +84,12 @@ def key_array(col: pa.ChunkedArray, typ: pa.DataType, column: str) -> pa.Chunked
 
 def prunable(typ: pa.DataType) -> bool:
     """Whether min/max statistics and ranges of keys of type ``typ`` prune files (ordered types).
+
+    Args:
+        typ: the key column's type in the target.
+
+    Returns:
+        True for integers, floating point, temporal, decimal, string and binary keys.
 
     Example:
         >>> prunable(pa.int32()), prunable(pa.float64()), prunable(pa.bool_())
@@ -197,6 +209,11 @@ class KeyProbe:
 
         Returns:
             (indexes into ``keys``, source row numbers), both ``int64``, one entry per pair.
+
+        Example:
+            >>> probe = KeyProbe.of(pa.chunked_array([[1.5, 2.5]]), np.array([10, 11]))
+            >>> [x.tolist() for x in probe.match(pa.chunked_array([[None, 2.5, 9.0]]))]
+            [[1], [11]]
         """
         numeric = _numeric(self.typ)
         assert numeric is not None
