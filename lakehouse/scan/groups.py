@@ -35,7 +35,10 @@ from ..dv_read import VectorSet
 from ..errors import VersionNotFoundError
 from .mapping import ColumnMapping
 
-__all__ = ["FileGroups", "RowGroup"]
+__all__ = ["TAKE_GROUPS", "FileGroups", "RowGroup"]
+
+TAKE_GROUPS = 4
+"""Row groups :meth:`FileGroups.take` reads at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +261,17 @@ class FileGroups:
         physical = positions if kept is None else np.flatnonzero(kept)[positions]
         starts = np.array([g.start for g in self.groups], dtype=np.int64)
         holding = np.unique(np.searchsorted(starts, physical, side="right") - 1)
-        groups = [self.groups[i] for i in holding]
-        rows, live = self.read(columns, groups)
-        return rows.take(pa.array(np.searchsorted(live, positions)))
+        order = np.argsort(positions, kind="stable")
+        wanted = positions[order]
+        parts = []
+        # a few groups at a time: what is held at once does not grow with the file
+        for i in range(0, len(holding), TAKE_GROUPS):
+            rows, live = self.read(columns, [self.groups[g] for g in holding[i:i + TAKE_GROUPS]])
+            lo, hi = np.searchsorted(wanted, [live[0], live[-1] + 1]) if len(live) else (0, 0)
+            parts.append(rows.take(pa.array(np.searchsorted(live, wanted[lo:hi]))))
+        if not parts:
+            return self.read(columns, [])[0]
+        taken = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return taken.take(pa.array(back))

@@ -9,6 +9,7 @@ returns for that file.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,8 +91,16 @@ def _encode_schema(schema: pa.Schema) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
 
 
+@functools.lru_cache(maxsize=16)
 def _decode_schema(text: str) -> pa.Schema:
+    # the tasks of one plan share their schema text: decoded once (a pa.Schema is immutable)
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+@functools.lru_cache(maxsize=16)
+def _mapping(text: str) -> ColumnMapping:
+    # keyed by the text: pa.Schema equality ignores metadata, where the column mapping lives
+    return ColumnMapping.of(_decode_schema(text))
 
 
 def build_tasks(files: pa.Table, *, storage: Storage, metadata: Metadata, version: int,
@@ -165,7 +174,7 @@ def read_task(task: FileTask, *, storage_options: Mapping[str, Any] | None = Non
         [2, 3]
     """
     schema, expr, columns = _task_parts(task)
-    mapping = ColumnMapping.of(schema)
+    mapping = _mapping(task.schema)
     plan = scan_plan(logical_schema(schema), columns, expr)
     fragment, vectors = _fragment(task, schema, storage_options)
     fmt, fs = fragment.format, fragment.filesystem
@@ -217,7 +226,7 @@ def task_groups(task: FileTask, *, storage_options: Mapping[str, Any] | None = N
     """
     schema, _, _ = _task_parts(task)
     fragment, vectors = _fragment(task, schema, storage_options)
-    return FileGroups(fragment, mapping=ColumnMapping.of(schema), num_rows=task.num_rows, vectors=vectors,
+    return FileGroups(fragment, mapping=_mapping(task.schema), num_rows=task.num_rows, vectors=vectors,
                       version=task.version)
 
 
