@@ -635,10 +635,9 @@ class _Run:
         finally:
             self.report.close()
 
-    def _scan(self, match: list[FileTask], skeys: pa.Table, seen: dict[str, list[np.ndarray]]
-              ) -> dict[str, pa.Table]:
+    def _scan(self, match: list[FileTask], skeys: pa.Table, probe: KeyProbe | None,
+              seen: dict[str, list[np.ndarray]]) -> dict[str, pa.Table]:
         """The matching pairs of the current chunk, per file path (duplicates refused)."""
-        probe = self.probe(skeys)
         pairs: dict[str, pa.Table] = {}
         # what each file had matched is needed by by-source clauses, and to refuse a target row matched
         # by rows of two chunks
@@ -687,7 +686,12 @@ class _Run:
             if m._matched or m._inserts:
                 # a concurrent append the source could match changes what matched and insert clauses do
                 self.reads.append(prune)
-            pairs = self._scan(match, skeys, seen)
+            probe = self.probe(skeys)
+            if probe is not None:  # files whose key range holds no source key (a sorted-key probe)
+                key = self.m._keys[0][0]
+                match = [task for task, ok in zip(match, probe.covers([_file_bounds(task, key) for task in match]))
+                         if ok]
+            pairs = self._scan(match, skeys, probe, seen)
             self.timings["scan"] += (time.perf_counter() - started) * 1000
             started = time.perf_counter()
             by_path = {t.path: t for t in match}
@@ -737,6 +741,12 @@ class _Run:
 
         return RowChanges(schema=m._out, removed=tuple(out), added=added, num_added=num_added,
                           reads=tuple(self.reads))
+
+
+def _file_bounds(task: FileTask, column: str) -> tuple[Any, Any] | None:
+    """The (min, max) of ``column`` in a planned file's statistics (None: unknown)."""
+    low, high = task.stats.get("min", {}).get(column), task.stats.get("max", {}).get(column)
+    return None if low is None or high is None else (low, high)
 
 
 def _hstack(left: pa.Table, right: pa.Table) -> pa.Table:
