@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +57,7 @@ from .rowlevel import (
     set_values,
     updated_rows,
 )
-from .scan import FileGroups, FileTask, task_groups
+from .scan import FileGroups, FileTask, RowGroup, task_groups
 from .schema import can_widen, to_reader
 from .setexpr import SOURCE, TARGET, Side, Sides, condition, evaluate_checked, join_predicate
 
@@ -68,7 +69,8 @@ __all__ = ["MergeResult", "TableMerger"]
 _POS = "__pos__"
 _ROW = "__row__"
 _LOC = "__loc__"
-_SCAN_THREADS = 4  # files whose key columns are read at once
+_SCAN_THREADS = min(4, max(2, os.cpu_count() or 2))  # files read at once (each thread holds a few row groups)
+_PROBE_GROUPS = 8  # row groups of a file whose keys are matched at once
 _SMALL_KEY_SET = 1000  # prune by the exact key set (not only its range) up to this many distinct keys
 _ROWS_BUDGET = 256 << 20  # bytes of updated rows held from deciding to writing; beyond, computed again
 _SOURCE_BUDGET = 256 << 20  # bytes of source held in memory; a larger source is spilled in key-range chunks
@@ -483,11 +485,28 @@ class _Run:
         residual = self.m._residual
         needed = sorted(referenced_columns(residual)) if residual is not None else []
         t_extra = [c[len(TARGET):] for c in needed if c.startswith(TARGET)]
-        s_extra = [c for c in needed if c.startswith(SOURCE)]
         names = [t for t, _ in self.m._keys]
         files = self.file(task)
-        keep = probe.covers(files.bounds(names[0])) if probe is not None else None
-        rows, live = files.read(list(dict.fromkeys(names + t_extra)) or None, keep=keep)
+        groups = files.select(keep=probe.covers(files.bounds(names[0])) if probe is not None else None)
+        columns = list(dict.fromkeys(names + t_extra)) or None
+        # probed a few row groups at a time, so that what is held does not grow with the file (a join
+        # builds its hash table of the source's keys once per file)
+        step = _PROBE_GROUPS if probe is not None else max(1, len(groups))
+        parts = [self.group_pairs(files, columns, groups[i:i + step], skeys, probe)
+                 for i in range(0, len(groups), step)]
+        if not parts:
+            return pa.table({_POS: pa.array([], pa.int64()), _LOC: pa.array([], pa.int64())})
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def group_pairs(self, files: FileGroups, columns: list[str] | None, groups: list[RowGroup], skeys: pa.Table,
+                    probe: KeyProbe | None) -> pa.Table:
+        """The matching pairs of some row groups of one file."""
+        residual = self.m._residual
+        needed = sorted(referenced_columns(residual)) if residual is not None else []
+        t_extra = [c[len(TARGET):] for c in needed if c.startswith(TARGET)]
+        s_extra = [c for c in needed if c.startswith(SOURCE)]
+        names = [t for t, _ in self.m._keys]
+        rows, live = files.read(columns, groups)
         cols = [key_array(rows.column(t), self.m._schema.field(t).type, t) for t in names]
         cols += [rows.column(c) for c in t_extra if c not in names]
         out_names = [TARGET + t for t in names] + [TARGET + c for c in t_extra if c not in names]
