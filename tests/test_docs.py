@@ -56,7 +56,7 @@ PAGES = {
     "howto-storage.md": ["True 3", "True 0 0 0"],
     "howto-upserts.md": ["[{'id': 2, 'name': 'x', 'value': 21}, {'id': 3, 'name': 'c', 'value': 300}]", "0 1",
                          "1 1 1", "[1, 2, 4, 5, 6]", "DuplicateMatchError {'id': 1} 2", "[1, 2, 4, 5] 1",
-                         "['merge', 'merge', 'upsert']", "4"],
+                         "['merge', 'merge', 'upsert']", "4", "1000 1000 2000"],
     "inspect.md": ["[{'version': 1, 'operation': 'append', 'rows_added': 1}, "
                    "{'version': 0, 'operation': 'write', 'rows_added': 3}]"],
     "api.md": [],
