@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from ..deletion_vector import DeletionVector
 from ..dv_read import VectorSet
@@ -39,6 +40,8 @@ __all__ = ["TAKE_GROUPS", "FileGroups", "RowGroup"]
 
 TAKE_GROUPS = 4
 """Row groups :meth:`FileGroups.take` reads at once."""
+
+_NO_PREBUFFER = ds.ParquetFragmentScanOptions(pre_buffer=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +228,7 @@ class FileGroups:
                                        self.fragment.filesystem)
         cols = None if columns is None else self.mapping.physical_columns(list(columns))
         try:
-            rows = dataset.to_table(columns=cols, use_threads=False)
+            rows = dataset.to_table(columns=cols, use_threads=False, fragment_scan_options=self._options())
         except FileNotFoundError as exc:
             raise VersionNotFoundError(f"a data file of version {self._version} is gone (removed by vacuum, or "
                                        f"lost): {exc}", version=self._version) from None
@@ -236,6 +239,14 @@ class FileGroups:
         live = kept[physical]
         before = np.cumsum(kept, dtype=np.int64) - 1  # the live number of each physical row that is kept
         return rows.filter(pa.array(live)), before[physical[live]]
+
+    def _options(self) -> ds.ParquetFragmentScanOptions | None:
+        """On local disk, no pre-buffering: coalescing a few row groups' column chunks into large
+        reads saves requests on object stores, but on local disk it only holds memory (outside
+        Arrow's pool) that grows with the row groups read."""
+        if isinstance(self.fragment.filesystem, pafs.LocalFileSystem):
+            return _NO_PREBUFFER
+        return None
 
     def take(self, positions: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
         """The live rows at ``positions`` (among the file's live rows), in that order; reads only the
