@@ -44,7 +44,7 @@ from .arguments import check_choice, check_names, check_str
 from .errors import CommitConflictError, DuplicateMatchError, InvalidArgumentError
 from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike
-from .merge_match import KeyProbe, key_array, prunable
+from .merge_match import KeyProbe, SortedKeys, key_array, prunable
 from .merge_source import MergeSource
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .rowlevel import (
@@ -446,12 +446,14 @@ class _Run:
             keys = keys.filter(pc.is_valid(keys.column(name)))
         return keys
 
-    def probe(self, skeys: pa.Table) -> KeyProbe | None:
-        """The sorted-key probe of a single-column key that numpy orders (None: join instead)."""
+    def probe(self, skeys: pa.Table) -> KeyProbe | SortedKeys | None:
+        """The sorted-key probe of a single-column key: a :class:`KeyProbe` (matches and ranges) when
+        numpy orders it, else :class:`SortedKeys` (ranges only: matches by join) or None."""
         if len(self.m._keys) != 1:
             return None
         _, s = self.m._keys[0]
-        return KeyProbe.of(skeys.column(SOURCE + s), skeys.column(_LOC).to_numpy())
+        keys = skeys.column(SOURCE + s)
+        return KeyProbe.of(keys, skeys.column(_LOC).to_numpy()) or SortedKeys.of(keys)
 
     # -- finding matches ---------------------------------------------------------------------------
     def key_prune(self, keys: pa.Table) -> pc.Expression | None:
@@ -479,7 +481,7 @@ class _Run:
             out = self.files[task.path] = task_groups(task)
         return out
 
-    def pairs(self, task: FileTask, skeys: pa.Table, probe: KeyProbe | None) -> pa.Table:
+    def pairs(self, task: FileTask, skeys: pa.Table, probe: KeyProbe | SortedKeys | None) -> pa.Table:
         """The (target live position, chunk row index) pairs of one file that match, reading the key
         columns of only the row groups whose min/max may hold a source key."""
         residual = self.m._residual
@@ -491,7 +493,7 @@ class _Run:
         columns = list(dict.fromkeys(names + t_extra)) or None
         # probed a few row groups at a time, so that what is held does not grow with the file (a join
         # builds its hash table of the source's keys once per file)
-        step = _PROBE_GROUPS if probe is not None else max(1, len(groups))
+        step = _PROBE_GROUPS if isinstance(probe, KeyProbe) else max(1, len(groups))
         parts = [self.group_pairs(files, columns, groups[i:i + step], skeys, probe)
                  for i in range(0, len(groups), step)]
         if not parts:
@@ -499,7 +501,7 @@ class _Run:
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
     def group_pairs(self, files: FileGroups, columns: list[str] | None, groups: list[RowGroup], skeys: pa.Table,
-                    probe: KeyProbe | None) -> pa.Table:
+                    probe: KeyProbe | SortedKeys | None) -> pa.Table:
         """The matching pairs of some row groups of one file."""
         residual = self.m._residual
         needed = sorted(referenced_columns(residual)) if residual is not None else []
@@ -511,7 +513,7 @@ class _Run:
         cols += [rows.column(c) for c in t_extra if c not in names]
         out_names = [TARGET + t for t in names] + [TARGET + c for c in t_extra if c not in names]
         tkeys = pa.Table.from_arrays([*cols, pa.array(live)], names=[*out_names, _POS])
-        if probe is not None:
+        if isinstance(probe, KeyProbe):
             which, local = probe.match(tkeys.column(0))
             joined = tkeys.take(pa.array(which)).append_column(_LOC, pa.array(local))
         else:
@@ -654,7 +656,7 @@ class _Run:
         finally:
             self.report.close()
 
-    def _scan(self, match: list[FileTask], skeys: pa.Table, probe: KeyProbe | None,
+    def _scan(self, match: list[FileTask], skeys: pa.Table, probe: KeyProbe | SortedKeys | None,
               seen: dict[str, list[np.ndarray]]) -> dict[str, pa.Table]:
         """The matching pairs of the current chunk, per file path (duplicates refused)."""
         pairs: dict[str, pa.Table] = {}

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from .errors import SchemaMismatchError
 
-__all__ = ["KeyProbe", "join_type", "key_array", "prunable"]
+__all__ = ["KeyProbe", "SortedKeys", "join_type", "key_array", "prunable"]
 
 
 def join_type(t: pa.DataType) -> pa.DataType:
@@ -236,3 +236,85 @@ class KeyProbe:
         if index is not None:
             which = index[which]
         return which.astype(np.int64), sources.astype(np.int64)
+
+
+class SortedKeys:
+    """The distinct keys of a merge source (one column of strings, binary or decimals: those numpy
+    does not order), sorted once, to tell which (min, max) ranges of the target may hold one.
+
+    Matching itself stays a hash join; this only skips files and row groups. Strings compare by
+    code point, which is the byte order of their UTF-8 (the order of Parquet's statistics).
+
+    Args:
+        keys: the distinct keys, sorted (a pyarrow array without nulls).
+
+    Example:
+        >>> keys = SortedKeys.of(pa.chunked_array([["pear", "apple", "fig"]]))
+        >>> keys.covers([("a", "b"), ("b", "e"), ("g", "z"), None])
+        [True, False, True, True]
+    """
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: pa.Array) -> None:
+        self.keys = keys
+
+    @classmethod
+    def of(cls, keys: pa.ChunkedArray) -> SortedKeys | None:
+        """The sorted distinct ``keys`` (no nulls, already :func:`key_array`), or None when their type
+        is not one this orders (string, binary, decimal).
+
+        Args:
+            keys: the source's keys in the target's type, nulls dropped.
+
+        Returns:
+            The sorted keys, or None.
+
+        Example:
+            >>> SortedKeys.of(pa.chunked_array([[1]])) is None
+            True
+        """
+        typ = keys.type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_binary(typ)
+                or pa.types.is_large_binary(typ) or pa.types.is_decimal(typ)):
+            return None
+        distinct = pc.unique(keys)
+        if isinstance(distinct, pa.ChunkedArray):
+            distinct = distinct.combine_chunks()
+        return cls(distinct.take(pc.sort_indices(distinct)))
+
+    def _first_at_least(self, value: Any) -> int:
+        """The index of the first key >= ``value`` (binary search over the Arrow array)."""
+        lo, hi = 0, len(self.keys)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.keys[mid].as_py() < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def covers(self, bounds: Sequence[tuple[Any, Any] | None]) -> list[bool]:
+        """Per (min, max) range (None: unknown): may a source key lie in it.
+
+        Args:
+            bounds: one (min, max) per range, as Python values of the key's type, or None.
+
+        Returns:
+            One verdict per range; True where unknown or where the bounds do not compare with the keys.
+
+        Example:
+            >>> SortedKeys.of(pa.chunked_array([[b"k"]])).covers([(b"a", b"j"), (b"j", b"l")])
+            [False, True]
+        """
+        out = []
+        for b in bounds:
+            if b is None or b[0] is None or b[1] is None:
+                out.append(True)
+                continue
+            try:
+                first = self._first_at_least(b[0])
+                out.append(first < len(self.keys) and self.keys[first].as_py() <= b[1])
+            except TypeError:  # e.g. statistics of another type than the keys'
+                out.append(True)
+        return out
