@@ -53,16 +53,24 @@ class TableDataset(ds.FileSystemDataset):
         out._lh_filter = self._lh_filter
         if self._lh_vectors:
             out._lh_vectors = self._lh_vectors.subset(f.path for f in fragments) or None
-        return out
+        return out._native()
 
-    def filter(self, expression: pc.Expression) -> TableDataset:
+    def filter(self, expression: pc.Expression) -> TableDataset | LiveDataset:
         """As :meth:`pyarrow.dataset.Dataset.filter`: a dataset whose scans also apply ``expression``.
+
+        pyarrow's C++ (``Scanner.from_dataset``, ``write_dataset``, Acero joins) scans a dataset
+        without calling its Python methods, so the filter is also given to pyarrow itself. A filter
+        with a term on a floating-point column cannot be: pyarrow would decide it by Parquet
+        statistics, which leave NaN out (a row group whose min and max are 1.5 is dropped for
+        ``f != 1.5`` although its NaN rows match). Such a dataset is filtered now, its matching rows
+        held in memory (a :class:`LiveDataset` with no plain files).
 
         Args:
             expression: a filter over the dataset's (physical) columns.
 
         Returns:
-            A new :class:`TableDataset` over the same fragments.
+            A new :class:`TableDataset` over the same fragments, or a :class:`LiveDataset` of the
+            matching rows when ``expression`` has a floating-point term.
 
         Example:
             >>> import lakehouse as lh, pyarrow as pa
@@ -71,8 +79,22 @@ class TableDataset(ds.FileSystemDataset):
             >>> dataset.filter(pc.field("f") > 1).count_rows()
             1
         """
+        combined = expression if self._lh_filter is None else self._lh_filter & expression
+        if scan_plan(self.schema, None, exact_integer_literals(combined, self.schema)).residual is not None:
+            return _live(self._sub([]), self.to_table(filter=expression))
         out = self._sub(list(self.get_fragments()))
-        out._lh_filter = expression if self._lh_filter is None else self._lh_filter & expression
+        out._lh_filter = combined
+        return out._native()
+
+    def _native(self) -> TableDataset:
+        """This dataset with its filter also in pyarrow's own scan options (for its C++ scans); not
+        when it has deletion vectors: their files are read unfiltered, positions counted from the
+        file's start (such a dataset is never handed to pyarrow's C++: see :class:`LiveDataset`)."""
+        if self._lh_filter is None or self._lh_vectors:
+            return self
+        out = ds.FileSystemDataset.filter(self, exact_integer_literals(self._lh_filter, self.schema))
+        assert isinstance(out, TableDataset)
+        out._lh_filter, out._lh_vectors = self._lh_filter, self._lh_vectors
         return out
 
     def count_rows(self, filter: pc.Expression | None = None, **kwargs: Any) -> int:
@@ -248,8 +270,11 @@ class LiveDataset(ds.UnionDataset):
             >>> d.filter(pc.field("a") > 1).count_rows()
             2
         """
-        return _live(self._lh_plain.filter(expression),
-                     self._lh_live.filter(exact_integer_literals(expression, self.schema)))
+        plain = self._lh_plain.filter(expression)
+        live = self._lh_live.filter(exact_integer_literals(expression, self.schema))
+        if isinstance(plain, LiveDataset):  # a floating-point term: the plain files were filtered now
+            return _live(plain._lh_plain, pa.concat_tables([plain._lh_live, live]))
+        return _live(plain, live)
 
     def count_rows(self, filter: pc.Expression | None = None, **kwargs: Any) -> int:
         """As :meth:`pyarrow.dataset.Dataset.count_rows`: the live rows where ``filter`` holds.
@@ -306,8 +331,14 @@ class LiveDataset(ds.UnionDataset):
 
 
 def _live(plain: TableDataset, live: pa.Table) -> LiveDataset:
-    """The union of ``plain`` and the rows ``live`` (also unpickles a :class:`LiveDataset`)."""
+    """The union of ``plain`` and the rows ``live`` (also unpickles a :class:`LiveDataset`).
+
+    pyarrow's C++ scans a union's children without their own scan options, so the plain files'
+    filter (if any; ``live`` is filtered already) is also the union's."""
     out = LiveDataset(plain.schema, [plain, ds.InMemoryDataset(live, schema=plain.schema)])
+    if plain._lh_filter is not None and not plain._lh_vectors:
+        out = ds.UnionDataset.filter(out, exact_integer_literals(plain._lh_filter, plain.schema))
+        assert isinstance(out, LiveDataset)
     out._lh_plain = plain
     out._lh_live = live
     return out
@@ -351,7 +382,7 @@ def _unpickle(args: tuple[Any, ...], filter: pc.Expression | None,
     out = TableDataset(*args)
     out._lh_filter = filter
     out._lh_vectors = vectors
-    return out
+    return out._native()
 
 
 def table_dataset(fragments: Iterable[ds.Fragment], *, schema: pa.Schema, format: ds.FileFormat,
