@@ -308,12 +308,17 @@ def _dedupe(case: Case, source: list[Row]) -> list[Row]:
 
 
 def _variant_types(case: Case, data: st.DataObject) -> dict[str, pa.DataType]:
-    """Sometimes the source's key in another representation the target's type accepts."""
-    other = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary()}
+    """Sometimes the source's key in another type the target's holds every pool value of exactly."""
+    other = {pa.string(): pa.large_string(), pa.binary(): pa.large_binary(), pa.int8(): pa.int64(),
+             pa.uint32(): pa.int64(), pa.int64(): pa.decimal128(20, 0), pa.float64(): pa.float32(),
+             pa.date32(): pa.date64(), pa.timestamp("us"): pa.timestamp("ns"),
+             pa.timestamp("us", "UTC"): pa.timestamp("ms", "UTC"), pa.duration("us"): pa.duration("ns"),
+             pa.time64("us"): pa.time64("ns"), pa.decimal128(12, 2): pa.decimal128(20, 4)}
     types = {}
     for k, typ in case.keys:
         if typ in other and data.draw(st.booleans(), label=f"large {k}"):
             types[k] = other[typ]
+            event(f"source key {k} as {other[typ]}")
     return types
 
 
