@@ -44,7 +44,7 @@ from .arguments import check_choice, check_names, check_str
 from .errors import CommitConflictError, DuplicateMatchError, InvalidArgumentError
 from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike
-from .merge_match import KeyProbe, SortedKeys, key_array, prunable
+from .merge_match import KeyProbe, SortedKeys, key_array, key_range, prunable
 from .merge_source import MergeSource
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .rowlevel import (
@@ -465,8 +465,8 @@ class _Run:
             col = keys.column(SOURCE + s)
             if col.num_chunks == 0 or len(col) == 0:
                 return pc.scalar(False)
-            bounds = pc.min_max(col)
-            term = (pc.field(t) >= bounds["min"]) & (pc.field(t) <= bounds["max"])
+            low, high = key_range(col)
+            term = (pc.field(t) >= low) & (pc.field(t) <= high)
             if len(self.m._keys) == 1 and len(col) <= _SMALL_KEY_SET * 64:
                 distinct = pc.unique(col)
                 if len(distinct) <= _SMALL_KEY_SET:
@@ -657,7 +657,7 @@ class _Run:
             self.report.close()
 
     def _scan(self, match: list[FileTask], skeys: pa.Table, probe: KeyProbe | SortedKeys | None,
-              seen: dict[str, list[np.ndarray]]) -> dict[str, pa.Table]:
+              seen: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         """The matching pairs of the current chunk, per file path (duplicates refused)."""
         pairs: dict[str, pa.Table] = {}
         # what each file had matched is needed by by-source clauses, and to refuse a target row matched
@@ -670,11 +670,15 @@ class _Run:
                     self.check_duplicates(task, p)
                     if track:
                         positions = np.unique(p.column(_POS).to_numpy())
-                        if self.m._matched and seen.get(task.path):  # matched again by another chunk's rows
-                            again = np.intersect1d(np.concatenate(seen[task.path]), positions)
-                            if len(again):
+                        before = seen.get(task.path)
+                        if before is None:
+                            seen[task.path] = positions
+                        else:  # sorted, so that a chunk costs its own positions, not all before it
+                            at = np.minimum(np.searchsorted(before, positions), len(before) - 1)
+                            again = positions[before[at] == positions]
+                            if self.m._matched and len(again):  # matched again by another chunk's rows
                                 raise self.duplicate(task, int(again[0]), 2)
-                        seen.setdefault(task.path, []).append(positions)
+                            seen[task.path] = np.sort(np.concatenate([before, positions]), kind="stable")
                     pairs[task.path] = p
                 self.report(ProgressEvent(self.m._operation, "scan", i + 1, len(match), "files"))
         return pairs
@@ -683,7 +687,7 @@ class _Run:
         m = self.m
         removed: dict[str, list[np.ndarray]] = {}
         tasks: dict[str, FileTask] = {}
-        seen: dict[str, list[np.ndarray]] = {}  # per file: live positions matched, over all chunks
+        seen: dict[str, np.ndarray] = {}  # per file: live positions matched over all chunks, sorted
         self.reads: list[pc.Expression | None] = []
         held: list[pa.Table] = []
         later: list[tuple[str, int, Any, Any]] = []
@@ -734,7 +738,7 @@ class _Run:
             by_source, prune_by = self.by_source_files()
             self.reads.append(prune_by)  # by-source clauses read through their own filters
             for path, task in sorted(by_source.items()):
-                matched = np.concatenate(seen[path]) if seen.get(path) else np.empty(0, np.int64)
+                matched = seen.get(path, np.empty(0, np.int64))
                 tasks[path] = task
                 gone, rows = self.by_source_changes(task, matched)
                 removed.setdefault(path, []).extend(gone)

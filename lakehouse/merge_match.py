@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from .errors import SchemaMismatchError
 
-__all__ = ["KeyProbe", "SortedKeys", "join_type", "key_array", "prunable"]
+__all__ = ["KeyProbe", "SortedKeys", "join_type", "key_array", "key_range", "prunable"]
 
 
 def join_type(t: pa.DataType) -> pa.DataType:
@@ -99,6 +99,29 @@ def prunable(typ: pa.DataType) -> bool:
     return (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_temporal(typ)
             or pa.types.is_decimal(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)
             or pa.types.is_binary(typ) or pa.types.is_large_binary(typ))
+
+
+def key_range(keys: pa.ChunkedArray) -> tuple[pa.Scalar, pa.Scalar]:
+    """The lowest and highest non-null key (durations, which have no ``min_max`` kernel, through
+    their integers).
+
+    Args:
+        keys: keys of a :func:`prunable` type.
+
+    Returns:
+        (min, max) as scalars of the keys' type (null scalars when there is no key).
+
+    Example:
+        >>> import datetime as dt
+        >>> low, high = key_range(pa.chunked_array([[dt.timedelta(3), None, dt.timedelta(-1)]]))
+        >>> low.as_py(), high.as_py()
+        (datetime.timedelta(days=-1), datetime.timedelta(days=3))
+    """
+    if pa.types.is_duration(keys.type):
+        bounds = pc.min_max(keys.cast(pa.int64()))
+        return bounds["min"].cast(keys.type), bounds["max"].cast(keys.type)
+    bounds = pc.min_max(keys)
+    return bounds["min"], bounds["max"]
 
 
 def _numeric(typ: pa.DataType) -> pa.DataType | None:

@@ -11,8 +11,9 @@ in arrival order (an ``int64`` column, ``__row__`` by default). What it holds:
   never the table's filesystem), **range-partitioned on the key column**. The boundaries are
   quantiles of the keys of the first ``budget`` bytes read (the sample), and a key equal to a
   boundary gets a partition of its own (a frequent value is kept apart from its neighbours); a
-  partition that still comes out larger than the budget is partitioned again from its own sample,
-  and adjacent small partitions are grouped, so a chunk holds about ``budget`` bytes. A chunk larger than the budget
+  partition that still comes out larger than the budget is partitioned again on boundaries from
+  every n-th of its keys (so keys arriving sorted are split evenly too), and adjacent small
+  partitions are grouped, so a chunk holds about ``budget`` bytes. A chunk larger than the budget
   remains only when it holds one key value (skew): it is correct, only larger. Keys are compared in
   their own type (integers, floats, temporal types, strings, binary, decimals; a dictionary by its
   values). Holding at most about ``budget`` bytes of source at a time (plus one batch), nothing is
@@ -409,13 +410,18 @@ def _take_sample(batches: Iterator[pa.RecordBatch], budget: int) -> tuple[list[p
 
 
 def _spill(folder: str, schema: pa.Schema, key: str | None, sample: list[pa.RecordBatch],
-           rest: Iterator[pa.RecordBatch], budget: int, parts: int) -> list[_Part | None]:
-    """Partition ``sample`` then ``rest`` into spill files (the sample's batches let go once written)."""
+           rest: Iterator[pa.RecordBatch], budget: int, parts: int,
+           keys: pa.Array | None = None) -> list[_Part | None]:
+    """Partition ``sample`` then ``rest`` into spill files (the sample's batches let go once written),
+    on boundaries drawn from ``keys`` (default: the sample's keys)."""
     bounds = None
     if key is not None:
         key_type = _comparable_type(schema.field(key).type)
-        keys = [_comparable(b.column(key), key_type) for b in sample]
-        bounds = _boundaries(pa.concat_arrays(keys) if keys else pa.array([], key_type), parts)
+        if keys is None:
+            picked = [_comparable(b.column(key), key_type) for b in sample]
+            keys = pa.concat_arrays(picked) if picked else pa.array([], key_type)
+            del picked
+        bounds = _boundaries(keys, parts)
         del keys
     spiller = _Spiller(folder, schema, key, bounds, budget)
     try:
@@ -431,13 +437,21 @@ def _spill(folder: str, schema: pa.Schema, key: str | None, sample: list[pa.Reco
 
 def _split_large(folder: str, schema: pa.Schema, key: str, part: _Part, budget: int,
                  depth: int) -> list[_Part]:
-    """``part`` partitioned again (from its own sample) while larger than the budget and splittable."""
+    """``part`` partitioned again (from a sample of all its keys) while larger than the budget and splittable."""
     if part.nbytes <= budget or depth >= _MAX_DEPTH or pc.equal(part.low, part.high).as_py():
         return [part]
+    # boundaries from every n-th key of the whole partition, not from its first ``budget`` bytes: a
+    # partition's rows arrive in key order when the source's do (sequential ids), and the first bytes
+    # would then cover only its lowest keys, peeling one sample's worth per level
+    step = max(1, math.ceil(part.nbytes / budget))
+    key_type = _comparable_type(schema.field(key).type)
+    picked = [_comparable(b.column(key), key_type)[::step]
+              for b in _read_batches(part.path, schema, (b.index for b in part.batches))]
+    keys = pa.concat_arrays(picked) if picked else pa.array([], key_type)
+    del picked
     batches = _read_batches(part.path, schema, (b.index for b in part.batches))
-    sample, _ = _take_sample(batches, budget)
     parts = min(_MAX_PARTS, max(2, 2 * math.ceil(part.nbytes / budget)))
-    new = [p for p in _spill(folder, schema, key, sample, batches, budget, parts)[:-1] if p is not None]
+    new = [p for p in _spill(folder, schema, key, [], batches, budget, parts, keys)[:-1] if p is not None]
     os.remove(part.path)
     if len(new) < 2:  # nothing split (the sample had one key value): keep it as it is
         return new
