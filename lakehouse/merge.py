@@ -44,7 +44,7 @@ from .arguments import check_choice, check_names, check_str
 from .errors import CommitConflictError, DuplicateMatchError, InvalidArgumentError
 from .expr.bridge import referenced_columns
 from .expr.dnf import FilterLike
-from .merge_match import KeyProbe, SortedKeys, key_array, key_range, prunable
+from .merge_match import KeyProbe, SortedKeys, changed_rows, file_bounds, key_array, key_range, prunable
 from .merge_source import MergeSource
 from .progress import ProgressEvent, ProgressLike, progress_callback
 from .rowlevel import (
@@ -588,7 +588,7 @@ class _Run:
                 continue
             rows = updated_rows(target.take(idx), clause.values or {}, self.m._out, on=joined.take(idx))
             if clause.skip_unchanged:
-                changed = _changed(fit_rows(target.take(idx), self.m._out), rows)
+                changed = changed_rows(fit_rows(target.take(idx), self.m._out), rows)
                 rows = rows.filter(pa.array(changed))
                 mask[mask] = changed
             removed.append(positions[mask])
@@ -714,7 +714,7 @@ class _Run:
             probe = self.probe(skeys)
             if probe is not None:  # files whose key range holds no source key (a sorted-key probe)
                 key = self.m._keys[0][0]
-                match = [task for task, ok in zip(match, probe.covers([_file_bounds(task, key) for task in match]))
+                match = [task for task, ok in zip(match, probe.covers([file_bounds(task.stats, key) for task in match]))
                          if ok]
             pairs = self._scan(match, skeys, probe, seen)
             self.timings["scan"] += (time.perf_counter() - started) * 1000
@@ -768,39 +768,8 @@ class _Run:
                           reads=tuple(self.reads))
 
 
-def _file_bounds(task: FileTask, column: str) -> tuple[Any, Any] | None:
-    """The (min, max) of ``column`` in a planned file's statistics (None: unknown)."""
-    low, high = task.stats.get("min", {}).get(column), task.stats.get("max", {}).get(column)
-    return None if low is None or high is None else (low, high)
-
-
 def _hstack(left: pa.Table, right: pa.Table) -> pa.Table:
     return pa.Table.from_arrays([*left.columns, *right.columns], names=[*left.column_names, *right.column_names])
-
-
-def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
-    """Per row: are ``a`` and ``b`` equal, nulls equal to nulls (and NaN to NaN)."""
-    try:
-        both_null = pc.and_(pc.is_null(a), pc.is_null(b))
-        if pa.types.is_floating(a.type):
-            # compared bit for bit: pc.equal calls -0.0 and 0.0 equal, and an upsert must still write 0.0
-            va, vb = (np.asarray(pc.fill_null(x, 0).to_numpy(zero_copy_only=False)) for x in (a, b))
-            unsigned = np.dtype(f"u{va.dtype.itemsize}")
-            valid = np.asarray(pc.and_(pc.is_valid(a), pc.is_valid(b)).to_numpy(zero_copy_only=False), dtype=bool)
-            bits = (va.view(unsigned) == vb.view(unsigned)) | (np.isnan(va) & np.isnan(vb))
-            return (valid & bits) | np.asarray(both_null.to_numpy(zero_copy_only=False), dtype=bool)
-        out = pc.or_(pc.fill_null(pc.equal(a, b), False), both_null)
-        return np.asarray(out.to_numpy(zero_copy_only=False), dtype=bool)
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        return np.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist())], dtype=bool)
-
-
-def _changed(old: pa.Table, new: pa.Table) -> np.ndarray:
-    """Per row: does ``new`` differ from ``old`` in some column."""
-    same = np.ones(old.num_rows, dtype=bool)
-    for name in old.column_names:
-        same &= _same(old.column(name), new.column(name))
-    return ~same
 
 
 def upsert(table: RowTarget, source: Any, on: str | Sequence[str], *, schema_mode: SchemaMode = "strict",

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from .errors import SchemaMismatchError
 
-__all__ = ["KeyProbe", "SortedKeys", "join_type", "key_array", "key_range", "prunable"]
+__all__ = ["KeyProbe", "SortedKeys", "changed_rows", "file_bounds", "join_type", "key_array", "key_range", "prunable"]
 
 
 def join_type(t: pa.DataType) -> pa.DataType:
@@ -341,3 +341,59 @@ class SortedKeys:
             except TypeError:  # e.g. statistics of another type than the keys'
                 out.append(True)
         return out
+
+
+def file_bounds(stats: dict[str, dict[str, Any]], column: str) -> tuple[Any, Any] | None:
+    """The (min, max) of ``column`` in a planned file's statistics (``FileTask.stats``); None: unknown.
+
+    Args:
+        stats: ``{"min": {column: value}, "max": {...}, ...}``.
+        column: the column.
+
+    Returns:
+        (min, max), or None when either is missing.
+
+    Example:
+        >>> file_bounds({"min": {"a": 1}, "max": {"a": 9}}, "a"), file_bounds({"min": {}}, "a")
+        ((1, 9), None)
+    """
+    low, high = stats.get("min", {}).get(column), stats.get("max", {}).get(column)
+    return None if low is None or high is None else (low, high)
+
+
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Per row: are ``a`` and ``b`` equal, nulls equal to nulls (and NaN to NaN)."""
+    try:
+        both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+        if pa.types.is_floating(a.type):
+            # compared bit for bit: pc.equal calls -0.0 and 0.0 equal, and an upsert must still write 0.0
+            va, vb = (np.asarray(pc.fill_null(x, 0).to_numpy(zero_copy_only=False)) for x in (a, b))
+            unsigned = np.dtype(f"u{va.dtype.itemsize}")
+            valid = np.asarray(pc.and_(pc.is_valid(a), pc.is_valid(b)).to_numpy(zero_copy_only=False), dtype=bool)
+            bits = (va.view(unsigned) == vb.view(unsigned)) | (np.isnan(va) & np.isnan(vb))
+            return (valid & bits) | np.asarray(both_null.to_numpy(zero_copy_only=False), dtype=bool)
+        out = pc.or_(pc.fill_null(pc.equal(a, b), False), both_null)
+        return np.asarray(out.to_numpy(zero_copy_only=False), dtype=bool)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return np.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist())], dtype=bool)
+
+
+def changed_rows(old: pa.Table, new: pa.Table) -> np.ndarray:
+    """Per row: does ``new`` differ from ``old`` in some column (nulls equal nulls, NaN equals NaN,
+    floats compared bit for bit so that -0.0 -> 0.0 is a change).
+
+    Args:
+        old: rows before (the same columns as ``new``).
+        new: the same rows after.
+
+    Returns:
+        A boolean mask, one entry per row.
+
+    Example:
+        >>> changed_rows(pa.table({"a": [1, None, -0.0]}), pa.table({"a": [1, None, 0.0]})).tolist()
+        [False, False, True]
+    """
+    same = np.ones(old.num_rows, dtype=bool)
+    for name in old.column_names:
+        same &= _same(old.column(name), new.column(name))
+    return ~same

@@ -14,10 +14,8 @@ in arrival order (an ``int64`` column, ``__row__`` by default). What it holds:
   partition that still comes out larger than the budget is partitioned again on boundaries from
   every n-th of its keys (so keys arriving sorted are split evenly too), and adjacent small
   partitions are grouped, so a chunk holds about ``budget`` bytes. A chunk larger than the budget
-  remains only when it holds one key value (skew): it is correct, only larger. Keys are compared in
-  their own type (integers, floats, temporal types, strings, binary, decimals; a dictionary by its
-  values). Holding at most about ``budget`` bytes of source at a time (plus one batch), nothing is
-  ever read whole.
+  remains only when it holds one key value (skew). Keys are compared in their own type (a
+  dictionary by its values). At most about ``budget`` bytes of source are held at a time.
 
 Where rows go, so a merge can rely on it:
 
@@ -28,10 +26,8 @@ Where rows go, so a merge can rely on it:
   the key-range chunks, with ``chunk_bounds`` ``(None, None)``; when nothing was spilled they are in
   the one chunk, whose bounds cover its other keys. With ``key=None`` chunks are arrival-order
   slices.
-- Within a chunk rows are in arrival order (row numbers ascending).
-- Columns keep their types, except view types (``string_view``, ``binary_view``, list views, as
-  Polars and DuckDB hand strings over), which become their large forms: pyarrow cannot yet take
-  or filter views.
+- Within a chunk rows are in arrival order (row numbers ascending). Columns keep their types, but
+  view types (``string_view``, ``binary_view``, list views: Polars, DuckDB) become their large forms.
 
 Example:
     >>> import pyarrow as pa
