@@ -414,9 +414,7 @@ def _spill(folder: str, schema: pa.Schema, key: str | None, sample: list[pa.Reco
     if key is not None:
         key_type = _comparable_type(schema.field(key).type)
         if keys is None:
-            picked = [_comparable(b.column(key), key_type) for b in sample]
-            keys = pa.concat_arrays(picked) if picked else pa.array([], key_type)
-            del picked
+            keys = pa.concat_arrays([_comparable(b.column(key), key_type) for b in sample] or [pa.array([], key_type)])
         bounds = _boundaries(keys, parts)
         del keys
     spiller = _Spiller(folder, schema, key, bounds, budget)
@@ -436,15 +434,11 @@ def _split_large(folder: str, schema: pa.Schema, key: str, part: _Part, budget: 
     """``part`` partitioned again (from a sample of all its keys) while larger than the budget and splittable."""
     if part.nbytes <= budget or depth >= _MAX_DEPTH or pc.equal(part.low, part.high).as_py():
         return [part]
-    # boundaries from every n-th key of the whole partition, not from its first ``budget`` bytes: a
-    # partition's rows arrive in key order when the source's do (sequential ids), and the first bytes
-    # would then cover only its lowest keys, peeling one sample's worth per level
-    step = max(1, math.ceil(part.nbytes / budget))
-    key_type = _comparable_type(schema.field(key).type)
-    picked = [_comparable(b.column(key), key_type)[::step]
-              for b in _read_batches(part.path, schema, (b.index for b in part.batches))]
-    keys = pa.concat_arrays(picked) if picked else pa.array([], key_type)
-    del picked
+    # boundaries from every n-th key of it all, not its first bytes: when keys arrive sorted (sequential
+    # ids) those hold only its lowest keys, and each level peeled off one sample's worth
+    step, key_type = max(1, math.ceil(part.nbytes / budget)), _comparable_type(schema.field(key).type)
+    keys = pa.concat_arrays([_comparable(b.column(key), key_type)[::step] for b in _read_batches(
+        part.path, schema, (b.index for b in part.batches))] or [pa.array([], key_type)])
     batches = _read_batches(part.path, schema, (b.index for b in part.batches))
     parts = min(_MAX_PARTS, max(2, 2 * math.ceil(part.nbytes / budget)))
     new = [p for p in _spill(folder, schema, key, [], batches, budget, parts, keys)[:-1] if p is not None]

@@ -316,7 +316,7 @@ def _variant_types(case: Case, data: st.DataObject) -> dict[str, pa.DataType]:
              pa.time64("us"): pa.time64("ns"), pa.decimal128(12, 2): pa.decimal128(20, 4)}
     types = {}
     for k, typ in case.keys:
-        if typ in other and data.draw(st.booleans(), label=f"large {k}"):
+        if typ in other and data.draw(st.booleans(), label=f"source type of {k}"):
             types[k] = other[typ]
             event(f"source key {k} as {other[typ]}")
     return types
@@ -347,6 +347,9 @@ def _restore(saved: dict[tuple[Any, str], Any]) -> None:
 @PROFILE
 @given(data=st.data())
 def test_merge_matches_the_model(key_type, data):
+    """One merge (or upsert) on a fresh table of 1-2 files (some rows deleted by vectors first), every
+    clause kind, join form, source form and budget drawn: the rows after, the rows at the version
+    before and the counts are SQL MERGE's; a duplicate match raises and writes nothing."""
     case = _case(key_type)
     names = case.schema.names
     target_rows = data.draw(_rows_strategy(case, 12), label="target")
