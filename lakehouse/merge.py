@@ -147,9 +147,10 @@ class TableMerger:
         raw = source if isinstance(source, pa.Table) else to_reader(source)
         self._sides = Sides.of(target=self._schema, source=raw.schema, target_alias=target_alias,
                                source_alias=source_alias)
-        self._join(on, predicate)  # names checked before the source is read
+        keys, _ = self._join(on, predicate)  # names checked before the source is read
         # read once, streaming: held in memory when it fits the budget, else spilled in key-range chunks
-        key = on if isinstance(on, str) else (on[0] if on else None)
+        # of the first equality key (of on=, or of the predicate)
+        key = keys[0][1] if keys else None
         self._source = MergeSource.of(raw, key, budget=_SOURCE_BUDGET, row_column=_ROW)
         self._source_schema = self._source.schema.remove(self._source.schema.get_field_index(_ROW))
         self._sides = Sides.of(target=self._schema, source=self._source_schema, target_alias=target_alias,

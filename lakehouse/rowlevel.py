@@ -101,6 +101,7 @@ class RemovedRows:
 
 Added = Callable[[], Iterable[pa.Table]]
 _SCAN_THREADS = 4  # files whose filter columns ``update`` reads at once
+_EVALUATE_ROWS = 1 << 20  # rows read of several files that ``update`` evaluates its filter on at once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,22 +305,53 @@ def _plan_update(table: RowTarget, set: Any, filter: FilterLike | pc.Expression 
     pushed = scan_plan(schema, None, expr).pushed  # float terms are never judged on statistics
     files: dict[str, FileGroups] = {}
 
-    def matched(task: FileTask) -> np.ndarray:
-        """Positions among the file's live rows where ``expr`` is true, reading only the row groups
-        whose statistics may hold such rows."""
+    def scanned(task: FileTask) -> tuple[pa.Table | None, np.ndarray]:
+        """The rows (``needed`` columns) of the file's row groups whose statistics may hold rows
+        where ``expr`` is true, and their live positions (no rows: every live row matches)."""
         if expr is None:
-            return np.arange(task.num_rows - task.num_deleted_rows, dtype=np.uint64)
+            return None, np.arange(task.num_rows - task.num_deleted_rows, dtype=np.uint64)
         groups = files[task.path] = task_groups(task)
-        rows, live = groups.read(needed, prune=pushed)
-        return live[_mask(rows, expr)].astype(np.uint64)
+        return groups.read(needed, prune=pushed)
+
+    pending: list[tuple[FileTask, pa.Table, np.ndarray]] = []
+
+    def evaluate_pending() -> None:
+        """``expr`` over the rows read of several files at once (one evaluation, not one per file)."""
+        if not pending:
+            return
+        if len(pending) == 1 or not needed:
+            masks = [_mask(rows, expr) for _, rows, _ in pending]
+        else:
+            first = pending[0][1]
+            joined = pa.Table.from_arrays(
+                [pa.chunked_array([c for _, rows, _ in pending for c in rows.column(i).chunks], type=f.type)
+                 for i, f in enumerate(first.schema)], schema=first.schema)
+            mask = _mask(joined, expr)
+            ends = np.cumsum([rows.num_rows for _, rows, _ in pending])
+            masks = np.split(mask, ends[:-1])
+        for (task, _, live), hit in zip(pending, masks):
+            if hit.any():
+                removed.append(RemovedRows(task=task, positions=live[hit].astype(np.uint64)))
+        pending.clear()
 
     report = progress_callback(progress)
     try:
         with ThreadPoolExecutor(_SCAN_THREADS) as pool:
-            for i, (task, positions) in enumerate(zip(tasks, pool.map(matched, tasks))):
-                if len(positions):
-                    removed.append(RemovedRows(task=task, positions=positions))
+            held = 0
+            for i, (task, (rows, live)) in enumerate(zip(tasks, pool.map(scanned, tasks))):
+                if rows is None:
+                    if len(live):
+                        removed.append(RemovedRows(task=task, positions=live))
+                elif rows.num_rows:
+                    if pending and not rows.schema.equals(pending[0][1].schema):
+                        evaluate_pending()
+                    pending.append((task, rows, live))
+                    held += rows.num_rows
+                    if held >= _EVALUATE_ROWS:
+                        evaluate_pending()
+                        held = 0
                 report(ProgressEvent("update", "scan", i + 1, len(tasks), "files"))
+            evaluate_pending()
     finally:
         report.close()
 

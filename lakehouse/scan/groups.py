@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from ..deletion_vector import DeletionVector
 from ..dv_read import VectorSet
@@ -228,7 +229,9 @@ class FileGroups:
                                        self.fragment.filesystem)
         cols = None if columns is None else self.mapping.physical_columns(list(columns))
         try:
-            rows = dataset.to_table(columns=cols, use_threads=False, fragment_scan_options=self._options())
+            rows = self._direct(cols, groups)
+            if rows is None:
+                rows = dataset.to_table(columns=cols, use_threads=False, fragment_scan_options=self._options())
         except FileNotFoundError as exc:
             raise VersionNotFoundError(f"a data file of version {self._version} is gone (removed by vacuum, or "
                                        f"lost): {exc}", version=self._version) from None
@@ -239,6 +242,22 @@ class FileGroups:
         live = kept[physical]
         before = np.cumsum(kept, dtype=np.int64) - 1  # the live number of each physical row that is kept
         return rows.filter(pa.array(live)), before[physical[live]]
+
+    def _direct(self, columns: list[str] | None, groups: Sequence[RowGroup]) -> pa.Table | None:
+        """``columns`` (physical names) of ``groups`` read straight from the Parquet file (the footer
+        already parsed), or None when the dataset's reading is needed: all columns asked for, or one
+        the file lacks, holds in another type (evolved, dictionary) or that is a partition column."""
+        if not columns:
+            return None
+        stored = self.fragment.physical_schema
+        for name in columns:
+            i = stored.get_field_index(name)
+            if i < 0 or stored.field(i).type != self.mapping.read_schema.field(name).type:
+                return None
+        local = isinstance(self.fragment.filesystem, pafs.LocalFileSystem)
+        with self.fragment.filesystem.open_input_file(self.fragment.path) as handle:
+            parquet = pq.ParquetFile(handle, metadata=self.fragment.metadata, pre_buffer=not local)
+            return parquet.read_row_groups([g.index for g in groups], columns=columns, use_threads=False)
 
     def _options(self) -> ds.ParquetFragmentScanOptions | None:
         """On local disk, no pre-buffering: coalescing a few row groups' column chunks into large
