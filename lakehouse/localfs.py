@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterable
 
-from .errors import UnsafePathError
+from .errors import InvalidArgumentError, UnsafePathError
 
-__all__ = ["HAS_DIR_FD", "LIST_FROM", "check_contained", "delete_file", "is_under"]
+__all__ = ["HAS_DIR_FD", "LIST_FROM", "SCRATCH_PREFIX", "check_contained", "delete_file", "is_under",
+           "make_scratch", "remove_scratch"]
 
 HAS_DIR_FD = (hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
               and os.unlink in os.supports_dir_fd and os.stat in os.supports_dir_fd)
@@ -239,3 +242,60 @@ def _delete_rechecked(root: str, rel: str) -> None:  # pragma: no cover - platfo
     if not stat.S_ISREG(os.lstat(path).st_mode):
         raise UnsafePathError(f"refusing to delete {rel!r} under {root!r}: not a regular file", path=path)
     os.unlink(path)
+
+
+SCRATCH_PREFIX = "lakehouse-scratch-"
+"""The name prefix of the library's own temporary folders (never a table's)."""
+
+
+def make_scratch(purpose: str) -> str:
+    """A new private temporary folder on local disk for the library's own scratch files (a spilled
+    merge source), never inside a table.
+
+    Args:
+        purpose: a short word put in its name (e.g. ``"merge"``).
+
+    Returns:
+        Its absolute path (only this process's user may enter it).
+
+    Example:
+        >>> folder = make_scratch("doc")
+        >>> os.path.basename(folder).startswith(SCRATCH_PREFIX + "doc-")
+        True
+        >>> remove_scratch(folder)
+    """
+    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{purpose}-")
+
+
+def remove_scratch(path: str) -> None:
+    """Remove a scratch folder made by :func:`make_scratch`, or one file inside it; missing is fine.
+
+    Only such a folder (by its name; not a link) or a regular file directly inside it is removed:
+    anything else is refused, so this never deletes a table's files.
+
+    Args:
+        path: the folder, or a file directly inside it.
+
+    Raises:
+        InvalidArgumentError: ``path`` is not a scratch folder or a file directly inside one.
+
+    Example:
+        >>> folder = make_scratch("doc")
+        >>> open(os.path.join(folder, "x"), "wb").close()
+        >>> remove_scratch(os.path.join(folder, "x")); os.listdir(folder)
+        []
+        >>> remove_scratch(folder); os.path.exists(folder)
+        False
+    """
+    path = os.path.abspath(path)
+    folder = path if os.path.basename(path).startswith(SCRATCH_PREFIX) else os.path.dirname(path)
+    if not os.path.basename(folder).startswith(SCRATCH_PREFIX) or os.path.islink(folder):
+        raise InvalidArgumentError(f"{path!r} is not a lakehouse scratch folder or a file in one", argument="path")
+    if path == folder:
+        shutil.rmtree(folder, ignore_errors=True)  # rmtree never follows a link inside the folder
+        return
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator
@@ -54,6 +52,7 @@ import pyarrow.compute as pc
 
 from .arguments import check_int, check_str
 from .errors import ColumnNotFoundError, InvalidArgumentError
+from .localfs import make_scratch, remove_scratch
 from .schema import to_reader
 
 __all__ = ["MergeSource"]
@@ -442,7 +441,7 @@ def _split_large(folder: str, schema: pa.Schema, key: str, part: _Part, budget: 
     batches = _read_batches(part.path, schema, (b.index for b in part.batches))
     parts = min(_MAX_PARTS, max(2, 2 * math.ceil(part.nbytes / budget)))
     new = [p for p in _spill(folder, schema, key, [], batches, budget, parts, keys)[:-1] if p is not None]
-    os.remove(part.path)
+    remove_scratch(part.path)
     if len(new) < 2:  # nothing split (the sample had one key value): keep it as it is
         return new
     return [q for p in new for q in _split_large(folder, schema, key, p, budget, depth + 1)]
@@ -507,7 +506,7 @@ class MergeSource:
         self._table = table
         self._chunks = tuple(chunks or ())
         self._closed = False
-        self._finalizer = weakref.finalize(self, shutil.rmtree, folder, True) if folder else None
+        self._finalizer = weakref.finalize(self, remove_scratch, folder) if folder else None
         self._bounds = self._memory_bounds() if table is not None else None
 
     @property
@@ -596,11 +595,11 @@ class MergeSource:
         parts = _STREAMED_PARTS
         if isinstance(source, pa.Table):
             parts = min(_MAX_PARTS, max(2, 4 * math.ceil(source.nbytes / budget)))
-        folder = tempfile.mkdtemp(prefix="lakehouse-merge-source-")
+        folder = make_scratch("merge-source")
         try:
             chunks = _spill_chunks(folder, numbered.schema, key, sample, batches, budget, parts)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_scratch(folder)
             raise
         return cls(schema=numbered.schema, key=key, row_column=row_column, num_rows=numbered.next_row,
                    chunks=chunks, folder=folder)
