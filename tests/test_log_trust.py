@@ -243,3 +243,23 @@ def test_creating_over_a_stale_pointer_to_a_missing_checkpoint_succeeds(local_ur
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     t = lh.write_table(local_uri, pa.table({"a": [5]}))
     assert t.version == 0 and lh.Table.open(local_uri).to_arrow().column("a").to_pylist() == [5]
+
+
+def test_a_stale_blind_append_across_a_cleanup_and_a_supported_protocol_raise_lands(table_uri, monkeypatch):
+    """Format §11 clean-up rule 2: a blind append whose read version's entries are gone is rebased when
+    the metadata is unchanged and the protocol is one this writer supports, including the raise of
+    the first deletion vector (§12 rule 2); it is not refused as if the protocol had changed."""
+    import lakehouse.rowremoval
+
+    monkeypatch.setattr(lakehouse.rowremoval, "REWRITE_BELOW_ROWS", 0)  # a small file gets a vector
+    lh.write_table(table_uri, pa.table({"a": list(range(10))}))
+    stale, other = lh.Table.open(table_uri), lh.Table.open(table_uri)
+    other.delete([("a", "=", 3)])  # the first deletion vector raises the protocol to 4
+    assert other.files().column("num_deleted_rows").to_pylist() == [1]
+    for i in range(3):
+        other.append(pa.table({"a": [i + 10]}))
+    other.checkpoint()
+    other.cleanup_log(retention=dt.timedelta(0), enforce_retention=False)
+    stale.append(pa.table({"a": [99]}))
+    got = sorted(lh.Table.open(table_uri).to_arrow().column("a").to_pylist())
+    assert got == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 99]
